@@ -1,0 +1,24 @@
+"""Shared test fixtures: the real datasets live beside the repo in ../shared/data (never copied in)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Path of the seven real datasets; the suite needs them, so their absence is an error."""
+    if not (SHARED_DATA / "ETTh1.csv").exists():
+        raise FileNotFoundError(f"expected the shared datasets at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _fixed_seed():
+    """Every test starts from the same RNG state, so results do not depend on test order."""
+    torch.manual_seed(0)
+    yield
