@@ -605,16 +605,31 @@ def train_windows(series: Series, lookback: int, horizon: int, stride: int,
     With `max_windows` (None or 0: no cap), a random subset of that size is returned in row order,
     drawn with `rng` (a Generator or a seed; default seed 0).
     """
-    if lookback <= 0 or horizon <= 0 or stride <= 0:
-        raise ValueError(f"lookback, horizon, stride must be positive (got {lookback}, {horizon}, {stride})")
     train_end, _ = split_bounds(series, dataset)
-    starts = list(range(0, train_end - lookback - horizon + 1, stride))
-    windows = _windows_at(series, starts, lookback, horizon, channels, round_inputs, dataset)
+    windows = region_windows(series, 0, train_end, lookback, horizon, stride, channels, dataset, round_inputs)
     if max_windows and len(windows) > max_windows:
         generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng or 0)
         keep = np.sort(generator.choice(len(windows), size=max_windows, replace=False))
         windows = [windows[i] for i in keep]
     return windows
+
+
+def region_windows(series: Series, lo: int, hi: int, lookback: int, horizon: int, stride: int,
+                   channels: Sequence[str] | None = None, dataset: str | None = None,
+                   round_inputs: int | None = None) -> list[Window]:
+    """Every `stride`-th window whose history AND target lie in rows [lo, hi), channel by channel."""
+    if lookback <= 0 or horizon <= 0 or stride <= 0:
+        raise ValueError(f"lookback, horizon, stride must be positive (got {lookback}, {horizon}, {stride})")
+    starts = list(range(lo, hi - lookback - horizon + 1, stride))
+    return _windows_at(series, starts, lookback, horizon, channels, round_inputs, dataset)
+
+
+def validation_windows(series: Series, lookback: int, horizon: int, stride: int,
+                       channels: Sequence[str] | None = None, dataset: str | None = None,
+                       round_inputs: int | None = None) -> list[Window]:
+    """Windows inside the validation region [train_end, val_end): held out from training, never test."""
+    train_end, val_end = split_bounds(series, dataset)
+    return region_windows(series, train_end, val_end, lookback, horizon, stride, channels, dataset, round_inputs)
 
 
 # ----------------------------------------------------------------------------------------------

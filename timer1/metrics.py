@@ -1,0 +1,154 @@
+"""Forecast error metrics, pure numpy.
+
+Point metrics take ``pred`` and ``target`` of the same shape (any shape, averaged over all
+entries); probabilistic ones take quantile forecasts or samples with a leading axis. Every input
+must be finite (NaN/inf raise ValueError: mask missing targets before calling, as the evaluation
+does), except the MASE history, where NaN is allowed and skipped.
+
+The paper reports MSE and MAE per window on the raw scale, averaged over windows
+(see ../shared/data/README.md); the others are for analysis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _finite(name: str, x) -> np.ndarray:
+    try:
+        array = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric: {err}") from None
+    if array.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return array
+
+
+def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
+    pred, target = _finite("pred", pred), _finite("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
+    return pred, target
+
+
+def mse(pred, target) -> float:
+    """Mean squared error."""
+    pred, target = _pair(pred, target)
+    return float(np.mean((pred - target) ** 2))
+
+
+def mae(pred, target) -> float:
+    """Mean absolute error."""
+    pred, target = _pair(pred, target)
+    return float(np.mean(np.abs(pred - target)))
+
+
+def mape(pred, target, eps: float = 1e-8) -> float:
+    """Mean absolute percentage error as a fraction (0.1 = 10%), zero-safe by masking.
+
+    Entries with |target| <= eps are left out (a percentage of zero is undefined); if every entry
+    is left out the result is NaN.
+    """
+    pred, target = _pair(pred, target)
+    keep = np.abs(target) > eps
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(np.abs(pred[keep] - target[keep]) / np.abs(target[keep])))
+
+
+def r2(pred, target) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot.
+
+    A constant target has SS_tot = 0: the result is 1.0 for a perfect forecast and 0.0 otherwise
+    (scikit-learn's ``force_finite`` convention), never inf/NaN.
+    """
+    pred, target = _pair(pred, target)
+    ss_res = float(np.sum((target - pred) ** 2))
+    ss_tot = float(np.sum((target - target.mean()) ** 2))
+    if ss_tot == 0.0:
+        return 1.0 if ss_res == 0.0 else 0.0
+    return 1.0 - ss_res / ss_tot
+
+
+def nrmse(pred, target, norm: str = "range") -> float:
+    """Root mean squared error divided by a scale of the target.
+
+    norm="range": max(target) - min(target) (default); norm="std": population std of the target;
+    norm="mean": |mean(target)|. A zero scale gives 0.0 for a perfect forecast, else NaN.
+    """
+    pred, target = _pair(pred, target)
+    if norm == "range":
+        scale = float(target.max() - target.min())
+    elif norm == "std":
+        scale = float(target.std())
+    elif norm == "mean":
+        scale = float(abs(target.mean()))
+    else:
+        raise ValueError(f"nrmse norm must be 'range', 'std' or 'mean', got {norm!r}")
+    rmse = float(np.sqrt(np.mean((pred - target) ** 2)))
+    if scale == 0.0:
+        return 0.0 if rmse == 0.0 else float("nan")
+    return rmse / scale
+
+
+def mase(pred, target, history, m: int = 1) -> float:
+    """Mean absolute scaled error (Hyndman & Koehler 2006): MAE / mean |h_t - h_{t-m}| over the history.
+
+    ``history`` is the 1-D look-back the forecast was made from; pairs with a NaN are skipped.
+    ``m`` is the seasonal period of the naive scale (1 = plain naive). A zero scale (constant
+    history) gives 0.0 for a perfect forecast, else NaN; no valid pair raises ValueError.
+    """
+    pred, target = _pair(pred, target)
+    if not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"mase period m must be a positive integer, got {m!r}")
+    history = np.asarray(history, dtype=np.float64)
+    if history.ndim != 1:
+        raise ValueError(f"mase history must be 1-D, got shape {history.shape}")
+    diffs = np.abs(history[m:] - history[:-m]) if len(history) > m else np.empty(0)
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size == 0:
+        raise ValueError(f"mase history has no finite pair m={m} steps apart (length {len(history)})")
+    scale = float(diffs.mean())
+    error = float(np.mean(np.abs(pred - target)))
+    if scale == 0.0:
+        return 0.0 if error == 0.0 else float("nan")
+    return error / scale
+
+
+def pinball_loss(pred, target, quantile: float) -> float:
+    """Quantile (pinball) loss of one quantile forecast: mean of max(q (y - p), (q - 1)(y - p))."""
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    pred, target = _pair(pred, target)
+    diff = target - pred
+    return float(np.mean(np.maximum(quantile * diff, (quantile - 1.0) * diff)))
+
+
+def quantile_loss(preds, target, quantiles) -> float:
+    """Mean pinball loss over several quantiles; ``preds`` is (Q, *target.shape), one row per quantile."""
+    preds = _finite("preds", preds)
+    quantiles = np.asarray(quantiles, dtype=np.float64).reshape(-1)
+    if preds.shape[0] != len(quantiles):
+        raise ValueError(f"preds has {preds.shape[0]} rows but {len(quantiles)} quantiles were given")
+    return float(np.mean([pinball_loss(p, target, q) for p, q in zip(preds, quantiles)]))
+
+
+def crps(samples, target) -> float:
+    """Continuous ranked probability score from samples, averaged over positions.
+
+    Energy form CRPS = E|X - y| - 0.5 E|X - X'|, with X, X' drawn independently from the empirical
+    distribution of the S samples (all S^2 pairs, i.e. exact for that distribution). The pair term
+    uses the sorted-sample identity sum_{i,j} |x_i - x_j| = 2 sum_k (2k - S - 1) x_(k), k = 1..S.
+    ``samples`` is (S, *target.shape). With S = 1 it equals the MAE.
+    """
+    samples, target = _finite("samples", samples), _finite("target", target)
+    if samples.shape[1:] != target.shape:
+        raise ValueError(f"samples shape {samples.shape} must be (S, *{target.shape})")
+    n_samples = samples.shape[0]
+    spread_to_truth = np.mean(np.abs(samples - target), axis=0)  # (*target.shape)
+    ordered = np.sort(samples, axis=0)  # (S, *target.shape)
+    rank_weights = (2 * np.arange(1, n_samples + 1) - n_samples - 1).reshape((-1,) + (1,) * target.ndim)
+    mean_pair_gap = 2.0 * np.sum(rank_weights * ordered, axis=0) / n_samples**2  # E|X - X'|
+    return float(np.mean(spread_to_truth - 0.5 * mean_pair_gap))
