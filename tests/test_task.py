@@ -1,0 +1,81 @@
+"""timer1.task: prompts in, real-scale forecasts out, and the window sets training draws from."""
+
+import numpy as np
+import pytest
+
+from timer1.data import paper_windows, read_csv, split_bounds
+from timer1.task import (STYLES, PromptFormat, WindowSpec, complete_forecast, forecast_from_completion,
+                         load_windows, reward_target, target_completion)
+from timer1.rewards import compute_reward
+
+
+@pytest.fixture
+def window(shared_data):
+    return paper_windows(read_csv(shared_data / "ETTh1.csv"), "ETTh1", channels=["OT"])[0]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_target_completion_parses_back_to_the_target(window, style):
+    fmt = PromptFormat(style)
+    text = target_completion(window, "level near 10, daily cycle", fmt)
+    forecast = forecast_from_completion(text, window, fmt)
+    assert forecast.shape == (96,)
+    # compact writes integers on a 0..99 scale of the history's range: error <= half a step
+    step = (window.history.max() - window.history.min()) / 99 if style == "compact" else 0.0005
+    assert np.abs(forecast - window.target).max() <= step / 2 + 1e-3
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_reward_of_the_true_answer_is_the_best_possible(window, style):
+    fmt = PromptFormat(style)
+    reward = compute_reward(target_completion(window, "r", fmt), reward_target(window, fmt))
+    assert reward["format"] == 0 and reward["length"] == pytest.approx(0.1)
+    assert reward["mse"] > 0.99  # 2 * (1 - sigmoid(0.3 * ~0)) = 1 at a perfect answer
+
+
+def test_compact_reward_equals_real_scale_reward(window):
+    """Rewards normalise by the target's own statistics, so the compact scale changes nothing."""
+    fmt = PromptFormat("compact")
+    wrong = window.target[::-1].copy()
+    compact = compute_reward(target_completion(window, "r", fmt, values=wrong), reward_target(window, fmt))
+    real = compute_reward(target_completion(window, "r", PromptFormat("paper"), values=wrong), window.target)
+    assert compact["mse"] == pytest.approx(real["mse"], abs=0.02)
+
+
+def test_forecast_from_unparsable_and_short_completions(window):
+    fmt = PromptFormat("paper")
+    assert forecast_from_completion("no numbers at all", window, fmt) is None
+    short = forecast_from_completion("<think>x</think><answer>\n1\n2\n3\n</answer>", window, fmt)
+    np.testing.assert_allclose(short, [1, 2, 3])
+    full, complete = complete_forecast(short, window)
+    assert not complete and full.shape == (96,) and full[-1] == 3
+    fallback, complete = complete_forecast(None, window)
+    assert not complete and np.all(fallback == window.history[-1])
+
+
+def test_training_windows_never_touch_the_test_region(shared_data):
+    spec = WindowSpec(str(shared_data), ("ETTh1", "exchange"), 96, 96, 96)
+    train_end = {name: split_bounds(read_csv(shared_data / f"{name}.csv"), name)[0] for name in spec.datasets}
+    train = load_windows(spec, "train")
+    val = load_windows(spec, "val")
+    assert all(w.start + 192 <= train_end[w.dataset] for w in train)
+    assert all(w.start >= train_end[w.dataset] for w in val)
+    assert {w.dataset for w in train} == {"ETTh1", "exchange"}
+
+
+def test_synthetic_fraction_and_cap(shared_data):
+    spec = WindowSpec(str(shared_data), ("ETTh1",), 48, 24, 96, max_windows=30, synthetic_frac=0.25)
+    windows = load_windows(spec, seed=3)
+    real = [w for w in windows if w.dataset != "synthetic"]
+    assert len(real) == 30 and len(windows) - len(real) == 10  # 10 / 40 = 0.25
+    again = load_windows(spec, seed=3)
+    np.testing.assert_array_equal(windows[-1].history, again[-1].history)  # seeded
+
+
+def test_bad_inputs(shared_data, tmp_path):
+    with pytest.raises(ValueError, match="unknown prompt style"):
+        PromptFormat("verbose")
+    with pytest.raises(FileNotFoundError):
+        load_windows(WindowSpec(str(tmp_path), ("nope",), 96, 96, 96))
+    with pytest.raises(ValueError, match="no usable train windows"):
+        load_windows(WindowSpec(str(shared_data), ("nasdaq",), 900, 900, 96))

@@ -1,0 +1,238 @@
+"""Distributed helpers for ``torchrun`` (DDP), with a single-process fallback.
+
+Run a script on one process as ``python train_grip.py`` or on N as
+``torchrun --nproc_per_node=N train_grip.py``: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE (plus
+MASTER_ADDR/MASTER_PORT), `init_distributed` reads them, picks NCCL on GPUs and Gloo on CPU, and
+every helper below degrades to a no-op when there is one process. As in nanoGPT, rank 0 (the
+"master") does the logging and saving, and gradients are synchronised only on the last micro-step
+of an accumulation (`no_sync`).
+
+Every rank must run the same collectives in the same order, so each rank must also run the same
+number of forward/backward passes: `equalize` pads a rank's micro-batch list to the global maximum
+with repeats marked as padding, whose loss the caller multiplies by zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Iterator, Sequence, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    is_master: bool
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def under_torchrun() -> bool:
+    """True when the launcher's environment variables are present."""
+    return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+
+
+def _env_int(name: str) -> int:
+    value = os.environ[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> DistInfo:
+    """Join the process group if launched by torchrun, else describe a single process.
+
+    `device` forces "cpu" or "cuda"; by default CUDA is used when present (rank r on GPU
+    LOCAL_RANK), else CPU with the Gloo backend.
+    """
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but CUDA is not available")
+    if not under_torchrun():
+        dev = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(dev)
+        return DistInfo(rank=0, local_rank=0, world_size=1, device=dev, is_master=True)
+
+    rank, local_rank, world = _env_int("RANK"), _env_int("LOCAL_RANK"), _env_int("WORLD_SIZE")
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} "
+                             "CUDA devices are visible")
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)                              # before NCCL init: one GPU per rank
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world, device=dev, is_master=rank == 0)
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def cleanup() -> None:
+    """Leave the process group (safe to call when none was joined)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed(device: str | None = None, timeout_s: float = 1800.0) -> Iterator[DistInfo]:
+    """``with distributed() as info: main(cfg, info)`` joins the group and always leaves it, even
+    on an exception. Keep the DDP model local to ``main`` (or ``del`` it) so it is freed before the
+    group is destroyed: a DDP reducer still alive at interpreter exit can abort in Gloo's teardown."""
+    info = init_distributed(device=device, timeout_s=timeout_s)
+    try:
+        yield info
+    finally:
+        cleanup()
+
+
+def rank() -> int:
+    """This process's rank (from torchrun's RANK before the group is joined, 0 without torchrun)."""
+    if _active():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if under_torchrun() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if _active() else 1
+
+
+def is_master() -> bool:
+    return rank() == 0
+
+
+def print0(*args: Any, **kwargs: Any) -> None:
+    """print() on rank 0 only, flushed so logs interleave sensibly."""
+    if is_master():
+        print(*args, **kwargs, flush=True)
+
+
+def barrier() -> None:
+    if _active():
+        dist.barrier()
+
+
+def _collective_device() -> torch.device:
+    """NCCL only reduces CUDA tensors; Gloo reduces CPU tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor | float:
+    """Mean over ranks; returns the same kind (tensor or float) it was given. Does not modify input."""
+    if not _active():
+        return value.clone() if isinstance(value, torch.Tensor) else float(value)
+    if isinstance(value, torch.Tensor):
+        dtype = value.dtype if value.is_floating_point() else torch.float64   # integer means are fractions
+        buf = value.detach().to(device=_collective_device(), dtype=dtype, copy=True)
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+        return (buf / dist.get_world_size()).to(value.device)
+    buf = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return buf.item() / dist.get_world_size()
+
+
+def all_reduce_max(value: int | float) -> int | float:
+    """The largest of a number over ranks (same type back)."""
+    if not _active():
+        return value
+    buf = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(buf, op=dist.ReduceOp.MAX)
+    return type(value)(buf.item())
+
+
+def all_reduce_min(value: int | float) -> int | float:
+    """The smallest of a number over ranks (same type back)."""
+    if not _active():
+        return value
+    buf = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(buf, op=dist.ReduceOp.MIN)
+    return type(value)(buf.item())
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Every rank gets rank `src`'s (picklable) object; other ranks' arguments are ignored."""
+    if not _active():
+        return obj
+    box = [obj if dist.get_rank() == src else None]
+    dist.broadcast_object_list(box, src=src, device=_collective_device())
+    return box[0]
+
+
+def all_gather_object(obj: Any) -> list:
+    """A list of every rank's object, in rank order."""
+    if not _active():
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shard_by_stride(items: Sequence[T], rank: int, world: int) -> list[T]:
+    """Items rank, rank+world, rank+2*world, ...: each item goes to exactly one rank, and shard
+    sizes differ by at most one. Prompts of a GRIP batch are split this way."""
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"shard_by_stride: need 0 <= rank < world, got rank={rank}, world={world}")
+    return list(items[rank::world])
+
+
+def equalize(items: Sequence[T]) -> list[tuple[T, bool]]:
+    """Pad this rank's micro-batches to the largest count over ranks, so every rank runs the same
+    number of forward/backward passes (DDP all-reduces once per backward). Returns
+    ``[(item, is_real)]``; padding repeats real items cyclically with ``is_real=False``, and the
+    caller scales their loss by 0 so they add nothing but keep the collectives in step."""
+    count = all_reduce_max(len(items))
+    if count > 0 and not items:
+        raise ValueError("equalize: this rank has no items to repeat as padding; give every rank at least one")
+    return [(items[i % len(items)], i < len(items)) for i in range(count)]
+
+
+def no_sync(model: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """Context for one micro-step: DDP's ``no_sync()`` unless `sync` (the last micro-step) or the
+    model is not DDP-wrapped. Use: ``with no_sync(model, sync=(micro == accum - 1)): loss.backward()``."""
+    if sync or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
+
+
+def wrap_ddp(model: torch.nn.Module, info: DistInfo, **kwargs: Any) -> torch.nn.Module:
+    """DistributedDataParallel around `model` when there are several ranks, else `model` itself."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    device_ids = [info.local_rank] if info.device.type == "cuda" else None
+    return DDP(model, device_ids=device_ids, **kwargs)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper (what you save and sample from)."""
+    return model.module if hasattr(model, "no_sync") and hasattr(model, "module") else model
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr (from rank 0 only), leave the group, exit: how the CLIs report bad input."""
+    if is_master():
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    cleanup()
+    raise SystemExit(code)

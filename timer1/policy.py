@@ -1,0 +1,202 @@
+"""The policy every script runs: a Qwen2 model, its tokenizer and (optionally) a LoRA adapter.
+
+``load_policy(path)`` opens any Hugging Face Qwen2/Qwen2.5 directory (``config.json``,
+``model.safetensors`` or shards, ``tokenizer.json``) and checks that the pieces fit together, so a
+wrong directory fails with one clear line instead of a shape error deep in a forward.
+``random_policy(...)`` builds a tiny randomly initialised model with a tokenizer trained on the
+task's own text: the smoke presets and the tests use it, since no Qwen weights exist offline.
+``save_policy`` writes the HF layout (weights, config, tokenizer, generation config) that
+``load_policy`` and ``transformers`` both read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from timer1.data import synthetic_frame, train_windows
+from timer1.model import Qwen2, Qwen2Config, default_device_dtype
+from timer1.prompts import build_prompt, format_answer, format_compact_answer, compact_scaler
+from timer1.task import PromptFormat
+from timer1.tokenizer import Tokenizer, train_tokenizer
+
+PROMPT_FILE = "timer1_prompt.json"  # the prompt format a checkpoint was trained with (ours only)
+
+
+@dataclass
+class Policy:
+    """A model and the tokenizer it was trained with; ``source`` says where they came from and
+    ``prompt_format`` how it expects windows to be written (the paper's prompt unless the checkpoint
+    carries a ``timer1_prompt.json``, as timer1-trained checkpoints do)."""
+
+    model: Qwen2
+    tokenizer: Tokenizer
+    source: str
+    prompt_format: PromptFormat = PromptFormat()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+
+def resolve_device(device: str | torch.device | None = None,
+                   dtype: str | torch.dtype | None = None) -> tuple[torch.device, torch.dtype]:
+    """``device``/``dtype`` as asked, with ``None``/``"auto"`` meaning cuda+bf16 when present, else cpu+fp32."""
+    auto_device, auto_dtype = default_device_dtype()
+    device = auto_device if device in (None, "auto") else torch.device(device)
+    if dtype in (None, "auto"):
+        dtype = auto_dtype if device.type == "cuda" else torch.float32
+    elif isinstance(dtype, str):
+        names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        if dtype not in names:
+            raise ValueError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
+        dtype = names[dtype]
+    return device, dtype
+
+
+def load_policy(path: str | os.PathLike, *, adapter: str | os.PathLike | None = None,
+                tokenizer_path: str | os.PathLike | None = None, device=None, dtype=None) -> Policy:
+    """Load a Qwen2 checkpoint directory (and an optional PEFT/timer1 LoRA adapter) for inference or training.
+
+    Raises FileNotFoundError / ValueError with one line naming what is wrong: the directory is
+    missing, it is not a Qwen2 checkpoint, it has no tokenizer, the tokenizer has ids the model
+    has no rows for, or the adapter was made for another base model.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model directory not found: {path}")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a Qwen2 checkpoint: it has no config.json")
+    device, dtype = resolve_device(device, dtype)
+    model = Qwen2.from_pretrained(path, dtype=dtype, device=device)
+    tokenizer = Tokenizer.from_pretrained(tokenizer_path or path)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"{path}: tokenizer has {tokenizer.vocab_size} ids but the model only "
+                         f"{model.config.vocab_size} embedding rows: they do not belong together")
+    if adapter:
+        from timer1.lora import load_adapter  # only adapter users pay for the import
+
+        load_adapter(model, adapter)
+    model.eval()
+    return Policy(model, tokenizer, str(path), read_prompt_format(path))
+
+
+def read_prompt_format(path: Path) -> PromptFormat:
+    """The checkpoint's ``timer1_prompt.json`` as a PromptFormat; the paper's prompt when absent."""
+    file = path / PROMPT_FILE
+    if not file.is_file():
+        return PromptFormat()
+    try:
+        return PromptFormat(**json.loads(file.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{file}: not a valid prompt format ({err})") from None
+
+
+def tokenizer_corpus(seed: int = 0, n_series: int = 6) -> list[str]:
+    """Text that looks like the task (prompts in every style and answers), for training a tiny tokenizer."""
+    texts = []
+    for i in range(n_series):
+        series = synthetic_frame(400, seed + i, periods=((24.0, 2.0),), trend=0.01 * i, level=10.0 + 5 * i)
+        for window in train_windows(series, 48, 24, 96, dataset=series.name):
+            for style in ("official", "paper", "compact"):
+                texts.append(build_prompt(window, style=style, decimals=3))
+            reasoning = "The level is about 10 and the series repeats every 24 steps; I continue it."
+            texts.append(format_answer(window.target_dates, window.target, reasoning))
+            texts.append(format_compact_answer(window.target, reasoning, compact_scaler(window)))
+    return texts
+
+
+def random_policy(config: Qwen2Config | dict, *, seed: int = 0, tokenizer: Tokenizer | None = None,
+                  prompt_format: PromptFormat = PromptFormat(), device=None, dtype=None) -> Policy:
+    """A randomly initialised Qwen2 of the given dims, with a tokenizer trained on task-like text.
+
+    ``config`` may be a :class:`Qwen2Config` or a dict of HF ``config.json`` fields; its
+    ``vocab_size`` is the requested tokenizer size too (the model gets at least the tokenizer's ids).
+    Initialisation follows HF's ``initializer_range`` (normal, std 0.02), seeded.
+    """
+    config = config if isinstance(config, Qwen2Config) else Qwen2Config.from_dict({"model_type": "qwen2", **config})
+    if tokenizer is None:
+        tokenizer = train_tokenizer(tokenizer_corpus(seed), vocab_size=config.vocab_size)
+    if tokenizer.vocab_size > config.vocab_size:
+        config = Qwen2Config.from_dict({**config.to_dict(), "vocab_size": tokenizer.vocab_size})
+    device, dtype = resolve_device(device, dtype)
+    generator = torch.Generator().manual_seed(seed)
+    model = Qwen2(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight") or "layernorm" in name:
+                param.fill_(1.0)
+            elif name.endswith(".bias"):
+                param.zero_()
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+    model.to(device=device, dtype=dtype).eval()
+    return Policy(model, tokenizer, "random", prompt_format)
+
+
+def policy_from_config(model_cfg, prompt_format: PromptFormat = PromptFormat(), *, seed: int = 0,
+                       device=None) -> Policy:
+    """The policy a training run's ``ModelConfig`` (timer1.config) describes.
+
+    ``random_init``: a random Qwen2 of the config's dims (tokenizer from ``model_cfg.tokenizer`` or
+    trained on task-like text); otherwise the checkpoint at ``model_cfg.path``, which may be a run
+    directory (its best, else latest, checkpoint is used). ``prompt_format`` is what the run writes.
+    """
+    from timer1.checkpoint import resolve_checkpoint
+
+    if model_cfg.random_init:
+        tokenizer = Tokenizer.from_pretrained(model_cfg.tokenizer) if model_cfg.tokenizer else None
+        policy = random_policy(model_cfg.random_config_dict(), seed=seed, tokenizer=tokenizer,
+                               prompt_format=prompt_format, device=device, dtype=model_cfg.dtype)
+    else:
+        policy = load_policy(resolve_checkpoint(model_cfg.path), tokenizer_path=model_cfg.tokenizer or None,
+                             device=device, dtype=model_cfg.dtype)
+        policy.prompt_format = prompt_format
+    policy.model.gradient_checkpointing = model_cfg.gradient_checkpointing
+    return policy
+
+
+def save_policy(policy: Policy, path: str | os.PathLike) -> Path:
+    """Write the HF layout: weights + config.json (``save_pretrained``), tokenizer files and
+    ``generation_config.json`` (eos/pad ids), each file written atomically."""
+    path = Path(path)
+    policy.model.save_pretrained(path)
+    policy.tokenizer.save_pretrained(path)
+    eos = list(policy.tokenizer.eos_ids)
+    generation = {"eos_token_id": eos if len(eos) != 1 else eos[0], "pad_token_id": policy.tokenizer.pad_id,
+                  "do_sample": True, "temperature": 1.0, "top_p": 1.0}
+    write_json_atomic(path / "generation_config.json", generation)
+    write_json_atomic(path / PROMPT_FILE, dataclasses.asdict(policy.prompt_format))
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, payload) -> None:
+    """``json.dump`` to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value):
+    """numpy scalars and arrays in reports become plain JSON numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+

@@ -1,0 +1,193 @@
+"""One forecasting example as the model sees it, shared by SFT, GRIP, slow thinking and evaluation.
+
+A :class:`Window` (history, dates, target) becomes a chat prompt (``prompt_ids``); the model's
+completion becomes a forecast on the series' real scale (``forecast_from_completion``); a target
+becomes the text the model should have written (``target_completion``). With the compact style the
+model reads and writes rescaled integers (LLMTime / Chronos habit, so a tiny model needs few digits),
+and this module is the one place that undoes the scaling: every caller works on the real scale.
+
+Rewards are scale-free (mse/seasonal/trend are computed after normalising by the target's own mean
+and std, change points and length do not depend on scale), so GRIP scores a compact completion
+against ``reward_target`` on the compact scale and gets the same reward as on the real scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from timer1.data import (Window, paper_windows, protocol_for, read_csv, synthetic_frame, train_windows,
+                         validation_windows)
+from timer1.prompts import (build_prompt, compact_scaler, format_answer, format_compact_answer,
+                            parse_forecast)
+
+STYLES = ("official", "paper", "compact")
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How windows are written: ``style`` official | paper | compact, ``decimals`` printed in the
+    official/paper tables (None prints like the official code's pandas table), ``digits`` of the
+    compact integer scale, an optional ``system`` message (None = the tokenizer's default)."""
+
+    style: str = "paper"
+    decimals: int | None = 3
+    digits: int = 2
+    system: str | None = None
+
+    def __post_init__(self):
+        if self.style not in STYLES:
+            raise ValueError(f"unknown prompt style {self.style!r}; choose one of {', '.join(STYLES)}")
+
+
+def prompt_format_from(data) -> PromptFormat:
+    """The PromptFormat a run's ``DataConfig`` (timer1.config) asks for."""
+    return PromptFormat(style=data.prompt_style, decimals=data.decimals, digits=data.digits)
+
+
+def prompt_messages(window: Window, fmt: PromptFormat) -> list[dict]:
+    """The chat messages for one window: an optional system turn and the user's request."""
+    user = build_prompt(window, style=fmt.style, decimals=fmt.decimals, digits=fmt.digits)
+    system = [] if fmt.system is None else [{"role": "system", "content": fmt.system}]
+    return system + [{"role": "user", "content": user}]
+
+
+def prompt_ids(tokenizer, window: Window, fmt: PromptFormat) -> list[int]:
+    """Token ids of the chat-templated prompt, ending with the assistant turn's opening."""
+    text = tokenizer.apply_chat_template(prompt_messages(window, fmt), add_generation_prompt=True)
+    return tokenizer.encode(text)
+
+
+def completion_ids(tokenizer, completion: str) -> list[int]:
+    """Token ids of an assistant completion, closed by the end-of-turn token the model must learn."""
+    return tokenizer.encode(completion) + [tokenizer.eos_ids[0]]
+
+
+def target_completion(window: Window, reasoning: str, fmt: PromptFormat,
+                      values: np.ndarray | None = None) -> str:
+    """The completion that reasons ``reasoning`` and answers ``values`` (default: the true target)."""
+    values = window.target if values is None else np.asarray(values, dtype=np.float64)
+    if fmt.style == "compact":
+        return format_compact_answer(values, reasoning, compact_scaler(window, fmt.digits))
+    decimals = 3 if fmt.decimals is None else fmt.decimals
+    return format_answer(window.target_dates, values, reasoning, decimals=decimals, channel=window.channel)
+
+
+def reward_target(window: Window, fmt: PromptFormat) -> np.ndarray:
+    """The target on the scale the completion is written in (compact: the integer scale, unrounded)."""
+    if fmt.style == "compact":
+        scaler = compact_scaler(window, fmt.digits)
+        return (window.target - scaler.offset) / scaler.scale  # (H,)
+    return np.asarray(window.target, dtype=np.float64)
+
+
+def forecast_from_completion(completion: str, window: Window, fmt: PromptFormat) -> np.ndarray | None:
+    """The forecast a completion states, on the real scale: at most ``window.horizon`` values
+    (fewer when the answer is short), or None when nothing parses."""
+    numbers = parse_forecast(completion)
+    if numbers is None:
+        return None
+    numbers = numbers[:window.horizon]
+    if fmt.style == "compact":
+        return compact_scaler(window, fmt.digits).decode(numbers)
+    return numbers
+
+
+def complete_forecast(values: np.ndarray | None, window: Window) -> tuple[np.ndarray, bool]:
+    """A full-length forecast from a possibly short or missing one, and whether it was complete.
+
+    Short answers are extended with their last value; a missing answer becomes the last observed
+    value repeated (the 'last value' fallback the evaluation reports beside dropping).
+    """
+    H = window.horizon
+    if values is None or len(values) == 0:
+        return np.full(H, float(window.history[-1])), False
+    if len(values) >= H:
+        return np.asarray(values[:H], dtype=np.float64), True
+    return np.concatenate([values, np.full(H - len(values), float(values[-1]))]), False
+
+
+# ----------------------------------------------------------------------------------------------
+# Window sets for training and validation
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Which windows a training run draws: CSV stems under ``data_dir`` (train or validation region
+    only, never the test region), plus a fraction of seeded synthetic series."""
+
+    data_dir: str
+    datasets: tuple[str, ...]
+    lookback: int
+    horizon: int
+    stride: int
+    channels: tuple[str, ...] = ()
+    max_windows: int = 0
+    synthetic_frac: float = 0.0
+
+
+def window_spec_from(data) -> WindowSpec:
+    """The WindowSpec a run's ``DataConfig`` (timer1.config) asks for."""
+    return WindowSpec(data.data_dir, tuple(data.datasets), data.lookback, data.horizon, data.stride,
+                      tuple(data.channels), data.max_windows, data.synthetic_frac)
+
+
+def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list[Window]:
+    """Training (``region="train"``) or held-out validation (``"val"``) windows for a run.
+
+    Each dataset contributes windows lying wholly inside its train (or validation) region; with
+    ``synthetic_frac`` > 0 synthetic windows are added so they make up that fraction of the result.
+    ``max_windows`` caps the real windows (a seeded random subset). Raises ValueError when nothing
+    usable is found, naming the datasets.
+    """
+    if region not in ("train", "val"):
+        raise ValueError(f"region must be train or val, got {region!r}")
+    windows: list[Window] = []
+    for name in spec.datasets:
+        path = Path(spec.data_dir) / f"{name}.csv"
+        series = read_csv(path)
+        channels = [c for c in spec.channels if c in series.channels] or None
+        rounding = protocol_for(name).round_inputs
+        if region == "train":
+            windows += train_windows(series, spec.lookback, spec.horizon, spec.stride, channels=channels,
+                                     dataset=name, round_inputs=rounding)
+        else:
+            windows += validation_windows(series, spec.lookback, spec.horizon, spec.stride, channels=channels,
+                                          dataset=name, round_inputs=rounding)
+    rng = np.random.default_rng(seed + (0 if region == "train" else 1))
+    if spec.max_windows and len(windows) > spec.max_windows:
+        keep = np.sort(rng.choice(len(windows), size=spec.max_windows, replace=False))
+        windows = [windows[i] for i in keep]
+    windows += _synthetic_windows(spec, len(windows), seed + (0 if region == "train" else 10_000))
+    if not windows:
+        raise ValueError(f"no usable {region} windows (lookback {spec.lookback}, horizon {spec.horizon}) "
+                         f"in {', '.join(spec.datasets) or 'no datasets'}")
+    return windows
+
+
+def _synthetic_windows(spec: WindowSpec, n_real: int, seed: int) -> list[Window]:
+    """Enough synthetic windows that they are ``synthetic_frac`` of the total (all of it with no real data)."""
+    frac = spec.synthetic_frac
+    if frac <= 0:
+        return []
+    wanted = max(1, round(n_real * frac / (1 - frac))) if frac < 1 else max(1, spec.max_windows or 64)
+    rng = np.random.default_rng(seed)
+    out: list[Window] = []
+    length = spec.lookback + spec.horizon
+    while len(out) < wanted:
+        k = len(out)
+        period = float(rng.choice([7, 12, 24, 48]))
+        series = synthetic_frame(
+            int(length / 0.7) + 1, seed + k, name="synthetic",
+            level=float(rng.uniform(-50, 200)), trend=float(rng.normal(0, 0.05)),
+            periods=((period, float(rng.uniform(0.5, 10))),), level_shifts=int(rng.integers(0, 2)),
+            spikes=int(rng.integers(0, 3)), noise=float(rng.uniform(0.05, 1.0)))
+        out += train_windows(series, spec.lookback, spec.horizon, spec.stride, dataset="synthetic")[:1]
+    return out[:wanted]
+
+
+def evaluation_windows(data_dir: str, dataset: str) -> list[Window]:
+    """The paper's test windows of one dataset (first 10 per channel, see timer1.data.paper_windows)."""
+    return paper_windows(read_csv(Path(data_dir) / f"{dataset}.csv"), dataset)
