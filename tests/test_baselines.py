@@ -195,3 +195,10 @@ def test_script_bad_input_is_one_line(tmp_path):
     assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("error:")
     run = _run_cli("--baselines", "arima", "--data", str(tmp_path))
     assert run.returncode == 1 and "unknown baseline" in run.stderr
+
+
+def test_estimate_period_on_a_short_history_is_not_one_lag_early():
+    # two cycles of 12: the plain autocorrelation peaks at 11 (it shrinks with the lag); the
+    # per-pair refinement moves the estimate to the true 12
+    t = np.arange(24)
+    assert estimate_period(np.sin(2 * np.pi * t / 12)) == 12

@@ -120,6 +120,11 @@ def estimate_period(x: np.ndarray, min_period: int = 2, max_period: int | None =
     for k in range(max(min_period, 1), max_period + 1):
         if acf[k] > acf[k - 1] and acf[k] >= acf[k + 1] and acf[k] >= best_value:
             best, best_value = k, acf[k]
+    if best > 1 and best + 1 < len(x):
+        # this estimate divides every lag by the same n, so it shrinks with the lag and can put the
+        # peak one lag early on a short history; the per-pair mean decides between k and k + 1
+        per_pair = [np.dot(centred[k:], centred[:len(x) - k]) / (len(x) - k) for k in (best, best + 1)]
+        best += int(per_pair[1] > per_pair[0])
     return best
 
 

@@ -1,0 +1,401 @@
+"""Evaluate timer1 checkpoints and the baselines side by side, under the Time-R1 paper protocol.
+
+    python evaluate.py                                          # 7 datasets, default model, all methods
+    python evaluate.py --datasets ETTh1 nasdaq --limit 5 --out runs/eval.json
+    python evaluate.py --no-model                               # baselines only (seconds)
+    python evaluate.py --protocol rolling --stride 48 --datasets exchange
+    python evaluate.py --csv my_series.csv --model /path/Qwen2.5-7B-Instruct --adapter runs/grip/adapter
+
+Protocols (timer1.data): ``paper`` = the first 10 windows per channel of each test region, look-back
+and horizon 96 (nasdaq 36), inputs of non-ETT sets rounded to 3 decimals, as the official eval code;
+``rolling`` = every ``--stride``-th origin over the whole test region.
+
+Methods: ``timer1`` (the plain model: one greedy answer per window), ``timer1-slow`` (slow thinking,
+timer1.slow_think: ``--samples`` drafts, critic, median), and every baseline of timer1.baselines
+(``last``, ``mean``, ``seasonal_naive``, ``drift``, ``linear``), all on the same windows.
+
+Metrics per window on the raw scale, then the mean over windows (NaN-safe: a window whose metric is
+undefined, e.g. MASE on a flat history, is left out of that mean):
+MSE, MAE; MASE = MAE / mean |h_t - h_{t-m}| over the window's history, m the seasonal period
+(the step's natural cycle when the history shows it, else its autocorrelation peak, else 1);
+CRPS from the kept slow-thinking drafts (for point forecasts CRPS = MAE).
+
+Unparsed answers are reported both ways: ``mse``/``mae``/``mase``/``crps`` drop them (as the official
+code does: ``n`` windows scored of ``n_windows``), ``*_fallback`` replace them by the last observed
+value (a short answer is extended with its own last value). For ``timer1`` an answer counts as
+unparsed when it states no number (``no_number``) or fewer values than the horizon (``short``); for
+``timer1-slow`` when no draft passed the critic (``fallback``; ``drafts_kept`` of ``drafts_total``).
+
+The JSON report (``--out``, written atomically) is
+``{"results": {dataset: {method: {"mse", "mae", "mase", "crps", "n", "unparsed", ...}}}, "config": ...}``.
+Bad input gives one line ``error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+if __name__ == "__main__":  # before numpy loads: the small linear-baseline solves run far faster on one
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS thread on a busy machine (timer1.baselines
+    # does the same); torch's own threads are left alone (--threads)
+
+import numpy as np
+
+from forecast import EXIT_BAD_INPUT, log, open_policy, parse_with_preset, resolve_model
+
+MODEL_METHODS = ("timer1", "timer1-slow")
+PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from timer1.baselines import BASELINES
+
+    parser = argparse.ArgumentParser(
+        prog="python evaluate.py",
+        description="MSE, MAE, MASE and CRPS of timer1 (single pass and slow thinking) and the baselines "
+                    "on the Time-R1 evaluation windows; a printed table and an optional JSON report.")
+    parser.add_argument("--config", default=None, metavar="PRESET.toml",
+                        help="a TOML preset of these options (keys like datasets = [\"ETTh1\"], samples = 16); "
+                             "options given on the command line win")
+    parser.add_argument("--protocol", choices=("paper", "rolling"), default="paper",
+                        help="paper: first 10 windows per channel (default); rolling: every --stride-th origin")
+    parser.add_argument("--stride", type=int, default=None, help="rolling origin step (default: the horizon)")
+    parser.add_argument("--lookback", type=int, default=None, help="rolling only: look-back (default: the paper's)")
+    parser.add_argument("--horizon", type=int, default=None, help="rolling only: horizon (default: the paper's)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"),
+                        help="directory of <dataset>.csv files (default ../shared/data)")
+    parser.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                        help=f"datasets to run (default: {' '.join(PAPER_DATASETS)})")
+    parser.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                        help="evaluate one CSV file instead (its test region: the last 20%% of rows)")
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="Qwen2 checkpoint directory (default: $TIMER1_MODEL or checkpoints/timer1-tiny)")
+    parser.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter (PEFT layout) to apply")
+    parser.add_argument("--no-model", action="store_true", help="baselines only")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                        help=f"methods to run (default: all of {' '.join(MODEL_METHODS + tuple(BASELINES))})")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N windows per dataset")
+    parser.add_argument("--samples", type=int, default=8, help="slow thinking: drafts per round (default 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="slow thinking: draft rounds at most (default 2)")
+    parser.add_argument("--refine", choices=("resample", "critique"), default="resample",
+                        help="slow thinking: retry failed rounds with fresh samples or with the critique")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="slow thinking temperature (default 1.0)")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="token budget per answer (default: from the prompt style and horizon)")
+    parser.add_argument("--batch", type=int, default=1, help="windows per generate call (default 1)")
+    parser.add_argument("--out", type=Path, default=None, metavar="report.json", help="write the JSON report here")
+    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, ...")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------
+# Windows
+
+
+def dataset_sources(args) -> list[tuple[str, Path]]:
+    """(dataset name, CSV path) pairs to evaluate, each checked to exist."""
+    if args.csv is not None:
+        if args.datasets:
+            raise ValueError("pass either --csv FILE or --datasets, not both")
+        if not args.csv.is_file():
+            raise FileNotFoundError(f"no such CSV file: {args.csv}")
+        return [(args.csv.stem, args.csv)]
+    if not args.data.is_dir():
+        raise FileNotFoundError(f"data directory not found: {args.data}")
+    sources = []
+    for name in args.datasets or PAPER_DATASETS:
+        path = args.data / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset file not found: {path}")
+        sources.append((name, path))
+    return sources
+
+
+def load_windows(series, dataset: str, args) -> tuple[list, int, int]:
+    """The evaluation windows of one dataset (warnings about skipped windows go to stderr)."""
+    from timer1.data import paper_windows, protocol_for, rolling_windows
+
+    protocol = protocol_for(dataset)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.protocol == "paper":
+            windows = paper_windows(series, dataset)
+            lookback, horizon = protocol.lookback, protocol.horizon
+        else:
+            lookback, horizon = args.lookback or protocol.lookback, args.horizon or protocol.horizon
+            windows = rolling_windows(series, lookback, horizon, args.stride or horizon, dataset=dataset,
+                                      round_inputs=protocol.round_inputs)
+    for warning in caught:
+        log(f"warning: {warning.message}")
+    if args.limit:
+        windows = windows[:args.limit]
+    if not windows:
+        raise ValueError(f"{dataset}: no complete evaluation window (look-back {lookback}, horizon {horizon}, "
+                         f"{len(series)} rows)")
+    return windows, lookback, horizon
+
+
+# ----------------------------------------------------------------------------------------------
+# Forecasters
+
+
+def baseline_forecasts(series, dataset: str, windows, names, lookback: int, horizon: int) -> dict:
+    """{baseline: [(H,) forecast or None per window]}, built as timer1.baselines.evaluate_dataset does:
+    linear fit per channel on the train region, seasonal naive with the step's daily period."""
+    from timer1.baselines import Linear, make_baseline, period_from_step
+    from timer1.data import split_bounds
+
+    period = period_from_step(series.step.seconds if series.step.kind != "index" else None)
+    train_end, _ = split_bounds(series, dataset)
+    linear: dict[str, object] = {}
+    out = {name: [] for name in names}
+    for window in windows:
+        for name in names:
+            if name == "linear":
+                if window.channel not in linear:
+                    try:
+                        linear[window.channel] = Linear().fit(series.column(window.channel)[:train_end],
+                                                              lookback, horizon)
+                    except ValueError as err:
+                        log(f"warning: {dataset}/{window.channel}: linear baseline not fitted ({err})")
+                        linear[window.channel] = None
+                model = linear[window.channel]
+            elif name == "seasonal_naive":
+                model = make_baseline(name, period=period if period and period <= lookback else None)
+            else:
+                model = make_baseline(name)
+            out[name].append(None if model is None else model.forecast(window.history, window.horizon))
+    return out
+
+
+def model_forecasts(policy, windows, method: str, args, max_new: int, period, dataset: str) -> list[dict]:
+    """Per window: {"pred": (H,) or None (unparsed), "filled": (H,), "samples": (K, H), "status", "kept", "drafts"}."""
+    from timer1.slow_think import SlowThinkConfig, single_pass, slow_think
+
+    config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
+                             temperature=args.temperature, max_new_tokens=max_new, seed=args.seed)
+    out, started = [], time.perf_counter()
+    for start in range(0, len(windows), args.batch):
+        batch = windows[start:start + args.batch]
+        if method == "timer1":
+            results = single_pass(policy, batch, max_new_tokens=max_new, period=period)
+        else:
+            seeded = dataclasses.replace(config, seed=args.seed + 1000 * start)
+            results = slow_think(policy, batch, seeded, period=period)
+        for window, result in zip(batch, results):
+            out.append(_model_outcome(method, window, result))
+        done = start + len(batch)
+        log(f"  [{dataset}] {method}: {done}/{len(windows)} windows, "
+            f"{(time.perf_counter() - started) / done:.2f} s/window")
+    return out
+
+
+def _model_outcome(method: str, window, result) -> dict:
+    """What one window's answer gives: the strict forecast (None when unparsed), the last-value
+    filled forecast, the samples CRPS is computed from, and the parse status."""
+    from timer1.task import complete_forecast
+
+    draft = result.drafts[0]
+    if method == "timer1":
+        if draft.values is None:
+            status = "unparsed"
+        elif len(draft.values) < window.horizon:
+            status = "short"
+        else:
+            status = "ok"
+        filled, _ = complete_forecast(draft.values, window)
+        pred = filled if status == "ok" else None
+        samples = filled[None, :]
+    else:
+        status = "unparsed" if result.used_fallback else "ok"
+        pred = None if result.used_fallback else result.point
+        filled = result.point if pred is not None else complete_forecast(None, window)[0]
+        samples = result.samples if pred is not None else filled[None, :]
+    return {"pred": pred, "filled": filled, "samples": samples, "status": status,
+            "kept": result.kept, "drafts": result.kept + result.dropped}
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+
+
+def window_metrics(pred: np.ndarray, target: np.ndarray, history: np.ndarray, m: int,
+                   samples: np.ndarray | None = None) -> dict[str, float]:
+    """MSE, MAE, MASE (seasonal scale m; NaN when undefined), CRPS (samples, else = MAE) of one window."""
+    from timer1.metrics import crps, mae, mase, mse
+
+    try:
+        scaled = mase(pred, target, history, m if m < len(history) else 1)
+    except ValueError:
+        scaled = float("nan")
+    error = mae(pred, target)
+    return {"mse": mse(pred, target), "mae": error, "mase": scaled,
+            "crps": error if samples is None or len(samples) == 1 else crps(samples, target)}
+
+
+def mean_finite(values) -> float | None:
+    """Mean over finite entries; None (JSON null) when there is none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def summarise(strict: list[dict], filled: list[dict], n_windows: int, counts: dict, seconds: float) -> dict:
+    """The report entry of one method on one dataset."""
+    entry = {key: mean_finite([s[key] for s in strict]) for key in ("mse", "mae", "mase", "crps")}
+    entry.update({"n": len(strict), "unparsed": n_windows - len(strict)})
+    entry.update({f"{key}_fallback": mean_finite([s[key] for s in filled]) for key in ("mse", "mae", "mase", "crps")})
+    entry.update({"n_windows": n_windows, **counts, "seconds_per_window": seconds / max(n_windows, 1)})
+    return entry
+
+
+def evaluate_dataset(dataset: str, path: Path, methods: list[str], policy, args) -> dict:
+    from forecast import read_series
+    from timer1.slow_think import default_max_new_tokens, period_for_step, seasonal_period
+
+    series = read_series(path)
+    windows, lookback, horizon = load_windows(series, dataset, args)
+    period = period_for_step(series.step)
+    seasons = [seasonal_period(w.history, period) for w in windows]  # MASE scales
+    log(f"{dataset}: {len(windows)} windows, look-back {lookback}, horizon {horizon}")
+    results = {}
+    baselines = [m for m in methods if m not in MODEL_METHODS]
+    t0 = time.perf_counter()
+    forecasts = baseline_forecasts(series, dataset, windows, baselines, lookback, horizon)
+    per_baseline = (time.perf_counter() - t0) / max(len(baselines), 1)
+    for name in baselines:
+        scores = [window_metrics(p, w.target, w.history, m) for p, w, m in zip(forecasts[name], windows, seasons)
+                  if p is not None]
+        results[name] = summarise(scores, scores, len(windows), {}, per_baseline)
+    for method in [m for m in methods if m in MODEL_METHODS]:
+        max_new = args.max_new_tokens or default_max_new_tokens(policy.prompt_format, horizon)
+        t0 = time.perf_counter()
+        outcomes = model_forecasts(policy, windows, method, args, max_new, period, dataset)
+        seconds = time.perf_counter() - t0
+        strict = [window_metrics(o["pred"], w.target, w.history, m, o["samples"])
+                  for o, w, m in zip(outcomes, windows, seasons) if o["pred"] is not None]
+        filled = [window_metrics(o["filled"], w.target, w.history, m, o["samples"])
+                  for o, w, m in zip(outcomes, windows, seasons)]
+        if method == "timer1":  # why the unparsed windows were unparsed
+            counts = {"no_number": sum(o["status"] == "unparsed" for o in outcomes),
+                      "short": sum(o["status"] == "short" for o in outcomes)}
+        else:
+            counts = {"fallback": sum(o["status"] == "unparsed" for o in outcomes),
+                      "drafts_kept": sum(o["kept"] for o in outcomes)}
+            counts["drafts_total"] = sum(o["drafts"] for o in outcomes)
+        results[method] = summarise(strict, filled, len(windows), counts, seconds)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+
+
+def _cell(value) -> str:
+    return "nan" if value is None else f"{value:.4g}"
+
+
+def format_table(results: dict) -> str:
+    """Markdown: one row per (dataset, method)."""
+    lines = ["| dataset | method | n | unparsed | MSE | MAE | MASE | CRPS | MSE (last-value fill) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for dataset, methods in results.items():
+        for method, r in methods.items():
+            lines.append(f"| {dataset} | {method} | {r['n']} | {r['unparsed']} | {_cell(r['mse'])} | "
+                         f"{_cell(r['mae'])} | {_cell(r['mase'])} | {_cell(r['crps'])} | {_cell(r['mse_fallback'])} |")
+    return "\n".join(lines)
+
+
+def choose_methods(args) -> list[str]:
+    from timer1.baselines import BASELINES
+
+    known = MODEL_METHODS + tuple(BASELINES)
+    methods = list(args.methods or known)
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(known)}")
+    if args.no_model:
+        methods = [m for m in methods if m not in MODEL_METHODS]
+    if not methods:
+        raise ValueError("no method left to run (--no-model removed timer1 and timer1-slow)")
+    return methods
+
+
+def check_args(args) -> None:
+    if args.protocol == "paper" and (args.lookback or args.horizon or args.stride):
+        raise ValueError("--lookback/--horizon/--stride apply to --protocol rolling; the paper protocol fixes "
+                         "them (96/96, nasdaq 36/36, stride = look-back, nasdaq 1)")
+    for name in ("samples", "rounds", "batch"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for name in ("limit", "stride", "lookback", "horizon", "max_new_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.out is not None and not args.out.parent.resolve().is_dir():
+        raise FileNotFoundError(f"output directory does not exist: {args.out.parent}")
+
+
+def run(args) -> int:
+    check_args(args)
+    methods = choose_methods(args)
+    sources = dataset_sources(args)
+    policy, model_dir = None, None
+    if any(m in MODEL_METHODS for m in methods):
+        model_dir = resolve_model(args.model)
+        t0 = time.perf_counter()
+        policy = open_policy(model_dir, args.adapter, args.device, args.dtype, args.threads)
+        log(f"loaded {model_dir} ({policy.prompt_format.style} prompts) on {policy.device} "
+            f"in {time.perf_counter() - t0:.1f} s")
+    started = time.perf_counter()
+    results = {dataset: evaluate_dataset(dataset, path, methods, policy, args) for dataset, path in sources}
+    print(format_table(results))
+    log(f"done in {time.perf_counter() - started:.1f} s")
+    if args.out is not None:
+        from timer1.policy import write_json_atomic
+
+        report = {"results": results, "config": report_config(args, methods, sources, model_dir, policy)}
+        write_json_atomic(args.out, report)
+        log(f"wrote {args.out}")
+    return 0
+
+
+def report_config(args, methods, sources, model_dir, policy) -> dict:
+    torch = sys.modules.get("torch")  # loaded only when a model ran
+    return {
+        "protocol": args.protocol, "stride": args.stride, "lookback": args.lookback, "horizon": args.horizon,
+        "datasets": {name: str(path) for name, path in sources}, "methods": methods, "limit": args.limit,
+        "model": None if model_dir is None else str(model_dir), "adapter": args.adapter,
+        "prompt_format": None if policy is None else dataclasses.asdict(policy.prompt_format),
+        "device": None if policy is None else str(policy.device),
+        "samples": args.samples, "rounds": args.rounds, "refine": args.refine, "seed": args.seed,
+        "temperature": args.temperature, "max_new_tokens": args.max_new_tokens, "batch": args.batch, "threads": args.threads,
+        "torch": None if torch is None else torch.__version__,
+        "unparsed_rule": "metrics drop unparsed windows; *_fallback replace them by the last observed value",
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_with_preset(build_parser(), argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        log(f"error: {err}")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        log("error: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

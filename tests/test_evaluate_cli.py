@@ -1,0 +1,138 @@
+"""evaluate.py end to end: the JSON layout, baseline numbers recomputed by hand, unparsed answers
+counted both ways, the rolling protocol on any CSV, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from timer1.data import paper_windows, read_csv
+from timer1.policy import random_policy, save_policy
+from timer1.task import PromptFormat
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2}
+BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear"]
+FIELDS = {"mse", "mae", "mase", "crps", "n", "unparsed", "mse_fallback", "mae_fallback", "mase_fallback",
+          "crps_fallback", "n_windows", "seconds_per_window"}
+
+
+def run(*args, env=None):
+    environ = {k: v for k, v in os.environ.items() if k != "TIMER1_MODEL"}
+    environ.update(env or {})
+    return subprocess.run([sys.executable, "evaluate.py", *map(str, args), "--threads", "1"], cwd=REPO,
+                          capture_output=True,
+                          text=True, env=environ, timeout=180)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Decode tiny models on one thread (a shared 2-core box stalls torch's pool), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_policy(random_policy(TINY, seed=0, prompt_format=PromptFormat("compact")), path)
+    return path
+
+
+def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_data):
+    out = tmp_path / "report.json"
+    done = run("--datasets", "nasdaq", "--limit", "2", "--data", shared_data, "--model", checkpoint,
+               "--samples", "2", "--max-new-tokens", "4", "--out", out)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    results = report["results"]["nasdaq"]
+    assert list(results) == BASELINE_NAMES + ["timer1", "timer1-slow"]
+    for method, entry in results.items():
+        assert FIELDS <= set(entry), method
+        assert entry["n"] + entry["unparsed"] == entry["n_windows"] == 2
+    assert report["config"]["model"] == str(checkpoint) and report["config"]["protocol"] == "paper"
+
+    # baselines recomputed from the windows themselves
+    windows = paper_windows(read_csv(shared_data / "nasdaq.csv"), "nasdaq")[:2]
+    last = [np.full(36, w.history[-1]) for w in windows]
+    assert results["last"]["mse"] == pytest.approx(np.mean([np.mean((p - w.target) ** 2) for p, w in zip(last, windows)]))
+    assert results["last"]["mae"] == pytest.approx(np.mean([np.mean(np.abs(p - w.target)) for p, w in zip(last, windows)]))
+    assert results["last"]["crps"] == pytest.approx(results["last"]["mae"])  # a point forecast: CRPS = MAE
+    drift = [w.history[-1] + (w.history[-1] - w.history[0]) / 35 * np.arange(1, 37) for w in windows]
+    assert results["drift"]["mse"] == pytest.approx(np.mean([np.mean((p - w.target) ** 2) for p, w in zip(drift, windows)]))
+    assert results["last"]["unparsed"] == 0 and results["last"]["mse_fallback"] == results["last"]["mse"]
+
+    # 4 new tokens cannot hold 36 values: every answer is unparsed and reported both ways
+    single, slow = results["timer1"], results["timer1-slow"]
+    assert single["unparsed"] == 2 and single["no_number"] + single["short"] == 2 and single["mse"] is None
+    assert slow["unparsed"] == slow["fallback"] == 2 and slow["drafts_kept"] == 0 and slow["drafts_total"] == 8
+    assert slow["mse"] is None and slow["n"] == 0
+    assert slow["mse_fallback"] == pytest.approx(results["last"]["mse"])  # replaced by the last value
+    assert "| nasdaq | timer1-slow | 0 | 2 |" in done.stdout
+
+
+def test_rolling_protocol_on_any_csv_without_a_model(tmp_path):
+    rows = 200
+    t = np.arange(rows)
+    values = 5 + np.sin(2 * np.pi * t / 12)
+    days = np.datetime64("2001-01-01") + np.arange(rows)
+    lines = ["date,y"] + [f"{d},{v:.6f}" for d, v in zip(days, values)]
+    source = tmp_path / "cycle.csv"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.json"
+    done = run("--csv", source, "--no-model", "--protocol", "rolling", "--lookback", "48", "--horizon", "12",
+               "--stride", "6", "--out", out)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())["results"]["cycle"]
+    assert list(result) == BASELINE_NAMES
+    # test region: the last int(0.2 * 200) = 40 rows; targets start there every 6 rows while 12 fit: 5
+    assert result["last"]["n"] == 5
+    # a clean 12-step cycle: seasonal naive (period estimated from the history) is exact up to the
+    # 3-decimal rounding of inputs; the last value is not
+    assert result["seasonal_naive"]["mse"] == pytest.approx(0, abs=1e-6)
+    assert result["last"]["mse"] > 0.1
+    # the history repeats exactly every 12 rows, so the seasonal MASE scale is 0 and MASE undefined:
+    # NaN per window, null (not a crash, not a fake number) in the report
+    assert result["last"]["mase"] is None and result["drift"]["mase"] is None
+    assert result["linear"]["n"] == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "no-such-dir", "--no-model"], "data directory not found: no-such-dir"),
+    (["--datasets", "ETTh9", "--no-model"], "dataset file not found"),
+    (["--methods", "prophet", "--no-model"], "unknown method 'prophet'"),
+    (["--lookback", "48"], "apply to --protocol rolling"),
+    (["--csv", "missing.csv", "--no-model"], "no such CSV file: missing.csv"),
+    (["--datasets", "nasdaq", "--limit", "1"], "no model at"),
+])
+def test_bad_input_is_one_line_and_no_report(args, message, tmp_path, shared_data):
+    out = tmp_path / "r.json"
+    data = [] if "--data" in args or "--csv" in args else ["--data", shared_data]
+    done = run(*args, *data, "--out", out, env={"TIMER1_MODEL": str(tmp_path / "none")})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], \
+        done.stderr
+    assert not out.exists()
+
+
+def test_baselines_agree_with_the_baseline_table(tmp_path, shared_data):
+    """Same windows, same numbers as ``python -m timer1.baselines`` (the paper protocol's 50 nasdaq samples)."""
+    from timer1.baselines import evaluate_dataset
+
+    out = tmp_path / "r.json"
+    done = run("--no-model", "--datasets", "nasdaq", "--data", shared_data, "--out", out)
+    assert done.returncode == 0, done.stderr
+    ours = json.loads(out.read_text())["results"]["nasdaq"]
+    table = evaluate_dataset(shared_data / "nasdaq.csv", "nasdaq")
+    for name, entry in table.items():
+        assert ours[name]["n"] == entry["n"] == 50
+        assert ours[name]["mse"] == pytest.approx(entry["mse"], rel=1e-12)
+        assert ours[name]["mae"] == pytest.approx(entry["mae"], rel=1e-12)

@@ -1,0 +1,252 @@
+"""forecast.py end to end: every date step continued, gaps, the CSV/SVG outputs, one-line errors.
+
+The checkpoint is a tiny random Qwen2 (it writes garbage, so every draft fails the critic and the
+fallback path runs; the success path of the critic/aggregator is tested in test_slow_think.py).
+Most runs are subprocesses (``sys.executable forecast.py``, cwd = the repo); the seven date-step
+cases call ``forecast.main(argv)`` in-process, the same code path without seven interpreter starts.
+"""
+
+import calendar
+import csv
+import datetime as dt
+import importlib.util
+import io
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from timer1.lora import apply_lora, save_adapter
+from timer1.policy import random_policy, save_policy
+from timer1.task import PromptFormat
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2}
+ROWS, LOOKBACK, HORIZON = 40, 24, 8
+FAST = ["--lookback", str(LOOKBACK), "--horizon", str(HORIZON), "--samples", "2", "--max-new-tokens", "4"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Decode tiny models on one thread (a shared 2-core box stalls torch's pool), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_policy(random_policy(TINY, seed=0, prompt_format=PromptFormat("compact")), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def forecast_module():
+    spec = importlib.util.spec_from_file_location("forecast_cli", REPO / "forecast.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(*args, env=None):
+    environ = {k: v for k, v in os.environ.items() if k != "TIMER1_MODEL"}
+    environ.update(env or {})
+    threads = [] if "--help" in args else ["--threads", "1"]  # a busy 2-core box: one thread is fastest
+    return subprocess.run([sys.executable, "forecast.py", *map(str, args), *threads], cwd=REPO, capture_output=True,
+                          text=True, env=environ, timeout=120)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    total = day.month - 1 + months
+    year, month = day.year + total // 12, total % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def dates_for(step: str, n: int) -> list[str]:
+    """n dates of a step, written independently of timer1.data."""
+    if step == "hourly":
+        t0 = dt.datetime(2021, 3, 1)
+        return [(t0 + dt.timedelta(hours=k)).strftime("%Y-%m-%d %H:%M:%S") for k in range(n)]
+    if step in ("daily", "weekly"):
+        days = 1 if step == "daily" else 7
+        return [(dt.date(2021, 1, 4) + dt.timedelta(days=days * k)).isoformat() for k in range(n)]
+    if step in ("monthly", "quarterly", "yearly"):
+        months = {"monthly": 1, "quarterly": 3, "yearly": 12}[step]
+        return [add_months(dt.date(1980, 1, 15), months * k).isoformat() for k in range(n)]
+    assert step == "index"
+    return [str(k + 1) for k in range(n)]
+
+
+def ramp_csv(path: Path, dates: list[str], gaps=(3, 17, 30)) -> Path:
+    """value = 2 * row + 1 with empty cells at ``gaps`` (interpolation restores the ramp exactly)."""
+    lines = ["date,value"] + [f"{d},{'' if k in gaps else 2 * k + 1}" for k, d in enumerate(dates)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_output(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.mark.parametrize("step", ["hourly", "daily", "weekly", "monthly", "quarterly", "yearly", "index"])
+def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_module, capsys):
+    dates = dates_for(step, ROWS + HORIZON)
+    source = ramp_csv(tmp_path / f"{step}.csv", dates[:ROWS])
+    assert forecast_module.main([str(source), "--model", str(checkpoint), *FAST]) == 0
+    rows = read_output(capsys.readouterr().out)
+    assert list(rows[0]) == ["date", "forecast", "q0.1", "q0.5", "q0.9"]
+    assert [r["date"] for r in rows] == dates[ROWS:]
+    # garbage drafts -> fallback; a ramp has no cycle, so seasonal naive is the last value (79)
+    for r in rows:
+        assert [float(r[k]) for k in ("forecast", "q0.1", "q0.5", "q0.9")] == [2 * (ROWS - 1) + 1] * 4
+
+
+def test_unparseable_dates_warn_and_use_a_running_index(tmp_path, checkpoint, forecast_module, capsys):
+    source = ramp_csv(tmp_path / "odd.csv", [f"day {k}" for k in range(ROWS)])
+    assert forecast_module.main([str(source), "--model", str(checkpoint), *FAST]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" in captured.err and "running row index" in captured.err
+    rows = read_output(captured.out)
+    assert [r["date"] for r in rows] == [str(ROWS + k) for k in range(HORIZON)]
+    assert all(np.isfinite(float(r["forecast"])) for r in rows)
+
+
+def test_single_pass_and_show_reasoning(tmp_path, checkpoint, forecast_module, capsys):
+    source = ramp_csv(tmp_path / "s.csv", dates_for("hourly", ROWS))
+    argv = [str(source), "--model", str(checkpoint), *FAST, "--single-pass", "--show-reasoning"]
+    assert forecast_module.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "--- value draft 1 (round 1, dropped: no forecast could be parsed" in captured.err
+    assert "FALLBACK" in captured.err and "kept 0 of 1 drafts" in captured.err
+    assert len(read_output(captured.out)) == HORIZON
+
+
+def hourly_two_channels(path: Path) -> Path:
+    """Channel a: a daily cycle; channel b: a ramp with gaps."""
+    dates = dates_for("hourly", 60)
+    lines = ["date,a,b"] + [f"{d},{10 + 3 * np.sin(2 * np.pi * k / 24):.4f},{'' if k % 7 == 3 else k}"
+                            for k, d in enumerate(dates)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_out_plot_and_all_columns(tmp_path, checkpoint):
+    source = hourly_two_channels(tmp_path / "two.csv")
+    out, svg = tmp_path / "fc.csv", tmp_path / "fc.svg"
+    done = run(source, "--model", checkpoint, "--column", "all", "--out", out, "--plot", svg, *FAST,
+               "--lookback", "48")  # two days: enough to see the daily cycle
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and "[2/2] b" in done.stderr and "round 2/2" in done.stderr
+    rows = read_output(out.read_text())
+    assert list(rows[0]) == ["channel", "date", "forecast", "q0.1", "q0.5", "q0.9"]
+    assert [r["channel"] for r in rows] == ["a"] * HORIZON + ["b"] * HORIZON
+    assert [r["date"] for r in rows[:HORIZON]] == dates_for("hourly", 60 + HORIZON)[60:]
+    # a: garbage drafts fall back to seasonal naive: the values of one day earlier
+    expected_a = [10 + 3 * np.sin(2 * np.pi * k / 24) for k in range(60 - 24, 60 - 24 + HORIZON)]
+    np.testing.assert_allclose([float(r["forecast"]) for r in rows[:HORIZON]], expected_a, atol=1e-4)
+    assert "seasonal naive (period 24)" in done.stderr
+    # b: a ramp with gaps, the last row (59) among them: filled from its neighbour (58), then repeated
+    np.testing.assert_allclose([float(r["forecast"]) for r in rows[HORIZON:]], 58.0)
+    root = ET.parse(svg).getroot()
+    lines = root.findall("{http://www.w3.org/2000/svg}polyline[@class='forecast']")
+    assert len(lines) == 2 and all(len(p.get("points").split()) == HORIZON for p in lines)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_help():
+    done = run("--help")
+    assert done.returncode == 0 and "date,forecast,q0.1,q0.5,q0.9" in done.stdout and "--show-reasoning" in done.stdout
+
+
+def not_qwen2(tmp_path: Path) -> Path:
+    model = tmp_path / "llama"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama", "vocab_size": 10, "hidden_size": 8, '
+                                       '"num_hidden_layers": 1}')
+    return model
+
+
+def foreign_adapter(tmp_path: Path) -> Path:
+    other = random_policy({**TINY, "hidden_size": 48, "intermediate_size": 96}, seed=1)
+    apply_lora(other.model, r=2)
+    return save_adapter(other.model, tmp_path / "adapter")
+
+
+BAD_INPUTS = {
+    # name: (CSV content or None for a missing file, extra args, what the one line must say)
+    "missing file": (None, [], "no such CSV file"),
+    "empty file": ("", [], "empty file"),
+    "header only": ("date,value\n", [], "header only"),
+    "no numeric column": ("date,name\n2020-01-01,x\n2020-01-02,y\n", [], "no numeric column"),
+    "unknown column": ("hourly", ["--column", "OT"], "no column 'OT'; numeric columns are value"),
+    "too few rows": ("hourly", ["--lookback", "96"], "has 40 rows but --lookback 96 needs at least 96"),
+    "no default model": ("hourly", ["--no-model-flag"], "no model at"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_no_output(case, tmp_path, checkpoint):
+    content, extra, message = BAD_INPUTS[case]
+    source = tmp_path / "in.csv"
+    if content == "hourly":
+        ramp_csv(source, dates_for("hourly", ROWS))
+    elif content is not None:
+        source.write_text(content)
+    args = [source, "--out", tmp_path / "out.csv", "--horizon", "4", "--max-new-tokens", "4"]
+    env = {}
+    if extra == ["--no-model-flag"]:
+        env = {"TIMER1_MODEL": str(tmp_path / "nothing-here")}
+    else:
+        args += [e(tmp_path) if callable(e) else e for e in extra]
+        if "--model" not in args:
+            args += ["--model", checkpoint]
+    if "--lookback" not in args:
+        args += ["--lookback", "24"]
+    done = run(*args, env=env)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert not (tmp_path / "out.csv").exists() and done.stdout == ""
+    if case == "no default model":
+        assert lines[0] == (f"error: no model at {tmp_path / 'nothing-here'}; "
+                            "pass --model DIR (any Hugging Face Qwen2 directory)")
+
+
+@pytest.mark.parametrize("make, message", [(not_qwen2, "unsupported model_type 'llama'"),
+                                           (foreign_adapter, "adapter was made for another base model")])
+def test_bad_checkpoints_are_one_line(make, message, tmp_path, checkpoint, forecast_module, capsys):
+    """In-process (the model loads take seconds): main() returns 2 with one line, nothing written."""
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    option = "--model" if make is not_qwen2 else "--adapter"
+    argv = [str(source), "--model", str(checkpoint), option, str(make(tmp_path)), "--out", str(tmp_path / "o.csv"),
+            *FAST]
+    assert forecast_module.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_module, capsys):
+    source = ramp_csv(tmp_path / "in.csv", dates_for("daily", ROWS))
+    preset = tmp_path / "preset.toml"
+    preset.write_text(f'model = "{checkpoint}"\nhorizon = 5\nlookback = 24\nsamples = 2\nmax-new-tokens = 4\n')
+    assert forecast_module.main([str(source), "--config", str(preset), "--horizon", "3"]) == 0
+    captured = capsys.readouterr()
+    assert len(read_output(captured.out)) == 3  # the command line wins over the preset
+    assert "2 drafts" in captured.err  # the preset's samples
+    preset.write_text("sample = 2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        forecast_module.main([str(source), "--config", str(preset)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"error: {preset}: unknown key 'sample' (known: adapter, column, "
+                                               "csv, device, dtype, horizon, lookback, max_new_tokens, model, out, "
+                                               "plot, refine, rounds, samples, seed, show_reasoning, single_pass, "
+                                               "temperature, threads, top_p)")
