@@ -17,6 +17,11 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# Tiny models are dominated by per-op overhead: one thread is faster than two, and subprocess
+# tests (torchrun with 2 ranks) would otherwise oversubscribe the CI machine's 2 cores.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _fixed_seed():
     """Every test starts from the same RNG state, so results do not depend on test order."""

@@ -2,8 +2,6 @@
 
 import json
 import random
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -215,15 +213,17 @@ def test_per_rank_rng_states(tmp_path):
         C.load_train_state(tmp_path / "step_000001", rank=2)
 
 
-def test_adapter_only_calls_lora_save_adapter(tmp_path, monkeypatch):
-    calls = []
+def test_adapter_only_saves_a_peft_adapter_that_loads_back(tmp_path):
+    from timer1.lora import apply_lora, load_adapter
+    from timer1.model import Qwen2, Qwen2Config
 
-    def save_adapter(model, path):
-        calls.append(model)
-        (Path(path) / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-        save_file({"w": torch.zeros(1)}, str(Path(path) / "adapter_model.safetensors"))
-
-    monkeypatch.setitem(sys.modules, "timer1.lora", types.SimpleNamespace(save_adapter=save_adapter))
+    config = Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1)
+    model = apply_lora(Qwen2(config), r=2, alpha=4)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()                                  # B = 0 would make any load look right
 
     class FakeDDP(torch.nn.Module):                              # saving unwraps DDP
         def __init__(self, module):
@@ -233,14 +233,18 @@ def test_adapter_only_calls_lora_save_adapter(tmp_path, monkeypatch):
         def no_sync(self):
             raise AssertionError("not used")
 
-    inner = TinyModel()
-    path = C.save_checkpoint(tmp_path, 4, FakeDDP(inner), adapter_only=True)
-    assert calls == [inner]
+    path = C.save_checkpoint(tmp_path, 4, FakeDDP(model), adapter_only=True, base_model="runs/x/base_model")
     assert {p.name for p in path.iterdir()} == {"adapter_config.json", "adapter_model.safetensors",
                                                 "train_state.pt", "metrics.json"}
+    assert json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"] == "runs/x/base_model"
     assert C.load_train_state(path)["adapter_only"] is True
     assert C.resolve_checkpoint(path) == path
-    plain = C.save_checkpoint(tmp_path, 5, inner, config={"note": "a dict config"})
+    fresh = Qwen2(config)
+    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "lora_" not in k}, strict=False)
+    load_adapter(fresh, path)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(fresh(ids), model(ids))
+    plain = C.save_checkpoint(tmp_path, 5, TinyModel(), config={"note": "a dict config"})
     assert json.loads((plain / "run_config.json").read_text()) == {"note": "a dict config"}
     assert json.loads((plain / "config.json").read_text()) == {"model_type": "tiny"}   # HF file untouched
 

@@ -148,12 +148,12 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 # ----------------------------------------------------------------------------- saving
 
-def _save_weights(model: torch.nn.Module, path: Path, adapter_only: bool) -> None:
+def _save_weights(model: torch.nn.Module, path: Path, adapter_only: bool, base_model: str = "") -> None:
     """Full model in the HF layout, or only the LoRA adapter in PEFT's layout."""
     model = model.module if hasattr(model, "no_sync") and hasattr(model, "module") else model  # unwrap DDP
     if adapter_only:
         from timer1.lora import save_adapter                     # lazy: lora is optional here
-        save_adapter(model, path)
+        save_adapter(model, path, base_model_name_or_path=base_model)
     else:
         model.save_pretrained(path)
 
@@ -183,7 +183,7 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
                     metrics: Optional[dict] = None, *, adapter_only: bool = False,
                     score: Optional[float] = None, higher_is_better: bool = False,
                     keep_best: int = 1, keep_last: int = 1, extra: Optional[dict] = None,
-                    tokenizer: Any = None) -> Path:
+                    tokenizer: Any = None, base_model: str = "") -> Path:
     """Write ``out_dir/step_XXXXXX`` atomically, point ``latest`` at it, then prune.
 
     `rng_state` is `capture_rng_state()` (captured now if None) or a per-rank list of them.
@@ -192,6 +192,7 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
     the one just written. `extra` holds any further resumable state (tensors and plain values).
     A `tokenizer` (anything with ``save_pretrained(dir)``) is saved beside the weights, so the
     checkpoint directory loads on its own (needed when the tokenizer was trained for a tiny model).
+    `base_model` is recorded as an adapter's ``base_model_name_or_path``.
     Returns the checkpoint directory.
     """
     out_dir = Path(out_dir)
@@ -202,7 +203,7 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        _save_weights(model, tmp, adapter_only)
+        _save_weights(model, tmp, adapter_only, base_model)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         _write_train_state(tmp / TRAIN_STATE, step, optimizer, scheduler,

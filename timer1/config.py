@@ -178,6 +178,10 @@ class GRIPConfig:
         "auto", "old-policy log-probs: the sampler's own (fp32, no top-p) or a no-grad recompute; auto picks")
     reference: Literal["init", "base"] = opt(
         "init", "KL reference: the policy RL starts from (the SFT adapter / model) or the base with LoRA off")
+    rollout_prompts: int = opt(
+        0, "prompts per sampler call (0 = all of a rank's prompts at once); the KV cache holds this * k * G rows")
+    share_prompts: bool = opt(
+        True, "run each group's prompt once in the loss/reference forwards (off under gradient checkpointing)")
     digit_bonus: float = opt(
         0.0, "smoke runs/tests only: add this times the share of digits in a completion to its reward "
              "(gives a random model a non-constant reward); 0 = the paper's reward only")

@@ -164,17 +164,23 @@ def policy_from_config(model_cfg, prompt_format: PromptFormat = PromptFormat(), 
 
 
 def save_policy(policy: Policy, path: str | os.PathLike) -> Path:
-    """Write the HF layout: weights + config.json (``save_pretrained``), tokenizer files and
-    ``generation_config.json`` (eos/pad ids), each file written atomically."""
+    """Write the HF layout: weights + config.json (``save_pretrained``) and ``save_policy_files``."""
     path = Path(path)
     policy.model.save_pretrained(path)
-    policy.tokenizer.save_pretrained(path)
-    eos = list(policy.tokenizer.eos_ids)
-    generation = {"eos_token_id": eos if len(eos) != 1 else eos[0], "pad_token_id": policy.tokenizer.pad_id,
+    save_policy_files(policy.tokenizer, policy.prompt_format, path)
+    return path
+
+
+def save_policy_files(tokenizer: Tokenizer, prompt_format: PromptFormat, path: str | os.PathLike) -> None:
+    """Everything beside the weights that ``load_policy`` reads: tokenizer files,
+    ``generation_config.json`` (eos/pad ids) and the prompt format; each file written atomically."""
+    path = Path(path)
+    tokenizer.save_pretrained(path)
+    eos = list(tokenizer.eos_ids)
+    generation = {"eos_token_id": eos if len(eos) != 1 else eos[0], "pad_token_id": tokenizer.pad_id,
                   "do_sample": True, "temperature": 1.0, "top_p": 1.0}
     write_json_atomic(path / "generation_config.json", generation)
-    write_json_atomic(path / PROMPT_FILE, dataclasses.asdict(policy.prompt_format))
-    return path
+    write_json_atomic(path / PROMPT_FILE, dataclasses.asdict(prompt_format))
 
 
 def write_json_atomic(path: str | os.PathLike, payload) -> None:

@@ -1,0 +1,164 @@
+"""train_sft.py: completion-only loss mask, the data plan, overfitting, exact resume, torchrun with
+2 Gloo ranks, one-line errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train_sft as T
+from timer1.checkpoint import latest_checkpoint
+from timer1.config import SFTConfig, load_config
+from timer1.dist import DistInfo
+from timer1.policy import load_policy
+from timer1.task import completion_ids
+from timer1.tokenizer import train_tokenizer
+from timer1.train_utils import weights_digest
+
+REPO = Path(__file__).resolve().parents[1]
+SINGLE = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), is_master=True)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}   # busy shared CPU: avoid thread-pool spin-waits
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: tiny models on a busy 2-core machine run far faster (see test_train_utils)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cfg_for(shared_data, out_dir, *overrides):
+    return load_config(SFTConfig, ["--config", "configs/smoke_sft.toml", f"--data.data_dir={shared_data}",
+                                   f"--out_dir={out_dir}", "--eval_windows=1", "--val_max_tokens=6", *overrides])
+
+
+def read_log(out_dir):
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------------------------- pieces
+
+def test_loss_mask_covers_exactly_the_completion_and_eos():
+    tokenizer = train_tokenizer(["<think>up</think><answer>1,2,3</answer> series of values"] * 20, vocab_size=300)
+    records = [{"prompt": [{"role": "user", "content": "series 1,2"}], "completion": "<think>up</think><answer>3</answer>"},
+               {"prompt": "a longer series 1,2,3,4,5,6", "completion": "<answer>7,8</answer>"}]
+    examples = [T.encode(r, tokenizer) for r in records]
+    ids, attention, mask = T.collate(examples, pad_id=0, device="cpu")
+    assert ids.shape[1] == max(len(e.ids) for e in examples) and mask.shape == (2, ids.shape[1] - 1)
+    for b, (e, r) in enumerate(zip(examples, records)):
+        target_positions = torch.nonzero(mask[b]).squeeze(1) + 1     # mask column t scores token t + 1
+        assert ids[b, target_positions].tolist() == completion_ids(tokenizer, r["completion"])
+        assert ids[b, target_positions[-1]].item() == tokenizer.eos_ids[0]
+        assert attention[b].sum().item() == len(e.ids)
+
+
+def test_plan_deals_every_sample_once_per_epoch_with_equal_counts():
+    cfg = SFTConfig(epochs=2, batch_size=3, seed=7)
+    lengths = list(np.random.default_rng(0).integers(10, 100, size=23))
+    plan = T.plan_run(lengths, cfg, world=3)
+    assert len({len(p) for p in plan}) == 1                           # equal micro-batch counts on every rank
+    per_epoch = len(plan[0]) // 2
+    for epoch in range(2):
+        real = [j for p in plan for batch, is_real in p[epoch * per_epoch:(epoch + 1) * per_epoch] if is_real
+                for j in batch]
+        assert sorted(real) == list(range(23))                         # each sample once per epoch
+    assert plan == T.plan_run(lengths, cfg, world=3)                    # seeded: a resume sees the same order
+    assert plan[0][:per_epoch] != plan[0][per_epoch:]                  # a new permutation each epoch
+    examples = [T.Example(ids=[0] * n, n_prompt=n // 3) for n in lengths]
+    mine, completion, total = T.step_batches(plan, 1, 2, examples, rank=2)
+    assert mine == plan[2][2:4]                                         # step 1 = micro-batches 2 and 3
+    real = [j for r in range(3) for batch, ok in plan[r][2:4] if ok for j in batch]
+    assert total == sum(lengths[j] for j in real)                       # every rank's tokens, counted locally
+    assert completion == sum(lengths[j] - lengths[j] // 3 for j in real)
+
+
+# ---------------------------------------------------------------------------------------- training
+
+def test_loss_falls_when_overfitting_four_samples(shared_data, tmp_path):
+    cfg = cfg_for(shared_data, tmp_path, "--lora.enabled=false", "--data.max_windows=4", "--epochs=30",
+                  "--batch_size=4", "--grad_accum=1", "--optim.lr=1e-2", "--optim.warmup_steps=0",
+                  "--optim.schedule=constant", "--eval_every=0", "--save_every=0")
+    T.main(cfg, SINGLE)
+    losses = [r["loss"] for r in read_log(tmp_path)]
+    assert len(losses) == 30
+    assert losses[-1] < 0.35 * losses[0], losses                      # from ~ln(vocab) towards memorised
+    assert (tmp_path / "step_000030" / "model.safetensors").is_file()
+    assert load_policy(tmp_path / "step_000030").prompt_format.style == "compact"
+
+
+def test_resumed_run_matches_uninterrupted_run(shared_data, tmp_path):
+    args = ["--data.max_windows=4", "--epochs=2", "--batch_size=2", "--grad_accum=1", "--lora.dropout=0.2",
+            "--save_every=1", "--keep_last=10", "--eval_every=2"]      # dropout: the RNG states must be restored
+    T.main(cfg_for(shared_data, tmp_path / "a", *args), SINGLE)
+    T.main(cfg_for(shared_data, tmp_path / "b", *args), SINGLE)
+    for step in (3, 4):                                                 # crash after step 2
+        shutil.rmtree(tmp_path / "b" / f"step_{step:06d}")
+    (tmp_path / "b" / "latest").write_text("step_000002\n")
+    torch.manual_seed(123)                                              # the process RNG is not the run's
+    T.main(cfg_for(shared_data, tmp_path / "b", *args, "--resume=true"), SINGLE)
+    log_a, log_b = read_log(tmp_path / "a"), read_log(tmp_path / "b")
+    assert [r["step"] for r in log_b] == [1, 2, 3, 4]
+    assert [r["loss"] for r in log_b] == pytest.approx([r["loss"] for r in log_a], rel=1e-6, abs=1e-7)
+    assert log_b[-1]["val_loss"] == pytest.approx(log_a[-1]["val_loss"], rel=1e-6)
+    assert log_a[-1]["rank_digests"] == log_b[-1]["rank_digests"]      # identical final weights
+    assert log_a[0]["loss"] != log_a[1]["loss"]
+    base = tmp_path / "a" / "base_model"                               # LoRA checkpoints load on their base
+    loaded = load_policy(base, adapter=latest_checkpoint(tmp_path / "a"))
+    assert weights_digest(loaded.model) == log_a[-1]["rank_digests"][0]
+
+
+def test_torchrun_two_gloo_ranks_end_with_identical_weights(shared_data, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "train_sft.py", "--config", "configs/smoke_sft.toml", f"--data.data_dir={shared_data}",
+                           f"--out_dir={tmp_path}", "--eval_windows=2", "--val_max_tokens=6"],
+                          cwd=REPO, capture_output=True, text=True, timeout=240, env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # 16 samples, 2 ranks x 2 accumulated micro-batches of 2: 2 steps, DDP sync on the 2nd micro-batch only
+    assert "2 steps x 2 micro-batches of 2 x 2 ranks" in done.stdout
+    assert done.stdout.count("step 2/2") == 1                             # rank 0 prints alone
+    last = read_log(tmp_path)[-1]
+    assert last["step"] == 2 and last["val_n"] == 2                     # the two eval windows split over ranks
+    digests = last["rank_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    loaded = load_policy(tmp_path / "base_model", adapter=tmp_path / "step_000002")
+    assert weights_digest(loaded.model) == digests[0]
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+def run_sft(*args):
+    return subprocess.run([sys.executable, "train_sft.py", "--config", "configs/smoke_sft.toml", *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=ONE_THREAD)
+
+
+def one_line_error(done, *fragments):
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_errors_are_one_line_with_nonzero_exit(shared_data, tmp_path):
+    one_line_error(run_sft("--bogus=1"), "unknown config key 'bogus'")
+    one_line_error(run_sft(f"--out_dir={tmp_path / 'm'}", "--model.random_init=false",
+                           f"--model.path={tmp_path / 'no_model'}"), "not found", "no_model")
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text('{"prompt": "only a prompt"}\nnot json\n')
+    one_line_error(run_sft(f"--data.data_dir={shared_data}", f"--out_dir={tmp_path / 'j'}",
+                           f"--data.sft_jsonl={junk}"), "no valid SFT samples", "junk.jsonl")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "short.csv").write_text("date,OT\n" + "".join(f"2020-01-01 {h:02d}:00:00,{h}\n" for h in range(10)))
+    one_line_error(run_sft(f"--data.data_dir={tmp_path / 'data'}", "--data.datasets=short", "--data.channels=",
+                           f"--out_dir={tmp_path / 's'}"), "no usable train windows")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    one_line_error(run_sft(f"--data.data_dir={shared_data}", f"--out_dir={blocker / 'run'}"), "not writable")

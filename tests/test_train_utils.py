@@ -1,0 +1,203 @@
+"""timer1.train_utils: schedule, optimizer groups, metrics log, progress line, forecast validation,
+checkpoints that load with load_policy, resume."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from timer1 import train_utils as tu
+from timer1.config import SFTConfig, load_config
+from timer1.dist import DistInfo
+from timer1.lora import lora_parameters
+from timer1.metrics import mae, mse
+from timer1.policy import load_policy
+from timer1.sampler import Generation
+from timer1.task import PromptFormat, load_windows, target_completion, window_spec_from
+
+SINGLE = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), is_master=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared, busy CPU torch's thread pool spin-waits and tiny models run
+    ~100x slower with 2 threads than with 1 (measured here). Restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def smoke_cfg(shared_data, *overrides):
+    return load_config(SFTConfig, ["--config", "configs/smoke_sft.toml", f"--data.data_dir={shared_data}", *overrides])
+
+
+# ---------------------------------------------------------------------------------------- schedule
+
+def optim(**kw):
+    return SFTConfig().optim.__class__(**{"lr": 1.0, "warmup_steps": 0, "min_lr_ratio": 0.0, **kw})
+
+
+def test_lr_warmup_then_cosine_by_hand():
+    cfg = optim(lr=2.0, warmup_steps=3, schedule="cosine", min_lr_ratio=0.1)
+    total = 13                                         # 10 decay steps after 3 warm-up steps
+    assert [tu.lr_at(s, total, cfg) for s in range(3)] == pytest.approx([0.5, 1.0, 1.5])
+    assert tu.lr_at(3, total, cfg) == pytest.approx(2.0)                  # decay starts at the peak
+    assert tu.lr_at(8, total, cfg) == pytest.approx(0.2 + 1.8 * 0.5)      # halfway: midpoint of cosine
+    assert tu.lr_at(13, total, cfg) == pytest.approx(0.2)                 # end: the floor
+    assert tu.lr_at(99, total, cfg) == pytest.approx(0.2)                 # never below it
+
+
+def test_lr_linear_and_constant():
+    assert tu.lr_at(5, 10, optim(schedule="linear")) == pytest.approx(0.5)
+    assert tu.lr_at(10, 10, optim(schedule="linear", min_lr_ratio=0.2)) == pytest.approx(0.2)
+    assert {tu.lr_at(s, 10, optim(schedule="constant")) for s in range(10)} == {1.0}
+
+
+# ---------------------------------------------------------------------------------------- optimizer
+
+def test_optimizer_lora_only_and_no_decay_on_vectors(shared_data):
+    torch.manual_seed(0)
+    policy = tu.build_policy(smoke_cfg(shared_data), "cpu")
+    opt = tu.build_optimizer(policy.model, policy_cfg := smoke_cfg(shared_data).optim)
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for p in lora_parameters(policy.model)}
+    assert policy_cfg.lr == opt.param_groups[0]["lr"]
+
+    full = tu.build_policy(smoke_cfg(shared_data, "--lora.enabled=false", "--optim.weight_decay=0.1"), "cpu")
+    opt = tu.build_optimizer(full.model, optim(weight_decay=0.1))
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decayed["params"]) and all(p.dim() == 1 for p in plain["params"])
+    n_params = len({id(p) for p in full.model.parameters()})
+    assert len(decayed["params"]) + len(plain["params"]) == n_params
+
+
+# ---------------------------------------------------------------------------------------- logging
+
+def test_metrics_log_appends_flushed_lines_and_truncates(tmp_path):
+    log = tu.MetricsLog(tmp_path / "m.jsonl")
+    for step in (1, 2, 3):
+        log.log({"step": step, "loss": torch.tensor(1.0 / step), "n": np.int64(step)})
+    lines = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3] and lines[1]["loss"] == 0.5
+    log.truncate_after(2)
+    assert [json.loads(x)["step"] for x in (tmp_path / "m.jsonl").read_text().splitlines()] == [1, 2]
+    tu.MetricsLog(tmp_path / "other.jsonl", enabled=False).log({"step": 1})
+    assert not (tmp_path / "other.jsonl").exists()
+
+
+def test_progress_line(capsys):
+    progress = tu.Progress(total=10, start_step=0)
+    progress.add_tokens(1000)
+    line = progress.update(2, loss=1.23456, lr=5e-5)
+    assert capsys.readouterr().out == line + "\n"
+    assert line.startswith("step 2/10 | loss 1.235 | lr 5e-05 | ")
+    assert " tok/s | eta " in line
+    assert tu.format_seconds(1234.4) == "20m34s" and tu.format_seconds(7322) == "2h02m"
+    assert tu.format_seconds(float("nan")) == "?"
+    assert tu.Progress(3, enabled=False).update(1, loss=1.0) and capsys.readouterr().out == ""
+
+
+def test_check_writable(tmp_path):
+    assert tu.check_writable(tmp_path / "a" / "b").is_dir()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="not writable"):
+        tu.check_writable(blocker / "run")
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+def test_evaluate_forecasts_unparsable_answers_fall_back_to_last_value(shared_data, monkeypatch):
+    cfg = smoke_cfg(shared_data)
+    policy = tu.build_policy(cfg, "cpu")
+    windows = load_windows(window_spec_from(cfg.data), "val")[:3]
+    eos = policy.tokenizer.eos_ids[0]
+    monkeypatch.setattr(tu, "generate", lambda model, prompts, **kw: Generation(
+        [policy.tokenizer.encode("<think>no idea</think><answer>none</answer>") + [eos]] * len(prompts)))
+    out = tu.evaluate_forecasts(policy.model, policy.tokenizer, windows, policy.prompt_format, max_new_tokens=5)
+    expect = [np.full(w.horizon, w.history[-1]) for w in windows]
+    assert out["val_n"] == 3 and out["val_unparsed"] == 3
+    assert out["val_mse"] == pytest.approx(np.mean([mse(f, w.target) for f, w in zip(expect, windows)]))
+    assert out["val_mae"] == pytest.approx(np.mean([mae(f, w.target) for f, w in zip(expect, windows)]))
+
+
+def test_evaluate_forecasts_scores_parsed_answers_on_the_real_scale(shared_data, monkeypatch):
+    cfg = smoke_cfg(shared_data, "--data.prompt_style=paper")
+    policy = tu.build_policy(cfg, "cpu")
+    fmt = policy.prompt_format
+    windows = load_windows(window_spec_from(cfg.data), "val")[:4]
+    answers = [np.round(w.target + 1.0, 3) for w in windows]        # printed exactly with 3 decimals
+    texts = [target_completion(w, "r", fmt, values=a) for w, a in zip(windows, answers)]
+    answers[3] = answers[3][:2]                                       # a short answer: extended, counted
+    texts[3] = "<think>r</think>\n<answer>\n" + "\n".join(
+        f"{d} {v:.3f}" for d, v in zip(windows[3].target_dates, answers[3])) + "\n</answer>"
+    calls = []
+
+    def fake_generate(model, prompts, **kw):
+        assert kw["temperature"] == 0                                 # greedy
+        calls.append(len(prompts))
+        start = sum(calls[:-1])
+        return Generation([policy.tokenizer.encode(t) for t in texts[start:start + len(prompts)]])
+
+    monkeypatch.setattr(tu, "generate", fake_generate)
+    out = tu.evaluate_forecasts(policy.model, policy.tokenizer, windows, fmt, max_new_tokens=5, batch_size=3)
+    assert calls == [3, 1]
+    short = np.concatenate([answers[3], np.full(windows[3].horizon - 2, answers[3][-1])])
+    per_window = [mse(a, w.target) for a, w in zip(answers[:3], windows)] + [mse(short, windows[3].target)]
+    assert per_window[0] == pytest.approx(1.0, abs=1e-3)
+    assert out["val_mse"] == pytest.approx(np.mean(per_window), rel=1e-9)
+    assert out["val_unparsed"] == 1 and out["val_n"] == 4
+
+
+# ---------------------------------------------------------------------------------------- checkpoints
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_checkpoint_loads_with_load_policy_and_resumes(shared_data, tmp_path, lora):
+    cfg = smoke_cfg(shared_data, f"--lora.enabled={str(lora).lower()}")
+    torch.manual_seed(0)
+    policy = tu.build_policy(cfg, "cpu")
+    model = policy.model
+    opt = tu.build_optimizer(model, cfg.optim)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    for _ in range(2):                                                # move the weights and Adam state
+        model(ids).float().logsumexp(-1).mean().backward()
+        opt.step()
+        opt.zero_grad()
+    digest = tu.weights_digest(model)
+    ckpt = tu.save_run_checkpoint(tmp_path, 2, model, policy, opt, cfg, SINGLE, metrics={"val_mse": 1.5}, score=1.5)
+    if lora:
+        base = tu.save_base_model(policy, tmp_path)
+        loaded = load_policy(base, adapter=ckpt)
+    else:
+        loaded = load_policy(ckpt)
+    assert tu.weights_digest(loaded.model) == digest
+    assert loaded.prompt_format == PromptFormat(style="compact", decimals=3, digits=2)
+    assert loaded.tokenizer.eos_ids == policy.tokenizer.eos_ids
+
+    torch.manual_seed(1)          # a fresh model (LoRA: same random base, other adapter init) and optimizer
+    fresh = tu.build_policy(cfg, "cpu", seed=0 if lora else 1)
+    fresh_opt = tu.build_optimizer(fresh.model, cfg.optim)
+    assert tu.weights_digest(fresh.model) != digest
+    state = tu.resume_run(tmp_path, fresh.model, fresh_opt)
+    assert state["step"] == 2 and tu.weights_digest(fresh.model) == digest
+    saved = opt.state_dict()["state"]
+    for key, value in fresh_opt.state_dict()["state"].items():
+        assert torch.equal(value["exp_avg"], saved[key]["exp_avg"])
+
+
+def test_resume_without_checkpoint_is_one_line_error(shared_data, tmp_path):
+    policy = tu.build_policy(smoke_cfg(shared_data), "cpu")
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        tu.resume_run(tmp_path, policy.model, tu.build_optimizer(policy.model, optim()))
+
+
+def test_weights_digest_sees_one_changed_value(shared_data):
+    policy = tu.build_policy(smoke_cfg(shared_data, "--lora.enabled=false"), "cpu")
+    before = tu.weights_digest(policy.model)
+    with torch.no_grad():
+        policy.model.model.norm.weight[0] += 1e-6
+    assert tu.weights_digest(policy.model) != before and math.isfinite(len(before))

@@ -1,0 +1,384 @@
+"""Small pieces the two training scripts (train_sft.py, train_grip.py) share. No trainer, no callbacks:
+each script calls these from its own visible loop.
+
+API (stable; both scripts depend on it)::
+
+    build_policy(cfg, device, *, seed=0, adapter="") -> Policy
+        config -> policy (timer1.policy.policy_from_config, prompt format from cfg.data) -> LoRA
+        (load `adapter` if given, else apply_lora from cfg.lora when cfg.lora.enabled) -> on `device`.
+    trainable_parameters(model) -> list[Parameter]      what the optimizer updates (LoRA A/B only with LoRA)
+    build_optimizer(model, optim_cfg) -> torch.optim.AdamW
+        weight decay on matrices only (biases and norm gains are not decayed, as in nanoGPT).
+    lr_at(step, total, optim_cfg) -> float              pure schedule: linear warm-up, then cosine /
+                                                        linear / constant decay to min_lr_ratio * lr
+    set_lr(optimizer, lr)
+    autocast(device)                                    bf16 autocast on CUDA, a no-op on CPU
+    check_writable(out_dir)                             ValueError (one line) if out_dir cannot be written
+    MetricsLog(path, enabled)                           JSONL metrics, one flushed line per .log(dict);
+        .truncate_after(step)                           on resume: drop lines of steps after the checkpoint
+    Progress(total, start_step=0, enabled=True)         .add_tokens(n) every step; .update(step, loss=..., **more)
+                                                        prints "step 12/300 | loss 1.23 | ... | 850 tok/s | eta 3m04s"
+    evaluate_forecasts(model, tokenizer, windows, fmt, *, max_new_tokens, batch_size=8, info=None) -> dict
+        greedy answers (KV-cached sampler, temperature 0) -> forecast_from_completion ->
+        complete_forecast; returns {"val_mse", "val_mae", "val_unparsed", "val_n"} (MSE/MAE per window
+        on the real scale, then averaged; unparsed = answers that were missing or short). With a
+        distributed `info` every rank evaluates its stride-shard and the sums are all-reduced.
+    save_run_checkpoint(out_dir, step, model, policy, optimizer, cfg, info, *, metrics, score, extra) -> Path|None
+        collective (every rank calls it): gathers every rank's RNG state, rank 0 writes
+        out_dir/step_XXXXXX with timer1.checkpoint.save_checkpoint: LoRA adapter (PEFT layout) or the full
+        model, plus the tokenizer, generation_config.json and timer1_prompt.json, so the directory loads
+        with timer1.policy.load_policy(ckpt) (full) or load_policy(base, adapter=ckpt) (LoRA).
+    save_base_model(policy, out_dir) -> Path            a random-init base has no directory of its own:
+                                                        LoRA runs on one save it once to out_dir/base_model
+    resume_run(out_dir, model, optimizer, rank) -> dict  load the latest checkpoint's weights into
+                                                        `model`, optimizer state and this rank's RNG state;
+                                                        returns the train state ({"step", "extra", ...})
+    load_weights(model, ckpt_dir)                       copy a checkpoint's LoRA or full weights into `model`
+    uses_lora(model) -> bool
+    weights_digest(model) -> str                        sha256 of every parameter (DDP tests compare ranks)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from safetensors.torch import load_file
+
+from timer1 import dist
+from timer1.checkpoint import capture_rng_state, latest_checkpoint, load_train_state, save_checkpoint
+from timer1.config import atomic_write_text
+from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
+from timer1.metrics import mae, mse
+from timer1.policy import Policy, policy_from_config, save_policy, save_policy_files
+from timer1.sampler import generate
+from timer1.task import PromptFormat, complete_forecast, forecast_from_completion, prompt_format_from, prompt_ids
+
+# ----------------------------------------------------------------------------------------------
+# Model, LoRA, optimizer
+
+
+def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter: str = "") -> Policy:
+    """The policy a run config describes, with LoRA applied (or an adapter loaded), on `device`.
+
+    `cfg` is an SFTConfig or GRIPConfig (uses cfg.model, cfg.lora, cfg.data). A random-init model is
+    built from `seed` identically on every rank. LoRA A matrices draw from torch's global RNG, so seed
+    it before calling (DDP also broadcasts rank 0's parameters when it wraps the model).
+    Raises FileNotFoundError / ValueError (one line) for a missing or broken model/adapter path.
+    """
+    policy = policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device)
+    if adapter:
+        load_adapter(policy.model, adapter)
+    elif cfg.lora.enabled:
+        lora = cfg.lora
+        apply_lora(policy.model, tuple(lora.targets), lora.r, lora.alpha, lora.dropout, lora.use_rslora)
+    policy.model.to(device)                       # LoRA A/B are created on the CPU
+    policy.model.train()
+    return policy
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Parameters with requires_grad (apply_lora freezes everything but the LoRA A/B matrices)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def build_optimizer(model: torch.nn.Module, optim_cfg: Any) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters: matrices are decayed, biases and norm gains are not."""
+    params = trainable_parameters(model)
+    if not params:
+        raise ValueError("the model has no trainable parameters (LoRA targets matched nothing?)")
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": optim_cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim_cfg.lr,
+                             betas=tuple(optim_cfg.betas))
+
+
+def lr_at(step: int, total: int, optim_cfg: Any) -> float:
+    """Learning rate of optimizer step `step` (0-based) out of `total`.
+
+    Warm-up: ``lr * (step + 1) / (warmup + 1)`` for the first ``warmup_steps`` steps (nanoGPT), then
+    the decay from ``lr`` to ``min_lr_ratio * lr`` over the remaining steps: cosine
+    ``min + (lr - min) * (1 + cos(pi * p)) / 2``, linear ``lr - (lr - min) * p``, or constant ``lr``,
+    with p = (step - warmup) / (total - warmup) in [0, 1].
+    """
+    peak, warmup = optim_cfg.lr, optim_cfg.warmup_steps
+    if step < warmup:
+        return peak * (step + 1) / (warmup + 1)
+    if optim_cfg.schedule == "constant":
+        return peak
+    floor = peak * optim_cfg.min_lr_ratio
+    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    if optim_cfg.schedule == "cosine":
+        return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if optim_cfg.schedule == "linear":
+        return peak - (peak - floor) * progress
+    raise ValueError(f"unknown schedule {optim_cfg.schedule!r}; choose cosine, linear or constant")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (matmuls in bf16, reductions in fp32); nothing on CPU (fp32 there)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------------
+# Output directory, metrics log, progress line
+
+
+def check_writable(out_dir: str | os.PathLike) -> Path:
+    """Create `out_dir` if needed and prove a file can be written there; ValueError (one line) if not."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"output directory {out_dir} is not writable ({err.strerror or err})") from None
+    return out_dir
+
+
+class MetricsLog:
+    """Append-only JSONL: one object per line, flushed at once so a crash loses nothing logged.
+
+    Only the master rank writes (``enabled=False`` elsewhere). Each record should carry ``step``.
+    """
+
+    def __init__(self, path: str | os.PathLike, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        line = json.dumps(record, default=_plain_number)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records of steps after `step` (written by a run that went on past its last
+        checkpoint), so a resumed run's log reads like an uninterrupted one. Rewritten atomically."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:                 # a line cut by the crash
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        atomic_write_text(self.path, "".join(k + "\n" for k in kept))
+
+
+def _plain_number(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot log {type(value).__name__} as JSON")
+
+
+class Progress:
+    """One line per call: ``step 12/300 | loss 1.2345 | 850 tok/s | eta 3m04s | lr 5.0e-05 ...``.
+
+    tokens/s is over the steps since the previous call; the ETA extrapolates the mean step time of
+    this process (a resumed run starts counting at `start_step`).
+    """
+
+    def __init__(self, total: int, start_step: int = 0, enabled: bool = True):
+        self.total, self.start_step, self.enabled = total, start_step, enabled
+        self.t0 = self.t_last = time.perf_counter()
+        self.tokens_since = 0
+
+    def add_tokens(self, n: int) -> None:
+        self.tokens_since += int(n)
+
+    def update(self, step: int, **values: float) -> str:
+        """`step` is the number of optimizer steps done; `values` are printed in order
+        (floats with 4 significant digits). Returns the line (printed on the master rank)."""
+        now = time.perf_counter()
+        rate = self.tokens_since / max(now - self.t_last, 1e-9)
+        done = step - self.start_step
+        eta = (now - self.t0) / done * (self.total - step) if done > 0 else float("nan")
+        parts = [f"step {step}/{self.total}"]
+        for key, value in values.items():
+            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+        parts += [f"{rate:.0f} tok/s", f"eta {format_seconds(eta)}"]
+        self.t_last, self.tokens_since = now, 0
+        line = " | ".join(parts)
+        if self.enabled:
+            print(line, flush=True)
+        return line
+
+    def tokens_per_second(self) -> float:
+        return self.tokens_since / max(time.perf_counter() - self.t_last, 1e-9)
+
+
+def format_seconds(seconds: float) -> str:
+    """1234.5 -> '20m34s'; NaN -> '?'."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation: greedy forecasts on held-out windows
+
+
+@torch.no_grad()
+def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt: PromptFormat, *,
+                       max_new_tokens: int, batch_size: int = 8,
+                       info: Optional[dist.DistInfo] = None) -> dict:
+    """Greedy-decode an answer for each window and score it on the real scale.
+
+    A missing or short answer is completed with `timer1.task.complete_forecast` (last value
+    repeated / last forecast value extended) and counted in ``val_unparsed``. Returns
+    ``{"val_mse", "val_mae", "val_unparsed", "val_n"}``: per-window MSE/MAE averaged over windows.
+    With a distributed `info` the windows are split across ranks by stride and the sums all-reduced,
+    so every rank returns the same numbers. No collective inside the model: safe under DDP.
+    """
+    core = dist.unwrap(model)
+    shard = list(windows)
+    if info is not None and info.distributed:
+        shard = dist.shard_by_stride(shard, info.rank, info.world_size)
+    was_training = core.training
+    core.eval()
+    sums = torch.zeros(4, dtype=torch.float64)         # mse, mae, unparsed, n
+    for i in range(0, len(shard), batch_size):
+        chunk = shard[i:i + batch_size]
+        prompts = [prompt_ids(tokenizer, w, fmt) for w in chunk]
+        out = generate(core, prompts, max_new_tokens=max_new_tokens, temperature=0.0,
+                       eos_ids=tokenizer.eos_ids)
+        for window, tokens in zip(chunk, out.tokens):
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            forecast, complete = complete_forecast(forecast_from_completion(text, window, fmt), window)
+            sums += torch.tensor([mse(forecast, window.target), mae(forecast, window.target),
+                                  float(not complete), 1.0], dtype=torch.float64)
+    if was_training:
+        core.train()
+    if info is not None and info.distributed:
+        sums = dist.all_reduce_mean(sums) * info.world_size
+    n = max(sums[3].item(), 1.0)
+    return {"val_mse": sums[0].item() / n, "val_mae": sums[1].item() / n,
+            "val_unparsed": int(round(sums[2].item())), "val_n": int(round(sums[3].item()))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+class _PolicyFiles:
+    """What `save_checkpoint(tokenizer=...)` saves beside the weights: the tokenizer plus the two
+    small files `timer1.policy.load_policy` reads (generation config with eos/pad ids, prompt format),
+    the same ones `timer1.policy.save_policy` writes."""
+
+    def __init__(self, tokenizer, prompt_format: PromptFormat):
+        self.tokenizer, self.prompt_format = tokenizer, prompt_format
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        save_policy_files(self.tokenizer, self.prompt_format, path)
+
+
+def uses_lora(model: torch.nn.Module) -> bool:
+    return bool(lora_modules(dist.unwrap(model)))
+
+
+def save_run_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Module, policy: Policy,
+                        optimizer: torch.optim.Optimizer, cfg: Any, info: dist.DistInfo, *,
+                        metrics: Optional[dict] = None, score: Optional[float] = None,
+                        extra: Optional[dict] = None) -> Optional[Path]:
+    """Checkpoint after optimizer step `step`. Collective: every rank must call it (RNG states are
+    gathered so a resume restores each rank's own); rank 0 writes, the others return None.
+    Lower `score` is better (validation MSE); cfg.keep_best / cfg.keep_last drive pruning."""
+    rng = dist.all_gather_object(capture_rng_state()) if info.distributed else capture_rng_state()
+    path = None
+    if info.is_master:
+        path = save_checkpoint(out_dir, step, dist.unwrap(model), optimizer, None, rng, cfg, metrics,
+                               adapter_only=uses_lora(model), score=score, higher_is_better=False,
+                               keep_best=cfg.keep_best, keep_last=cfg.keep_last, extra=extra,
+                               tokenizer=_PolicyFiles(policy.tokenizer, policy.prompt_format),
+                               base_model=str(Path(out_dir) / "base_model") if policy.source == "random"
+                               else policy.source)
+    dist.barrier()
+    return path
+
+
+def save_base_model(policy: Policy, out_dir: str | os.PathLike) -> Path:
+    """A LoRA run on a random-init base saves that base once as ``out_dir/base_model`` (HF layout,
+    tokenizer and prompt format included), so its adapter checkpoints load with
+    ``load_policy(out_dir/base_model, adapter=out_dir/step_XXXXXX)``. Call on the master rank."""
+    path = Path(out_dir) / "base_model"
+    if (path / "config.json").is_file():
+        return path
+    core = dist.unwrap(policy.model)
+    base_state = {k: v for k, v in core.state_dict().items() if ".lora_" not in k}  # LoRALinear keeps `weight`
+    base = type(core)(core.config)
+    missing, unexpected = base.load_state_dict(base_state, strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise ValueError(f"base weights do not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    save_policy(Policy(base, policy.tokenizer, policy.source, policy.prompt_format), path)
+    return path
+
+
+def load_weights(model: torch.nn.Module, ckpt_dir: str | os.PathLike) -> None:
+    """Copy a checkpoint's weights into `model` in place: LoRA A/B from an adapter checkpoint
+    (the model must already carry LoRA layers of the same shapes), else every weight of the full model."""
+    ckpt_dir, core = Path(ckpt_dir), dist.unwrap(model)
+    if (ckpt_dir / ADAPTER_WEIGHTS).is_file():
+        tensors = {k.removeprefix(PEFT_PREFIX): v for k, v in load_file(str(ckpt_dir / ADAPTER_WEIGHTS)).items()}
+    else:
+        from timer1.model import Qwen2
+        loaded = Qwen2.from_pretrained(ckpt_dir, dtype=next(core.parameters()).dtype, device="cpu")
+        tensors = loaded.state_dict()
+    params = dict(core.named_parameters(remove_duplicate=False))      # tied lm_head.weight too
+    unknown = [k for k in tensors if k not in params]
+    if unknown:
+        raise ValueError(f"checkpoint {ckpt_dir} holds {unknown[0]}, which this model does not have")
+    with torch.no_grad():
+        for key, tensor in tensors.items():
+            if params[key].shape != tensor.shape:
+                raise ValueError(f"checkpoint {ckpt_dir}: {key} has shape {tuple(tensor.shape)}, "
+                                 f"the model {tuple(params[key].shape)}")
+            params[key].copy_(tensor)
+
+
+def resume_run(out_dir: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               rank: int = 0) -> dict:
+    """Load the latest checkpoint in `out_dir` into `model` and `optimizer` and restore this rank's
+    RNG state. Returns the train state (``state["step"]`` = optimizer steps already done,
+    ``state["extra"]``). FileNotFoundError (one line) when there is nothing to resume."""
+    ckpt = latest_checkpoint(out_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"--resume=true but {out_dir} holds no checkpoint (step_XXXXXX/)")
+    load_weights(model, ckpt)
+    state = load_train_state(ckpt, optimizer, None, rank=rank)
+    state["path"] = str(ckpt)
+    return state
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over every parameter's name and bytes (fp32, CPU): equal digests = equal weights."""
+    digest = hashlib.sha256()
+    for name, param in sorted(dist.unwrap(model).named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,288 @@
+"""SFT warm-up of Time-R1 (paper Section 3.2): teach the model the <think>/<answer> layout and a
+reasoning habit before GRIP RL. Paper settings: 300 samples, one epoch, lr 5e-5.
+
+One process (CPU or one GPU):
+
+    python train_sft.py --config configs/smoke_sft.toml
+    python train_sft.py --config configs/sft_tiny.toml --out_dir=runs/sft_tiny
+
+Several processes (DDP; NCCL on GPUs, Gloo on CPU):
+
+    torchrun --standalone --nproc_per_node=8 train_sft.py --config configs/sft_qwen2.5_7b.toml \\
+        --model.path=/models/Qwen2.5-7B-Instruct --data.sft_jsonl=data/sft_etth1.jsonl
+
+Resume an interrupted run (same config, same number of processes): add ``--resume=true``.
+
+Data: ``data.sft_jsonl`` (built by ``python -m timer1.sft_data``, paper Algorithm 1, any teacher), or
+empty to build the samples here from the train region with the statistical teacher. The loss is the
+mean negative log-likelihood of the completion tokens only (an explicit mask over the prompt, not a
+pad id), averaged over every completion token of an optimizer step on all ranks.
+
+The shape is nanoGPT's: config, init, model, optimizer, then ONE loop. Each optimizer step runs
+``grad_accum`` micro-batches (gradients all-reduced only on the last), clips, steps, and then logs,
+validates (validation loss and greedy-answer forecast MSE on held-out windows) and checkpoints
+(the best by validation MSE is kept). The data order is a seeded permutation per epoch, so a
+resumed run (weights, optimizer, RNG states and the step counter restored) matches an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from timer1 import dist
+from timer1.checkpoint import latest_checkpoint, seed_everything
+from timer1.config import SFTConfig, load_config_or_exit, save_config
+from timer1.model import token_logprobs
+from timer1.sft_data import StatisticalTeacher, build_samples, read_jsonl, train_values
+from timer1.task import load_windows, window_spec_from
+from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, check_writable,
+                                evaluate_forecasts, lr_at, resume_run, save_base_model, save_run_checkpoint,
+                                set_lr, trainable_parameters, uses_lora, weights_digest)
+
+BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: records -> token ids -> a deterministic per-rank schedule of micro-batches
+
+
+@dataclass
+class Example:
+    ids: list[int]   # chat-templated prompt, then completion + eos
+    n_prompt: int    # the first n_prompt tokens are masked out of the loss
+
+
+def encode(record: dict, tokenizer) -> Example:
+    """A {prompt, completion} record as token ids; a plain-text prompt becomes one user message."""
+    messages = record["prompt"] if isinstance(record["prompt"], list) else [{"role": "user", "content": record["prompt"]}]
+    prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+    completion = tokenizer.encode(record["completion"]) + [tokenizer.eos_ids[0]]
+    return Example(prompt + completion, len(prompt))
+
+
+def statistical_teacher(cfg: SFTConfig, fmt, spec) -> StatisticalTeacher:
+    """The teacher that builds samples on the fly (and the validation targets)."""
+    verbosity = cfg.reasoning if cfg.reasoning != "auto" else ("short" if fmt.style == "compact" else "long")
+    return StatisticalTeacher(fmt, verbosity, train_values(spec))
+
+
+def teacher_records(windows: list, teacher: StatisticalTeacher, fmt, k: int, what: str) -> list[dict]:
+    """Algorithm 1 over `windows` as {prompt, completion, ...} records."""
+    samples, counts = build_samples(windows, teacher, fmt, k)
+    if not samples:
+        raise ValueError(f"no SFT sample could be built from {len(windows)} {what} windows ({counts})")
+    return [s.to_json() for s in samples]
+
+
+def train_records(cfg: SFTConfig, fmt, spec, teacher: StatisticalTeacher) -> list[dict]:
+    """data.sft_jsonl when given (any teacher, built by timer1.sft_data), else statistical-teacher
+    samples of the train-region windows."""
+    if cfg.data.sft_jsonl:
+        return read_jsonl(cfg.data.sft_jsonl, prompt_style=fmt.style)
+    if cfg.teacher == "model":
+        raise ValueError("teacher = 'model' needs prebuilt data: run python -m timer1.sft_data ... --out FILE "
+                         "and pass --data.sft_jsonl=FILE")
+    return teacher_records(load_windows(spec, "train", seed=cfg.seed), teacher, fmt, cfg.teacher_k, "train")
+
+
+def evenly_spaced(items: list, n: int) -> list:
+    """n items spread over the list (all of them when n >= len)."""
+    if n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def rank_micro_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[list[int]]:
+    """This rank's micro-batches (example indices) for one epoch: a seeded permutation, dealt to
+    ranks by stride, then length-bucketed (sorted within chunks, batches shuffled)."""
+    rng = np.random.default_rng([seed, epoch])
+    mine = rng.permutation(len(lengths))[rank::world]
+    chunk = batch_size * BUCKET_CHUNK
+    batches = []
+    for i in range(0, len(mine), chunk):
+        piece = sorted(mine[i:i + chunk].tolist(), key=lambda j: lengths[j])
+        batches += [piece[k:k + batch_size] for k in range(0, len(piece), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def plan_run(lengths: list[int], cfg: SFTConfig, world: int) -> list[list[tuple[list[int], bool]]]:
+    """plan[r] = rank r's (micro-batch, is_real) list over all epochs. Every rank gets the same
+    count (DDP all-reduces once per backward): short ranks repeat batches as padding with loss 0.
+    Each rank computes every rank's plan (cheap index lists), so step token counts need no collective."""
+    plan = [[] for _ in range(world)]
+    for epoch in range(cfg.epochs):
+        per_rank = [rank_micro_batches(lengths, cfg.batch_size, cfg.seed, epoch, r, world) for r in range(world)]
+        longest = max(len(b) for b in per_rank)
+        for r, batches in enumerate(per_rank):
+            plan[r] += [(batches[i % len(batches)], i < len(batches)) for i in range(longest)]
+    return plan
+
+
+def step_batches(plan, step: int, grad_accum: int, examples: list[Example], rank: int):
+    """This rank's (micro-batch, is_real) list for optimizer step `step`, plus the step's completion
+    tokens and all tokens over EVERY rank (from the shared plan, no collective): the loss is the mean
+    over all completion tokens of the step, so each rank divides its sum by the global count."""
+    window = slice(step * grad_accum, (step + 1) * grad_accum)
+    real = [j for rank_plan in plan for batch, is_real in rank_plan[window] if is_real for j in batch]
+    completion_tokens = sum(len(examples[j].ids) - examples[j].n_prompt for j in real)
+    all_tokens = sum(len(examples[j].ids) for j in real)
+    return plan[rank][window], completion_tokens, all_tokens
+
+
+def collate(examples: list[Example], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, T), attention mask (B, T) and the completion mask (B, T-1) aligned with
+    token_logprobs' output: mask[b, t] = 1 when token t+1 of row b is a completion token."""
+    T = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    attention = torch.zeros(len(examples), T, dtype=torch.long)
+    loss_mask = torch.zeros(len(examples), T - 1, dtype=torch.float32)
+    for b, e in enumerate(examples):
+        ids[b, :len(e.ids)] = torch.tensor(e.ids)
+        attention[b, :len(e.ids)] = 1
+        loss_mask[b, e.n_prompt - 1:len(e.ids) - 1] = 1.0
+    return ids.to(device), attention.to(device), loss_mask.to(device)
+
+
+def completion_nll(model, ids, attention, loss_mask) -> torch.Tensor:
+    """Sum of -log p over completion tokens (fp32 log-probs; prompt and padding masked out)."""
+    logp = token_logprobs(model, ids, attention_mask=attention)  # (B, T-1) fp32
+    return -(logp * loss_mask).sum()
+
+
+@torch.no_grad()
+def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int, info) -> float:
+    """Mean completion-token NLL over held-out examples (sharded by stride, summed over ranks)."""
+    core = dist.unwrap(model)
+    core.eval()
+    shard = dist.shard_by_stride(examples, info.rank, info.world_size)
+    totals = torch.zeros(2, dtype=torch.float64)           # nll, tokens
+    for i in range(0, len(shard), batch_size):
+        ids, attention, mask = collate(shard[i:i + batch_size], pad_id, info.device)
+        with autocast(info.device):
+            totals[0] += completion_nll(core, ids, attention, mask).item()
+        totals[1] += mask.sum().item()
+    core.train()
+    totals = dist.all_reduce_mean(totals) * info.world_size
+    return totals[0].item() / max(totals[1].item(), 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
+    master = info.is_master
+    out_dir = check_writable(cfg.out_dir)
+    if not cfg.resume and latest_checkpoint(out_dir) is not None:
+        raise ValueError(f"{out_dir} already holds a run: pass --resume=true or choose another --out_dir")
+    seed_everything(cfg.seed)
+
+    # model, tokenizer, prompt format
+    policy = build_policy(cfg, info.device, seed=cfg.seed)
+    tokenizer, fmt, model = policy.tokenizer, policy.prompt_format, policy.model
+    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+
+    # data: train examples (too long ones dropped), held-out examples and windows for validation
+    spec = window_spec_from(cfg.data)
+    teacher = statistical_teacher(cfg, fmt, spec)
+    examples = [encode(r, tokenizer) for r in train_records(cfg, fmt, spec, teacher)]
+    too_long = sum(len(e.ids) > cfg.max_seq_len for e in examples)
+    examples = [e for e in examples if len(e.ids) <= cfg.max_seq_len]
+    if not examples:
+        raise ValueError(f"every SFT sample is longer than max_seq_len={cfg.max_seq_len} tokens")
+    val_windows = evenly_spaced(load_windows(spec, "val", seed=cfg.seed), cfg.eval_windows) if cfg.eval_windows else []
+    val_records = teacher_records(val_windows, teacher, fmt, cfg.teacher_k, "validation") if val_windows else []
+    val_examples = [e for e in (encode(r, tokenizer) for r in val_records) if len(e.ids) <= cfg.max_seq_len]
+    answer_tokens = max(len(e.ids) - e.n_prompt for e in val_examples) if val_examples else 64
+    val_max_tokens = cfg.val_max_tokens or int(answer_tokens * 1.25) + 8
+
+    lengths = [len(e.ids) for e in examples]
+    plan = plan_run(lengths, cfg, info.world_size)
+    total_steps = math.ceil(len(plan[0]) / cfg.grad_accum)
+
+    optimizer = build_optimizer(model, cfg.optim)
+    start_step = 0
+    log = MetricsLog(out_dir / "metrics.jsonl", enabled=master)
+    run_shape = {"samples": len(examples), "world_size": info.world_size, "total_steps": total_steps}
+    if cfg.resume:
+        state = resume_run(out_dir, model, optimizer, info.rank)
+        if state["extra"].get("run_shape", run_shape) != run_shape:
+            raise ValueError(f"cannot resume {state['path']}: it was made by a run with {state['extra']['run_shape']}, "
+                             f"this one has {run_shape} (same data, config and process count are needed)")
+        start_step = state["step"]
+        log.truncate_after(start_step)
+    elif master:
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+        save_config(cfg, out_dir / "config.toml")
+        if uses_lora(model) and cfg.model.random_init:
+            save_base_model(policy, out_dir)        # so adapter checkpoints load: load_policy(base, adapter=ckpt)
+    ddp = dist.wrap_ddp(model, info)
+    params = trainable_parameters(model)
+    n_params = sum(p.numel() for p in params)
+    dist.print0(f"sft: {len(examples)} samples ({too_long} longer than {cfg.max_seq_len} dropped), "
+                f"{total_steps} steps x {cfg.grad_accum} micro-batches of {cfg.batch_size} x {info.world_size} "
+                f"ranks, {n_params:,} trainable params ({'LoRA' if uses_lora(model) else 'full'}), "
+                f"device {info.device}" + (f", resuming after step {start_step}" if start_step else ""))
+
+    progress = Progress(total_steps, start_step=start_step, enabled=master)
+    metrics: dict = {}
+    for step in range(start_step, total_steps):
+        lr = lr_at(step, total_steps, cfg.optim)
+        set_lr(optimizer, lr)
+        micro, step_tokens, seen_tokens = step_batches(plan, step, cfg.grad_accum, examples, info.rank)
+        nll_sum = 0.0
+        for k, (batch, real) in enumerate(micro):
+            ids, attention, loss_mask = collate([examples[j] for j in batch], pad_id, info.device)
+            with dist.no_sync(ddp, sync=k == len(micro) - 1):
+                with autocast(info.device):
+                    nll = completion_nll(ddp, ids, attention, loss_mask)
+                # DDP averages gradients over ranks: scale by world size so the result is the global token mean
+                loss = nll * (info.world_size / step_tokens) * (1.0 if real else 0.0)
+                loss.backward()
+            nll_sum += nll.item() if real else 0.0
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        progress.add_tokens(seen_tokens)
+
+        last = done == total_steps
+        evaluate = bool(val_windows) and (bool(cfg.eval_every and done % cfg.eval_every == 0) or last)
+        if done % cfg.log_every == 0 or evaluate or last:
+            train_loss = dist.all_reduce_mean(nll_sum) * info.world_size / step_tokens
+            metrics = {"step": done, "loss": train_loss, "lr": lr, "grad_norm": float(grad_norm),
+                       "tokens": seen_tokens}
+            if evaluate:
+                metrics["val_loss"] = validation_loss(ddp, val_examples, pad_id, cfg.batch_size, info)
+                metrics.update(evaluate_forecasts(ddp, tokenizer, val_windows, fmt, max_new_tokens=val_max_tokens,
+                                                  batch_size=max(cfg.batch_size, 8), info=info))
+            progress.update(done, loss=train_loss, lr=lr, **({"val_loss": metrics["val_loss"],
+                                                             "val_mse": metrics["val_mse"]} if evaluate else {}))
+            if last:                                  # every rank's weights must agree under DDP
+                metrics["rank_digests"] = dist.all_gather_object(weights_digest(model))
+            log.log(metrics)
+        if (cfg.save_every and done % cfg.save_every == 0) or last:
+            score = metrics.get("val_mse") if metrics.get("step") == done else None
+            save_run_checkpoint(out_dir, done, ddp, policy, optimizer, cfg, info, metrics=metrics, score=score,
+                                extra={"run_shape": run_shape})
+    if "rank_digests" in metrics and len(set(metrics["rank_digests"])) > 1:
+        raise RuntimeError(f"ranks ended with different weights: {metrics['rank_digests']}")
+    dist.print0(f"done: {total_steps} steps, checkpoints in {out_dir}")
+    del ddp
+    return metrics
+
+
+if __name__ == "__main__":
+    config = load_config_or_exit(SFTConfig, description=__doc__.split("\n\n")[0])
+    with dist.distributed() as dist_info:
+        error = None
+        try:
+            main(config, dist_info)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            error = str(err)          # leave the except block first: its traceback keeps the DDP model alive
+        if error is not None:
+            dist.fail(error)
