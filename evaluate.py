@@ -48,7 +48,7 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 
 import numpy as np
 
-from forecast import EXIT_BAD_INPUT, log, open_policy, parse_with_preset, resolve_model
+from forecast import log, open_policy, parse_with_preset, resolve_model, run_reporting_errors
 
 MODEL_METHODS = ("timer1", "timer1-slow")
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
@@ -386,15 +386,7 @@ def report_config(args, methods, sources, model_dir, policy) -> dict:
 
 
 def main(argv=None) -> int:
-    args = parse_with_preset(build_parser(), argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError, OSError) as err:
-        log(f"error: {err}")
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        log("error: interrupted")
-        return 130
+    return run_reporting_errors(run, parse_with_preset(build_parser(), argv))
 
 
 if __name__ == "__main__":

@@ -288,8 +288,8 @@ def write_plot(path: Path, name: str, panels) -> None:
     log(f"wrote plot to {path}")
 
 
-def main(argv=None) -> int:
-    args = parse_with_preset(build_parser(), argv)
+def run_reporting_errors(run, args) -> int:
+    """``run(args)``, with bad input turned into one ``error:`` line and exit code 2 (no traceback)."""
     try:
         return run(args)
     except (ValueError, FileNotFoundError, OSError) as err:
@@ -298,6 +298,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         log("error: interrupted")
         return 130
+
+
+def main(argv=None) -> int:
+    return run_reporting_errors(run, parse_with_preset(build_parser(), argv))
 
 
 if __name__ == "__main__":

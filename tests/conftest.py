@@ -27,3 +27,18 @@ def _fixed_seed():
     """Every test starts from the same RNG state, so results do not depend on test order."""
     torch.manual_seed(0)
     yield
+
+
+TINY_CONFIG = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 2}
+
+
+@pytest.fixture(scope="session")
+def compact_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random Qwen2 saved in the HF layout, expecting compact prompts (the CLIs' end-to-end tests)."""
+    from timer1.policy import random_policy, save_policy
+    from timer1.task import PromptFormat
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_policy(random_policy(TINY_CONFIG, seed=0, prompt_format=PromptFormat("compact")), path)
+    return path

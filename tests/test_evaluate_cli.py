@@ -9,15 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from timer1.data import paper_windows, read_csv
-from timer1.policy import random_policy, save_policy
-from timer1.task import PromptFormat
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2}
 BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear"]
 FIELDS = {"mse", "mae", "mase", "crps", "n", "unparsed", "mse_fallback", "mae_fallback", "mase_fallback",
           "crps_fallback", "n_windows", "seconds_per_window"}
@@ -31,20 +26,9 @@ def run(*args, env=None):
                           text=True, env=environ, timeout=180)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Decode tiny models on one thread (a shared 2-core box stalls torch's pool), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_policy(random_policy(TINY, seed=0, prompt_format=PromptFormat("compact")), path)
-    return path
+def checkpoint(compact_checkpoint) -> Path:
+    return compact_checkpoint
 
 
 def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_data):

@@ -19,33 +19,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from timer1.lora import apply_lora, save_adapter
-from timer1.policy import random_policy, save_policy
-from timer1.task import PromptFormat
+from timer1.policy import random_policy
+
+from conftest import TINY_CONFIG as TINY
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2}
 ROWS, LOOKBACK, HORIZON = 40, 24, 8
 FAST = ["--lookback", str(LOOKBACK), "--horizon", str(HORIZON), "--samples", "2", "--max-new-tokens", "4"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Decode tiny models on one thread (a shared 2-core box stalls torch's pool), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_policy(random_policy(TINY, seed=0, prompt_format=PromptFormat("compact")), path)
-    return path
+def checkpoint(compact_checkpoint) -> Path:
+    return compact_checkpoint
 
 
 @pytest.fixture(scope="module")

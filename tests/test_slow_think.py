@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 import timer1.slow_think as st
 from timer1.baselines import SeasonalNaive
@@ -17,15 +16,6 @@ from timer1.task import PromptFormat
 TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2}
 PERIOD = 24
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Decode tiny models on one thread (a shared 2-core box stalls torch's pool), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -79,3 +79,14 @@ def test_bad_inputs(shared_data, tmp_path):
         load_windows(WindowSpec(str(tmp_path), ("nope",), 96, 96, 96))
     with pytest.raises(ValueError, match="no usable train windows"):
         load_windows(WindowSpec(str(shared_data), ("nasdaq",), 900, 900, 96))
+
+
+def test_compact_numbers_with_merged_separators_are_clipped(window):
+    fmt = PromptFormat("compact")
+    scaler_low, scaler_high = window.history.min(), window.history.max()
+    text = "<think>x</think><answer>50,99999999999999999999,-7777,12</answer>"
+    values = forecast_from_completion(text, window, fmt)
+    span = scaler_high - scaler_low
+    assert values.shape == (4,) and np.isfinite(values).all()
+    assert values[1] <= scaler_high + 1.03 * span  # 200 on the 0..99 scale: one range above the top
+    assert values[2] >= scaler_low - 1.03 * span

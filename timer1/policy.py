@@ -23,7 +23,7 @@ import torch
 
 from timer1.data import synthetic_frame, train_windows
 from timer1.model import Qwen2, Qwen2Config, default_device_dtype
-from timer1.prompts import build_prompt, format_answer, format_compact_answer, compact_scaler
+from timer1.prompts import build_prompt
 from timer1.task import PromptFormat
 from timer1.tokenizer import Tokenizer, train_tokenizer
 
@@ -100,16 +100,20 @@ def read_prompt_format(path: Path) -> PromptFormat:
 
 
 def tokenizer_corpus(seed: int = 0, n_series: int = 6) -> list[str]:
-    """Text that looks like the task (prompts in every style and answers), for training a tiny tokenizer."""
+    """Text that looks like the task, for training a tiny tokenizer: prompts in every style and SFT
+    completions written by the statistical teacher (short and long), on seeded synthetic series."""
+    from timer1.sft_data import StatisticalTeacher, make_sample  # sft_data builds on policy's neighbours
+
     texts = []
     for i in range(n_series):
         series = synthetic_frame(400, seed + i, periods=((24.0, 2.0),), trend=0.01 * i, level=10.0 + 5 * i)
         for window in train_windows(series, 48, 24, 96, dataset=series.name):
             for style in ("official", "paper", "compact"):
+                fmt = PromptFormat(style)
                 texts.append(build_prompt(window, style=style, decimals=3))
-            reasoning = "The level is about 10 and the series repeats every 24 steps; I continue it."
-            texts.append(format_answer(window.target_dates, window.target, reasoning))
-            texts.append(format_compact_answer(window.target, reasoning, compact_scaler(window)))
+                for verbosity in ("short", "long"):
+                    sample = make_sample(window, StatisticalTeacher(fmt, verbosity), fmt, k=5)
+                    texts.append(sample.completion if sample else "")
     return texts
 
 

@@ -85,13 +85,17 @@ def reward_target(window: Window, fmt: PromptFormat) -> np.ndarray:
 
 def forecast_from_completion(completion: str, window: Window, fmt: PromptFormat) -> np.ndarray | None:
     """The forecast a completion states, on the real scale: at most ``window.horizon`` values
-    (fewer when the answer is short), or None when nothing parses."""
+    (fewer when the answer is short), or None when nothing parses. Compact answers are clipped to
+    the history's range widened by one range on each side (see the comment below)."""
     numbers = parse_forecast(completion)
     if numbers is None:
         return None
     numbers = numbers[:window.horizon]
     if fmt.style == "compact":
-        return compact_scaler(window, fmt.digits).decode(numbers)
+        # the integer scale spans the history's range as 0 .. 10**digits - 1; a number beyond one
+        # more range on either side is a merged separator ("4567" for "45,67"), not a forecast
+        top = 10 ** fmt.digits
+        return compact_scaler(window, fmt.digits).decode(np.clip(numbers, -top, 2 * top))
     return numbers
 
 
