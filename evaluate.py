@@ -362,7 +362,7 @@ def run(args) -> int:
     print(format_table(results))
     log(f"done in {time.perf_counter() - started:.1f} s")
     if args.out is not None:
-        from timer1.policy import write_json_atomic
+        from timer1.atomic import write_json_atomic
 
         report = {"results": results, "config": report_config(args, methods, sources, model_dir, policy)}
         write_json_atomic(args.out, report)

@@ -28,7 +28,6 @@ import csv
 import io
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -198,17 +197,6 @@ def write_csv_text(header: list[str], rows: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def show_reasoning(channel: str, result) -> None:
     for k, draft in enumerate(result.drafts, start=1):
         verdict = "kept" if draft.passed else "dropped: " + "; ".join(draft.findings)
@@ -268,7 +256,9 @@ def run(args) -> int:
     if args.plot is not None:
         write_plot(args.plot, series.name, panels)
     if args.out is not None:
-        write_text_atomic(args.out, text)
+        from timer1.atomic import write_text_atomic
+
+        write_text_atomic(args.out, text, newline="")
         log(f"wrote {len(rows)} rows to {args.out}")
     else:
         sys.stdout.write(text)

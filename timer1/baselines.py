@@ -23,10 +23,8 @@ Run the table (MSE/MAE per window on the raw scale, averaged over the paper's wi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ if __name__ == "__main__":  # before numpy loads: the (N, 193) solves here run ~
 
 import numpy as np
 
+from timer1.atomic import write_json_atomic
 from timer1.rewards import moving_average
 
 
@@ -312,20 +311,6 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m timer1.baselines", description=(
         "MSE/MAE of the naive and linear baselines under the Time-R1 paper protocol "
@@ -347,7 +332,7 @@ def main(argv=None) -> int:
         print(format_table(results))
         print(f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
         if args.json is not None:
-            write_json_atomic({"results": results}, args.json)
+            write_json_atomic(args.json, {"results": results})
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -36,7 +36,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from timer1.config import atomic_write_text, save_config
+from timer1.atomic import write_text_atomic
+from timer1.config import save_config
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 TRAIN_STATE = "train_state.pt"
@@ -212,9 +213,9 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
             if dataclasses.is_dataclass(config):
                 save_config(config, tmp / "config.toml")
             else:
-                atomic_write_text(tmp / "run_config.json", json.dumps(config, indent=2) + "\n")
+                write_text_atomic(tmp / "run_config.json", json.dumps(config, indent=2) + "\n")
         metrics_text = json.dumps({"step": step, **(metrics or {})}, indent=2, default=_plain)
-        atomic_write_text(tmp / "metrics.json", metrics_text + "\n")
+        write_text_atomic(tmp / "metrics.json", metrics_text + "\n")
         if final.exists():                                       # re-saving a step (e.g. after a resume)
             old = out_dir / f".old-{name}"
             shutil.rmtree(old, ignore_errors=True)
@@ -226,7 +227,7 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write_text(out_dir / LATEST, name + "\n")
+    write_text_atomic(out_dir / LATEST, name + "\n")
     _record_score(out_dir, name, score, higher_is_better)
     prune_checkpoints(out_dir, keep_best=keep_best, keep_last=keep_last)
     return final
@@ -243,7 +244,7 @@ def _record_score(out_dir: Path, name: str, score: Optional[float], higher_is_be
 def _write_best_index(out_dir: Path, index: dict) -> None:
     sign = -1.0 if index["higher_is_better"] else 1.0
     index["best"] = sorted(index["scores"], key=lambda n: (sign * index["scores"][n], n))
-    atomic_write_text(out_dir / BEST_INDEX, json.dumps(index, indent=2) + "\n")
+    write_text_atomic(out_dir / BEST_INDEX, json.dumps(index, indent=2) + "\n")
 
 
 def prune_checkpoints(out_dir: str | os.PathLike, keep_best: int = 1, keep_last: int = 1) -> list[Path]:

@@ -25,13 +25,14 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
+
+from timer1.atomic import write_text_atomic
 
 
 class ConfigError(ValueError):
@@ -534,28 +535,11 @@ def dumps_toml(data: dict) -> str:
     return out
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_config(cfg: Any, path: str | os.PathLike) -> None:
     """Write the resolved config atomically: TOML for ``*.toml`` (loadable with --config), else JSON."""
     data = to_dict(cfg)
     text = dumps_toml(data) if str(path).endswith(".toml") else json.dumps(data, indent=2) + "\n"
-    atomic_write_text(path, text)
+    write_text_atomic(path, text)
 
 
 def load_saved_config(cls: type, path: str | os.PathLike) -> Any:

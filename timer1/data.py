@@ -37,15 +37,17 @@ from __future__ import annotations
 
 import calendar
 import csv
+import io
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from timer1.atomic import write_text_atomic
 
 ETT_HOURLY_TRAIN_END = 12 * 30 * 24          # 8640: 12 months of hours
 ETT_HOURLY_VAL_END = 12 * 30 * 24 + 4 * 30 * 24  # 11520: + 4 months
@@ -335,21 +337,14 @@ def read_csv(path: str | os.PathLike) -> Series:
 
 def write_csv(series: Series, path: str | os.PathLike, decimals: int | None = None) -> None:
     """Write a Series as CSV (date column first), atomically (temp file in the same dir, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["date", *series.channels])
-            for date, row in zip(series.dates, series.values):
-                cells = ["" if np.isnan(v) else (repr(float(v)) if decimals is None else f"{v:.{decimals}f}")
-                         for v in row]
-                writer.writerow([date, *cells])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["date", *series.channels])
+    for date, row in zip(series.dates, series.values):
+        cells = ["" if np.isnan(v) else (repr(float(v)) if decimals is None else f"{v:.{decimals}f}")
+                 for v in row]
+        writer.writerow([date, *cells])
+    write_text_atomic(path, buffer.getvalue(), newline="")
 
 
 # ----------------------------------------------------------------------------------------------

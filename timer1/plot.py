@@ -8,13 +8,14 @@ labels on the x axis, min/max labels on the y axis and a title. Open the file in
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
+
+from timer1.atomic import write_text_atomic
 
 WIDTH = 860           # px, whole figure
 PANEL_HEIGHT = 260    # px, one channel
@@ -109,12 +110,4 @@ def write_svg(path: str | os.PathLike, panels: Sequence[Panel], title: str = "")
     """Render and write atomically (temp file in the same directory, then rename)."""
     path = Path(path)
     text = render_svg(panels, title)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from timer1.atomic import write_json_atomic
 from timer1.data import synthetic_frame, train_windows
 from timer1.model import Qwen2, Qwen2Config, default_device_dtype
 from timer1.prompts import build_prompt
@@ -185,28 +184,3 @@ def save_policy_files(tokenizer: Tokenizer, prompt_format: PromptFormat, path: s
                   "do_sample": True, "temperature": 1.0, "top_p": 1.0}
     write_json_atomic(path / "generation_config.json", generation)
     write_json_atomic(path / PROMPT_FILE, dataclasses.asdict(prompt_format))
-
-
-def write_json_atomic(path: str | os.PathLike, payload) -> None:
-    """``json.dump`` to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, default=_json_default)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(value):
-    """numpy scalars and arrays in reports become plain JSON numbers and lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-

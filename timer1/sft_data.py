@@ -42,13 +42,13 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
+from timer1.atomic import write_text_atomic
 from timer1.baselines import Linear, estimate_period, make_baseline
 from timer1.data import Window, read_csv, split_bounds
 from timer1.metrics import mape
@@ -470,18 +470,8 @@ def train_values(spec: WindowSpec) -> dict[tuple[str, str], np.ndarray]:
 
 def write_jsonl(samples: Sequence[SFTSample], path: str | os.PathLike) -> Path:
     """One JSON object per line, written to a temp file beside `path` and renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for sample in samples:
-                fh.write(json.dumps(sample.to_json(), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    lines = "".join(json.dumps(sample.to_json(), ensure_ascii=False) + "\n" for sample in samples)
+    return write_text_atomic(path, lines)
 
 
 def read_jsonl(path: str | os.PathLike, prompt_style: Optional[str] = None) -> list[dict]:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import operator
 import os
-import tempfile
 from pathlib import Path
 
 import tokenizers
 from tokenizers import Regex, decoders, normalizers, pre_tokenizers, processors, trainers
+
+from timer1.atomic import write_text_atomic
 
 # Qwen2's pre-tokenizer regex (HF `tokenization_qwen2.PRETOKENIZE_REGEX`). Unlike GPT-2's, the
 # `\p{N}` alternative matches ONE digit, so numbers are always split digit by digit: a series
@@ -229,9 +230,9 @@ class Tokenizer:
         there to keep several."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(directory / "tokenizer.json", self.backend.to_str(pretty=True))
+        write_text_atomic(directory / "tokenizer.json", self.backend.to_str(pretty=True))
         config_text = json.dumps(self._config_to_save(), indent=2, ensure_ascii=False) + "\n"
-        _atomic_write_text(directory / "tokenizer_config.json", config_text)
+        write_text_atomic(directory / "tokenizer_config.json", config_text)
 
     def _config_to_save(self) -> dict:
         """HF tokenizer_config.json fields (Qwen2.5 layout), the loaded ones taking precedence
@@ -352,17 +353,3 @@ def _read_json_if_present(file: Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{file} must hold a JSON object, got {type(data).__name__}")
     return data
-
-
-def _atomic_write_text(file: Path, text: str) -> None:
-    """Write to a temp file in the same directory, then rename over `file`."""
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=file.parent,
-                                         prefix=f".{file.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-        os.chmod(handle.name, 0o644)  # mkstemp makes 0600 files; a checkpoint is meant to be shared
-        os.replace(handle.name, file)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise

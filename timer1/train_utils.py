@@ -55,7 +55,7 @@ from safetensors.torch import load_file
 
 from timer1 import dist
 from timer1.checkpoint import capture_rng_state, latest_checkpoint, load_train_state, save_checkpoint
-from timer1.config import atomic_write_text
+from timer1.atomic import write_text_atomic
 from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
 from timer1.metrics import mae, mse
 from timer1.policy import Policy, policy_from_config, save_policy, save_policy_files
@@ -185,7 +185,7 @@ class MetricsLog:
                 continue
             if record.get("step", 0) <= step:
                 kept.append(line)
-        atomic_write_text(self.path, "".join(k + "\n" for k in kept))
+        write_text_atomic(self.path, "".join(k + "\n" for k in kept))
 
 
 def _plain_number(value: Any) -> Any:
