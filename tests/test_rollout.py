@@ -18,15 +18,6 @@ from timer1.rollout import (BatchTotals, Reference, Rollout, adapter_snapshot, b
 VOCAB = 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls on a shared 2-core machine run far faster on one thread than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class ByteTokenizer:
     """A stand-in tokenizer over ids 0..63 (eos = 63), enough for sampling and decoding."""
 

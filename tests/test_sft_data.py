@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from timer1 import sft_data as S
 from timer1.baselines import make_baseline
@@ -21,16 +20,6 @@ from timer1.prompts import compact_scaler, parse_forecast
 from timer1.task import PromptFormat, forecast_from_completion, load_windows
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU torch's thread pool spin-waits and tiny models run
-    ~100x slower with 2 threads than with 1 (measured here). Restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 COMPACT = PromptFormat(style="compact", digits=2)
 PAPER = PromptFormat(style="paper", decimals=3)
 

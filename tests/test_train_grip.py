@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -22,16 +21,7 @@ from timer1.rollout import (BatchTotals, Reference, build_batch, micro_loss, ref
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matmuls on a shared 2-core machine run far faster on one thread than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_a_few_grip_steps_raise_the_reward(one_thread):
+def test_a_few_grip_steps_raise_the_reward():
     """Toy task with a checkable reward: the paper's reward plus the share of digits in the answer.
     A tiny random policy cannot write the <think>/<answer> format, so compute_reward gives every
     sample format -1; the digit term varies between samples and is learnable. Ten GRIP steps
@@ -138,7 +128,7 @@ def test_cli_errors_are_one_line(tmp_path, shared_data):
     assert unknown.stderr.strip() == "error: unknown config key 'no_such_key'"
 
 
-def test_start_from_an_sft_adapter_keeps_it_as_the_reference(tmp_path, shared_data, one_thread):
+def test_start_from_an_sft_adapter_keeps_it_as_the_reference(tmp_path, shared_data):
     """--sft_adapter: training continues that adapter and the KL reference is the adapter itself
     (reference=init), not the bare base (reference=base), which an SFT-trained policy is far from."""
     from timer1.config import GRIPConfig, load_config

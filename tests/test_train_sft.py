@@ -26,15 +26,6 @@ SINGLE = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}   # busy shared CPU: avoid thread-pool spin-waits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: tiny models on a busy 2-core machine run far faster (see test_train_utils)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def cfg_for(shared_data, out_dir, *overrides):
     return load_config(SFTConfig, ["--config", "configs/smoke_sft.toml", f"--data.data_dir={shared_data}",
                                    f"--out_dir={out_dir}", "--eval_windows=1", "--val_max_tokens=6", *overrides])

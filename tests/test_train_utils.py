@@ -20,16 +20,6 @@ from timer1.task import PromptFormat, load_windows, target_completion, window_sp
 SINGLE = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), is_master=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU torch's thread pool spin-waits and tiny models run
-    ~100x slower with 2 threads than with 1 (measured here). Restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def smoke_cfg(shared_data, *overrides):
     return load_config(SFTConfig, ["--config", "configs/smoke_sft.toml", f"--data.data_dir={shared_data}", *overrides])
 
