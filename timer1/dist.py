@@ -102,8 +102,13 @@ def distributed(device: str | None = None, timeout_s: float = 1800.0) -> Iterato
     info = init_distributed(device=device, timeout_s=timeout_s)
     try:
         yield info
-    finally:
+    except BaseException:
         cleanup()
+        raise
+    # a normal end: wait until every rank is done before tearing the group down, or a rank still
+    # finishing its last collective sees its peer's connections close and Gloo aborts it (SIGABRT)
+    barrier()
+    cleanup()
 
 
 def rank() -> int:

@@ -647,34 +647,38 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, *,
     Positions whose target is padding get a finite but meaningless value: mask them out.
 
     Memory: the backbone runs once (``model(..., return_hidden=True)``, so DDP hooks fire), then
-    ``lm_head`` + log-softmax run in fp32 over ``chunk_rows`` rows at a time; under autograd each chunk
-    is checkpointed, so no fp32 ``(B, T, V)`` tensor ever exists, in forward or backward.
+    ``lm_head`` + log-softmax run in fp32 over ``chunk_rows`` rows at a time (:func:`head_logprobs`),
+    so no fp32 ``(B, T, V)`` tensor ever exists, in forward or backward.
     ``model`` may be a :class:`Qwen2` or a wrapper with ``.module`` (DDP).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 for log-probs, got {temperature}")
     core = getattr(model, "module", model)
     hidden = model(input_ids, attention_mask=attention_mask, return_hidden=True)  # (B, T, D)
-    B, T, D = hidden.shape
-    h = hidden[:, :-1].reshape(-1, D)  # (N, D), N = B * (T - 1)
-    targets = input_ids[:, 1:].reshape(-1)  # (N,)
-    vocab = core.config.vocab_size
-    if chunk_rows is None:
-        chunk_rows = max(1, (1 << 26) // vocab)  # ~256 MB of fp32 logits per chunk
-    head = core.lm_head
+    return head_logprobs(core.lm_head, hidden[:, :-1], input_ids[:, 1:], temperature, chunk_rows)  # (B, T-1)
 
-    def chunk_logprobs(h_rows: torch.Tensor, t_rows: torch.Tensor) -> torch.Tensor:
+
+def head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+                  chunk_rows: int | None = None) -> torch.Tensor:
+    """``log softmax(head(hidden) / temperature)`` at ``targets``: ``(N, T, D)``, ``(N, T)`` -> ``(N, T)`` fp32.
+
+    The logits exist only for the given positions, in fp32, ``chunk_rows`` positions at a time
+    (default: ~256 MB of fp32 logits); when there is more than one chunk, each is checkpointed under
+    autograd, so no fp32 ``(N, T, V)`` tensor is ever held, in forward or backward. A single chunk
+    is kept for backward instead of being recomputed.
+    """
+    N, T, D = hidden.shape
+    h, t = hidden.reshape(-1, D), targets.reshape(-1)  # (N*T, D), (N*T,)
+    chunk_rows = chunk_rows or max(1, (1 << 26) // head.weight.shape[0])
+
+    def chunk(h_rows: torch.Tensor, t_rows: torch.Tensor) -> torch.Tensor:
         logits = head(h_rows).float() / temperature  # (n, V) fp32
         return logits.gather(1, t_rows[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)  # (n,)
 
-    grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in head.parameters()))
-    pieces = []
-    for i in range(0, h.shape[0], chunk_rows):
-        h_rows, t_rows = h[i:i + chunk_rows], targets[i:i + chunk_rows]
-        if grad:
-            pieces.append(checkpoint(chunk_logprobs, h_rows, t_rows, use_reentrant=False))
-        else:
-            pieces.append(chunk_logprobs(h_rows, t_rows))
+    needs_grad = torch.is_grad_enabled() and (h.requires_grad or head.weight.requires_grad)
+    recompute = needs_grad and h.shape[0] > chunk_rows
+    pieces = [checkpoint(chunk, h[i:i + chunk_rows], t[i:i + chunk_rows], use_reentrant=False) if recompute
+              else chunk(h[i:i + chunk_rows], t[i:i + chunk_rows]) for i in range(0, h.shape[0], chunk_rows)]
     if not pieces:
-        return hidden.new_zeros(B, 0, dtype=torch.float32)
-    return torch.cat(pieces).view(B, T - 1)  # (B, T-1)
+        return hidden.new_zeros(N, T, dtype=torch.float32)
+    return torch.cat(pieces).view(N, T)  # (N, T)

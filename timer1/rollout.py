@@ -37,11 +37,10 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
 
 from timer1.grip import Groups, grip_loss
 from timer1.lora import lora_disabled, lora_modules
-from timer1.model import KVCache, token_logprobs
+from timer1.model import KVCache, head_logprobs, token_logprobs
 from timer1.rewards import REWARD_KEYS, compute_reward
 from timer1.sampler import generate
 
@@ -313,28 +312,6 @@ def _rows_of(cache: KVCache, rows: torch.Tensor, max_len: int) -> KVCache:
     out.next_pos = cache.next_pos[rows].clone()
     out.length, out.has_padding = filled, cache.has_padding
     return out
-
-
-def head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
-                  chunk_rows: int | None = None) -> torch.Tensor:
-    """``log softmax(head(hidden) / temperature)`` at ``targets``: ``(N, T, D)``, ``(N, T)`` -> ``(N, T)`` fp32.
-
-    The logits exist only for the completion positions, in fp32, ``chunk_rows`` positions at a time;
-    when there is more than one chunk each is checkpointed under autograd (as ``token_logprobs``
-    does), so no ``(N, T, V)`` fp32 tensor is ever held. A single chunk (at most ~256 MB of logits)
-    is kept for backward instead of being recomputed."""
-    N, T, D = hidden.shape
-    h, t = hidden.reshape(-1, D), targets.reshape(-1)  # (N*T, D), (N*T,)
-    chunk_rows = chunk_rows or max(1, (1 << 26) // head.weight.shape[0])  # ~256 MB of fp32 logits
-
-    def chunk(h_rows: torch.Tensor, t_rows: torch.Tensor) -> torch.Tensor:
-        logits = head(h_rows).float() / temperature  # (n, V)
-        return logits.gather(1, t_rows[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)  # (n,)
-
-    recompute = torch.is_grad_enabled() and (h.requires_grad or head.weight.requires_grad) and h.shape[0] > chunk_rows
-    pieces = [checkpoint(chunk, h[i:i + chunk_rows], t[i:i + chunk_rows], use_reentrant=False) if recompute
-              else chunk(h[i:i + chunk_rows], t[i:i + chunk_rows]) for i in range(0, h.shape[0], chunk_rows)]
-    return torch.cat(pieces).view(N, T)  # (N, T)
 
 
 @torch.no_grad()
