@@ -74,7 +74,7 @@ from timer1.rollout import (BatchTotals, Reference, adapter_snapshot, build_batc
                             score_rollout, with_logprobs)
 from timer1.task import load_windows, prompt_format_from, prompt_ids, reward_target, window_spec_from
 from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, check_writable,
-                                evaluate_forecasts, lr_at, resume_run, save_base_model, save_run_checkpoint,
+                                checkpoint_score, evaluate_forecasts, lr_at, resume_run, save_base_model, save_run_checkpoint,
                                 set_lr, trainable_parameters)
 
 
@@ -224,11 +224,11 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
             shown = {"loss": metrics["loss"], "reward": metrics["reward"], "format": metrics["format_rate"],
                      "kl": metrics["kl"], "clip": metrics["clip_frac"], "len": metrics["answer_tokens"]}
             if evaluate:
-                shown["val_mse"] = metrics["val_mse"]
+                shown.update(val_mse=metrics["val_mse"], val_mase=metrics["val_mase"])
             progress.update(done, **shown)
         if (cfg.save_every > 0 and done % cfg.save_every == 0) or evaluate or last:
             save_run_checkpoint(out_dir, done, ddp, policy, optimizer, cfg, info, metrics=record,
-                                score=metrics.get("val_mse") if evaluate else None)
+                                score=checkpoint_score(metrics) if evaluate else None)
     del ddp  # free the DDP reducer before the process group goes away
 
 

@@ -41,8 +41,8 @@ from timer1.model import token_logprobs
 from timer1.sft_data import StatisticalTeacher, build_samples, read_jsonl, train_values
 from timer1.task import load_windows, window_spec_from
 from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, check_writable,
-                                evaluate_forecasts, lr_at, resume_run, save_base_model, save_run_checkpoint,
-                                set_lr, trainable_parameters, uses_lora, weights_digest)
+                                checkpoint_score, evaluate_forecasts, lr_at, resume_run, save_base_model,
+                                save_run_checkpoint, set_lr, trainable_parameters, uses_lora, weights_digest)
 
 BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
 
@@ -260,13 +260,13 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
                 metrics["val_loss"] = validation_loss(ddp, val_examples, pad_id, cfg.batch_size, info)
                 metrics.update(evaluate_forecasts(ddp, tokenizer, val_windows, fmt, max_new_tokens=val_max_tokens,
                                                   batch_size=max(cfg.batch_size, 8), info=info))
-            progress.update(done, loss=train_loss, lr=lr, **({"val_loss": metrics["val_loss"],
-                                                             "val_mse": metrics["val_mse"]} if evaluate else {}))
+            progress.update(done, loss=train_loss, lr=lr, **({"val_loss": metrics["val_loss"], "val_mse": metrics["val_mse"],
+                                                             "val_mase": metrics["val_mase"]} if evaluate else {}))
             if last:                                  # every rank's weights must agree under DDP
                 metrics["rank_digests"] = dist.all_gather_object(weights_digest(model))
             log.log(metrics)
         if (cfg.save_every and done % cfg.save_every == 0) or last:
-            score = metrics.get("val_mse") if metrics.get("step") == done else None
+            score = checkpoint_score(metrics) if metrics.get("step") == done else None
             save_run_checkpoint(out_dir, done, ddp, policy, optimizer, cfg, info, metrics=metrics, score=score,
                                 extra={"run_shape": run_shape})
     if "rank_digests" in metrics and len(set(metrics["rank_digests"])) > 1:

@@ -113,6 +113,12 @@ def test_evaluate_forecasts_unparsable_answers_fall_back_to_last_value(shared_da
     assert out["val_n"] == 3 and out["val_unparsed"] == 3
     assert out["val_mse"] == pytest.approx(np.mean([mse(f, w.target) for f, w in zip(expect, windows)]))
     assert out["val_mae"] == pytest.approx(np.mean([mae(f, w.target) for f, w in zip(expect, windows)]))
+    # MASE: MAE over the history's mean one-step change, per window, then averaged
+    scales = [np.mean(np.abs(np.diff(w.history))) for w in windows]
+    assert out["val_mase"] == pytest.approx(np.mean([mae(f, w.target) / s for f, w, s in zip(expect, windows, scales)]))
+    assert tu.checkpoint_score(out) == out["val_mase"]
+    assert tu.checkpoint_score({"val_mse": 2.0, "val_mase": float("nan")}) == 2.0
+    assert tu.checkpoint_score({"loss": 1.0}) is None
 
 
 def test_evaluate_forecasts_scores_parsed_answers_on_the_real_scale(shared_data, monkeypatch):

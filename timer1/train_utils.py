@@ -19,6 +19,7 @@ API (stable; both scripts depend on it)::
     Progress(total, start_step=0, enabled=True)         .add_tokens(n) every step; .update(step, loss=..., **more)
                                                         prints "step 12/300 | loss 1.23 | ... | 850 tok/s | eta 3m04s"
     evaluate_forecasts(model, tokenizer, windows, fmt, *, max_new_tokens, batch_size=8, info=None) -> dict
+    checkpoint_score(metrics) -> float | None           val_mase (scale-free) of an evaluation step, else None
         greedy answers (KV-cached sampler, temperature 0) -> forecast_from_completion ->
         complete_forecast; returns {"val_mse", "val_mae", "val_unparsed", "val_n"} (MSE/MAE per window
         on the real scale, then averaged; unparsed = answers that were missing or short). With a
@@ -57,7 +58,7 @@ from timer1 import dist
 from timer1.checkpoint import capture_rng_state, latest_checkpoint, load_train_state, save_checkpoint
 from timer1.atomic import write_text_atomic
 from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
-from timer1.metrics import mae, mse
+from timer1.metrics import mae, mase, mse
 from timer1.policy import Policy, policy_from_config, save_policy, save_policy_files
 from timer1.sampler import generate
 from timer1.task import PromptFormat, complete_forecast, forecast_from_completion, prompt_format_from, prompt_ids
@@ -252,7 +253,9 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
 
     A missing or short answer is completed with `timer1.task.complete_forecast` (last value
     repeated / last forecast value extended) and counted in ``val_unparsed``. Returns
-    ``{"val_mse", "val_mae", "val_unparsed", "val_n"}``: per-window MSE/MAE averaged over windows.
+    ``{"val_mse", "val_mae", "val_mase", "val_unparsed", "val_n"}``: per-window metrics averaged over
+    windows. ``val_mase`` (MAE over the history's one-step naive MAE) is scale-free, so it is the
+    checkpoint score: raw MSE over a mix of datasets is decided by the largest-scale one (AQ, ~1e5).
     With a distributed `info` the windows are split across ranks by stride and the sums all-reduced,
     so every rank returns the same numbers. No collective inside the model: safe under DDP.
     """
@@ -262,7 +265,7 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
         shard = dist.shard_by_stride(shard, info.rank, info.world_size)
     was_training = core.training
     core.eval()
-    sums = torch.zeros(4, dtype=torch.float64)         # mse, mae, unparsed, n
+    sums = torch.zeros(6, dtype=torch.float64)         # mse, mae, mase, windows with a mase, unparsed, n
     for i in range(0, len(shard), batch_size):
         chunk = shard[i:i + batch_size]
         prompts = [prompt_ids(tokenizer, w, fmt) for w in chunk]
@@ -271,15 +274,28 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
         for window, tokens in zip(chunk, out.tokens):
             text = tokenizer.decode(tokens, skip_special_tokens=True)
             forecast, complete = complete_forecast(forecast_from_completion(text, window, fmt), window)
+            scaled = mase(forecast, window.target, window.history)  # NaN for a flat history
+            has_mase = math.isfinite(scaled)
             sums += torch.tensor([mse(forecast, window.target), mae(forecast, window.target),
-                                  float(not complete), 1.0], dtype=torch.float64)
+                                  scaled if has_mase else 0.0, float(has_mase), float(not complete), 1.0],
+                                 dtype=torch.float64)
     if was_training:
         core.train()
     if info is not None and info.distributed:
         sums = dist.all_reduce_mean(sums) * info.world_size
-    n = max(sums[3].item(), 1.0)
+    n = max(sums[5].item(), 1.0)
     return {"val_mse": sums[0].item() / n, "val_mae": sums[1].item() / n,
-            "val_unparsed": int(round(sums[2].item())), "val_n": int(round(sums[3].item()))}
+            "val_mase": sums[2].item() / sums[3].item() if sums[3].item() > 0 else float("nan"),
+            "val_unparsed": int(round(sums[4].item())), "val_n": int(round(sums[5].item()))}
+
+
+def checkpoint_score(metrics: dict) -> Optional[float]:
+    """Lower is better: the scale-free ``val_mase`` of an evaluation (``val_mse`` when no window has
+    one), None for a step without an evaluation."""
+    if "val_mse" not in metrics:
+        return None
+    mase_value = metrics.get("val_mase", float("nan"))
+    return mase_value if math.isfinite(mase_value) else metrics["val_mse"]
 
 
 # ----------------------------------------------------------------------------------------------
