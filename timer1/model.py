@@ -55,7 +55,8 @@ def default_device_dtype() -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A torch dtype from a dtype, a name like ``"bfloat16"``/``"torch.float32"``, or None (kept)."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     name = dtype.removeprefix("torch.")
@@ -510,9 +511,9 @@ class Qwen2(nn.Module):
             raise FileNotFoundError(f"checkpoint directory not found: {path}")
         config = Qwen2Config.from_json(path / "config.json")
         device = torch.device(device)
-        dtype = _as_dtype(dtype)
+        dtype = as_dtype(dtype)
         if dtype is None:
-            dtype = _as_dtype(config.torch_dtype) if device.type == "cuda" else torch.float32
+            dtype = as_dtype(config.torch_dtype) if device.type == "cuda" else torch.float32
         with torch.device("meta"):
             model = cls(config)
         expected = {name: p.shape for name, p in model.state_dict().items()}

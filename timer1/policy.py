@@ -21,7 +21,7 @@ import torch
 
 from timer1.atomic import write_json_atomic
 from timer1.data import synthetic_frame, train_windows
-from timer1.model import Qwen2, Qwen2Config, default_device_dtype
+from timer1.model import Qwen2, Qwen2Config, as_dtype, default_device_dtype
 from timer1.prompts import build_prompt
 from timer1.task import PromptFormat
 from timer1.tokenizer import Tokenizer, train_tokenizer
@@ -52,11 +52,8 @@ def resolve_device(device: str | torch.device | None = None,
     device = auto_device if device in (None, "auto") else torch.device(device)
     if dtype in (None, "auto"):
         dtype = auto_dtype if device.type == "cuda" else torch.float32
-    elif isinstance(dtype, str):
-        names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-        if dtype not in names:
-            raise ValueError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
-        dtype = names[dtype]
+    else:
+        dtype = as_dtype(dtype)
     return device, dtype
 
 
