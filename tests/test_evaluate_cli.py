@@ -31,6 +31,15 @@ def checkpoint(compact_checkpoint) -> Path:
     return compact_checkpoint
 
 
+def test_limit_spreads_windows_over_every_channel():
+    sys.path.insert(0, str(REPO))
+    from evaluate import spread
+    picks = spread(list(range(70)), 14)                        # ETTh1: 7 channels x 10 windows
+    assert picks == [0, 5, 11, 16, 21, 27, 32, 37, 42, 48, 53, 58, 64, 69]   # round(i * 69 / 13)
+    assert {p // 10 for p in picks} == set(range(7))           # every channel represented
+    assert spread(list(range(3)), 3) == [0, 1, 2]
+
+
 def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_data):
     out = tmp_path / "report.json"
     done = run("--datasets", "nasdaq", "--limit", "2", "--data", shared_data, "--model", checkpoint,
@@ -45,7 +54,8 @@ def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_dat
     assert report["config"]["model"] == str(checkpoint) and report["config"]["protocol"] == "paper"
 
     # baselines recomputed from the windows themselves
-    windows = paper_windows(read_csv(shared_data / "nasdaq.csv"), "nasdaq")[:2]
+    all_windows = paper_windows(read_csv(shared_data / "nasdaq.csv"), "nasdaq")
+    windows = [all_windows[0], all_windows[-1]]              # --limit 2 spreads: first and last
     last = [np.full(36, w.history[-1]) for w in windows]
     assert results["last"]["mse"] == pytest.approx(np.mean([np.mean((p - w.target) ** 2) for p, w in zip(last, windows)]))
     assert results["last"]["mae"] == pytest.approx(np.mean([np.mean(np.abs(p - w.target)) for p, w in zip(last, windows)]))

@@ -109,7 +109,10 @@ def test_compact_scaler_round_trip():
     history = 1000.0 + 50.0 * rng.standard_normal(96)
     scaler = CompactScaler.fit(history, digits=2)
     scaled = scaler.to_scaled(history)
-    assert scaled.min() == 0 and scaled.max() == 99 and np.all(scaled == np.round(scaled))
+    assert scaled.min() == 10 and scaled.max() == 89 and np.all(scaled == np.round(scaled))
+    text = scaler.encode(history)
+    assert all(len(cell) == 2 for cell in text.split(","))   # fixed width: one value = 2 digit tokens
+    assert scaler.encode([scaler.decode([3])[0], scaler.decode([-4])[0], scaler.decode([123])[0]]) == "03,-4,123"
     assert np.max(np.abs(scaler.decode(scaled) - history)) <= scaler.scale / 2 + 1e-9
     # the encoded text parses back to the same integers
     np.testing.assert_array_equal(parse_forecast(scaler.encode(history)), scaled)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from timer1.data import paper_windows, read_csv, split_bounds
+from timer1.prompts import compact_scaler
 from timer1.task import (STYLES, PromptFormat, WindowSpec, complete_forecast, forecast_from_completion,
                          load_windows, reward_target, target_completion)
 from timer1.rewards import compute_reward
@@ -20,8 +21,8 @@ def test_target_completion_parses_back_to_the_target(window, style):
     text = target_completion(window, "level near 10, daily cycle", fmt)
     forecast = forecast_from_completion(text, window, fmt)
     assert forecast.shape == (96,)
-    # compact writes integers on a 0..99 scale of the history's range: error <= half a step
-    step = (window.history.max() - window.history.min()) / 99 if style == "compact" else 0.0005
+    # compact writes the history's range as 10..89 (79 steps): error <= half a step
+    step = (window.history.max() - window.history.min()) / 79 if style == "compact" else 0.0005
     assert np.abs(forecast - window.target).max() <= step / 2 + 1e-3
 
 
@@ -83,10 +84,11 @@ def test_bad_inputs(shared_data, tmp_path):
 
 def test_compact_numbers_with_merged_separators_are_clipped(window):
     fmt = PromptFormat("compact")
-    scaler_low, scaler_high = window.history.min(), window.history.max()
+    scaler = compact_scaler(window, fmt.digits)
     text = "<think>x</think><answer>50,99999999999999999999,-7777,12</answer>"
     values = forecast_from_completion(text, window, fmt)
-    span = scaler_high - scaler_low
     assert values.shape == (4,) and np.isfinite(values).all()
-    assert values[1] <= scaler_high + 1.03 * span  # 200 on the 0..99 scale: one range above the top
-    assert values[2] >= scaler_low - 1.03 * span
+    # clipped to [-100, 200] on the integer scale (history = 10..89), then decoded
+    np.testing.assert_allclose(values, scaler.decode([50, 200, -100, 12]))
+    span = window.history.max() - window.history.min()
+    assert values[1] <= window.history.max() + 1.45 * span and values[2] >= window.history.min() - 1.45 * span

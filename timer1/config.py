@@ -101,7 +101,7 @@ class DataConfig:
     decimals: int = opt(3, "decimals printed per value in the prompt")
     prompt_style: Literal["paper", "official", "compact"] = opt(
         "paper", "paper = the 5-part framing, official = the released prompt, compact = rescaled integers")
-    digits: int = opt(2, "compact style: digits of the integer scale (2 = values 0..99 over the history range)")
+    digits: int = opt(2, "compact style: digits of the integer scale (2 = the history written as 10..89, fixed width)")
     synthetic_frac: float = opt(0.0, "fraction of training windows drawn from synthetic series")
     sft_jsonl: str = opt("", "SFT samples (prompt/completion JSON lines); empty = build them on the fly")
 

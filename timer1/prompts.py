@@ -210,12 +210,17 @@ def _short(x: float) -> str:
 
 @dataclass(frozen=True)
 class CompactScaler:
-    """Affine map real = v * scale + offset, so the history becomes integers 0 .. 10**digits - 1.
+    """Affine map real = v * scale + offset, so the history becomes fixed-width integers.
 
-    offset is the history's minimum and scale its range / (10**digits - 1) (both rounded to the 6
-    significant digits the prompt states, so decoding with the printed numbers is exact). A flat
-    history gets scale = max(|offset|, 1) * 10**-digits. Forecasts may leave 0 .. 10**digits - 1
-    (negative or larger integers are fine); `decode` undoes the map.
+    With ``digits`` = d the history's minimum maps to m = 10**d // 10 and its maximum to
+    10**d - 1 - m (d=2: 10 .. 89), so every value of the history, and of a future that strays up to
+    about 12% of the range outside it, is written with exactly d digits (zero-padded: "07").
+    A fixed width puts the value k steps back a fixed number of tokens back, which a small
+    attention model can learn to look up (LLMTime, Gruver et al. 2023, writes fixed precision for
+    the same reason). scale = range / (10**d - 1 - 2m) and offset = min - m * scale, both rounded
+    to the 6 significant digits the prompt states, so decoding with the printed numbers is exact.
+    A flat history gets scale = max(|min|, 1) * 10**-d. Forecasts may leave the width (negative
+    or longer integers parse fine); `decode` undoes the map.
     """
 
     offset: float
@@ -231,17 +236,24 @@ class CompactScaler:
         if digits < 1:
             raise ValueError(f"CompactScaler.fit: digits must be >= 1, got {digits}")
         low, high = float(x.min()), float(x.max())
+        margin = cls.margin_for(digits)
         span = high - low
-        scale = span / (10 ** digits - 1) if span > 0 else max(abs(low), 1.0) * 10.0 ** -digits
-        return cls(offset=float(_short(low)), scale=float(_short(scale)), digits=digits)
+        levels = 10 ** digits - 1 - 2 * margin
+        scale = float(_short(span / levels if span > 0 else max(abs(low), 1.0) * 10.0 ** -digits))
+        return cls(offset=float(_short(low - margin * scale)), scale=scale, digits=digits)
+
+    @staticmethod
+    def margin_for(digits: int) -> int:
+        """The integer the history's minimum maps to (headroom below it, and above its maximum)."""
+        return 10 ** digits // 10
 
     def to_scaled(self, values: Sequence[float]) -> np.ndarray:
         """(n,) real values -> (n,) integers on the compact scale."""
         return np.rint((np.asarray(values, dtype=np.float64) - self.offset) / self.scale)
 
     def encode(self, values: Sequence[float]) -> str:
-        """Real values -> ``"12,40,99"`` (comma-separated integers, no spaces: few tokens)."""
-        return ",".join(str(int(v)) for v in self.to_scaled(values))
+        """Real values -> ``"12,40,07"`` (comma-separated, zero-padded to `digits`, no spaces)."""
+        return ",".join(f"{int(v):0{self.digits}d}" for v in self.to_scaled(values))
 
     def decode(self, numbers: Sequence[float]) -> np.ndarray:
         """Compact-scale numbers (as parsed from an answer) -> (n,) real values."""

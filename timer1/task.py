@@ -92,8 +92,8 @@ def forecast_from_completion(completion: str, window: Window, fmt: PromptFormat)
         return None
     numbers = numbers[:window.horizon]
     if fmt.style == "compact":
-        # the integer scale spans the history's range as 0 .. 10**digits - 1; a number beyond one
-        # more range on either side is a merged separator ("4567" for "45,67"), not a forecast
+        # the history spans 10**digits//10 .. 10**digits - 1 - that (10..89 for 2 digits); a number beyond
+        # about one more range on either side is a merged separator ("4567" for "45,67"), not a forecast
         top = 10 ** fmt.digits
         return compact_scaler(window, fmt.digits).decode(np.clip(numbers, -top, 2 * top))
     return numbers
