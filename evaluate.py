@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-model", action="store_true", help="baselines only")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                         help=f"methods to run (default: all of {' '.join(MODEL_METHODS + tuple(BASELINES))})")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N windows per dataset, spread evenly over its channels and windows")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="at most N windows per dataset, spread evenly over its channels and windows")
     parser.add_argument("--samples", type=int, default=8, help="slow thinking: drafts per round (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="slow thinking: draft rounds at most (default 2)")
     parser.add_argument("--refine", choices=("resample", "critique"), default="resample",
@@ -122,16 +123,9 @@ def dataset_sources(args) -> list[tuple[str, Path]]:
     return sources
 
 
-def spread(windows: list, count: int) -> list:
-    """`count` windows evenly spaced through the list (the paper's windows are ordered channel by
-    channel, so a head would see the first channel only)."""
-    picks = np.linspace(0, len(windows) - 1, count).round().astype(int)
-    return [windows[i] for i in picks]
-
-
 def load_windows(series, dataset: str, args) -> tuple[list, int, int]:
     """The evaluation windows of one dataset (warnings about skipped windows go to stderr)."""
-    from timer1.data import paper_windows, protocol_for, rolling_windows
+    from timer1.data import evenly_spaced, paper_windows, protocol_for, rolling_windows
 
     protocol = protocol_for(dataset)
     with warnings.catch_warnings(record=True) as caught:
@@ -145,8 +139,8 @@ def load_windows(series, dataset: str, args) -> tuple[list, int, int]:
                                       round_inputs=protocol.round_inputs)
     for warning in caught:
         log(f"warning: {warning.message}")
-    if args.limit and args.limit < len(windows):
-        windows = spread(windows, args.limit)
+    if args.limit:
+        windows = evenly_spaced(windows, args.limit)
     if not windows:
         raise ValueError(f"{dataset}: no complete evaluation window (look-back {lookback}, horizon {horizon}, "
                          f"{len(series)} rows)")

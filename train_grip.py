@@ -66,6 +66,7 @@ import torch
 
 from timer1 import dist
 from timer1.checkpoint import resolve_checkpoint, seed_everything
+from timer1.data import evenly_spaced
 from timer1.config import GRIPConfig, load_config_or_exit
 from timer1.grip import Variant, make_groups
 from timer1.lora import lora_modules
@@ -98,13 +99,6 @@ def draw_windows(windows: list, batch: int, seed: int, step: int) -> list:
     return [windows[i] for i in picks]
 
 
-def spread(windows: list, n: int) -> list:
-    """n windows evenly spaced over the list (validation covers the whole held-out region)."""
-    if n <= 0 or n >= len(windows):
-        return list(windows)
-    return [windows[i] for i in np.linspace(0, len(windows) - 1, n).round().astype(int)]
-
-
 def batch_totals(batch, info: dist.DistInfo) -> BatchTotals:
     """Rows, weight and tokens summed over ranks (micro-batch losses are scaled by them)."""
     local = torch.tensor([batch.num_rows, float(batch.weights.sum()), batch.num_tokens], dtype=torch.float64)
@@ -123,7 +117,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     # ---- data: training windows (train region) and held-out validation windows (validation region)
     spec = window_spec_from(cfg.data)
     train_set = load_windows(spec, "train", cfg.seed)
-    val_set = spread(load_windows(spec, "val", cfg.seed), cfg.eval_windows)
+    val_set = evenly_spaced(load_windows(spec, "val", cfg.seed), cfg.eval_windows)
     fmt = prompt_format_from(cfg.data)
 
     # ---- policy, reference, optimizer

@@ -37,6 +37,7 @@ import torch
 from timer1 import dist
 from timer1.checkpoint import latest_checkpoint, seed_everything
 from timer1.config import SFTConfig, load_config_or_exit, save_config
+from timer1.data import evenly_spaced
 from timer1.model import token_logprobs
 from timer1.sft_data import StatisticalTeacher, build_samples, read_jsonl, train_values
 from timer1.task import load_windows, window_spec_from
@@ -88,13 +89,6 @@ def train_records(cfg: SFTConfig, fmt, spec, teacher: StatisticalTeacher) -> lis
         raise ValueError("teacher = 'model' needs prebuilt data: run python -m timer1.sft_data ... --out FILE "
                          "and pass --data.sft_jsonl=FILE")
     return teacher_records(load_windows(spec, "train", seed=cfg.seed), teacher, fmt, cfg.teacher_k, "train")
-
-
-def evenly_spaced(items: list, n: int) -> list:
-    """n items spread over the list (all of them when n >= len)."""
-    if n >= len(items):
-        return list(items)
-    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
 def rank_micro_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[list[int]]:

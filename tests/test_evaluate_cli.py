@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.data import paper_windows, read_csv
+from timer1.data import evenly_spaced, paper_windows, read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear"]
@@ -32,12 +32,10 @@ def checkpoint(compact_checkpoint) -> Path:
 
 
 def test_limit_spreads_windows_over_every_channel():
-    sys.path.insert(0, str(REPO))
-    from evaluate import spread
-    picks = spread(list(range(70)), 14)                        # ETTh1: 7 channels x 10 windows
+    picks = evenly_spaced(list(range(70)), 14)                        # ETTh1: 7 channels x 10 windows
     assert picks == [0, 5, 11, 16, 21, 27, 32, 37, 42, 48, 53, 58, 64, 69]   # round(i * 69 / 13)
     assert {p // 10 for p in picks} == set(range(7))           # every channel represented
-    assert spread(list(range(3)), 3) == [0, 1, 2]
+    assert evenly_spaced(list(range(3)), 3) == evenly_spaced(list(range(3)), 0) == [0, 1, 2]
 
 
 def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_data):

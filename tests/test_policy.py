@@ -50,6 +50,20 @@ def test_load_errors(policy, tmp_path):
         load_policy(tmp_path / "small")
 
 
+def test_a_run_directory_loads_its_best_checkpoint(tmp_path):
+    from timer1.checkpoint import save_checkpoint
+    from timer1.train_utils import _PolicyFiles
+
+    run = tmp_path / "run"
+    policies = [random_policy(TINY, seed=seed) for seed in (5, 6)]
+    for step, (p, score) in enumerate(zip(policies, (0.5, 0.9)), start=1):   # step 1 best, step 2 latest
+        save_checkpoint(run, step, p.model, score=score, tokenizer=_PolicyFiles(p.tokenizer, p.prompt_format))
+    loaded = load_policy(run)
+    assert loaded.source.endswith("step_000001")
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(loaded.model(ids), policies[0].model(ids))
+
+
 def test_prompt_format_travels_with_the_checkpoint(tmp_path):
     from timer1.task import PromptFormat
 

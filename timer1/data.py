@@ -630,6 +630,15 @@ def validation_windows(series: Series, lookback: int, horizon: int, stride: int,
 # ----------------------------------------------------------------------------------------------
 # Synthetic series
 
+def evenly_spaced(items: Sequence, n: int) -> list:
+    """n items spread evenly over the list, first and last included (all of them when n <= 0 or
+    n >= len). Used to pick validation and quick-evaluation windows: the windows of a dataset are
+    ordered channel by channel, so taking the first n would see the first channel only."""
+    if n <= 0 or n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
 def synthetic_series(length: int, seed: int, *, level: float = 10.0, trend: float = 0.0,
                      periods: Sequence[tuple[float, float]] = ((24.0, 1.0),), level_shifts: int = 0,
                      shift_size: float = 3.0, spikes: int = 0, spike_size: float = 5.0,

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from timer1.atomic import write_json_atomic
+from timer1.checkpoint import LATEST, resolve_checkpoint
 from timer1.data import synthetic_frame, train_windows
 from timer1.model import Qwen2, Qwen2Config, as_dtype, default_device_dtype
 from timer1.prompts import build_prompt
@@ -61,6 +62,9 @@ def load_policy(path: str | os.PathLike, *, adapter: str | os.PathLike | None = 
                 tokenizer_path: str | os.PathLike | None = None, device=None, dtype=None) -> Policy:
     """Load a Qwen2 checkpoint directory (and an optional PEFT/timer1 LoRA adapter) for inference or training.
 
+    `path` may also be a training run directory (``runs/tiny_sft``): its best-scored checkpoint is
+    loaded (``timer1.checkpoint.resolve_checkpoint``).
+
     Raises FileNotFoundError / ValueError with one line naming what is wrong: the directory is
     missing, it is not a Qwen2 checkpoint, it has no tokenizer, the tokenizer has ids the model
     has no rows for, or the adapter was made for another base model.
@@ -68,6 +72,8 @@ def load_policy(path: str | os.PathLike, *, adapter: str | os.PathLike | None = 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model directory not found: {path}")
+    if not (path / "config.json").is_file() and (path / LATEST).is_file():
+        path = resolve_checkpoint(path)            # a training run directory: its best checkpoint
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} is not a Qwen2 checkpoint: it has no config.json")
     device, dtype = resolve_device(device, dtype)

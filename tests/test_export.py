@@ -1,0 +1,89 @@
+"""timer1.export: a run's best checkpoint becomes a self-contained model directory that loads and
+predicts exactly like the checkpoint, with its configs, a metrics summary and the model card."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY_CONFIG
+from timer1.checkpoint import save_checkpoint
+from timer1.config import SFTConfig
+from timer1.export import INFERENCE_FILES, export, main
+from timer1.policy import load_policy, random_policy
+from timer1.task import PromptFormat
+from timer1.train_utils import _PolicyFiles
+
+
+def _run(tmp_path, name, seeds_and_scores):
+    """A run directory like train_sft.py leaves: several scored checkpoints, the best kept."""
+    run = tmp_path / name
+    for step, (seed, score) in enumerate(seeds_and_scores, start=1):
+        policy = random_policy(TINY_CONFIG, seed=seed, prompt_format=PromptFormat("compact", digits=2))
+        save_checkpoint(run, step, policy.model, config=SFTConfig(), metrics={"val_mase": score},
+                        score=score, keep_best=1, keep_last=1,
+                        tokenizer=_PolicyFiles(policy.tokenizer, policy.prompt_format))
+    return run
+
+
+def _report(path, mse):
+    entry = {"mse": mse, "mae": 1.0, "mase": 0.9, "crps": 0.8, "n": 10, "unparsed": 0, "n_windows": 10,
+             "seconds_per_window": 2.0}
+    path.write_text(json.dumps({"results": {"ETTh1": {"timer1": entry}},
+                                "config": {"protocol": "paper", "limit": 10}}))
+    return path
+
+
+def test_export_copies_the_best_checkpoint_and_it_predicts_the_same(tmp_path):
+    run = _run(tmp_path, "sft", [(1, 0.5), (2, 0.9)])           # step 1 scored best, step 2 is latest
+    out = export(run, tmp_path / "model", stages={"sft": run}, reports={"sft": _report(tmp_path / "r.json", 3.5)})
+    assert sorted(p.name for p in out.iterdir()) == sorted([*INFERENCE_FILES, "metrics.json", "training"])
+    assert sorted(p.name for p in (out / "training").iterdir()) == ["sft.toml", "sft_metrics.json"]
+    assert json.loads((out / "training" / "sft_metrics.json").read_text())["val_mase"] == 0.5
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["source"].endswith("step_000001")
+    assert metrics["evaluations"]["sft"]["results"]["ETTh1"]["timer1"]["mse"] == 3.5
+    assert metrics["evaluations"]["sft"]["protocol"] == "paper" and metrics["evaluations"]["sft"]["limit"] == 10
+
+    exported, original = load_policy(out), load_policy(run / "step_000001")
+    assert exported.prompt_format == PromptFormat("compact", digits=2)
+    ids = torch.tensor([exported.tokenizer.encode("Series of 4 values: 10,20,30,40")])
+    assert torch.equal(exported.model(ids), original.model(ids))
+
+
+def test_re_export_keeps_the_card_from_the_directory_it_replaces(tmp_path):
+    run = _run(tmp_path, "grip", [(3, 1.0)])
+    out = tmp_path / "model"
+    export(run, out)
+    (out / "README.md").write_text("# card\nmeasured: 1.0\n")
+    export(run, out, card=out / "README.md")
+    assert (out / "README.md").read_text() == "# card\nmeasured: 1.0\n"
+    assert not any(p.name.startswith((".tmp-", ".old-")) for p in tmp_path.iterdir())
+
+
+def test_cli_errors_are_one_line_and_leave_nothing(tmp_path, capsys):
+    run = _run(tmp_path, "sft", [(1, 1.0)])
+    out = tmp_path / "model"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for argv, message in [([str(tmp_path / "nope"), str(out)], "not found"),
+                          ([str(run), str(out), "--report", "sft"], "LABEL=PATH"),
+                          ([str(run), str(out), "--report", f"sft={bad}"], "is not JSON"),
+                          ([str(run), str(out), "--report", f"sft={tmp_path / 'none.json'}"], "report not found")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+    (run / "step_000001" / "tokenizer.json").unlink()
+    assert main([str(run), str(out)]) == 2
+    assert "lacks tokenizer.json" in capsys.readouterr().err
+    assert main([str(_run(tmp_path, "ok", [(1, 1.0)])), str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out and (out / "model.safetensors").is_file()
+
+
+def test_report_without_results_is_refused(tmp_path):
+    run = _run(tmp_path, "sft", [(1, 1.0)])
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"config": {}}))
+    with pytest.raises(ValueError, match="no 'results'"):
+        export(run, tmp_path / "model", reports={"x": report})
