@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
+                        help="CPU threads for torch (default: 1 for models under 50M parameters on CPU, "
+                             "else torch's choice)")
     return parser
 
 

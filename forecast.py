@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
+                        help="CPU threads for torch (default: 1 for models under 50M parameters on CPU, "
+                             "else torch's choice)")
     return parser
 
 
@@ -152,6 +153,9 @@ def resolve_model(model: str | None) -> Path:
     raise FileNotFoundError(f"no model at {default}; pass --model DIR (any Hugging Face Qwen2 directory)")
 
 
+SMALL_MODEL_PARAMS = 50_000_000   # below this, CPU decoding defaults to one thread
+
+
 def open_policy(model_dir: Path, adapter: str | None, device: str, dtype: str, threads: int | None = None):
     """load_policy, with any failure (not a Qwen2 directory, broken weights, foreign adapter) as one line."""
     import torch
@@ -164,11 +168,18 @@ def open_policy(model_dir: Path, adapter: str | None, device: str, dtype: str, t
         torch.set_num_threads(threads)
 
     try:
-        return load_policy(model_dir, adapter=adapter, device=device, dtype=dtype)
+        policy = load_policy(model_dir, adapter=adapter, device=device, dtype=dtype)
     except (ValueError, FileNotFoundError) as err:
         raise ValueError(str(err)) from None
     except Exception as err:  # e.g. a corrupt safetensors header: still one line, naming the directory
         raise ValueError(f"cannot load a Qwen2 checkpoint from {model_dir}: {type(err).__name__}: {err}") from None
+    if threads is None and next(policy.model.parameters()).device.type == "cpu" and \
+            sum(p.numel() for p in policy.model.parameters()) < SMALL_MODEL_PARAMS:
+        # a small model's decode step is per-op overhead, not arithmetic: one thread is as fast, and
+        # several OpenMP threads spin-waiting against another busy process can be 40x slower
+        # (measured: timer1-tiny on ETTh1, 7.8 s with 1 thread vs 314 s with 2 beside an evaluate.py)
+        torch.set_num_threads(1)
+    return policy
 
 
 def check_output_paths(*paths: Path | None) -> None:

@@ -237,3 +237,19 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_module, c
                                                "csv, device, dtype, horizon, lookback, max_new_tokens, model, out, "
                                                "plot, refine, rounds, samples, seed, show_reasoning, single_pass, "
                                                "temperature, threads, top_p)")
+
+
+def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_module, monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)   # record, leave the suite's threads alone
+    forecast_module.open_policy(checkpoint, None, "cpu", "float32")
+    assert calls == [1]                                          # a tiny model on CPU: one thread
+    calls.clear()
+    forecast_module.open_policy(checkpoint, None, "cpu", "float32", threads=2)
+    assert calls == [2]                                          # an explicit --threads wins
+    calls.clear()
+    monkeypatch.setattr(forecast_module, "SMALL_MODEL_PARAMS", 10)
+    forecast_module.open_policy(checkpoint, None, "cpu", "float32")
+    assert calls == []                                           # a large model keeps torch's choice
