@@ -48,7 +48,7 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 
 import numpy as np
 
-from forecast import log, open_policy, parse_with_preset, resolve_model, run_reporting_errors
+from forecast import add_model_arguments, log, open_policy, parse_with_preset, resolve_model, run_reporting_errors
 
 MODEL_METHODS = ("timer1", "timer1-slow")
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
@@ -75,9 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"datasets to run (default: {' '.join(PAPER_DATASETS)})")
     parser.add_argument("--csv", type=Path, default=None, metavar="FILE",
                         help="evaluate one CSV file instead (its test region: the last 20%% of rows)")
-    parser.add_argument("--model", default=None, metavar="DIR",
-                        help="Qwen2 checkpoint directory (default: $TIMER1_MODEL or checkpoints/timer1-tiny)")
-    parser.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter (PEFT layout) to apply")
+    add_model_arguments(parser)
     parser.add_argument("--no-model", action="store_true", help="baselines only")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                         help=f"methods to run (default: all of {' '.join(MODEL_METHODS + tuple(BASELINES))})")
@@ -93,11 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="token budget per answer (default: from the prompt style and horizon)")
     parser.add_argument("--batch", type=int, default=1, help="windows per generate call (default 1)")
     parser.add_argument("--out", type=Path, default=None, metavar="report.json", help="write the JSON report here")
-    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, ...")
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: 1 for models under 50M parameters on CPU, "
-                             "else torch's choice)")
     return parser
 
 

@@ -49,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=None, metavar="PRESET.toml",
                         help="a TOML preset of these options (keys like samples, max_new_tokens); "
                              "options given on the command line win")
-    parser.add_argument("--model", default=None, metavar="DIR",
-                        help=f"Qwen2 checkpoint directory (default: $TIMER1_MODEL or {DEFAULT_MODEL})")
-    parser.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter (PEFT layout) to apply")
+    add_model_arguments(parser)
     parser.add_argument("--column", default=None, metavar="NAME|all",
                         help="channel to forecast, or 'all' (default: the last numeric column)")
     parser.add_argument("--horizon", type=int, default=None,
@@ -78,12 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also draw history, forecast and band as an SVG")
     parser.add_argument("--show-reasoning", action="store_true",
                         help="print every draft, the critic's findings and the kept reasoning to stderr")
+    return parser
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `resolve_model` and `open_policy` read; forecast.py and evaluate.py share them."""
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help=f"Qwen2 checkpoint directory or training run (default: $TIMER1_MODEL or {DEFAULT_MODEL})")
+    parser.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter (PEFT layout) to apply")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: 1 for models under 50M parameters on CPU, "
                              "else torch's choice)")
-    return parser
 
 
 def parse_with_preset(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
