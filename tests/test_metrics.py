@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from timer1.metrics import crps, mae, mape, mase, mse, nrmse, pinball_loss, quantile_loss, r2
+from timer1.metrics import correlation, crps, mae, mape, mase, mse, nrmse, pinball_loss, quantile_loss, r2
 
 
 @pytest.mark.parametrize("fn, pred, target, expected", [
@@ -117,3 +117,13 @@ def test_crps_shape_error_and_nrmse_norm_error():
         crps(np.ones((4, 3)), np.ones(2))
     with pytest.raises(ValueError, match="norm"):
         nrmse(np.ones(2), np.ones(2), norm="iqr")
+
+
+def test_correlation_by_hand():
+    # a = (1, 2, 3), b = (1, 3, 2): centred (-1, 0, 1) and (-1, 1, 0): 1 / sqrt(2 * 2) = 0.5
+    assert correlation([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert correlation([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert correlation([4, 4, 4], [1, 2, 3]) == 0.0                  # constant: no relation, not NaN
+    with pytest.raises(ValueError, match="shapes differ"):
+        correlation([1, 2], [1, 2, 3])

@@ -72,6 +72,17 @@ def r2(pred, target) -> float:
     return 1.0 - ss_res / ss_tot
 
 
+def correlation(a, b) -> float:
+    """Pearson correlation of two equal-length 1-D arrays; 0.0 when either is constant (no linear
+    relation can be measured), never NaN. The critic's cycle checks and the SFT teacher use it."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"correlation: shapes differ, {a.shape} vs {b.shape}")
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    return float(np.dot(a, b) / denom) if denom > 0 else 0.0
+
+
 def nrmse(pred, target, norm: str = "range") -> float:
     """Root mean squared error divided by a scale of the target.
 

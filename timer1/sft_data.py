@@ -51,7 +51,7 @@ import numpy as np
 from timer1.atomic import write_text_atomic
 from timer1.baselines import Linear, estimate_period, make_baseline
 from timer1.data import Window, read_csv, split_bounds
-from timer1.metrics import mape
+from timer1.metrics import correlation, mape
 from timer1.prompts import compact_scaler, format_values
 from timer1.task import (PromptFormat, WindowSpec, complete_forecast, forecast_from_completion,
                          prompt_messages, target_completion)
@@ -229,12 +229,6 @@ def autocorrelation(x: np.ndarray, lag: int) -> float:
     return float(np.dot(centred[lag:], centred[:-lag]) / denom)
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    denom = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-    return float(np.dot(a, b) / denom) if denom > 0 else 0.0
-
-
 class StatisticalTeacher:
     """A teacher with no model: baseline forecasts as candidates, a written analysis as reasoning.
 
@@ -352,12 +346,12 @@ class StatisticalTeacher:
         cycle = ""
         if past.period > 1 and len(future) >= 4:
             continued = display_values(self.forecast("seasonal_naive", window), window, self.fmt)
-            holds = _correlation(continued, future) >= 0.5
+            holds = correlation(continued, future) >= 0.5
             if self.verbosity == "short":
                 cycle = " Cycle holds." if holds else " Cycle fades."
             else:
                 cycle = (f" The {past.period}-step cycle {'keeps' if holds else 'loses'} its shape "
-                         f"(correlation {_correlation(continued, future):.2f}).")
+                         f"(correlation {correlation(continued, future):.2f}).")
         if self.verbosity == "short":
             return (f"{best.reasoning} Next {len(future)}: mean {self.num(level)} ({self.rate(shift)}), "
                     f"slope {self.rate(slope)}/step.{cycle}")

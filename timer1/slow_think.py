@@ -36,6 +36,7 @@ import numpy as np
 
 from timer1.baselines import SeasonalNaive, estimate_period, period_from_step
 from timer1.data import Window
+from timer1.metrics import correlation
 from timer1.sampler import generate
 from timer1.task import PromptFormat, complete_forecast, forecast_from_completion, prompt_ids, prompt_messages
 
@@ -149,10 +150,7 @@ def lag_correlation(x: np.ndarray, lag: int) -> float:
     x = np.asarray(x, dtype=np.float64)
     if not 0 < lag < len(x) - 1:
         return 0.0
-    a, b = x[lag:], x[:-lag]
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
+    return correlation(x[lag:], x[:-lag])
 
 
 def period_for_step(step) -> int | None:
@@ -170,10 +168,7 @@ def period_for_step(step) -> int | None:
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation (Pearson on ranks, ties broken by position): one wild value,
     which the range check already reports, cannot flip the verdict on the cycle."""
-    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    if np.ptp(ranks_a) == 0 or np.ptp(ranks_b) == 0:
-        return 0.0
-    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+    return correlation(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))
 
 
 def critique(values: np.ndarray | None, history: np.ndarray, horizon: int,
