@@ -16,8 +16,7 @@ timer1.slow_think: ``--samples`` drafts, critic, median), and every baseline of 
 
 Metrics per window on the raw scale, then the mean over windows (NaN-safe: a window whose metric is
 undefined, e.g. MASE on a flat history, is left out of that mean):
-MSE, MAE; MASE = MAE / mean |h_t - h_{t-m}| over the window's history, m the seasonal period
-(the step's natural cycle when the history shows it, else its autocorrelation peak, else 1);
+MSE, MAE; MASE = MAE / mean |h_t - h_{t-1}| over the window's look-back (``timer1.metrics.mase``);
 CRPS from the kept slow-thinking drafts (for point forecasts CRPS = MAE).
 
 Unparsed answers are reported both ways: ``mse``/``mae``/``mase``/``crps`` drop them (as the official
@@ -225,13 +224,13 @@ def _model_outcome(method: str, window, result) -> dict:
 # Metrics
 
 
-def window_metrics(pred: np.ndarray, target: np.ndarray, history: np.ndarray, m: int,
+def window_metrics(pred: np.ndarray, target: np.ndarray, history: np.ndarray,
                    samples: np.ndarray | None = None) -> dict[str, float]:
-    """MSE, MAE, MASE (seasonal scale m; NaN when undefined), CRPS (samples, else = MAE) of one window."""
+    """MSE, MAE, MASE (``timer1.metrics.mase``; NaN when undefined), CRPS (samples, else = MAE) of one window."""
     from timer1.metrics import crps, mae, mase, mse
 
     try:
-        scaled = mase(pred, target, history, m if m < len(history) else 1)
+        scaled = mase(pred, target, history)
     except ValueError:
         scaled = float("nan")
     error = mae(pred, target)
@@ -256,12 +255,11 @@ def summarise(strict: list[dict], filled: list[dict], n_windows: int, counts: di
 
 def evaluate_dataset(dataset: str, path: Path, methods: list[str], policy, args) -> dict:
     from forecast import read_series
-    from timer1.slow_think import default_max_new_tokens, period_for_step, seasonal_period
+    from timer1.slow_think import default_max_new_tokens, period_for_step
 
     series = read_series(path)
     windows, lookback, horizon = load_windows(series, dataset, args)
     period = period_for_step(series.step)
-    seasons = [seasonal_period(w.history, period) for w in windows]  # MASE scales
     log(f"{dataset}: {len(windows)} windows, look-back {lookback}, horizon {horizon}")
     results = {}
     baselines = [m for m in methods if m not in MODEL_METHODS]
@@ -269,18 +267,16 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], policy, args)
     forecasts = baseline_forecasts(series, dataset, windows, baselines, lookback, horizon)
     per_baseline = (time.perf_counter() - t0) / max(len(baselines), 1)
     for name in baselines:
-        scores = [window_metrics(p, w.target, w.history, m) for p, w, m in zip(forecasts[name], windows, seasons)
-                  if p is not None]
+        scores = [window_metrics(p, w.target, w.history) for p, w in zip(forecasts[name], windows) if p is not None]
         results[name] = summarise(scores, scores, len(windows), {}, per_baseline)
     for method in [m for m in methods if m in MODEL_METHODS]:
         max_new = args.max_new_tokens or default_max_new_tokens(policy.prompt_format, horizon)
         t0 = time.perf_counter()
         outcomes = model_forecasts(policy, windows, method, args, max_new, period, dataset)
         seconds = time.perf_counter() - t0
-        strict = [window_metrics(o["pred"], w.target, w.history, m, o["samples"])
-                  for o, w, m in zip(outcomes, windows, seasons) if o["pred"] is not None]
-        filled = [window_metrics(o["filled"], w.target, w.history, m, o["samples"])
-                  for o, w, m in zip(outcomes, windows, seasons)]
+        strict = [window_metrics(o["pred"], w.target, w.history, o["samples"])
+                  for o, w in zip(outcomes, windows) if o["pred"] is not None]
+        filled = [window_metrics(o["filled"], w.target, w.history, o["samples"]) for o, w in zip(outcomes, windows)]
         if method == "timer1":  # why the unparsed windows were unparsed
             counts = {"no_number": sum(o["status"] == "unparsed" for o in outcomes),
                       "short": sum(o["status"] == "short" for o in outcomes)}

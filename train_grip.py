@@ -1,58 +1,32 @@
 """GRIP reinforcement learning for Time-R1 (arXiv 2506.10630, Sec. 3.3), after the SFT warm-up.
 
-One process (CPU or one GPU):
-
-    python train_grip.py --config configs/grip_tiny.toml
-    python train_grip.py --config configs/smoke_grip.toml --out_dir=/tmp/smoke      # seconds, random model
-
-DDP on one node with 4 GPUs (the 7B recipe: bf16 weights, fp32 LoRA, activation checkpointing):
-
-    torchrun --standalone --nproc_per_node=4 train_grip.py --config configs/grip_qwen2.5_7b.toml \\
+    python train_grip.py --config configs/smoke_grip.toml --out_dir=/tmp/smoke       # seconds, random model
+    python train_grip.py --config configs/tiny_grip.toml                             # timer1-tiny, CPU
+    torchrun --standalone --nproc_per_node=4 train_grip.py --config configs/grip_qwen2.5_7b.toml \
         --model.path=/models/Qwen2.5-7B-Instruct --sft_adapter=runs/sft_qwen2.5_7b
 
-Several nodes (run the same command on every node, node_rank 0..nnodes-1; MASTER is node 0's address):
+Several nodes: the same torchrun command on each with ``--nnodes=N --node_rank=R --master_addr=NODE0
+--master_port=29500``. A stopped run continues with the same command plus ``--resume=true``.
 
-    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=MASTER --master_port=29500 \\
-        train_grip.py --config configs/grip_qwen2.5_7b.toml
+One step, visible in ``main``: draw ``batch`` training windows and split them over ranks; sample
+``k * G`` completions per prompt; score them; select G per prompt (advantages, weights); compute
+reference log-probs; then ``mu`` optimizer updates over the same rollout (so the clip matters), the
+first of which also records the old log-probs (``timer1/rollout.py`` says why that is exact).
 
-Continue a killed run from its latest checkpoint (same command plus ``--resume=true``; the step count,
-Adam state, RNG states and metrics log all continue, and the result equals an uninterrupted run).
+Every forward of RL runs with dropout off (the model stays in eval mode): the ratio compares the
+policy that sampled with the policy being updated, and a fresh dropout mask in each forward would
+make it noise (a ratio of 0.45 to 1.8 at the first inner step was measured with LoRA dropout 0.05).
 
-Each step, visible in ``main`` below: draw ``batch`` training windows (train region only); split them
-across ranks by stride (a prompt and all its samples stay on one rank); render prompts; sample
-``k * G`` completions per prompt from the current policy; score them (format, length, mse,
-seasonal, trend, change-point rewards); select G per prompt and compute advantages and weights;
-compute old and reference log-probs; then ``mu`` optimizer steps over the same rollout (so the
-clipped ratio matters), each over micro-batches with DDP gradient sync on the last micro-batch
-only. Every rank runs the same number of micro-batches (``dist.equalize``). Rank 0 logs JSONL
-(``out_dir/metrics.jsonl``) and a progress line, validates greedy forecasts (MSE on held-out
-windows) every ``eval_every`` steps, and saves checkpoints, keeping the ``keep_best`` best by
-validation MSE. The pieces live in ``timer1/rollout.py`` and ``timer1/grip.py``.
+``--sft_adapter=DIR`` continues an SFT adapter and the KL reference is that adapter itself
+(``reference="init"``); ``--reference=base`` uses the base with LoRA off. Without an adapter,
+``model.path`` is the start and the reference (a frozen copy under full fine-tuning). The loss
+options (``loss_agg``, ``adv_scale``, ``eps_high``, ``ratio_level``, ``drop_zero_variance``,
+``overlong``) give GRPO, DAPO, Dr. GRPO and GSPO from the same loop; ``timer1/grip.py`` says what each does:
 
-Speed and memory knobs: ``share_prompts`` (default on) runs each group's prompt once in the loss and
-reference forwards (a KV cache copied to the group's rows) instead of once per row; the update
-falls back to one forward per row under ``model.gradient_checkpointing``. ``rollout_prompts`` caps
-the prompts per sampler call (the KV cache holds ``rollout_prompts * k * G`` rows). Old log-probs
-are the sampler's own when they equal the loss's (fp32, top_p = 1), else recomputed
-(``old_logprobs``).
-
-Starting point: ``--sft_adapter=DIR`` (a PEFT adapter directory or an SFT run directory) continues
-training that adapter, and the KL reference is the SFT adapter itself (``reference="init"``; its
-weights are swapped in for the reference pass, no second model); ``--reference=base`` uses the
-base model with LoRA off instead. Without an adapter, ``model.path`` (an HF directory or a full SFT
-run directory) is the start and the reference: with LoRA the reference is the same model with
-LoRA off; with full fine-tuning (``--lora.enabled=false``) a frozen copy is kept (twice the
-weights' memory; ``--beta=0`` drops it).
-
-The paper's relatives are configs of the same loop:
-
-    GRPO:                 --selection=uniform --weights=uniform --k=1
-    pairwise ranking RL:  --selection=uniform --weights=uniform --k=1 --G=2
-    official Time-R1:     --selection=uniform --weights=uniform --k=1 --loss_agg=token-mean --beta=0.001
-                          --reward=official
-
-Paper defaults (GRIPConfig): G 16, k 3, batch 16, eps 0.2, beta 0.04, lr 1e-6, temperature 1,
-max completion 3000 tokens.
+    GRPO:      --selection=uniform --weights=uniform --k=1
+    DAPO:      --selection=uniform --weights=uniform --k=1 --eps_high=0.28 --loss_agg=batch-token-mean
+               --drop_zero_variance=true --overlong=soft-penalty --beta=0
+    official:  --selection=uniform --weights=uniform --k=1 --loss_agg=token-mean --beta=0.001 --reward=official
 """
 
 from __future__ import annotations
@@ -65,18 +39,19 @@ import numpy as np
 import torch
 
 from timer1 import dist
-from timer1.checkpoint import resolve_checkpoint, seed_everything
+from timer1.checkpoint import derive_seed, resolve_checkpoint, seed_everything
+from timer1.config import GRIPConfig, load_config_or_exit, save_config
 from timer1.data import evenly_spaced
-from timer1.config import GRIPConfig, load_config_or_exit
-from timer1.grip import Variant, make_groups
+from timer1.grip import grip_loss, loss_totals, LossTotals, make_groups, overlong_penalty
 from timer1.lora import lora_modules
-from timer1.rollout import (BatchTotals, Reference, adapter_snapshot, build_batch, micro_loss,
-                            old_logprob_source, old_logprobs, reference_logprobs, sample_rollout,
-                            score_rollout, with_logprobs)
+from timer1.rollout import (Reference, adapter_snapshot, build_batch, completion_logprobs, sample_rollout,
+                            score_rollout)
 from timer1.task import load_windows, prompt_format_from, prompt_ids, reward_target, window_spec_from
-from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, check_writable,
-                                checkpoint_score, evaluate_forecasts, lr_at, resume_run, save_base_model, save_run_checkpoint,
-                                set_lr, trainable_parameters)
+from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, checkpoint_score,
+                                claim_out_dir, evaluate_forecasts, lr_at, resume_run, save_base_model,
+                                save_run_checkpoint, set_lr, trainable_parameters)
+
+ROLLOUT, SELECTION = 0, 1  # tags that keep the seeds of the step's two random draws apart
 
 
 def make_reference(cfg: GRIPConfig, model: torch.nn.Module, from_adapter: bool) -> Reference | None:
@@ -99,20 +74,59 @@ def draw_windows(windows: list, batch: int, seed: int, step: int) -> list:
     return [windows[i] for i in picks]
 
 
-def batch_totals(batch, info: dist.DistInfo) -> BatchTotals:
-    """Rows, weight and tokens summed over ranks (micro-batch losses are scaled by them)."""
-    local = torch.tensor([batch.num_rows, float(batch.weights.sum()), batch.num_tokens], dtype=torch.float64)
-    total = dist.all_reduce_mean(local) * info.world_size if info.distributed else local
-    return BatchTotals(rows=int(round(total[0].item())), weight=total[1].item(), tokens=int(round(total[2].item())),
-                       world=info.world_size)
+def step_totals(batch, info: dist.DistInfo) -> LossTotals:
+    """The loss normalisers of the whole step: this rank's batch summed over ranks."""
+    local = loss_totals(batch.weights, batch.completion_mask)
+    summed = dist.all_reduce_mean(torch.tensor([local.weight, local.rows, local.tokens], dtype=torch.float64))
+    weight, rows, tokens = (summed * info.world_size).tolist()
+    return LossTotals(weight, int(round(rows)), int(round(tokens)))
+
+
+def rows_to_keep(groups, rollout, cfg: GRIPConfig) -> torch.Tensor:
+    """(B, G) bool: the selected rows that enter the update (DAPO's filters, when switched on)."""
+    keep = torch.ones_like(groups.index, dtype=torch.bool)  # (B, G)
+    if cfg.drop_zero_variance:
+        keep &= ~groups.zero_variance[:, None]
+    if cfg.overlong == "drop":
+        finished = torch.tensor(rollout.finished).view(-1, rollout.K)  # (B, K)
+        keep &= finished.gather(1, groups.index)
+    return keep
+
+
+def policy_update(ddp, optimizer, micro_batches, ref, totals: LossTotals, cfg: GRIPConfig, world_size: int):
+    """``mu`` optimizer steps on one rollout, each over every micro-batch with DDP's gradient sync on the
+    last one only. Inner step 0 runs at the sampling weights, so its log-probs, detached, are the old
+    policy's for every later inner step. Returns the loss metrics of every micro-step and the last
+    gradient norm."""
+    old = [None] * len(micro_batches)
+    inner_stats = []
+    for inner in range(cfg.mu):
+        optimizer.zero_grad(set_to_none=True)
+        for i, (mb, real) in enumerate(micro_batches):
+            with dist.no_sync(ddp, sync=i == len(micro_batches) - 1), autocast(mb.input_ids.device):
+                logp = completion_logprobs(ddp, mb, cfg.temperature)  # (n, T)
+                if inner == 0:
+                    old[i] = logp.detach()
+                loss, stats = grip_loss(logp, old[i], ref[i], mb.advantages, mb.weights, mb.completion_mask,
+                                        cfg.eps, cfg.beta, eps_high=cfg.eps_high, agg=cfg.loss_agg,
+                                        ratio_level=cfg.ratio_level, totals=totals, const_len=cfg.max_completion)
+                # DDP averages gradients over ranks, the loss is a sum over them; padding adds nothing
+                (loss * (world_size if real else 0.0)).backward()
+            if real:
+                inner_stats.append({**stats, "inner": inner})
+        params = trainable_parameters(dist.unwrap(ddp))
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+        if totals.weight > 0:  # 0 when every row of the step was dropped: nothing to learn from
+            optimizer.step()
+    return inner_stats, grad_norm
 
 
 def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     master = info.is_master
     if cfg.batch < info.world_size:
         raise ValueError(f"batch={cfg.batch} prompts cannot be split over {info.world_size} ranks (need batch >= ranks)")
-    out_dir = str(check_writable(cfg.out_dir))  # every rank checks, so a failure stops them all
-    seed_everything(cfg.seed)  # same LoRA init on every rank (DDP also broadcasts rank 0's weights)
+    out_dir = str(claim_out_dir(cfg.out_dir, cfg.resume))  # every rank checks, so a failure stops them all
+    seed_everything(cfg.seed)  # the same LoRA init on every rank (DDP also broadcasts rank 0's weights)
 
     # ---- data: training windows (train region) and held-out validation windows (validation region)
     spec = window_spec_from(cfg.data)
@@ -120,11 +134,12 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     val_set = evenly_spaced(load_windows(spec, "val", cfg.seed), cfg.eval_windows)
     fmt = prompt_format_from(cfg.data)
 
-    # ---- policy, reference, optimizer
+    # ---- policy (eval mode for good: no dropout in any RL forward), reference, optimizer
     sft = str(resolve_checkpoint(cfg.sft_adapter)) if cfg.sft_adapter else ""
     policy = build_policy(cfg, info.device, seed=cfg.seed, adapter=sft)
-    model, tokenizer = policy.model, policy.tokenizer
+    model, tokenizer = policy.model.eval(), policy.tokenizer
     model.gradient_checkpointing = cfg.model.gradient_checkpointing
+    seed_everything(derive_seed(cfg.seed, info.rank))
     reference = make_reference(cfg, model, from_adapter=bool(sft))
     optimizer = build_optimizer(model, cfg.optim)
     log = MetricsLog(f"{out_dir}/metrics.jsonl", enabled=master)
@@ -134,17 +149,15 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
         start = state["step"]
         log.truncate_after(start)
         dist.print0(f"resumed from {state['path']} after step {start}")
-    elif master and cfg.model.random_init and lora_modules(model):
-        save_base_model(policy, out_dir)  # adapters need their base on disk to be loadable
+    elif master:
+        save_config(cfg, f"{out_dir}/config.toml")
+        if cfg.model.random_init and lora_modules(model):
+            save_base_model(policy, out_dir)  # adapters need their base on disk to be loadable
     ddp = dist.wrap_ddp(model, info)
-    old_source = old_logprob_source(model, cfg.top_p, requested=cfg.old_logprobs)
-    variant = Variant(cfg.selection, cfg.weights, cfg.G, cfg.k)
-    group_size = cfg.G if cfg.micro_batch % cfg.G == 0 else None  # per-group metrics need whole groups
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     n_params = sum(p.numel() for p in trainable_parameters(model))
     dist.print0(f"GRIP: {len(train_set)} train / {len(val_set)} val windows, {info.world_size} rank(s), "
-                f"{n_params:,} trainable parameters, old log-probs: {old_source}, "
-                f"reference {reference.kind if reference else 'none (beta=0)'}")
+                f"{n_params:,} trainable parameters, reference {reference.kind if reference else 'none (beta=0)'}")
     progress = Progress(cfg.steps, start_step=start, enabled=master)
 
     for step in range(start, cfg.steps):
@@ -155,49 +168,38 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
         prompts = [prompt_ids(tokenizer, w, fmt) for w in windows]
         targets = [reward_target(w, fmt) for w in windows]  # (H,) each, on the completion's scale
         # 2. rollout: k*G samples per prompt from the current (old) policy
-        with autocast(info.device):
+        with torch.no_grad(), autocast(info.device):
             rollout = sample_rollout(model, tokenizer, prompts, K=cfg.k * cfg.G, max_new_tokens=cfg.max_completion,
                                      temperature=cfg.temperature, top_p=cfg.top_p,
-                                     seed=(cfg.seed * 1_000_003 + step) * 1024 + info.rank,
+                                     seed=derive_seed(cfg.seed, step, info.rank, ROLLOUT),
                                      prompts_per_call=cfg.rollout_prompts)
         t_gen = time.perf_counter()
-        # 3. rewards (B, K) and their terms; select G per prompt; advantages and weights
+        # 3. rewards (B, K); select G per prompt with advantages and weights; the rows that train
         rewards, terms = score_rollout(rollout, targets, variant=cfg.reward, digit_bonus=cfg.digit_bonus)
-        selector = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 1024 + info.rank)
-        groups = make_groups(rewards, variant, generator=selector)  # (B, G) each
-        batch = build_batch(rollout, groups, pad_id).to(info.device)  # N = B * G rows
+        if cfg.overlong == "soft-penalty":
+            penalty = overlong_penalty(torch.tensor([len(c) for c in rollout.completions]), cfg.max_completion)
+            rewards = rewards + penalty.view_as(rewards)  # (B, K)
+            terms["overlong"] = penalty.view_as(rewards).numpy()
+        selector = torch.Generator().manual_seed(derive_seed(cfg.seed, step, info.rank, SELECTION))
+        groups = make_groups(rewards, cfg.G, selection=cfg.selection, weighting=cfg.weights,
+                             adv_scale=cfg.adv_scale, generator=selector)  # (B, G) each
+        batch = build_batch(rollout, groups, pad_id, keep=rows_to_keep(groups, rollout, cfg)).to(info.device)
+        micro_batches = dist.equalize(batch.micro_batches(cfg.micro_batch))  # the same count on every rank
+        totals = step_totals(batch, info)
         t_reward = time.perf_counter()
-        # 4. old and reference log-probs (N, T), no grad
-        with autocast(info.device):
-            old = old_logprobs(model, batch, source=old_source, temperature=cfg.temperature,
-                               micro_batch=cfg.micro_batch, share_prompts=cfg.share_prompts)
-            ref = None if reference is None else reference_logprobs(
-                model, reference, batch, temperature=cfg.temperature, micro_batch=cfg.micro_batch,
-                share_prompts=cfg.share_prompts)
-        batch = with_logprobs(batch, old, ref)
+        # 4. reference log-probs (N, T) per micro-batch, by the same function as the update's
+        ref = [None] * len(micro_batches)
+        if reference is not None:
+            with torch.no_grad(), autocast(info.device), reference.active(model) as ref_model:
+                ref = [completion_logprobs(ref_model, mb, cfg.temperature) for mb, _ in micro_batches]
         t_logp = time.perf_counter()
-        # 5. mu optimizer steps on this rollout; sync gradients on the last micro-batch only
-        totals = batch_totals(batch, info)
-        micro_batches = dist.equalize(batch.micro_batches(cfg.micro_batch))  # same count on every rank
-        inner_stats = []
-        for inner in range(cfg.mu):
-            optimizer.zero_grad(set_to_none=True)
-            for i, (mb, real) in enumerate(micro_batches):
-                with dist.no_sync(ddp, sync=i == len(micro_batches) - 1), autocast(info.device):
-                    loss, stats = micro_loss(ddp, mb, totals, eps=cfg.eps, beta=cfg.beta, agg=cfg.loss_agg,
-                                             temperature=cfg.temperature, group_size=group_size,
-                                             share_prompts=cfg.share_prompts)
-                    (loss * (1.0 if real else 0.0)).backward()  # padding micro-batches add nothing
-                if real:
-                    inner_stats.append({**stats, "loss_share": loss.item(), "inner": inner})
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                trainable_parameters(model), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-            optimizer.step()
+        # 5. mu updates on this rollout (the first also records the old log-probs)
+        inner_stats, grad_norm = policy_update(ddp, optimizer, micro_batches, ref, totals, cfg, info.world_size)
         t_end = time.perf_counter()
 
         # 6. metrics (means over ranks), progress line, validation, checkpoint
         tokens = rollout.num_tokens
-        metrics = step_metrics(rollout, rewards, terms, groups, inner_stats, cfg.mu)
+        metrics = step_metrics(rollout, rewards, terms, groups, batch, inner_stats, cfg.mu)
         metrics.update(grad_norm=float(grad_norm), lr=lr, gen_s=t_gen - t_start, reward_s=t_reward - t_gen,
                        logprob_s=t_logp - t_reward, update_s=t_end - t_logp, step_s=t_end - t_start)
         metrics = {k: dist.all_reduce_mean(v) for k, v in metrics.items()}
@@ -237,23 +239,26 @@ def trainable_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def step_metrics(rollout, rewards, terms, groups, inner_stats, mu) -> dict:
+def step_metrics(rollout, rewards, terms, groups, batch, inner_stats, mu) -> dict:
     """This rank's numbers for one step: rewards of all samples and of the selected groups, every reward
-    term, format rate, answer length, and the loss metrics of the first and last inner update."""
+    term, completion lengths, the filters' counts, the weights' entropy, and the loss metrics of the
+    first and last inner update (token-weighted over micro-batches)."""
+    weights = groups.weights.clamp_min(1e-30)  # (B, G)
     out = {"reward": float(rewards.mean()), "reward_selected": float(groups.rewards.mean()),
            "reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
            "format_rate": float((terms["format"] == 0).mean()),
            "answer_tokens": rollout.num_tokens / max(len(rollout.completions), 1),
-           "finished_rate": float(np.mean(rollout.finished))}
+           "truncated_frac": 1.0 - float(np.mean(rollout.finished)),
+           "zero_variance_frac": float(groups.zero_variance.float().mean()),
+           "trained_rows": float(batch.num_rows if float(batch.weights.sum()) > 0 else 0),
+           "weight_entropy": float(-(weights * weights.log()).sum(dim=1).mean())}
     out.update({f"reward_{k}": float(v.mean()) for k, v in terms.items() if k != "total"})
-    last = [s for s in inner_stats if s["inner"] == mu - 1]
-    tokens = sum(s["tokens"] for s in last) or 1.0
-    out["loss"] = sum(s["loss_share"] for s in last)
-    for key, name in (("kl_mean", "kl"), ("clip_frac", "clip_frac"), ("ratio_mean", "ratio")):
-        out[name] = sum(s[key] * s["tokens"] for s in last) / tokens  # token-weighted over micro-batches
-    out["clip_frac_all"] = (sum(s["clip_frac"] * s["tokens"] for s in inner_stats)
-                            / (sum(s["tokens"] for s in inner_stats) or 1.0))
-    out["weight_entropy"] = float(np.mean([s["weight_entropy"] for s in last])) if last else 0.0
+    for inner, prefix in ((0, "first_"), (mu - 1, "")):
+        stats = [s for s in inner_stats if s["inner"] == inner]
+        tokens = sum(s["tokens"] for s in stats) or 1.0
+        for key in ("ratio", "kl", "entropy", "clip_frac", "clip_frac_low", "clip_frac_high"):
+            out[prefix + key] = sum(s[key] * s["tokens"] for s in stats) / tokens
+        out[prefix + "loss"] = sum(s["loss"] for s in stats)
     return out
 
 

@@ -35,13 +35,13 @@ import numpy as np
 import torch
 
 from timer1 import dist
-from timer1.checkpoint import latest_checkpoint, seed_everything
+from timer1.checkpoint import derive_seed, seed_everything
 from timer1.config import SFTConfig, load_config_or_exit, save_config
 from timer1.data import evenly_spaced
 from timer1.model import token_logprobs
 from timer1.sft_data import StatisticalTeacher, build_samples, read_jsonl, train_values
 from timer1.task import load_windows, window_spec_from
-from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, check_writable,
+from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, claim_out_dir,
                                 checkpoint_score, evaluate_forecasts, lr_at, resume_run, save_base_model,
                                 save_run_checkpoint, set_lr, trainable_parameters, uses_lora, weights_digest)
 
@@ -170,13 +170,12 @@ def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int
 
 def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
     master = info.is_master
-    out_dir = check_writable(cfg.out_dir)
-    if not cfg.resume and latest_checkpoint(out_dir) is not None:
-        raise ValueError(f"{out_dir} already holds a run: pass --resume=true or choose another --out_dir")
-    seed_everything(cfg.seed)
+    out_dir = claim_out_dir(cfg.out_dir, cfg.resume)
+    seed_everything(cfg.seed)  # the same LoRA init on every rank
 
     # model, tokenizer, prompt format
     policy = build_policy(cfg, info.device, seed=cfg.seed)
+    seed_everything(derive_seed(cfg.seed, info.rank))  # then each rank its own stream (dropout masks)
     tokenizer, fmt, model = policy.tokenizer, policy.prompt_format, policy.model
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 

@@ -1,4 +1,4 @@
-"""Time one GRIP step, split into generation, reward, old/reference log-probs and the update.
+"""Time one GRIP step, split into generation, reward, reference log-probs and the update.
 
 The shape is the one TRL's GRPOTrainer is measured on in ``benchmarks/grip_step_trl.py`` (run that
 one in the scratch venv that has trl; this script never imports it): a random Qwen2 with hidden
@@ -6,9 +6,8 @@ one in the scratch venv that has trl; this script never imports it): a random Qw
 64 tokens; one group of 16 completions forced to 128 tokens (no eos); k = 1, mu = 1, beta 0.04
 (reference = a frozen copy, full fine-tuning, as TRL does without PEFT), AdamW lr 1e-6, one
 micro-batch of 16. Completion tokens per second count the 16 x 128 sampled tokens over the whole
-step, update included. The loss and reference forwards run each group's prompt once
-(``rollout.completion_logprobs(share_prompts=True)``, train_grip's default); the second row turns
-that off to show what it buys. Old log-probs are the sampler's (fp32, no top-p), as in train_grip.
+step, update included. The step is train_grip.py's own pieces in its order (``policy_update`` is
+the update it runs), on one rank.
 
 On a shared machine pass ``--threads 1`` (and run TRL the same way): two threads contending with
 other processes make both runs several times slower and the numbers meaningless.
@@ -21,15 +20,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from timer1.grip import Variant, make_groups
-from timer1.model import Qwen2, Qwen2Config
-from timer1.rollout import (BatchTotals, Reference, build_batch, micro_loss, old_logprobs, reference_logprobs,
-                            sample_rollout, score_rollout, with_logprobs)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train_grip import policy_update  # noqa: E402
+from timer1.config import GRIPConfig, OptimConfig  # noqa: E402
+from timer1.grip import loss_totals, make_groups  # noqa: E402
+from timer1.model import Qwen2, Qwen2Config  # noqa: E402
+from timer1.rollout import Reference, build_batch, completion_logprobs, sample_rollout, score_rollout  # noqa: E402
 
 SHAPE = {"model_type": "qwen2", "vocab_size": 2048, "hidden_size": 256, "intermediate_size": 1024,
          "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -57,47 +60,38 @@ def random_model(seed: int = 0) -> Qwen2:
     return model
 
 
-def grip_step(model, reference, optimizer, prompt, target, *, G, k, mu, max_new, seed, share=True):
-    """One step exactly as train_grip.py runs it on one rank; returns seconds per phase."""
-    tok = NumberTokenizer()
+def grip_step(model, reference, optimizer, prompt, target, cfg: GRIPConfig, seed: int) -> dict:
+    """One step as train_grip.py runs it on one rank; returns seconds per phase."""
     t0 = time.perf_counter()
-    rollout = sample_rollout(model, tok, [prompt], K=k * G, max_new_tokens=max_new, seed=seed)
+    with torch.no_grad():
+        rollout = sample_rollout(model, NumberTokenizer(), [prompt], K=cfg.k * cfg.G,
+                                 max_new_tokens=cfg.max_completion, seed=seed)
     t1 = time.perf_counter()
     rewards, _ = score_rollout(rollout, [target])
-    groups = make_groups(rewards, Variant("cluster" if k > 1 else "uniform", "softmax" if k > 1 else "uniform", G, k),
-                         torch.Generator().manual_seed(seed))
-    batch = build_batch(rollout, groups)
+    groups = make_groups(rewards, cfg.G, selection=cfg.selection, weighting=cfg.weights,
+                         generator=torch.Generator().manual_seed(seed))
+    batch = build_batch(rollout, groups, 0)
+    micro_batches = [(mb, True) for mb in batch.micro_batches(cfg.micro_batch)]
     t2 = time.perf_counter()
-    old = old_logprobs(model, batch, source="sampler", temperature=1.0, micro_batch=G)
-    ref = reference_logprobs(model, reference, batch, temperature=1.0, micro_batch=G, share_prompts=share)
-    batch = with_logprobs(batch, old, ref)
+    with torch.no_grad(), reference.active(model) as ref_model:
+        ref = [completion_logprobs(ref_model, mb) for mb, _ in micro_batches]
     t3 = time.perf_counter()
-    totals = BatchTotals(batch.num_rows, float(batch.weights.sum()), batch.num_tokens, world=1)
-    model.train()
-    for _ in range(mu):
-        optimizer.zero_grad(set_to_none=True)
-        for mb in batch.micro_batches(G):
-            loss, _ = micro_loss(model, mb, totals, eps=0.2, beta=0.04, agg="seq-mean", temperature=1.0,
-                                 share_prompts=share)
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+    policy_update(model, optimizer, micro_batches, ref, loss_totals(batch.weights, batch.completion_mask), cfg, 1)
     t4 = time.perf_counter()
     return {"generation": t1 - t0, "reward": t2 - t1, "logprobs": t3 - t2, "update": t4 - t3,
             "tokens": rollout.num_tokens}
 
 
-def measure(G, k, mu, steps, max_new, prompt_len, share=True):
-    model = random_model()
-    reference = Reference("model", model=copy.deepcopy(model).eval().requires_grad_(False))
+def measure(G, k, mu, steps, max_new, prompt_len):
+    model = random_model().eval()
+    reference = Reference("model", model=copy.deepcopy(model).requires_grad_(False))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    cfg = GRIPConfig(G=G, k=k, mu=mu, micro_batch=G, max_completion=max_new, optim=OptimConfig(lr=1e-6),
+                     selection="cluster" if k > 1 else "uniform", weights="softmax" if k > 1 else "uniform")
     prompt = torch.randint(3, SHAPE["vocab_size"], (prompt_len,), generator=torch.Generator().manual_seed(0)).tolist()
     target = np.sin(np.arange(24) / 3.0) * 100 + 500
-    grip_step(model, reference, optimizer, prompt, target, G=G, k=k, mu=mu, max_new=max_new, seed=0,
-              share=share)  # warm-up
-    runs = [grip_step(model, reference, optimizer, prompt, target, G=G, k=k, mu=mu, max_new=max_new, seed=s + 1,
-                      share=share)
-            for s in range(steps)]
+    grip_step(model, reference, optimizer, prompt, target, cfg, seed=0)  # warm-up
+    runs = [grip_step(model, reference, optimizer, prompt, target, cfg, seed=s + 1) for s in range(steps)]
     mean = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
     mean["total"] = sum(mean[p] for p in ("generation", "reward", "logprobs", "update"))
     return mean
@@ -113,13 +107,11 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, shape {SHAPE}")
-    print("| setting | generation s | reward s | old+ref log-probs s | update s | step s | completion tok/s |")
+    print("| setting | generation s | reward s | reference log-probs s | update s | step s | completion tok/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    settings = (("TRL-comparable: G=16, k=1, mu=1", 16, 1, 1, True),
-                ("same, prompt sharing off", 16, 1, 1, False),
-                ("GRIP paper: G=16, k=3, mu=2", 16, 3, 2, True))
-    for label, G, k, mu, share in settings:
-        m = measure(G, k, mu, args.steps, args.max_new, args.prompt_len, share)
+    settings = (("TRL-comparable: G=16, k=1, mu=1", 16, 1, 1), ("GRIP paper: G=16, k=3, mu=2", 16, 3, 2))
+    for label, G, k, mu in settings:
+        m = measure(G, k, mu, args.steps, args.max_new, args.prompt_len)
         print(f"| {label} | {m['generation']:.3f} | {m['reward']:.3f} | {m['logprobs']:.3f} | {m['update']:.3f} "
               f"| {m['total']:.3f} | {m['tokens'] / m['total']:,.0f} |", flush=True)
 

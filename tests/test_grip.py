@@ -6,15 +6,13 @@ import pytest
 import torch
 
 from timer1.grip import (
-    GRIP,
-    GRPO,
-    PAIRWISE,
-    Variant,
+    LossTotals,
     adaptive_weights,
     group_advantages,
     grip_loss,
     kmeans_1d,
     make_groups,
+    overlong_penalty,
     select_candidates,
     select_groups,
 )
@@ -47,7 +45,7 @@ def test_ratio_one_loss_and_gradient_by_hand():
         [-0.4 / 3, -0.4 / 3, -0.4 / 3, 0.0],
     ])
     torch.testing.assert_close(logp.grad, expected, atol=1e-6, rtol=0)
-    assert metrics["ratio_mean"] == pytest.approx(1.0)
+    assert metrics["ratio"] == pytest.approx(1.0)
     assert metrics["clip_frac"] == 0.0
     assert metrics["tokens"] == 9
 
@@ -72,7 +70,7 @@ def test_clipping_both_sides_values_and_gradients():
     assert grad[1].item() == pytest.approx(1.5 / 4, abs=1e-6)  # 0.375
     assert grad[2].item() == pytest.approx(-0.5 / 4, abs=1e-6)  # -0.125
     assert metrics["clip_frac"] == pytest.approx(0.5)  # rows 0 and 3 of 4 tokens
-    assert metrics["ratio_mean"] == pytest.approx(1.0)  # (1.5 + 1.5 + 0.5 + 0.5) / 4
+    assert metrics["ratio"] == pytest.approx(1.0)  # (1.5 + 1.5 + 0.5 + 0.5) / 4
 
 
 def test_padding_is_ignored_even_when_garbage():
@@ -130,7 +128,7 @@ def test_kl_term_value_and_gradient_by_hand():
     kl = 2 - math.log(2.0) - 1
     assert kl == pytest.approx(0.306853, abs=1e-6)
     assert loss.item() == pytest.approx(0.04 * kl, abs=1e-7)
-    assert metrics["kl_mean"] == pytest.approx(kl, abs=1e-6)
+    assert metrics["kl"] == pytest.approx(kl, abs=1e-6)
     loss.backward()
     # d KL / d logp = 1 - e^{ref - logp} = 1 - 2 = -1; d loss / d logp = beta * (-1) / (|o_i| N)
     expected = torch.tensor([[-0.04 / 6] * 3, [-0.04 / 2, 0.0, 0.0]])
@@ -178,9 +176,8 @@ def test_uniform_weights_reduce_to_grpo_sequence_mean():
     expected = grpo_reference(logp.double(), old.double(), ref.double(), adv.tolist(), mask, 0.2, 0.04)
     per_group = adaptive_weights(rewards, "uniform").reshape(-1)  # 1/G each, groups sum to 1
     for w in (None, per_group, torch.full((B * G,), 7.0)):
-        loss, metrics = grip_loss(logp, old, ref, adv, w, mask, group_size=G)
+        loss, metrics = grip_loss(logp, old, ref, adv, w, mask)
         assert loss.item() == pytest.approx(expected, abs=1e-5)
-        assert metrics["weight_entropy"] == pytest.approx(math.log(G), abs=1e-6)
 
 
 def test_token_mean_by_hand():
@@ -235,23 +232,105 @@ def test_inner_updates_raise_the_rewarded_token_and_the_clip_bites():
     assert clip_fracs[0] == 0.0 and clip_fracs[-1] > 0.0
 
 
-def test_grip_loss_bad_inputs_raise_one_line_errors():
+def test_grip_loss_bad_inputs_are_caught():
     x, m, a = torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2)
-    cases = [
-        (dict(logp=torch.zeros(2, 3, 1)), "logp must be"),
-        (dict(old_logp=torch.zeros(2, 4)), "old_logp shape"),
-        (dict(mask=torch.ones(3, 3)), "mask shape"),
-        (dict(advantages=torch.zeros(3)), "advantages must be"),
-        (dict(weights=torch.tensor([1.0, -1.0])), "non-negative"),
-        (dict(ref_logp=None), "ref_logp is required"),
-        (dict(agg="sum"), "agg must be"),
-        (dict(group_size=3), "does not divide"),
-    ]
-    for override, message in cases:
+    cases = [dict(logp=torch.zeros(2, 3, 1)), dict(old_logp=torch.zeros(2, 4)), dict(mask=torch.ones(3, 3)),
+             dict(advantages=torch.zeros(3)), dict(ref_logp=None), dict(agg="sum"), dict(ratio_level="word"),
+             dict(agg="constant")]
+    for override in cases:
         kwargs = dict(logp=x, old_logp=x, ref_logp=x, advantages=a, weights=None, mask=m)
         kwargs.update(override)
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(AssertionError):
             grip_loss(**kwargs)
+
+
+# ------------------------------------------------------------------ the RL menu (DAPO, Dr. GRPO, GSPO, ScaleRL)
+
+
+def test_defaults_are_the_papers_formula_bit_for_bit():
+    torch.manual_seed(7)
+    logp, old, ref = -torch.rand(4, 6), -torch.rand(4, 6), -torch.rand(4, 6)
+    adv, w, mask = torch.randn(4), torch.tensor([0.1, 0.4, 0.3, 0.2]), lengths_mask([6, 2, 4, 1], 6)
+    loss, _ = grip_loss(logp, old, ref, adv, w, mask)
+    rho = torch.where(mask, logp - old, 0.0).exp()
+    d = torch.where(mask, ref - logp, 0.0)
+    obj = torch.minimum(rho * adv[:, None], rho.clamp(0.8, 1.2) * adv[:, None]) - 0.04 * (d.exp() - d - 1)
+    per_seq = (obj * mask.float()).sum(1)
+    expected = -((w * (per_seq / mask.float().sum(1))).sum() / float(w.sum()))
+    assert loss.item() == expected.item()
+
+
+def test_clip_higher_lets_a_positive_ratio_rise_further():
+    # one token, A = 1, rho = 1.25: eps 0.2 clips it (1.2, no gradient); eps_high 0.28 does not
+    logp = torch.tensor([[math.log(1.25)]], requires_grad=True)
+    old, adv, mask = torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1)
+    clipped, m_clip = grip_loss(logp, old, None, adv, None, mask, beta=0.0)
+    assert clipped.item() == pytest.approx(-1.2) and m_clip["clip_frac_high"] == 1.0 and m_clip["clip_frac"] == 1.0
+    assert torch.autograd.grad(clipped, logp)[0].item() == 0.0
+    free, m_free = grip_loss(logp, old, None, adv, None, mask, beta=0.0, eps_high=0.28)
+    assert free.item() == pytest.approx(-1.25) and m_free["clip_frac_high"] == 0.0
+    assert torch.autograd.grad(free, logp)[0].item() == pytest.approx(-1.25)  # d(-rho)/dlogp = -rho
+    # the lower side keeps eps: A = -1, rho = 0.75 < 0.8 is clipped whatever eps_high is
+    low, m_low = grip_loss(torch.tensor([[math.log(0.75)]]), old, None, -adv, None, mask, beta=0.0, eps_high=0.28)
+    assert low.item() == pytest.approx(0.8) and m_low["clip_frac_low"] == 1.0 and m_low["clip_frac_high"] == 0.0
+
+
+def test_sequence_ratio_by_hand():
+    # GSPO: token log-ratios 0.1 and 0.3 -> s = exp(0.2) for both tokens; A = 1, seq-mean -> -s
+    logp = torch.tensor([[0.1, 0.3, 5.0]], requires_grad=True)  # the third token is padding
+    old, adv, mask = torch.zeros(1, 3), torch.ones(1), lengths_mask([2], 3)
+    loss, metrics = grip_loss(logp, old, None, adv, None, mask, beta=0.0, eps=0.5, ratio_level="sequence")
+    s = math.exp(0.2)
+    assert loss.item() == pytest.approx(-s) and metrics["ratio"] == pytest.approx(s)
+    grad = torch.autograd.grad(loss, logp)[0]
+    torch.testing.assert_close(grad, torch.tensor([[-s / 2, -s / 2, 0.0]]))  # ds/dlogp_t = s / |o|
+    token, _ = grip_loss(logp, old, None, adv, None, mask, beta=0.0, eps=0.5)
+    assert token.item() == pytest.approx(-(math.exp(0.1) + math.exp(0.3)) / 2)
+
+
+def test_aggregations_by_hand_and_with_step_totals():
+    # rho = 1, beta = 0: obj_it = A_i. Rows of lengths 3 and 1, A = (1, -2), weights (0.75, 0.25)
+    mask = lengths_mask([3, 1], 3)
+    logp, adv, w = torch.zeros(2, 3), torch.tensor([1.0, -2.0]), torch.tensor([0.75, 0.25])
+    S = torch.tensor([3.0, -2.0])  # per-trajectory sums of obj
+    by_agg = {"seq-mean": -(0.75 * 1.0 + 0.25 * -2.0) / 1.0,            # w_i S_i / |o_i| / W
+              "token-mean": -(0.75 * 3.0 + 0.25 * -2.0) * 2 / (1.0 * 4),  # w_i S_i n / (W t)
+              "batch-token-mean": -(0.75 * 3.0 + 0.25 * -2.0) * 2 / (1.0 * 4),
+              "constant": -(0.75 * 3.0 + 0.25 * -2.0) / (1.0 * 10)}       # w_i S_i / (W C), C = 10
+    for agg, expected in by_agg.items():
+        loss, _ = grip_loss(logp, logp, None, adv, w, mask, beta=0.0, agg=agg, const_len=10)
+        assert loss.item() == pytest.approx(expected), agg
+    # the same rows as two micro-batches of one step: with the step's totals the parts add up
+    totals = LossTotals(weight=1.0, rows=2, tokens=4)
+    for agg in ("seq-mean", "batch-token-mean", "constant"):
+        parts = [grip_loss(logp[i:i + 1], logp[i:i + 1], None, adv[i:i + 1], w[i:i + 1], mask[i:i + 1], beta=0.0,
+                           agg=agg, totals=totals, const_len=10)[0].item() for i in range(2)]
+        assert sum(parts) == pytest.approx(by_agg[agg]), agg
+    # token-mean is per micro-batch: each part is its own token mean, weighted by its share of W
+    parts = [grip_loss(logp[i:i + 1], logp[i:i + 1], None, adv[i:i + 1], w[i:i + 1], mask[i:i + 1], beta=0.0,
+                       agg="token-mean", totals=totals)[0].item() for i in range(2)]
+    assert parts == pytest.approx([-0.75 * 1.0, -0.25 * -2.0])
+    assert S.tolist() == [3.0, -2.0]
+
+
+def test_advantage_scales_by_hand():
+    rewards = torch.tensor([[1.0, 3.0], [0.0, 0.2]])  # group stds sqrt(2) and sqrt(0.02); batch std
+    batch_std = rewards.std().item()
+    torch.testing.assert_close(group_advantages(rewards, "none"), torch.tensor([[-1.0, 1.0], [-0.1, 0.1]]))
+    torch.testing.assert_close(group_advantages(rewards, "batch-std"),
+                               torch.tensor([[-1.0, 1.0], [-0.1, 0.1]]) / (batch_std + 1e-4))
+    by_group = group_advantages(rewards, "group-std")
+    torch.testing.assert_close(by_group[1], torch.tensor([-0.1, 0.1]) / (math.sqrt(0.02) + 1e-4))
+    # the near-tie group is blown up to the same size as the real contrast only by group-std
+    assert by_group[1, 1] == pytest.approx(by_group[0, 1], rel=1e-3)
+    assert group_advantages(rewards, "batch-std")[1, 1] < 0.15 * group_advantages(rewards, "batch-std")[0, 1]
+
+
+def test_overlong_penalty_and_zero_variance_groups():
+    lengths = torch.tensor([50, 80, 90, 100])  # budget 100, cache 20: ramp from 80 to 100
+    torch.testing.assert_close(overlong_penalty(lengths, 100), torch.tensor([0.0, 0.0, -0.5, -1.0]))
+    groups = make_groups(torch.tensor([[1.0, 1.0], [1.0, 2.0]]), 2, selection="uniform")
+    assert groups.zero_variance.tolist() == [True, False]
 
 
 # ------------------------------------------------------------------ advantages and weights
@@ -291,7 +370,7 @@ def test_adaptive_weights_values():
         w = adaptive_weights(big, mode)
         assert torch.isfinite(w).all()
         torch.testing.assert_close(w.sum(-1), torch.ones(2))
-    with pytest.raises(ValueError, match="mode must be"):
+    with pytest.raises(AssertionError):
         adaptive_weights(big, "rank")
 
 
@@ -371,30 +450,23 @@ def test_select_groups_and_make_groups():
     one_generator = seeded(0)  # the rows draw from one generator in turn
     for b in range(3):
         assert torch.equal(idx[b], select_candidates(rewards[b], 16, "cluster", one_generator))
-    groups = make_groups(rewards, GRIP, seeded(0))
+    groups = make_groups(rewards, 16, generator=seeded(0))  # the paper's defaults: cluster, softmax
     assert groups.index.shape == groups.advantages.shape == groups.weights.shape == (3, 16)
+    assert torch.equal(groups.index, select_groups(rewards, 16, "cluster", seeded(0)))
     torch.testing.assert_close(groups.rewards, rewards.gather(1, groups.index))
-    torch.testing.assert_close(groups.weights.sum(1), torch.ones(3))
+    torch.testing.assert_close(groups.weights, torch.softmax(groups.rewards, 1))
     torch.testing.assert_close(groups.advantages, group_advantages(groups.rewards))
-    grpo = make_groups(rewards[:, :16], GRPO, seeded(0))
+    grpo = make_groups(rewards[:, :16], 16, selection="uniform", weighting="uniform")
     assert torch.equal(grpo.index, torch.arange(16).expand(3, 16))
     torch.testing.assert_close(grpo.weights, torch.full((3, 16), 1 / 16))
-    pair = make_groups(torch.tensor([[0.0, 1.0]]), PAIRWISE)
+    pair = make_groups(torch.tensor([[0.0, 1.0]]), 2, selection="uniform", weighting="uniform")
     assert pair.advantages[0, 1].item() == pytest.approx(0.5 / (math.sqrt(0.5) + 1e-4), abs=1e-6)
-    with pytest.raises(ValueError, match="expected K"):
-        make_groups(rewards, GRPO)
-    with pytest.raises(ValueError, match="Variant.selection"):
-        Variant("best", "softmax", 4, 2)
 
 
 def test_selection_bad_inputs():
-    with pytest.raises(ValueError, match="G <= K"):
-        select_candidates(torch.randn(4), 5)
-    with pytest.raises(ValueError, match="strategy"):
-        select_candidates(torch.randn(4), 2, "best")
-    with pytest.raises(ValueError, match="1-D"):
-        select_candidates(torch.randn(2, 4), 2)
-    with pytest.raises(ValueError, match="NaN"):
-        select_candidates(torch.tensor([0.0, float("nan"), 1.0]), 2)
-    with pytest.raises(ValueError, match=r"\(B, K\)"):
+    for rewards, G, strategy in ((torch.randn(4), 5, "cluster"), (torch.randn(4), 2, "best"),
+                                 (torch.randn(2, 4), 2, "cluster"), (torch.tensor([0.0, float("nan"), 1.0]), 2, "local")):
+        with pytest.raises(AssertionError):
+            select_candidates(rewards, G, strategy)
+    with pytest.raises(AssertionError):
         select_groups(torch.randn(4), 2)

@@ -39,14 +39,13 @@ def test_nrmse_normalisations(norm, expected):
     assert nrmse(np.array([1.0, 4.0]), np.array([0.0, 4.0]), norm=norm) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("history, m, expected", [
-    ([1, 3, 2, 4], 1, 0.6),            # |diffs| 2, 1, 2 -> scale 5/3; MAE 1 -> 3/5
-    ([1, 3, 2, 4], 2, 1.0),            # |2-1|, |4-3| -> scale 1
-    ([1, np.nan, 2, 4], 1, 0.5),       # pairs with NaN skipped: only |4-2| = 2
-    ([5, 5, 5], 1, math.nan),          # zero scale, imperfect forecast
+@pytest.mark.parametrize("history, expected", [
+    ([1, 3, 2, 4], 0.6),            # |diffs| 2, 1, 2 -> scale 5/3; MAE 1 -> 3/5
+    ([1, np.nan, 2, 4], 0.5),       # pairs with NaN skipped: only |4-2| = 2
+    ([5, 5, 5], math.nan),          # zero scale, imperfect forecast
 ])
-def test_mase(history, m, expected):
-    value = mase(np.array([5.0, 5.0]), np.array([4.0, 6.0]), np.array(history, dtype=float), m)
+def test_mase(history, expected):
+    value = mase(np.array([5.0, 5.0]), np.array([4.0, 6.0]), np.array(history, dtype=float))
     if math.isnan(expected):
         assert math.isnan(value)
     else:
@@ -56,11 +55,9 @@ def test_mase(history, m, expected):
 def test_mase_zero_scale_perfect_and_errors():
     assert mase(np.array([5.0]), np.array([5.0]), np.array([5.0, 5.0])) == 0.0
     with pytest.raises(ValueError, match="no finite pair"):
-        mase(np.array([1.0]), np.array([1.0]), np.array([1.0, 2.0]), m=2)
+        mase(np.array([1.0]), np.array([1.0]), np.array([1.0, np.nan, 3.0]))
     with pytest.raises(ValueError, match="no finite pair"):
-        mase(np.array([1.0]), np.array([1.0]), np.array([1.0, np.nan, 3.0]), m=1)
-    with pytest.raises(ValueError, match="positive integer"):
-        mase(np.array([1.0]), np.array([1.0]), np.array([1.0, 2.0]), m=0)
+        mase(np.array([1.0]), np.array([1.0]), np.array([1.0]))
 
 
 @pytest.mark.parametrize("pred, q, expected", [

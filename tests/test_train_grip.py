@@ -13,10 +13,16 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from timer1.grip import Variant, make_groups
-from timer1.policy import random_policy
-from timer1.rollout import (BatchTotals, Reference, build_batch, micro_loss, reference_logprobs, sample_rollout,
-                            score_rollout, with_logprobs)
+import pytest
+
+import train_grip
+from timer1 import dist
+from timer1.config import GRIPConfig, load_config
+from timer1.grip import grip_loss, loss_totals, make_groups
+from timer1.lora import apply_lora, lora_modules, save_adapter
+from timer1.policy import policy_from_config, random_policy, save_policy
+from timer1.rollout import Reference, build_batch, completion_logprobs, sample_rollout, score_rollout
+from timer1.task import prompt_format_from
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +42,6 @@ def test_a_few_grip_steps_raise_the_reward():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     prompts = [tokenizer.encode("Series: 1,2,3. Continue:"), tokenizer.encode("Values 4,5,6 next:")]
     targets = [np.arange(8.0)] * 2
-    variant = Variant("cluster", "softmax", group_size=8, oversample=2)
 
     def mean_reward():
         rollout = sample_rollout(model, tokenizer, prompts, K=32, max_new_tokens=12, seed=1234)
@@ -45,20 +50,23 @@ def test_a_few_grip_steps_raise_the_reward():
 
     before, digits_before = mean_reward()
     for step in range(10):
-        rollout = sample_rollout(model, tokenizer, prompts, K=variant.oversample * variant.group_size,
-                                 max_new_tokens=12, seed=step)
+        rollout = sample_rollout(model, tokenizer, prompts, K=16, max_new_tokens=12, seed=step)
         rewards, terms = score_rollout(rollout, targets, digit_bonus=1.0)
         assert (terms["format"] == -1).all()  # the real reward path ran: no format yet
-        groups = make_groups(rewards, variant, torch.Generator().manual_seed(step))
-        batch = build_batch(rollout, groups)
-        ref = reference_logprobs(model, reference, batch, temperature=1.0, micro_batch=16)
-        batch = with_logprobs(batch, batch.sampler_logp, ref)
-        totals = BatchTotals(batch.num_rows, float(batch.weights.sum()), batch.num_tokens, world=1)
-        for _ in range(2):  # mu = 2 inner updates on the same rollout
+        groups = make_groups(rewards, 8, generator=torch.Generator().manual_seed(step))  # k = 2
+        micro_batches = build_batch(rollout, groups, 0).micro_batches(8)
+        totals = loss_totals(torch.cat([mb.weights for mb in micro_batches]),
+                             torch.ones(sum(mb.num_tokens for mb in micro_batches)))
+        with torch.no_grad(), reference.active(model) as ref_model:
+            ref = [completion_logprobs(ref_model, mb) for mb in micro_batches]
+        old = [None] * len(micro_batches)
+        for inner in range(2):  # mu = 2 inner updates on the same rollout
             optimizer.zero_grad()
-            for mb in batch.micro_batches(8):
-                loss, stats = micro_loss(model, mb, totals, eps=0.2, beta=0.04, agg="seq-mean", temperature=1.0,
-                                         group_size=8)
+            for i, mb in enumerate(micro_batches):
+                logp = completion_logprobs(model, mb)
+                old[i] = logp.detach() if inner == 0 else old[i]
+                loss, _ = grip_loss(logp, old[i], ref[i], mb.advantages, mb.weights, mb.completion_mask,
+                                    totals=totals)
                 loss.backward()
             optimizer.step()
     after, digits_after = mean_reward()
@@ -93,6 +101,8 @@ def test_torchrun_two_ranks_identical_weights_and_exact_resume(tmp_path, shared_
     assert all(k in log[0] for k in ("reward_format", "reward_mse", "format_rate", "answer_tokens", "clip_frac",
                                      "tokens_per_s", "gen_s", "update_s"))
     assert "val_mse" in log[-1]
+    rng = torch.load(full / "step_000003" / "train_state.pt", weights_only=True)["rng"]
+    assert not torch.equal(rng[0]["torch"], rng[1]["torch"])  # each rank its own random stream
     adapter = load_file(str(full / "step_000003" / "adapter_model.safetensors"))
     start = load_file(str(full / "step_000001" / "adapter_model.safetensors"))
     assert any(not torch.equal(adapter[k], start[k]) for k in adapter)
@@ -128,25 +138,72 @@ def test_cli_errors_are_one_line(tmp_path, shared_data):
     assert unknown.stderr.strip() == "error: unknown config key 'no_such_key'"
 
 
-def test_start_from_an_sft_adapter_keeps_it_as_the_reference(tmp_path, shared_data):
-    """--sft_adapter: training continues that adapter and the KL reference is the adapter itself
-    (reference=init), not the bare base (reference=base), which an SFT-trained policy is far from."""
-    from timer1.config import GRIPConfig, load_config
-    from timer1.lora import apply_lora, lora_modules, save_adapter
-    from timer1.policy import policy_from_config, save_policy
-    from timer1.task import prompt_format_from
-
+def sft_adapter_dirs(tmp_path, dropout=0.0):
+    """A base model on disk and an SFT-like adapter for it that changed the model a lot."""
     cfg = load_config(GRIPConfig, ["--config", "configs/smoke_grip.toml"])
     policy = policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=0)
     save_policy(policy, tmp_path / "base")
-    apply_lora(policy.model, ("q_proj", "v_proj"), r=4, alpha=8)
+    apply_lora(policy.model, ("q_proj", "v_proj"), r=4, alpha=8, dropout=dropout)
     with torch.no_grad():
         for m in lora_modules(policy.model).values():
-            m.lora_B.weight.normal_(0, 0.5)  # an adapter that changed the model a lot
+            m.lora_B.weight.normal_(0, 0.5)
     save_adapter(policy.model, tmp_path / "sft")
+    return tmp_path / "base", tmp_path / "sft"
 
+
+def run_in_process(out_dir, *overrides):
+    cfg = load_config(GRIPConfig, ["--config", "configs/smoke_grip.toml", f"--out_dir={out_dir}", *overrides])
+    with dist.distributed() as info:
+        train_grip.main(cfg, info)
+    return records(out_dir)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_old_reference_and_update_logprobs_agree_bit_for_bit(tmp_path, shared_data, monkeypatch, bf16, checkpointing):
+    """An SFT adapter trained with LoRA dropout 0.05, two inner updates at lr 0 (the weights never move):
+    the ratio must be exactly 1 and the KL to the reference (that same adapter) exactly 0 at both inner
+    steps, so old, reference and update log-probs come from one path with dropout off, under bf16
+    autocast and with gradient checkpointing alike. (Dropout in the update, or a second log-prob
+    path under checkpointing or autocast, each measured ratios of 0.45-1.8 and 0.85-1.09.)"""
+    if bf16:
+        monkeypatch.setattr(train_grip, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    base, sft = sft_adapter_dirs(tmp_path, dropout=0.05)
+    log = run_in_process(tmp_path / "run", "--model.random_init=false", f"--model.path={base}",
+                         f"--sft_adapter={sft}", "--mu=2", "--optim.lr=0", "--steps=2", "--eval_every=0",
+                         f"--model.gradient_checkpointing={str(checkpointing).lower()}",
+                         f"--data.data_dir={shared_data}")
+    for record in log:
+        assert record["first_ratio"] == 1.0 and record["ratio"] == 1.0, record
+        assert record["clip_frac"] == 0.0 and record["first_kl"] == 0.0 and record["kl"] == 0.0, record
+        assert record["trained_rows"] > 0
+
+
+def test_a_fresh_run_refuses_a_used_out_dir(tmp_path, shared_data):
+    common = ["--steps=1", "--eval_every=0", f"--data.data_dir={shared_data}"]
+    run_in_process(tmp_path / "run", *common)
+    with pytest.raises(ValueError, match="already holds a run.*--resume=true"):
+        run_in_process(tmp_path / "run", *common)
+    assert [r["step"] for r in records(tmp_path / "run")] == [1]  # the first run's log is untouched
+
+
+def test_dapo_options_run_and_log_their_counts(tmp_path, shared_data):
+    log = run_in_process(tmp_path / "run", "--steps=2", "--eval_every=0", "--eps_high=0.28",
+                         "--loss_agg=batch-token-mean", "--drop_zero_variance=true", "--overlong=drop",
+                         "--adv_scale=batch-std", "--ratio_level=sequence", f"--data.data_dir={shared_data}")
+    for record in log:
+        for key in ("entropy", "zero_variance_frac", "truncated_frac", "clip_frac_low", "clip_frac_high", "kl"):
+            assert key in record and np.isfinite(record[key]), key
+        # the smoke model never stops before max_completion: every completion is cut, so all are dropped
+        assert record["truncated_frac"] == 1.0 and record["trained_rows"] == 0
+
+
+def test_start_from_an_sft_adapter_keeps_it_as_the_reference(tmp_path, shared_data):
+    """--sft_adapter: training continues that adapter and the KL reference is the adapter itself
+    (reference=init), not the bare base (reference=base), which an SFT-trained policy is far from."""
+    base, sft = sft_adapter_dirs(tmp_path)
     common = [sys.executable, "train_grip.py", "--config", "configs/smoke_grip.toml", "--model.random_init=false",
-              f"--model.path={tmp_path / 'base'}", f"--sft_adapter={tmp_path / 'sft'}", "--steps=1",
+              f"--model.path={base}", f"--sft_adapter={sft}", "--steps=1",
               "--eval_every=0", f"--data.data_dir={shared_data}"]
     init = run(common + [f"--out_dir={tmp_path / 'init'}"])
     assert init.returncode == 0, init.stderr[-2000:]

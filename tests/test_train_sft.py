@@ -121,6 +121,8 @@ def test_torchrun_two_gloo_ranks_end_with_identical_weights(shared_data, tmp_pat
     assert len(digests) == 2 and digests[0] == digests[1]
     loaded = load_policy(tmp_path / "base_model", adapter=tmp_path / "step_000002")
     assert weights_digest(loaded.model) == digests[0]
+    rng = torch.load(tmp_path / "step_000002" / "train_state.pt", weights_only=True)["rng"]
+    assert not torch.equal(rng[0]["torch"], rng[1]["torch"])  # each rank draws its own dropout masks
 
 
 # ---------------------------------------------------------------------------------------- errors

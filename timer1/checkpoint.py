@@ -58,6 +58,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def derive_seed(*keys: int) -> int:
+    """A seed for one use, e.g. ``derive_seed(seed, step, rank, call)``: NumPy's SeedSequence hashes the
+    whole tuple, so distinct tuples give unrelated seeds (``base * 1024 + rank + call`` made rank r's
+    call c+1 equal rank r+1's call c)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def capture_rng_state() -> dict:
     """Every RNG the training loop draws from, as tensors and plain values (safe for
     ``torch.load(weights_only=True)``)."""

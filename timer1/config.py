@@ -165,24 +165,31 @@ class GRIPConfig:
         "cluster", "how G of the k*G completions are chosen (uniform = plain GRPO sampling)")
     weights: Literal["softmax", "positive", "uniform"] = opt(
         "softmax", "trajectory weights: softmax of rewards (paper), positive advantages only, or uniform")
-    eps: float = opt(0.2, "PPO clip range")
-    beta: float = opt(0.04, "KL penalty coefficient (official code: 0.001)")
+    eps: float = opt(0.2, "PPO clip range (the lower side when eps_high is set)")
+    eps_high: Optional[float] = opt(None, "upper clip range (DAPO clip-higher: 0.28); unset = eps")
+    beta: float = opt(0.04, "KL penalty coefficient (official code: 0.001; TRL's default: 0)")
     mu: int = opt(2, "inner policy updates per rollout (1 makes the ratio 1 and the clip inert)")
-    loss_agg: Literal["seq-mean", "token-mean"] = opt(
-        "seq-mean", "seq-mean = 1/|o_i| per trajectory (paper); token-mean over all tokens (official code)")
+    loss_agg: Literal["seq-mean", "token-mean", "batch-token-mean", "constant"] = opt(
+        "seq-mean", "seq-mean = 1/|o_i| per trajectory (paper); token-mean per micro-batch (official code); "
+                    "batch-token-mean over the whole step (DAPO); constant = divide by max_completion (Dr. GRPO)")
+    adv_scale: Literal["group-std", "batch-std", "none"] = opt(
+        "group-std", "advantage = (r - group mean) / group std (paper), / batch std (ScaleRL), or unscaled (Dr. GRPO)")
+    ratio_level: Literal["token", "sequence"] = opt(
+        "token", "importance ratio per token (paper) or GSPO's length-normalised sequence ratio")
+    drop_zero_variance: bool = opt(
+        False, "drop groups whose rewards are all equal from the update (DAPO's dynamic-sampling filter)")
+    overlong: Literal["keep", "drop", "soft-penalty"] = opt(
+        "keep", "completions cut at max_completion: train on them, drop them (DAPO overlong filtering), or "
+                "add DAPO's soft length penalty to every reward")
     temperature: float = opt(1.0, "sampling temperature")
-    top_p: float = opt(1.0, "nucleus sampling threshold")
+    top_p: float = opt(1.0, "nucleus sampling threshold (log-probs in the loss are of the full distribution)")
     max_completion: int = opt(3000, "max new tokens per completion")
     reward: Literal["paper", "official"] = opt(
         "paper", "mse reward normalisation: by target stats (paper) or the prediction's own (official)")
-    old_logprobs: Literal["auto", "sampler", "recompute"] = opt(
-        "auto", "old-policy log-probs: the sampler's own (fp32, no top-p) or a no-grad recompute; auto picks")
     reference: Literal["init", "base"] = opt(
         "init", "KL reference: the policy RL starts from (the SFT adapter / model) or the base with LoRA off")
     rollout_prompts: int = opt(
         0, "prompts per sampler call (0 = all of a rank's prompts at once); the KV cache holds this * k * G rows")
-    share_prompts: bool = opt(
-        True, "run each group's prompt once in the loss/reference forwards (off under gradient checkpointing)")
     digit_bonus: float = opt(
         0.0, "smoke runs/tests only: add this times the share of digits in a completion to its reward "
              "(gives a random model a non-constant reward); 0 = the paper's reward only")

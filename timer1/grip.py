@@ -1,6 +1,6 @@
-"""GRIP, the RL objective of Time-R1 (arXiv 2506.10630, the paper's GRIP section).
+"""GRIP, the RL objective of Time-R1 (arXiv 2506.10630, Sec. 3.3), and its GRPO-family relatives.
 
-GRIP is GRPO with two changes, both implemented here as pure tensor functions:
+GRIP is GRPO with two changes, both pure tensor functions here:
 
 1. Non-uniform sampling. Per prompt the old policy samples ``K = k * G`` completions (paper: k=3,
    G=16) and G of them are *selected* by reward (``select_candidates``): "local random sampling"
@@ -16,8 +16,11 @@ Everything else is GRPO: the group-normalised advantage ``A_i = (r_i - mean r) /
     J = sum_i w_i * (1/|o_i|) * sum_t [ min(rho_it A_i, clip(rho_it, 1-eps, 1+eps) A_i) - beta KL_it ]
     rho_it = exp(logp_it - old_logp_it),   KL_it = exp(ref_it - logp_it) - (ref_it - logp_it) - 1
 
-and the loss is ``-J`` (normalised by ``sum_i w_i``, see ``grip_loss``). Uniform selection plus
-uniform weights is exactly GRPO; a group of two (G=2) is pairwise ranking RL.
+and the loss is ``-J`` (normalised by ``sum_i w_i``). Uniform selection plus uniform weights is
+exactly GRPO; a group of two (G=2) is pairwise ranking RL. The choices the field settled on since
+(DAPO's clip-higher, token-level loss and overlong shaping, Dr. GRPO's constant divisor and no std
+scaling, GSPO's sequence-level ratio, batch-level advantage scaling) are arguments of the same
+functions; the paper's choice is always the default.
 
 Shapes: K candidates per prompt, B prompts, G selected per prompt, N = B * G trajectories,
 T completion tokens (right-padded, ``mask`` marks real tokens).
@@ -30,7 +33,10 @@ import torch
 ADV_EPS = 1e-4  # the paper's (and TRL's) 1e-4 in A = (r - mean) / (std + 1e-4)
 STRATEGIES = ("cluster", "local", "uniform")
 WEIGHT_MODES = ("softmax", "positive", "uniform")
-AGGREGATIONS = ("seq-mean", "token-mean")
+ADV_SCALES = ("group-std", "batch-std", "none")
+AGGREGATIONS = ("seq-mean", "token-mean", "batch-token-mean", "constant")
+RATIO_LEVELS = ("token", "sequence")
+OVERLONG_CACHE = 0.2  # DAPO's soft overlong punishment ramps over the last 20% of the budget (4k of 20k)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,16 +69,11 @@ def select_candidates(
     Randomness comes only from ``generator`` (a CPU ``torch.Generator``), so a seeded generator
     reproduces the picks. The result lives on ``rewards.device``.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"select_candidates: strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if rewards.dim() != 1:
-        raise ValueError(f"select_candidates: rewards must be 1-D (K,), got shape {tuple(rewards.shape)}")
     K = rewards.shape[0]
-    if not 1 <= G <= K:
-        raise ValueError(f"select_candidates: need 1 <= G <= K, got G={G}, K={K}")
+    assert strategy in STRATEGIES, f"selection must be one of {STRATEGIES}, got {strategy!r}"
+    assert rewards.dim() == 1 and 1 <= G <= K, f"need rewards (K,) with 1 <= G <= K, got {tuple(rewards.shape)}, G={G}"
     values = rewards.detach().to("cpu", torch.float64)  # (K,) selection is cheap host-side work
-    if not torch.isfinite(values).all():
-        raise ValueError("select_candidates: rewards contain NaN or inf")
+    assert torch.isfinite(values).all(), "rewards contain NaN or inf"
     if strategy == "uniform":
         picks = torch.arange(K) if K == G else torch.randperm(K, generator=generator)[:G]  # (G,)
     elif strategy == "local":
@@ -99,8 +100,7 @@ def kmeans_1d(values: torch.Tensor, n_clusters: int) -> torch.Tensor:
     initialisation to get wrong (quantile starts miss a rare reward level). Uses
     ``min(n_clusters, distinct values)`` clusters, each non-empty. Cost O(C K^2), tiny for K = k*G.
     """
-    if n_clusters < 1:
-        raise ValueError(f"kmeans_1d: n_clusters must be >= 1, got {n_clusters}")
+    assert n_clusters >= 1
     K = values.shape[0]
     C = min(n_clusters, torch.unique(values).numel())
     x, order = values.double().sort()  # (K,) ascending
@@ -155,8 +155,7 @@ def select_groups(
     n_clusters: int = 4,
 ) -> torch.Tensor:
     """``select_candidates`` for each of B prompts: rewards (B, K) -> indices (B, G) into the K axis."""
-    if rewards.dim() != 2:
-        raise ValueError(f"select_groups: rewards must be (B, K), got shape {tuple(rewards.shape)}")
+    assert rewards.dim() == 2, f"rewards must be (B, K), got {tuple(rewards.shape)}"
     rows = [select_candidates(r, G, strategy, generator, n_clusters) for r in rewards]  # B x (G,)
     return torch.stack(rows)  # (B, G)
 
@@ -165,20 +164,23 @@ def select_groups(
 # 2. advantages and adaptive weights (per group, over the last dim)
 
 
-def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
-    """GRPO/GRIP advantage ``A_i = (r_i - mean r) / (std r + 1e-4)`` over the last dim (..., G).
+def group_advantages(rewards: torch.Tensor, scale: str = "group-std") -> torch.Tensor:
+    """Advantages over the last dim (..., G): ``A_i = (r_i - mean_group r) / (s + 1e-4)``.
 
-    ``std`` is the unbiased (n-1) estimate, as TRL and verl use. A single-member group (G=1)
-    has no relative signal (and torch's unbiased std would be NaN): its advantage is defined as 0.
-    A constant group also gets 0 (std 0, numerator 0).
+    ``scale`` picks ``s``: ``"group-std"`` (paper, GRPO) the group's unbiased std, as TRL and verl;
+    ``"batch-std"`` (ScaleRL) one unbiased std over every reward given, so groups whose rewards
+    differ only by noise are not blown up to unit scale; ``"none"`` (Dr. GRPO) no division.
+    A group of one has no relative signal: its advantage is 0 (torch's unbiased std would be NaN).
     """
-    if rewards.dim() == 0:
-        raise ValueError("group_advantages: rewards must have a group dim (..., G), got a scalar")
+    assert scale in ADV_SCALES, f"adv_scale must be one of {ADV_SCALES}, got {scale!r}"
+    assert rewards.dim() > 0, "rewards need a group dim (..., G)"
     if rewards.shape[-1] == 1:
         return torch.zeros_like(rewards)  # (..., 1)
-    mean = rewards.mean(dim=-1, keepdim=True)  # (..., 1)
-    std = rewards.std(dim=-1, keepdim=True)  # (..., 1) unbiased
-    return (rewards - mean) / (std + ADV_EPS)  # (..., G)
+    centred = rewards - rewards.mean(dim=-1, keepdim=True)  # (..., G)
+    if scale == "none":
+        return centred
+    std = rewards.std(dim=-1, keepdim=True) if scale == "group-std" else rewards.std()  # (..., 1) or ()
+    return centred / (std + ADV_EPS)  # (..., G)
 
 
 def adaptive_weights(rewards: torch.Tensor, mode: str = "softmax", lam: float = 0.05) -> torch.Tensor:
@@ -186,16 +188,12 @@ def adaptive_weights(rewards: torch.Tensor, mode: str = "softmax", lam: float = 
 
     - ``"softmax"`` (paper v1): ``w_i = exp(R_i) / sum_j exp(R_j)`` on the raw rewards.
     - ``"positive"`` (the paper's later revision): ``w_i ∝ max(R_i - mean R, 0) + lam``; ``lam > 0``
-      (default 0.05) keeps below-average trajectories in the update with a small weight; with
-      ``lam = 0`` a constant group (all zeros) falls back to uniform.
+      keeps below-average trajectories in the update with a small weight; with ``lam = 0`` a
+      constant group (all zeros) falls back to uniform.
     - ``"uniform"`` (GRPO): ``1/G``.
     """
-    if mode not in WEIGHT_MODES:
-        raise ValueError(f"adaptive_weights: mode must be one of {WEIGHT_MODES}, got {mode!r}")
-    if rewards.dim() == 0:
-        raise ValueError("adaptive_weights: rewards must have a group dim (..., G), got a scalar")
-    if lam < 0:
-        raise ValueError(f"adaptive_weights: lam must be >= 0, got {lam}")
+    assert mode in WEIGHT_MODES, f"weights must be one of {WEIGHT_MODES}, got {mode!r}"
+    assert rewards.dim() > 0 and lam >= 0
     rewards = rewards.detach().float()  # (..., G) weights are constants of the loss
     uniform = torch.full_like(rewards, 1.0 / rewards.shape[-1])  # (..., G)
     if mode == "uniform":
@@ -207,160 +205,15 @@ def adaptive_weights(rewards: torch.Tensor, mode: str = "softmax", lam: float = 
     return torch.where(total > 0, above / total.clamp_min(1e-30), uniform)  # (..., G)
 
 
-# ----------------------------------------------------------------------------------------------
-# 3. the GRIP loss
+def overlong_penalty(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment (Yu et al. 2025, Eq. 13) added to the reward of each completion.
 
-
-def grip_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    ref_logp: torch.Tensor | None,
-    advantages: torch.Tensor,
-    weights: torch.Tensor | None,
-    mask: torch.Tensor,
-    eps: float = 0.2,
-    beta: float = 0.04,
-    agg: str = "seq-mean",
-    group_size: int | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The GRIP loss ``-J`` (the paper's J_GRIP, see the module docstring) and detached metrics.
-
-    Inputs: per-token ``logp`` (current policy, carries the gradient), ``old_logp`` (the sampling
-    policy), ``ref_logp`` (the frozen reference; may be None only when ``beta == 0``) and ``mask``
-    (1/True on completion tokens), all ``(N, T)``; per-trajectory ``advantages`` and ``weights``
-    ``(N,)`` (``weights=None`` means uniform). Advantages and weights are constants (detached).
-
-    Per token: ``obj_it = min(rho A_i, clip(rho, 1-eps, 1+eps) A_i) - beta * KL_it`` with
-    ``rho = exp(logp - old_logp)`` and ``KL_it = exp(ref - logp) - (ref - logp) - 1`` (k3).
-
-    - ``agg="seq-mean"`` (paper): ``s_i = (1/|o_i|) sum_t mask_it obj_it`` and
-      ``loss = -sum_i w_i s_i / sum_i w_i``. Callers pass weights normalised per group (each of
-      the B groups sums to 1), so dividing by ``sum w = B`` averages the groups; uniform weights
-      give GRPO's mean over trajectories. A row with no tokens has ``s_i = 0`` and keeps its
-      weight in the denominator.
-    - ``agg="token-mean"`` (official code, DAPO style): weights are rescaled to mean 1 over the N
-      trajectories, ``u_i = N w_i / sum_j w_j``, and
-      ``loss = -sum_{i,t} mask_it u_i obj_it / sum_{i,t} mask_it``; uniform weights give exactly
-      DAPO's token mean.
-
-    Padding never leaks in: masked positions are replaced by 0 before any ``exp``, so garbage
-    (even inf) there changes neither the loss nor the gradient, and empty rows give no NaN.
-
-    Metrics (python floats over masked tokens): ``clip_frac`` (tokens where the clipped branch is
-    the minimum: ``A > 0`` and ``rho > 1+eps`` or ``A < 0`` and ``rho < 1-eps``), ``ratio_mean``,
-    ``kl_mean`` (0 without ``ref_logp``), ``adv_mean`` and ``adv_std`` (over trajectories),
-    ``weight_entropy`` (entropy in nats of the weights renormalised inside each group of
-    ``group_size`` consecutive rows, averaged over groups; the whole batch is one group when
-    ``group_size`` is None), ``tokens`` and ``loss``.
+    ``0`` up to ``max_len - L_cache`` tokens, then a linear ramp down to ``-1`` at ``max_len``
+    (``L_cache = OVERLONG_CACHE * max_len``). Completions cannot exceed ``max_len`` here (the
+    sampler stops there), so DAPO's ``-1`` beyond the budget is the ramp's end.
     """
-    _check_loss_inputs(logp, old_logp, ref_logp, advantages, weights, mask, eps, beta, agg, group_size)
-    N = logp.shape[0]
-    live = mask.bool()  # (N, T)
-    live_f = live.float()  # (N, T)
-    logp = logp.float()  # (N, T) fp32 math whatever the model dtype
-    adv = advantages.detach().float().to(logp.device)  # (N,)
-    w = torch.ones(N) if weights is None else weights.detach().float()  # (N,) constants
-    w = w.to(logp.device)  # (N,)
-
-    log_ratio = torch.where(live, logp - old_logp.float(), 0.0)  # (N, T) 0 on padding -> rho 1
-    ratio = log_ratio.exp()  # (N, T)
-    unclipped = ratio * adv[:, None]  # (N, T)
-    clipped = ratio.clamp(1 - eps, 1 + eps) * adv[:, None]  # (N, T)
-    per_token = torch.minimum(unclipped, clipped)  # (N, T) pessimistic PPO bound
-    if ref_logp is not None:
-        ref_minus_logp = torch.where(live, ref_logp.float() - logp, 0.0)  # (N, T)
-        kl = ref_minus_logp.exp() - ref_minus_logp - 1  # (N, T) k3 estimator, >= 0, 0 on padding
-    else:
-        kl = torch.zeros_like(logp)  # (N, T)
-    if beta != 0:
-        per_token = per_token - beta * kl  # (N, T)
-    per_token = per_token * live_f  # (N, T)
-
-    lengths = live_f.sum(dim=1)  # (N,) |o_i|
-    w_sum = w.sum().clamp_min(1e-30)  # ()
-    if agg == "seq-mean":
-        seq_obj = per_token.sum(dim=1) / lengths.clamp_min(1)  # (N,) s_i, 0 for empty rows
-        objective = (w * seq_obj).sum() / w_sum  # ()
-    else:
-        u = w * (N / w_sum)  # (N,) weights with mean 1
-        objective = (u[:, None] * per_token).sum() / lengths.sum().clamp_min(1)  # ()
-    loss = -objective  # ()
-
-    with torch.no_grad():
-        n_tok = lengths.sum().clamp_min(1)  # ()
-        hit_high = (adv[:, None] > 0) & (ratio > 1 + eps)  # (N, T)
-        hit_low = (adv[:, None] < 0) & (ratio < 1 - eps)  # (N, T)
-        metrics = {
-            "loss": loss.item(),
-            "clip_frac": (((hit_high | hit_low) & live).sum() / n_tok).item(),
-            "ratio_mean": ((ratio * live_f).sum() / n_tok).item(),
-            "kl_mean": ((kl * live_f).sum() / n_tok).item(),
-            "adv_mean": adv.mean().item(),
-            "adv_std": adv.std().item() if N > 1 else 0.0,
-            "weight_entropy": _weight_entropy(w, group_size),
-            "tokens": lengths.sum().item(),
-        }
-    return loss, metrics
-
-
-def _weight_entropy(w: torch.Tensor, group_size: int | None) -> float:
-    """Mean over groups of the entropy (nats) of the per-group renormalised weights; log(G) when uniform."""
-    groups = w.view(1, -1) if group_size is None else w.view(-1, group_size)  # (B, G)
-    p = groups / groups.sum(dim=1, keepdim=True).clamp_min(1e-30)  # (B, G)
-    ent = -(p * p.clamp_min(1e-30).log()).sum(dim=1)  # (B,) 0 log 0 = 0
-    return ent.mean().item()
-
-
-def _check_loss_inputs(logp, old_logp, ref_logp, advantages, weights, mask, eps, beta, agg, group_size):
-    """One clear ValueError per bad argument of ``grip_loss``."""
-    if agg not in AGGREGATIONS:
-        raise ValueError(f"grip_loss: agg must be one of {AGGREGATIONS}, got {agg!r}")
-    if logp.dim() != 2:
-        raise ValueError(f"grip_loss: logp must be (N, T), got shape {tuple(logp.shape)}")
-    for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp), ("mask", mask)):
-        if t is not None and t.shape != logp.shape:
-            raise ValueError(f"grip_loss: {name} shape {tuple(t.shape)} != logp shape {tuple(logp.shape)}")
-    N = logp.shape[0]
-    for name, t in (("advantages", advantages), ("weights", weights)):
-        if t is not None and t.shape != (N,):
-            raise ValueError(f"grip_loss: {name} must be (N,) = ({N},), got shape {tuple(t.shape)}")
-    if weights is not None and (weights < 0).any():
-        raise ValueError("grip_loss: weights must be non-negative")
-    if ref_logp is None and beta != 0:
-        raise ValueError("grip_loss: ref_logp is required when beta != 0")
-    if eps < 0 or beta < 0:
-        raise ValueError(f"grip_loss: eps and beta must be >= 0, got eps={eps}, beta={beta}")
-    if group_size is not None and (group_size < 1 or N % group_size):
-        raise ValueError(f"grip_loss: group_size={group_size} does not divide N={N}")
-
-
-# ----------------------------------------------------------------------------------------------
-# 4. presets: the variants the paper compares, and the step that turns rewards into groups
-
-
-@dataclass(frozen=True)
-class Variant:
-    """How a rollout becomes a training group: sample ``oversample * group_size`` candidates per
-    prompt, keep ``group_size`` by ``selection``, weight them by ``weighting``."""
-
-    selection: str = "cluster"  # select_candidates strategy
-    weighting: str = "softmax"  # adaptive_weights mode
-    group_size: int = 16  # G
-    oversample: int = 3  # k; the rollout samples K = k * G per prompt
-
-    def __post_init__(self):
-        if self.selection not in STRATEGIES:
-            raise ValueError(f"Variant.selection must be one of {STRATEGIES}, got {self.selection!r}")
-        if self.weighting not in WEIGHT_MODES:
-            raise ValueError(f"Variant.weighting must be one of {WEIGHT_MODES}, got {self.weighting!r}")
-        if self.group_size < 1 or self.oversample < 1:
-            raise ValueError(f"Variant: group_size and oversample must be >= 1, got {self.group_size}, "
-                             f"{self.oversample}")
-
-
-GRIP = Variant("cluster", "softmax", 16, 3)  # the paper's method and defaults
-GRPO = Variant("uniform", "uniform", 16, 1)  # no selection, uniform weights
-PAIRWISE = Variant("uniform", "uniform", 2, 1)  # pairwise ranking RL: GRPO with groups of two
+    cache = max(1.0, OVERLONG_CACHE * max_len)
+    return ((max_len - cache - lengths.float()) / cache).clamp(-1.0, 0.0)  # (...,)
 
 
 @dataclass
@@ -372,24 +225,145 @@ class Groups:
     advantages: torch.Tensor  # (B, G)
     weights: torch.Tensor  # (B, G), each row sums to 1
 
+    @property
+    def zero_variance(self) -> torch.Tensor:
+        """(B,) bool: groups whose rewards are all equal (every advantage 0: no learning signal)."""
+        return (self.rewards == self.rewards[:, :1]).all(dim=1)
 
-def make_groups(
-    rewards: torch.Tensor,
-    variant: Variant = GRIP,
-    generator: torch.Generator | None = None,
-    lam: float = 0.05,
-) -> Groups:
-    """Rewards of all candidates (B, K) -> the selected groups with advantages and weights.
 
-    Flatten the ``(B, G)`` results row-major to get the ``(N,)`` per-trajectory inputs of
-    ``grip_loss`` (pass ``group_size=variant.group_size`` for per-group metrics).
+def make_groups(rewards: torch.Tensor, G: int, *, selection: str = "cluster", weighting: str = "softmax",
+                adv_scale: str = "group-std", generator: torch.Generator | None = None) -> Groups:
+    """Rewards of all candidates (B, K) -> the G selected per prompt, with advantages and weights.
+
+    Flatten the ``(B, G)`` results row-major to get the ``(N,)`` per-trajectory inputs of ``grip_loss``.
     """
-    if rewards.dim() != 2:
-        raise ValueError(f"make_groups: rewards must be (B, K), got shape {tuple(rewards.shape)}")
-    K = rewards.shape[1]
-    if K != variant.oversample * variant.group_size:
-        raise ValueError(f"make_groups: expected K = oversample * group_size = "
-                         f"{variant.oversample * variant.group_size} candidates per prompt, got {K}")
-    index = select_groups(rewards, variant.group_size, variant.selection, generator)  # (B, G)
+    index = select_groups(rewards, G, selection, generator)  # (B, G)
     chosen = rewards.gather(1, index)  # (B, G)
-    return Groups(index, chosen, group_advantages(chosen), adaptive_weights(chosen, variant.weighting, lam))
+    return Groups(index, chosen, group_advantages(chosen, adv_scale), adaptive_weights(chosen, weighting))
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. the GRIP loss
+
+
+@dataclass(frozen=True)
+class LossTotals:
+    """Sums over everything one optimizer step trains on (every micro-batch, every rank), so the
+    losses of the micro-batches add up to the loss of the step."""
+
+    weight: float  # W = sum_i w_i (= the number of groups when each group's weights sum to 1)
+    rows: int  # N trajectories
+    tokens: int  # sum_i |o_i| completion tokens
+
+
+def loss_totals(weights: torch.Tensor, mask: torch.Tensor) -> LossTotals:
+    """The totals of one batch ``weights (N,)``, ``mask (N, T)`` (rows of weight 0 train nothing: not counted)."""
+    return LossTotals(float(weights.sum()), int((weights > 0).sum()), int(mask.sum()))
+
+
+def grip_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    weights: torch.Tensor | None,
+    mask: torch.Tensor,
+    eps: float = 0.2,
+    beta: float = 0.04,
+    *,
+    eps_high: float | None = None,
+    agg: str = "seq-mean",
+    ratio_level: str = "token",
+    totals: LossTotals | None = None,
+    const_len: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The GRIP loss ``-J`` (see the module docstring) of a batch, and detached metrics.
+
+    Inputs: per-token ``logp`` (current policy, carries the gradient), ``old_logp`` (the policy that
+    sampled), ``ref_logp`` (the frozen reference; None only when ``beta == 0``) and ``mask`` (True on
+    completion tokens), all ``(N, T)``; per-trajectory ``advantages`` and ``weights`` ``(N,)``
+    (None = uniform), both constants.
+
+    Per token ``obj_it = min(rho A_i, clip(rho, 1-eps, 1+eps_high) A_i) - beta KL_it`` (k3 KL), with
+    ``rho_it = exp(logp_it - old_logp_it)`` (``ratio_level="token"``, paper) or GSPO's length-normalised
+    sequence ratio ``rho_i = exp(mean_t (logp_it - old_logp_it))`` for every token of trajectory i
+    (``"sequence"``). ``eps_high`` (DAPO's clip-higher, 0.28) defaults to ``eps``.
+
+    With ``S_i = sum_t mask_it obj_it`` and the step's totals ``W, N, T_all`` (``totals``; default:
+    this batch's own), ``loss = -sum_i c_i S_i`` where ``c_i`` is, by ``agg``:
+
+    ==================  =================================  ===========================================
+    ``seq-mean``        ``w_i / (W |o_i|)``                 paper: each trajectory's token mean
+    ``token-mean``      ``w_i n / (W t)``                   official code: this micro-batch's token
+                                                           mean (its n rows, t tokens), by its share
+    ``batch-token-mean`` ``w_i N / (W T_all)``              DAPO: one token mean over the whole step
+    ``constant``        ``w_i / (W const_len)``             Dr. GRPO: a fixed divisor (max completion)
+    ==================  =================================  ===========================================
+
+    so with per-group weights summing to 1 and uniform weights, seq-mean is GRPO's mean over
+    trajectories and batch-token-mean is DAPO's token mean. Given the step's ``totals``, the
+    micro-batch losses sum to the step's loss (times the rank count that DDP averages over).
+
+    Padding never leaks in: masked positions are zeroed before any ``exp``, so garbage there (even
+    inf) changes neither loss nor gradient, and an empty row contributes 0.
+
+    Metrics (floats over masked tokens): ``ratio``, ``kl``, ``entropy`` (mean ``-logp`` of the sampled
+    tokens, a Monte-Carlo estimate of the policy's entropy), ``clip_frac_low`` (``A < 0`` and
+    ``rho < 1 - eps``: the clipped branch is the minimum), ``clip_frac_high`` (``A > 0`` and
+    ``rho > 1 + eps_high``), ``clip_frac`` (their sum), ``tokens``, ``loss``.
+    """
+    eps_high = eps if eps_high is None else eps_high
+    assert agg in AGGREGATIONS and ratio_level in RATIO_LEVELS, f"bad agg {agg!r} or ratio_level {ratio_level!r}"
+    assert logp.dim() == 2 and old_logp.shape == logp.shape == mask.shape, "logp, old_logp, mask must be (N, T)"
+    assert advantages.shape == (logp.shape[0],), "advantages must be (N,)"
+    assert ref_logp is not None or beta == 0, "ref_logp is required when beta != 0"
+    assert agg != "constant" or const_len, "agg='constant' needs const_len"
+    live = mask.bool()  # (N, T)
+    live_f = live.float()  # (N, T)
+    logp = logp.float()  # (N, T) fp32 math whatever the model dtype
+    adv = advantages.detach().float().to(logp.device)[:, None]  # (N, 1) constants
+    w = torch.ones(logp.shape[0]) if weights is None else weights.detach().float()  # (N,) constants
+    w = w.to(logp.device)  # (N,)
+    lengths = live_f.sum(dim=1)  # (N,) |o_i|
+
+    log_ratio = torch.where(live, logp - old_logp.float(), 0.0)  # (N, T) 0 on padding -> rho 1
+    if ratio_level == "sequence":  # GSPO: one ratio per trajectory, exp of the mean token log-ratio
+        seq_log_ratio = log_ratio.sum(dim=1, keepdim=True) / lengths.clamp_min(1)[:, None]  # (N, 1)
+        log_ratio = torch.where(live, seq_log_ratio.expand_as(log_ratio), 0.0)  # (N, T)
+    ratio = log_ratio.exp()  # (N, T)
+    per_token = torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps_high) * adv)  # (N, T) pessimistic bound
+    kl = torch.zeros_like(logp)  # (N, T)
+    if ref_logp is not None:
+        ref_minus_logp = torch.where(live, ref_logp.float() - logp, 0.0)  # (N, T)
+        kl = ref_minus_logp.exp() - ref_minus_logp - 1  # (N, T) k3 estimator, >= 0, 0 on padding
+    if beta != 0:
+        per_token = per_token - beta * kl  # (N, T)
+    per_seq = (per_token * live_f).sum(dim=1)  # (N,) S_i
+
+    totals = totals or loss_totals(w, live)
+    W = max(totals.weight, 1e-30)  # 0 only when every row was dropped: then every w_i is 0 too
+    if agg == "seq-mean":
+        objective = (w * (per_seq / lengths.clamp_min(1))).sum() / W  # ()
+    elif agg == "token-mean":
+        objective = (w * per_seq).sum() * logp.shape[0] / (W * lengths.sum().clamp_min(1))  # ()
+    elif agg == "batch-token-mean":
+        objective = (w * per_seq).sum() * totals.rows / (W * max(totals.tokens, 1))  # ()
+    else:
+        objective = (w * per_seq).sum() / (W * const_len)  # ()
+    loss = -objective  # ()
+
+    with torch.no_grad():
+        n_tok = lengths.sum().clamp_min(1)  # ()
+        low = ((adv < 0) & (ratio < 1 - eps) & live).sum() / n_tok  # ()
+        high = ((adv > 0) & (ratio > 1 + eps_high) & live).sum() / n_tok  # ()
+        metrics = {
+            "loss": loss.item(),
+            "ratio": ((ratio * live_f).sum() / n_tok).item(),
+            "kl": ((kl * live_f).sum() / n_tok).item(),
+            "entropy": (-(logp * live_f).sum() / n_tok).item(),
+            "clip_frac_low": low.item(),
+            "clip_frac_high": high.item(),
+            "clip_frac": (low + high).item(),
+            "tokens": lengths.sum().item(),
+        }
+    return loss, metrics

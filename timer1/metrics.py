@@ -104,23 +104,25 @@ def nrmse(pred, target, norm: str = "range") -> float:
     return rmse / scale
 
 
-def mase(pred, target, history, m: int = 1) -> float:
-    """Mean absolute scaled error (Hyndman & Koehler 2006): MAE / mean |h_t - h_{t-m}| over the history.
+def mase(pred, target, history) -> float:
+    """Mean absolute scaled error, the one MASE of timer1 (evaluation, validation, README, model cards).
 
-    ``history`` is the 1-D look-back the forecast was made from; pairs with a NaN are skipped.
-    ``m`` is the seasonal period of the naive scale (1 = plain naive). A zero scale (constant
-    history) gives 0.0 for a perfect forecast, else NaN; no valid pair raises ValueError.
+    ``MASE = mean |pred - target| / mean_t |h_t - h_{t-1}|``: the forecast's MAE over the in-sample
+    MAE of the one-step naive forecast on the window's look-back ``history`` (Hyndman & Koehler
+    2006, "Another look at measures of forecast accuracy", Eq. for non-seasonal MASE). The scale
+    is the window's own look-back, so windows of different level and volatility are comparable,
+    and it needs no seasonal period, which a 96-point window cannot estimate reliably; per-window
+    values are then averaged. Pairs with a NaN are skipped. A constant history gives 0.0 for a
+    perfect forecast, else NaN; a history with no finite pair raises ValueError.
     """
     pred, target = _pair(pred, target)
-    if not isinstance(m, (int, np.integer)) or m < 1:
-        raise ValueError(f"mase period m must be a positive integer, got {m!r}")
     history = np.asarray(history, dtype=np.float64)
     if history.ndim != 1:
         raise ValueError(f"mase history must be 1-D, got shape {history.shape}")
-    diffs = np.abs(history[m:] - history[:-m]) if len(history) > m else np.empty(0)
+    diffs = np.abs(np.diff(history))
     diffs = diffs[np.isfinite(diffs)]
     if diffs.size == 0:
-        raise ValueError(f"mase history has no finite pair m={m} steps apart (length {len(history)})")
+        raise ValueError(f"mase history has no finite pair of neighbours (length {len(history)})")
     scale = float(diffs.mean())
     error = float(np.mean(np.abs(pred - target)))
     if scale == 0.0:

@@ -155,6 +155,16 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
     return out_dir
 
 
+def claim_out_dir(out_dir: str | os.PathLike, resume: bool) -> Path:
+    """The run directory, writable; a fresh run refuses one that already holds a run (its checkpoints,
+    metrics log and best-checkpoint ranking would mix with the new run's)."""
+    out_dir = check_writable(out_dir)
+    if not resume and (latest_checkpoint(out_dir) is not None or (out_dir / "metrics.jsonl").exists()):
+        raise ValueError(f"{out_dir} already holds a run: add --resume=true to continue it, "
+                         f"or choose another --out_dir")
+    return out_dir
+
+
 class MetricsLog:
     """Append-only JSONL: one object per line, flushed at once so a crash loses nothing logged.
 
