@@ -117,35 +117,36 @@ def plan_run(lengths: list[int], cfg: SFTConfig, world: int) -> list[list[tuple[
     return plan
 
 
-def step_batches(plan, step: int, grad_accum: int, examples: list[Example], rank: int):
-    """This rank's (micro-batch, is_real) list for optimizer step `step`, plus the step's completion
-    tokens and all tokens over EVERY rank (from the shared plan, no collective): the loss is the mean
-    over all completion tokens of the step, so each rank divides its sum by the global count."""
+def step_batches(plan, step: int, grad_accum: int, examples: list[Example], rank: int, prompt_loss: float = 0.0):
+    """This rank's (micro-batch, is_real) list for optimizer step `step`, plus the step's loss weight
+    and all tokens over EVERY rank (from the shared plan, no collective): the loss is the weighted mean
+    over the step's tokens (completion tokens weigh 1, predicted prompt tokens ``prompt_loss``), so
+    each rank divides its sum by the global weight."""
     window = slice(step * grad_accum, (step + 1) * grad_accum)
     real = [j for rank_plan in plan for batch, is_real in rank_plan[window] if is_real for j in batch]
-    completion_tokens = sum(len(examples[j].ids) - examples[j].n_prompt for j in real)
+    weight = sum(len(examples[j].ids) - examples[j].n_prompt + prompt_loss * (examples[j].n_prompt - 1) for j in real)
     all_tokens = sum(len(examples[j].ids) for j in real)
-    return plan[rank][window], completion_tokens, all_tokens
+    return plan[rank][window], weight, all_tokens
 
 
-def collate(examples: list[Example], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids (B, T), attention mask (B, T) and the completion mask (B, T-1) aligned with
-    token_logprobs' output: mask[b, t] = 1 when token t+1 of row b is a completion token."""
+def collate(examples: list[Example], pad_id: int, device, prompt_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, T) and the loss weights (B, T-1) aligned with token_logprobs' output:
+    ``weights[b, t]`` is 1 when token t+1 of row b is a completion token, ``prompt_loss`` when it is a
+    prompt token, 0 on padding. Right padding needs no attention mask: nothing real follows a pad."""
     T = max(len(e.ids) for e in examples)
     ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
-    attention = torch.zeros(len(examples), T, dtype=torch.long)
-    loss_mask = torch.zeros(len(examples), T - 1, dtype=torch.float32)
+    weights = torch.zeros(len(examples), T - 1, dtype=torch.float32)
     for b, e in enumerate(examples):
         ids[b, :len(e.ids)] = torch.tensor(e.ids)
-        attention[b, :len(e.ids)] = 1
-        loss_mask[b, e.n_prompt - 1:len(e.ids) - 1] = 1.0
-    return ids.to(device), attention.to(device), loss_mask.to(device)
+        weights[b, :e.n_prompt - 1] = prompt_loss
+        weights[b, e.n_prompt - 1:len(e.ids) - 1] = 1.0
+    return ids.to(device), weights.to(device)
 
 
-def completion_nll(model, ids, attention, loss_mask) -> torch.Tensor:
-    """Sum of -log p over completion tokens (fp32 log-probs; prompt and padding masked out)."""
-    logp = token_logprobs(model, ids, attention_mask=attention)  # (B, T-1) fp32
-    return -(logp * loss_mask).sum()
+def weighted_nll(model, ids, weights) -> torch.Tensor:
+    """Sum of -log p of each next token times its weight (fp32 log-probs)."""
+    logp = token_logprobs(model, ids)  # (B, T-1) fp32, causal: padding only trails
+    return -(logp * weights).sum()
 
 
 @torch.no_grad()
@@ -156,9 +157,9 @@ def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int
     shard = dist.shard_by_stride(examples, info.rank, info.world_size)
     totals = torch.zeros(2, dtype=torch.float64)           # nll, tokens
     for i in range(0, len(shard), batch_size):
-        ids, attention, mask = collate(shard[i:i + batch_size], pad_id, info.device)
+        ids, mask = collate(shard[i:i + batch_size], pad_id, info.device)
         with autocast(info.device):
-            totals[0] += completion_nll(core, ids, attention, mask).item()
+            totals[0] += weighted_nll(core, ids, mask).item()
         totals[1] += mask.sum().item()
     core.train()
     totals = dist.all_reduce_mean(totals) * info.world_size
@@ -226,15 +227,16 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
     for step in range(start_step, total_steps):
         lr = lr_at(step, total_steps, cfg.optim)
         set_lr(optimizer, lr)
-        micro, step_tokens, seen_tokens = step_batches(plan, step, cfg.grad_accum, examples, info.rank)
+        micro, step_weight, seen_tokens = step_batches(plan, step, cfg.grad_accum, examples, info.rank,
+                                                       cfg.prompt_loss)
         nll_sum = 0.0
         for k, (batch, real) in enumerate(micro):
-            ids, attention, loss_mask = collate([examples[j] for j in batch], pad_id, info.device)
+            ids, loss_weights = collate([examples[j] for j in batch], pad_id, info.device, cfg.prompt_loss)
             with dist.no_sync(ddp, sync=k == len(micro) - 1):
                 with autocast(info.device):
-                    nll = completion_nll(ddp, ids, attention, loss_mask)
+                    nll = weighted_nll(ddp, ids, loss_weights)
                 # DDP averages gradients over ranks: scale by world size so the result is the global token mean
-                loss = nll * (info.world_size / step_tokens) * (1.0 if real else 0.0)
+                loss = nll * (info.world_size / step_weight) * (1.0 if real else 0.0)
                 loss.backward()
             nll_sum += nll.item() if real else 0.0
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
@@ -246,7 +248,7 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
         last = done == total_steps
         evaluate = bool(val_windows) and (bool(cfg.eval_every and done % cfg.eval_every == 0) or last)
         if done % cfg.log_every == 0 or evaluate or last:
-            train_loss = dist.all_reduce_mean(nll_sum) * info.world_size / step_tokens
+            train_loss = dist.all_reduce_mean(nll_sum) * info.world_size / step_weight
             metrics = {"step": done, "loss": train_loss, "lr": lr, "grad_norm": float(grad_norm),
                        "tokens": seen_tokens}
             if evaluate:

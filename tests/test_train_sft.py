@@ -42,13 +42,17 @@ def test_loss_mask_covers_exactly_the_completion_and_eos():
     records = [{"prompt": [{"role": "user", "content": "series 1,2"}], "completion": "<think>up</think><answer>3</answer>"},
                {"prompt": "a longer series 1,2,3,4,5,6", "completion": "<answer>7,8</answer>"}]
     examples = [T.encode(r, tokenizer) for r in records]
-    ids, attention, mask = T.collate(examples, pad_id=0, device="cpu")
+    ids, mask = T.collate(examples, pad_id=0, device="cpu")
     assert ids.shape[1] == max(len(e.ids) for e in examples) and mask.shape == (2, ids.shape[1] - 1)
     for b, (e, r) in enumerate(zip(examples, records)):
         target_positions = torch.nonzero(mask[b]).squeeze(1) + 1     # mask column t scores token t + 1
         assert ids[b, target_positions].tolist() == completion_ids(tokenizer, r["completion"])
         assert ids[b, target_positions[-1]].item() == tokenizer.eos_ids[0]
-        assert attention[b].sum().item() == len(e.ids)
+        assert (ids[b, len(e.ids):] == 0).all()                       # right padding only
+    # with a prompt weight every predicted prompt token (all but the first) weighs that much
+    _, weighted = T.collate(examples, pad_id=0, device="cpu", prompt_loss=0.25)
+    for b, e in enumerate(examples):
+        assert (weighted[b, :e.n_prompt - 1] == 0.25).all() and torch.equal(weighted[b, e.n_prompt - 1:], mask[b, e.n_prompt - 1:])
 
 
 def test_plan_deals_every_sample_once_per_epoch_with_equal_counts():
@@ -69,6 +73,8 @@ def test_plan_deals_every_sample_once_per_epoch_with_equal_counts():
     real = [j for r in range(3) for batch, ok in plan[r][2:4] if ok for j in batch]
     assert total == sum(lengths[j] for j in real)                       # every rank's tokens, counted locally
     assert completion == sum(lengths[j] - lengths[j] // 3 for j in real)
+    _, weight, _ = T.step_batches(plan, 1, 2, examples, rank=2, prompt_loss=0.5)
+    assert weight == completion + 0.5 * sum(lengths[j] // 3 - 1 for j in real)
 
 
 # ---------------------------------------------------------------------------------------- training

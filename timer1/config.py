@@ -147,6 +147,9 @@ class SFTConfig:
     reasoning: Literal["auto", "short", "long"] = opt(
         "auto", "statistical teacher's reasoning length; auto = short for compact prompts, long otherwise")
     val_max_tokens: int = opt(0, "max new tokens of a validation answer (0 = sized from a target completion)")
+    prompt_loss: float = opt(
+        0.0, "weight of the prompt's tokens in the loss (0 = completion only, the paper; a model trained from "
+             "scratch also learns the series from the history it reads)")
 
 
 @dataclass
