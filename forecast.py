@@ -1,24 +1,32 @@
 """Forecast a CSV with a timer1 (or any Hugging Face Qwen2) checkpoint, by slow thinking.
 
-    python forecast.py series.csv                                  # last numeric column, 96 -> 96
+    python forecast.py series.csv                                  # last numeric column, default horizon
     python forecast.py series.csv --column OT --horizon 48 --out fc.csv --plot fc.svg
     python forecast.py series.csv --column all --samples 16 --show-reasoning
     python forecast.py series.csv --model /path/Qwen2.5-7B-Instruct --adapter runs/grip/adapter
     python forecast.py series.csv --single-pass                    # one greedy draft, for comparison
 
-The CSV has a date column first (ISO, ``2020/1/1 0:00``, a running number, ...) and one numeric
-column per channel; gaps are interpolated, unparseable dates become a running index (with a
-warning). For each channel the last ``--lookback`` rows are written into the checkpoint's prompt,
-``--samples`` reasoning paths are drawn in one batched call, a critic drops the implausible ones
-and the rest are aggregated (timer1.slow_think): the median is the forecast, the 0.1/0.5/0.9
-quantiles of the drafts give the band. If no draft survives, seasonal naive is used and stderr
-says so. Output CSV columns: ``date,forecast,q0.1,q0.5,q0.9``; with ``--column all`` a ``channel``
+The CSV has a date column first (ISO with or without a UTC offset, ``2020/1/1 0:00``, ``07/01/1950``,
+a running number, ...) and one numeric column per channel; the delimiter (``, ; TAB |``), decimal
+commas and the encoding are detected (timer1.data.read_csv). What is fixed is said on stderr, one
+line each: rows put in date order (newest first, or shuffled onto one step), steps missing from the
+dates (the look-back is taken on the regular grid), cells that are empty or not numbers and isolated
+outliers (interpolated; a look-back with more than MAX_REPAIRED_SHARE of them is refused). For each
+channel the last ``--lookback`` steps are written into the checkpoint's prompt, ``--samples``
+reasoning paths are drawn in one batched call, a critic drops the implausible ones and the rest are
+aggregated (timer1.slow_think): the median is the forecast, the 0.1/0.5/0.9 quantiles of the drafts
+give the band. If no draft survives, seasonal naive is used and the ``source`` column says so.
+Output CSV columns: ``date,forecast,q0.1,q0.5,q0.9,source``; q0.1 and q0.9 are empty when there is
+no band (fewer than two drafts kept, a single pass, a fallback); with ``--column all`` a ``channel``
 column comes first and the channels follow one another in blocks (long format). Dates continue the
-input's step (hourly, daily, weekly, monthly, quarterly, yearly or running index).
+input's step (hourly, daily, weekly, monthly, quarterly, yearly or running index). A channel whose
+whole history is non-negative (counts, prices) gets its forecast and band clipped at 0.
 
-Bad input (missing/empty file, header only, no numeric column, unknown column, too few rows, a
-directory that is not a Qwen2 checkpoint, an adapter of another base model) gives one line
-``error: ...`` on stderr and exit code 2; no output file is written then.
+Bad input (missing/empty file, header only, no numeric column, unknown column, too few rows,
+duplicated or unsortable dates, a zero or too long horizon, an output path that is an input, another
+output, a directory, a device or unwritable, a directory that is not a Qwen2 checkpoint, weights that
+give non-finite logits, an adapter of another base model) gives one line ``error: ...`` on stderr
+and exit code 2; no output file is written then.
 """
 
 from __future__ import annotations
@@ -32,9 +40,15 @@ import time
 import warnings
 from pathlib import Path
 
+from timer1.data import MAX_REPAIRED_SHARE, OUTLIER_MADS
+
 EXIT_BAD_INPUT = 2
 DEFAULT_MODEL = "checkpoints/timer1-tiny"
 REPO_DIR = Path(__file__).resolve().parent
+PAPER_HORIZON = 96      # Time-R1's horizon: what a checkpoint without a timer1 training record is taken to know
+HORIZON_FACTOR = 4      # the longest horizon allowed, in units of the trained one (memory and time grow with it)
+STEP_HORIZONS = {"hourly": 48, "daily": 14, "weekly": 104, "monthly": 24, "quarterly": 8, "yearly": 10}
+PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Forecast the next values of a CSV time series with a timer1 / Qwen2 checkpoint "
                     "(Time-R1 slow thinking: sample several reasoning paths, let a critic drop bad "
                     "drafts, aggregate the rest into a median forecast and a 10-90% band).",
-        epilog="Output columns: date,forecast,q0.1,q0.5,q0.9 (with --column all: channel first, one "
-               "block per channel). Errors: one line on stderr, exit code 2.")
+        epilog="Output columns: date,forecast,q0.1,q0.5,q0.9,source (with --column all: channel first, one "
+               "block per channel); source is 'model' or the fallback used; q0.1 and q0.9 are empty when "
+               "there is no band (fewer than 2 drafts kept). When a channel's whole history is "
+               "non-negative, the forecast and the band are clipped at 0. Missing or non-number cells, "
+               f"missing date steps and isolated outliers (over {OUTLIER_MADS:g} MADs) in the look-back "
+               f"are interpolated and reported; more than {MAX_REPAIRED_SHARE:.0%} of them is an error. "
+               "Errors: one line on stderr, exit code 2.")
     parser.add_argument("csv", type=Path, help="input CSV: a date column first, then numeric columns")
     parser.add_argument("--config", default=None, metavar="PRESET.toml",
                         help="a TOML preset of these options (keys like samples, max_new_tokens); "
@@ -53,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--column", default=None, metavar="NAME|all",
                         help="channel to forecast, or 'all' (default: the last numeric column)")
     parser.add_argument("--horizon", type=int, default=None,
-                        help="steps to forecast (default 96; 36 for a file named nasdaq.csv, as in the paper)")
+                        help="steps to forecast (default: two seasonal cycles of the step: 48 hourly, 14 daily, "
+                             "104 weekly, 24 monthly, 8 quarterly, 10 yearly, else 96; the paper's horizon for "
+                             "its datasets, e.g. 36 for nasdaq.csv). At most "
+                             f"{HORIZON_FACTOR} times the horizon the model was trained for (its training/*.toml, "
+                             f"else the paper's {PAPER_HORIZON})")
     parser.add_argument("--lookback", type=int, default=None,
                         help="history rows shown to the model (default 96; nasdaq 36)")
     parser.add_argument("--samples", type=int, default=8, help="reasoning paths drawn per round (default 8)")
@@ -73,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, metavar="PATH",
                         help="write the CSV here (atomically) instead of stdout")
     parser.add_argument("--plot", type=Path, default=None, metavar="PATH.svg",
-                        help="also draw history, forecast and band as an SVG")
+                        help="also draw history, forecast and band as an SVG (the path must end in .svg)")
     parser.add_argument("--show-reasoning", action="store_true",
                         help="print every draft, the critic's findings and the kept reasoning to stderr")
     return parser
@@ -117,15 +140,26 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def read_series(path: Path):
-    """timer1.data.read_csv, with its warnings (unparseable dates, dropped columns) as one stderr line each."""
+def read_series(path: Path, columns: list[str] | None = None, notes: list[str] | None = None):
+    """timer1.data.read_csv, with its warnings (dialect, order, gaps, unparseable dates, dropped
+    columns) as one stderr line each (appended to ``notes`` when given, to be shown once the run is
+    sure to go on: a run that fails says one line), and progress on stderr once reading takes a few
+    seconds."""
     from timer1.data import read_csv
+
+    started, shown = time.perf_counter(), [0.0]
+
+    def progress(done: int, size: int) -> None:
+        elapsed = time.perf_counter() - started
+        if elapsed > PROGRESS_AFTER and elapsed - shown[0] > PROGRESS_AFTER:
+            shown[0] = elapsed
+            log(f"reading {path}: {done / max(size, 1):.0%} of {size / 1e6:.0f} MB ({elapsed:.0f} s)")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        series = read_csv(path)
+        series = read_csv(path, columns=columns, progress=progress)
     for warning in caught:
-        log(f"warning: {warning.message}")
+        (log if notes is None else notes.append)(f"warning: {warning.message}")
     return series
 
 
@@ -139,12 +173,49 @@ def pick_channels(series, column: str | None) -> list[str]:
     return [column]
 
 
-def check_sizes(series, path: Path, lookback: int, horizon: int) -> None:
-    if lookback < 1 or horizon < 1:
-        raise ValueError(f"--lookback and --horizon must be positive, got {lookback} and {horizon}")
+def default_horizon(series) -> int:
+    """Two seasonal cycles of the step (STEP_HORIZONS), 96 for other steps; the paper's datasets keep
+    the paper's horizon (96, nasdaq 36)."""
+    from timer1.data import is_paper_dataset, protocol_for
+
+    if is_paper_dataset(series.name):
+        return protocol_for(series.name).horizon
+    return STEP_HORIZONS.get(series.step.kind, PAPER_HORIZON)
+
+
+def trained_horizon(model_dir: Path) -> int:
+    """The horizon a checkpoint was trained for: the largest ``horizon`` in the ``training/*.toml``
+    recipes a timer1 export carries, else the paper's 96."""
+    import tomllib
+
+    horizons = []
+    for recipe in sorted((model_dir / "training").glob("*.toml")):
+        try:
+            horizons.append(int(tomllib.loads(recipe.read_text()).get("data", {}).get("horizon", 0)))
+        except (OSError, ValueError, tomllib.TOMLDecodeError):
+            continue  # an unreadable recipe says nothing about the horizon
+    return max(horizons, default=0) or PAPER_HORIZON
+
+
+def choose_sizes(args, series, model_dir: Path, notes: list[str]) -> tuple[int, int]:
+    """(lookback, horizon): given ones checked, defaults from the step; the horizon capped per model."""
+    from timer1.data import protocol_for
+
+    for option, value in (("--lookback", args.lookback), ("--horizon", args.horizon)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be a positive number of steps, got {value}")
+    limit = HORIZON_FACTOR * trained_horizon(model_dir)
+    if args.horizon is not None and args.horizon > limit:
+        raise ValueError(f"--horizon {args.horizon} is more than {limit} steps, {HORIZON_FACTOR} times the "
+                         f"{limit // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
+    horizon = args.horizon or min(default_horizon(series), limit)
+    if args.horizon is None:
+        notes.append(f"horizon {horizon} steps (default for {series.step.kind} data; --horizon to change)")
+    lookback = args.lookback or protocol_for(series.name).lookback
     if len(series) < lookback:
-        raise ValueError(f"{path} has {len(series)} rows but --lookback {lookback} needs at least {lookback}; "
+        raise ValueError(f"{args.csv} has {len(series)} rows but --lookback {lookback} needs at least {lookback}; "
                          f"pass a smaller --lookback")
+    return lookback, horizon
 
 
 def resolve_model(model: str | None) -> Path:
@@ -178,6 +249,7 @@ def open_policy(model_dir: Path, adapter: str | None, device: str, dtype: str, t
         raise ValueError(str(err)) from None
     except Exception as err:  # e.g. a corrupt safetensors header: still one line, naming the directory
         raise ValueError(f"cannot load a Qwen2 checkpoint from {model_dir}: {type(err).__name__}: {err}") from None
+    check_logits(policy, model_dir)
     if threads is None and next(policy.model.parameters()).device.type == "cpu" and \
             sum(p.numel() for p in policy.model.parameters()) < SMALL_MODEL_PARAMS:
         # a small model's decode step is per-op overhead, not arithmetic: one thread is as fast, and
@@ -187,22 +259,66 @@ def open_policy(model_dir: Path, adapter: str | None, device: str, dtype: str, t
     return policy
 
 
-def check_output_paths(*paths: Path | None) -> None:
-    for path in paths:
-        if path is not None and not path.parent.resolve().is_dir():
-            raise FileNotFoundError(f"output directory does not exist: {path.parent}")
+def check_logits(policy, model_dir: Path) -> None:
+    """One forward pass on one token: weights that give NaN or inf logits are a broken checkpoint, not
+    something to run to exit 0 through the fallback."""
+    import torch
+
+    with torch.no_grad():
+        token = torch.tensor([[policy.tokenizer.eos_ids[0]]], device=policy.device)
+        logits = policy.model(token)
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"{model_dir}: the checkpoint's logits are not finite (NaN or inf weights?)")
+
+
+def check_output_paths(args) -> None:
+    """Before anything runs: --plot ends in .svg; each output is writable (timer1.atomic.check_writable:
+    a regular file or a new name, never a directory, FIFO or device) and resolves (symlinks and hard
+    links followed) to neither an input nor the other output."""
+    from timer1.atomic import check_writable
+
+    taken = [(Path(os.path.realpath(p)), f"the input {p}") for p in (args.csv, args.config) if p is not None]
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path is None:
+            continue
+        if option == "--plot" and path.suffix.lower() != ".svg":
+            raise ValueError(f"--plot {path}: the plot is an SVG; give a path ending in .svg")
+        target = check_writable(path)
+        for other, what in taken:
+            if other == target or (other.exists() and target.exists() and os.path.samefile(other, target)):
+                raise ValueError(f"{option} {path} is {what}; refusing to overwrite it")
+        taken.append((target, f"{option} {path}"))
 
 
 def format_number(value: float) -> str:
     return f"{float(value):.10g}"
 
 
+def has_band(result) -> bool:
+    """Whether the drafts give a 10-90% band: two or more kept, not a fallback (else q0.1 = q0.9)."""
+    return result.kept >= 2 and not result.used_fallback
+
+
 def forecast_rows(channel: str, window, result, with_channel: bool) -> list[list[str]]:
+    band = has_band(result)
     rows = []
     for k, date in enumerate(window.target_dates):
-        cells = [date, format_number(result.point[k])] + [format_number(result.quantiles[q][k]) for q in (0.1, 0.5, 0.9)]
+        low, high = (format_number(result.quantiles[q][k]) if band else "" for q in (0.1, 0.9))
+        cells = [date, format_number(result.point[k]), low, format_number(result.quantiles[0.5][k]), high,
+                 result.source]
         rows.append(([channel] if with_channel else []) + cells)
     return rows
+
+
+def clip_at_zero(result) -> bool:
+    """Clip a non-negative series' forecast and quantiles at 0; whether anything changed."""
+    import numpy as np
+
+    arrays = [result.point, *result.quantiles.values()]
+    changed = any(bool((a < 0).any()) for a in arrays)
+    for a in arrays:
+        np.maximum(a, 0.0, out=a)
+    return changed
 
 
 def write_csv_text(header: list[str], rows: list[list[str]]) -> str:
@@ -221,53 +337,44 @@ def show_reasoning(channel: str, result) -> None:
 
 
 def run(args) -> int:
-    from timer1.data import forecast_window, protocol_for
-
-    series = read_series(args.csv)
-    channels = pick_channels(series, args.column)
-    protocol = protocol_for(series.name)
-    lookback = args.lookback or protocol.lookback
-    horizon = args.horizon or protocol.horizon
-    check_sizes(series, args.csv, lookback, horizon)
-    check_output_paths(args.out, args.plot)
     if args.samples < 1 or args.rounds < 1:
         raise ValueError(f"--samples and --rounds must be at least 1, got {args.samples} and {args.rounds}")
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise ValueError(f"need --temperature >= 0 and 0 < --top-p <= 1, got {args.temperature} and {args.top_p}")
-
+    check_output_paths(args)
+    notes: list[str] = []  # what was fixed or chosen: shown once nothing can fail before the forecast
+    series = read_series(args.csv, None if args.column in (None, "all") else [args.column], notes)
+    channels = pick_channels(series, args.column)
     model_dir = resolve_model(args.model)
+    lookback, horizon = choose_sizes(args, series, model_dir, notes)
+    windows = prepare_windows(series, channels, lookback, horizon, notes)
+
     # torch comes in only now: every input error above is reported without paying for its import
-    from timer1.slow_think import (SlowThinkConfig, default_max_new_tokens, period_for_step, single_pass,
-                                   slow_think)
+    from timer1.slow_think import SlowThinkConfig, default_max_new_tokens, period_for_step
 
     started = time.perf_counter()
     policy = open_policy(model_dir, args.adapter, args.device, args.dtype, args.threads)
     log(f"loaded {model_dir} ({policy.prompt_format.style} prompts) on {policy.device} "
         f"in {time.perf_counter() - started:.1f} s")
+    for note in notes:
+        log(note)
     max_new = args.max_new_tokens or default_max_new_tokens(policy.prompt_format, horizon)
     config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
                              temperature=args.temperature, top_p=args.top_p, max_new_tokens=max_new, seed=args.seed)
     period = period_for_step(series.step)
 
     rows, panels = [], []
-    for index, channel in enumerate(channels, start=1):
-        window = forecast_window(series, channel, lookback, horizon)
-        mode = "single pass" if args.single_pass else f"{args.samples} drafts"
-        log(f"[{index}/{len(channels)}] {channel}: {lookback} -> {horizon} steps, {mode}")
-        t0 = time.perf_counter()
-        if args.single_pass:
-            result = single_pass(policy, window, max_new_tokens=max_new, period=period)
-        else:
-            result = slow_think(policy, window, config, period=period, log=lambda m: log("    " + m))
-        summary = f"kept {result.kept} of {result.kept + result.dropped} drafts"
-        log(f"    {summary} in {time.perf_counter() - t0:.1f} s" + (f"; FALLBACK: {result.fallback}"
-                                                                   if result.used_fallback else ""))
-        if args.show_reasoning:
-            show_reasoning(channel, result)
+    for index, (channel, window) in enumerate(zip(channels, windows), start=1):
+        log(f"[{index}/{len(channels)}] {channel}: {lookback} -> {horizon} steps, "
+            f"{'single pass' if args.single_pass else f'{args.samples} drafts'}")
+        result = forecast_channel(policy, window, config, period, args)
+        if not (series.column(channel) < 0).any():  # NaN cells compare False: they do not count
+            if clip_at_zero(result):
+                log(f"    clipped at 0: the history of {channel} is never negative")
         rows += forecast_rows(channel, window, result, with_channel=args.column == "all")
         panels.append((channel, window, result))
 
-    header = (["channel"] if args.column == "all" else []) + ["date", "forecast", "q0.1", "q0.5", "q0.9"]
+    header = (["channel"] if args.column == "all" else []) + ["date", "forecast", "q0.1", "q0.5", "q0.9", "source"]
     text = write_csv_text(header, rows)
     if args.plot is not None:
         write_plot(args.plot, series.name, panels)
@@ -281,6 +388,37 @@ def run(args) -> int:
     return 0
 
 
+def prepare_windows(series, channels: list[str], lookback: int, horizon: int, notes: list[str]) -> list:
+    """One forecast window per channel, before the model loads (a refused look-back fails fast);
+    what was repaired in each is one line of ``notes``."""
+    from timer1.data import forecast_window
+
+    windows = []
+    for channel in channels:
+        window, repairs = forecast_window(series, channel, lookback, horizon)
+        if repairs.count:
+            notes.append(f"warning: {channel}: {repairs.describe(lookback)}")
+        windows.append(window)
+    return windows
+
+
+def forecast_channel(policy, window, config, period: int | None, args):
+    """Slow thinking (or one greedy pass) for one window, with its summary on stderr."""
+    from timer1.slow_think import single_pass, slow_think
+
+    started = time.perf_counter()
+    if args.single_pass:
+        result = single_pass(policy, window, max_new_tokens=config.max_new_tokens, period=period)
+    else:
+        result = slow_think(policy, window, config, period=period, log=lambda m: log("    " + m))
+    band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): q0.1 and q0.9 left empty"
+    log(f"    kept {result.kept} of {result.kept + result.dropped} drafts in {time.perf_counter() - started:.1f} s"
+        + (f"; FALLBACK: {result.fallback}" if result.used_fallback else "") + band)
+    if args.show_reasoning:
+        show_reasoning(window.channel, result)
+    return result
+
+
 def write_plot(path: Path, name: str, panels) -> None:
     from timer1.plot import Panel, write_svg
 
@@ -288,8 +426,9 @@ def write_plot(path: Path, name: str, panels) -> None:
     drawn = []
     for channel, window, result in panels:
         keep = min(len(window.history), tail * window.horizon)
+        low, high = (result.quantiles[0.1], result.quantiles[0.9]) if has_band(result) else (None, None)
         drawn.append(Panel(f"{channel}", window.history_dates[-keep:], window.history[-keep:],
-                           window.target_dates, result.point, result.quantiles[0.1], result.quantiles[0.9]))
+                           window.target_dates, result.point, low, high))
     write_svg(path, drawn, title=f"{name}: timer1 forecast")
     log(f"wrote plot to {path}")
 

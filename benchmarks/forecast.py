@@ -69,7 +69,7 @@ def warm_run(model: Path, csv: Path, args) -> dict:
     started = time.perf_counter()
     policy = load_policy(model, device=args.device)
     load = time.perf_counter() - started
-    window = forecast_window(read_csv(csv), "load", 96, 96)
+    window, _ = forecast_window(read_csv(csv), "load", 96, 96)
     max_new = default_max_new_tokens(policy.prompt_format, 96)
     config = SlowThinkConfig(samples=args.samples, rounds=1, max_new_tokens=max_new, seed=0)
     started = time.perf_counter()

@@ -307,7 +307,8 @@ def test_synthetic_components():
 
 def test_forecast_window_continues_the_file(shared_data):
     series = read_csv(shared_data / "wind.csv")
-    w = forecast_window(series, "target", 8, 3)
+    w, repairs = forecast_window(series, "target", 8, 3)
+    assert repairs.count == 0
     np.testing.assert_array_equal(w.history, series.column("target")[-8:])
     assert w.history_dates[-1] == "2021/5/22 0:00" and w.target_dates == ["2021/5/22 0:15", "2021/5/22 0:30", "2021/5/22 0:45"]
     assert w.target.shape == (3,) and np.isnan(w.target).all()  # the future is unknown, never invented

@@ -89,11 +89,13 @@ def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_module, c
     source = ramp_csv(tmp_path / f"{step}.csv", dates[:ROWS])
     assert forecast_module.main([str(source), "--model", str(checkpoint), *FAST]) == 0
     rows = read_output(capsys.readouterr().out)
-    assert list(rows[0]) == ["date", "forecast", "q0.1", "q0.5", "q0.9"]
+    assert list(rows[0]) == ["date", "forecast", "q0.1", "q0.5", "q0.9", "source"]
     assert [r["date"] for r in rows] == dates[ROWS:]
-    # garbage drafts -> fallback; a ramp has no cycle, so seasonal naive is the last value (79)
+    # garbage drafts -> fallback; a ramp has no cycle, so seasonal naive is the last value (79);
+    # a fallback has no band: q0.1 and q0.9 are empty, never a zero-width "10-90%"
     for r in rows:
-        assert [float(r[k]) for k in ("forecast", "q0.1", "q0.5", "q0.9")] == [2 * (ROWS - 1) + 1] * 4
+        assert [float(r[k]) for k in ("forecast", "q0.5")] == [2 * (ROWS - 1) + 1] * 2
+        assert (r["q0.1"], r["q0.9"], r["source"]) == ("", "", "last value repeated")
 
 
 def test_unparseable_dates_warn_and_use_a_running_index(tmp_path, checkpoint, forecast_module, capsys):
@@ -133,7 +135,7 @@ def test_out_plot_and_all_columns(tmp_path, checkpoint):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and "[2/2] b" in done.stderr and "round 2/2" in done.stderr
     rows = read_output(out.read_text())
-    assert list(rows[0]) == ["channel", "date", "forecast", "q0.1", "q0.5", "q0.9"]
+    assert list(rows[0]) == ["channel", "date", "forecast", "q0.1", "q0.5", "q0.9", "source"]
     assert [r["channel"] for r in rows] == ["a"] * HORIZON + ["b"] * HORIZON
     assert [r["date"] for r in rows[:HORIZON]] == dates_for("hourly", 60 + HORIZON)[60:]
     # a: garbage drafts fall back to seasonal naive: the values of one day earlier
@@ -150,13 +152,15 @@ def test_out_plot_and_all_columns(tmp_path, checkpoint):
 
 def test_help():
     done = run("--help")
-    assert done.returncode == 0 and "date,forecast,q0.1,q0.5,q0.9" in done.stdout and "--show-reasoning" in done.stdout
+    assert done.returncode == 0 and "--show-reasoning" in done.stdout
+    text = " ".join(done.stdout.split())  # argparse wraps lines
+    assert "date,forecast,q0.1,q0.5,q0.9,source" in text and "clipped at 0" in text
 
 
 def not_qwen2(tmp_path: Path) -> Path:
-    model = tmp_path / "llama"
+    model = tmp_path / "gpt2"
     model.mkdir()
-    (model / "config.json").write_text('{"model_type": "llama", "vocab_size": 10, "hidden_size": 8, '
+    (model / "config.json").write_text('{"model_type": "gpt2", "vocab_size": 10, "hidden_size": 8, '
                                        '"num_hidden_layers": 1}')
     return model
 
@@ -173,7 +177,7 @@ BAD_INPUTS = {
     "empty file": ("", [], "empty file"),
     "header only": ("date,value\n", [], "header only"),
     "no numeric column": ("date,name\n2020-01-01,x\n2020-01-02,y\n", [], "no numeric column"),
-    "unknown column": ("hourly", ["--column", "OT"], "no column 'OT'; numeric columns are value"),
+    "unknown column": ("hourly", ["--column", "OT"], "no column 'OT'; the columns are date, value"),
     "too few rows": ("hourly", ["--lookback", "96"], "has 40 rows but --lookback 96 needs at least 96"),
     "no default model": ("hourly", ["--no-model-flag"], "no model at"),
 }
@@ -207,7 +211,7 @@ def test_bad_input_is_one_line_and_no_output(case, tmp_path, checkpoint):
                             "pass --model DIR (any Hugging Face Qwen2 directory)")
 
 
-@pytest.mark.parametrize("make, message", [(not_qwen2, "unsupported model_type 'llama'"),
+@pytest.mark.parametrize("make, message", [(not_qwen2, "unsupported model_type 'gpt2'"),
                                            (foreign_adapter, "adapter was made for another base model")])
 def test_bad_checkpoints_are_one_line(make, message, tmp_path, checkpoint, forecast_module, capsys):
     """In-process (the model loads take seconds): main() returns 2 with one line, nothing written."""

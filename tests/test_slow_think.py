@@ -27,7 +27,7 @@ def policy():
 def window():
     """A clean daily cycle: 96 hours of history (level 10, amplitude 2), 24 steps to forecast."""
     series = synthetic_frame(200, 3, periods=((float(PERIOD), 2.0),), noise=0.0)
-    return forecast_window(series, "value", 96, PERIOD)
+    return forecast_window(series, "value", 96, PERIOD)[0]
 
 
 def continuation(window, offset=0.0):

@@ -3,12 +3,19 @@
 Each writer puts the content in a temporary file in the target's own directory (so the rename stays
 on one filesystem), flushes it to disk, and renames it over the target with ``os.replace``, which
 POSIX and Windows both make atomic.
+
+A rename replaces whatever sits at the path, so the target is checked first: a symlink is followed
+(the file it points to is replaced, the link stays), and anything that is not a regular file (a
+directory, FIFO, device such as ``/dev/full``, socket) is refused: run as root, a plain rename would
+turn ``/dev/full`` into a regular file. `check_writable` makes the same checks, plus a probe file,
+before any long work, so a CLI fails in a second with the user's path in the message.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -19,18 +26,57 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, newline: str | None
     """Write ``text`` to ``path`` atomically (UTF-8; ``newline`` as for ``open``, "" for CSV)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = replaceable_target(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:  # the message names the user's path, not a temporary one
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs and checkpoints are meant to be shared
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def replaceable_target(path: str | os.PathLike) -> Path:
+    """The file a write to ``path`` replaces: symlinks followed; ValueError naming ``path`` when
+    something other than a regular file is there."""
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        raise ValueError(f"{path} is {_kind(target)}, not a regular file; refusing to replace it")
+    return target
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Before long work: the target of ``path`` (see `replaceable_target`) is a regular file or a new
+    name in an existing directory where a file can be made (a probe file is created and removed:
+    permissions, read-only mounts, /proc and /sys all answer truthfully only to a real attempt).
+    Returns the target; ValueError naming ``path`` otherwise."""
+    target = replaceable_target(path)
+    if not target.parent.is_dir():
+        raise ValueError(f"cannot write {path}: directory {Path(path).parent} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+    return target
+
+
+def _kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def write_json_atomic(path: str | os.PathLike, payload) -> Path:

@@ -36,6 +36,7 @@ decimals (targets are not). That gives 70 samples for ETTh1/ETTh2, 80 exchange, 
 from __future__ import annotations
 
 import calendar
+import codecs
 import csv
 import io
 import os
@@ -48,167 +49,22 @@ from typing import Callable, Sequence
 import numpy as np
 
 from timer1.atomic import write_text_atomic
+from timer1.dates import (DateCells, DateLabels, Step, classify_step, date_components, format_dates,
+                          grid_positions, parse_dates)
 
 ETT_HOURLY_TRAIN_END = 12 * 30 * 24          # 8640: 12 months of hours
 ETT_HOURLY_VAL_END = 12 * 30 * 24 + 4 * 30 * 24  # 11520: + 4 months
 ETT_HOURLY_TEST_END = 12 * 30 * 24 + 8 * 30 * 24  # 14400: + 4 more months
 _THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_DECIMAL_COMMA_RE = re.compile(r"[ \t]*[+-]?\d+,\d+[ \t]*")
 DATE_COLUMN_NAMES = {"date", "time", "timestamp", "datetime", "ds", "index", "t"}
-
-# year, separator, month, day (optional), time separator, hour, minute, second (all optional)
-_DATE_RE = re.compile(
-    r"^[ \t]*(\d{4})([-/])(\d{1,2})(?:\2(\d{1,2}))?(?:([ T])(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?[ \t]*$",
-    re.MULTILINE,
-)
+DELIMITERS = ",;\t|"
+SAMPLE_BYTES = 1 << 16   # the head of the file the encoding and the delimiter are guessed from
+BLOCK_ROWS = 1 << 16     # rows turned into numpy arrays at a time while a file streams in
 
 
 # ----------------------------------------------------------------------------------------------
-# Steps and date formatting
-
-@dataclass(frozen=True)
-class Step:
-    """The step between consecutive rows, and how dates are written.
-
-    kind: "seconds", "minutes", "hourly", "daily", "weekly" (fixed length `seconds`),
-          "monthly", "quarterly", "yearly" (calendar steps of `months` months; `seconds` holds the
-          median spacing for information, future dates follow the calendar), or "index" (a running
-          number; `seconds` is then its increment).
-    style: a `str.format` template over Y m d H M S (dates) or i (index) that rewrites a date in
-          the input's own layout, e.g. ``"{Y:04d}/{m}/{d} {H}:{M:02d}"`` for ``2020/1/1 0:00``.
-    """
-
-    kind: str
-    seconds: float = 0.0
-    months: int = 0
-    style: str = "{Y:04d}-{m:02d}-{d:02d} {H:02d}:{M:02d}:{S:02d}"
-
-    @property
-    def is_calendar(self) -> bool:
-        return self.months > 0
-
-
-def _classify_step(median_seconds: float, style: str) -> Step:
-    """Name a median row spacing; month-like spacings become calendar steps."""
-    day = 86400.0
-    s = float(median_seconds)
-    if 28 * day <= s <= 31 * day:
-        return Step("monthly", s, 1, style)
-    if 89 * day <= s <= 92 * day:
-        return Step("quarterly", s, 3, style)
-    if 365 * day <= s <= 366 * day:
-        return Step("yearly", s, 12, style)
-    if s % (7 * day) == 0:
-        kind = "weekly"
-    elif s % day == 0:
-        kind = "daily"
-    elif s % 3600 == 0:
-        kind = "hourly"
-    elif s % 60 == 0:
-        kind = "minutes"
-    else:
-        kind = "seconds"
-    return Step(kind, s, 0, style)
-
-
-def _date_components(timestamps: np.ndarray) -> dict[str, np.ndarray]:
-    """Split datetime64[s] values into integer calendar fields, vectorised."""
-    ts = timestamps.astype("datetime64[s]")
-    years = ts.astype("datetime64[Y]")
-    months = ts.astype("datetime64[M]")
-    days = ts.astype("datetime64[D]")
-    secs = (ts - days).astype(np.int64)
-    return {
-        "Y": years.astype(np.int64) + 1970,
-        "m": (months - years).astype(np.int64) + 1,
-        "d": (days - months).astype(np.int64) + 1,
-        "H": secs // 3600,
-        "M": (secs % 3600) // 60,
-        "S": secs % 60,
-    }
-
-
-def format_dates(timestamps: np.ndarray, style: str) -> list[str]:
-    """Write datetime64 values with a Step.style template."""
-    if len(timestamps) == 0:
-        return []
-    parts = _date_components(np.asarray(timestamps))
-    keys = list(parts)
-    return [style.format(**dict(zip(keys, map(int, row)))) for row in zip(*parts.values())]
-
-
-def _parse_date_cells(cells: Sequence[str]) -> tuple[np.ndarray, str] | None:
-    """Parse date strings of one layout into datetime64[s] and a template that rewrites them.
-
-    One regex pass over the joined column (C speed), then integer fields -> datetime64 with numpy.
-    Returns None when any cell does not match, the layouts are mixed, or a date is impossible
-    (month 13, Feb 30, hour 24).
-    """
-    if not cells:
-        return None
-    groups = _DATE_RE.findall("\n".join(cells))
-    if len(groups) != len(cells):
-        return None  # some cell is not a date (or holds a newline)
-    years, seps, months, days, time_seps, hours, minutes, seconds = zip(*groups)
-    if len(set(seps)) != 1 or len(set(time_seps)) != 1 or len({d == "" for d in days}) != 1 \
-            or len({s == "" for s in seconds}) != 1:
-        return None  # mixed layouts in one column: refuse rather than guess
-    sep, time_sep, has_day, has_secs = seps[0], time_seps[0], days[0] != "", seconds[0] != ""
-
-    def ints(field: tuple[str, ...], default: int) -> np.ndarray:
-        return np.array(field, dtype=np.int64) if field[0] != "" else np.full(len(field), default)
-
-    y, m, d = ints(years, 1970), ints(months, 1), ints(days, 1)
-    hh, mm, ss = ints(hours, 0), ints(minutes, 0), ints(seconds, 0)
-    if ((m < 1) | (m > 12) | (d < 1) | (hh > 23) | (mm > 59) | (ss > 59)).any():
-        return None
-    month_start = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
-    days_in_month = ((month_start + 1).astype("datetime64[D]") - month_start.astype("datetime64[D]")).astype(np.int64)
-    if (d > days_in_month).any():
-        return None
-    offsets = ((d - 1) * 86400 + hh * 3600 + mm * 60 + ss).astype("timedelta64[s]")
-    timestamps = month_start.astype("datetime64[s]") + offsets
-
-    def pad(field: tuple[str, ...]) -> str:
-        """Zero-padding of a field: seen ("01") or not ("1"); if every value has two digits,
-        ISO-like dashes pad and slashes do not (the wind file's 2020/1/1 0:00)."""
-        if any(len(f) == 1 for f in field):
-            return ""
-        if any(f.startswith("0") for f in field):
-            return ":02d"
-        return ":02d" if sep == "-" else ""
-
-    style = "{Y:04d}" + sep + "{m" + pad(months) + "}"
-    if has_day:
-        style += sep + "{d" + pad(days) + "}"
-    if time_sep:
-        style += time_sep + "{H" + pad(hours) + "}:{M:02d}"
-        if has_secs:
-            style += ":{S:02d}"
-    return timestamps, style
-
-
-def _parse_index_cells(cells: Sequence[str]) -> tuple[np.ndarray, str] | None:
-    """A running-number date column (nasdaq's 1.0, 2.0, ...): values and a template."""
-    try:
-        numbers = np.array([float(c) for c in cells], dtype=np.float64)
-    except ValueError:
-        return None
-    if len(numbers) == 0 or not np.all(np.isfinite(numbers)):
-        return None
-    decimals = max((len(c.strip().split(".")[1]) if "." in c else 0) for c in cells)
-    return numbers, "{i:." + str(min(decimals, 6)) + "f}"
-
-
-def _median_positive_diff(x: np.ndarray) -> float:
-    diffs = np.diff(x)
-    if diffs.size and np.any(diffs <= 0):
-        warnings.warn("dates are not strictly increasing; the step is the median of positive gaps")
-    positive = diffs[diffs > 0]
-    return float(np.median(positive)) if positive.size else 1.0
-
-
-# ----------------------------------------------------------------------------------------------
-# Series and CSV reading
+# Series
 
 @dataclass
 class Series:
@@ -219,7 +75,7 @@ class Series:
     values: np.ndarray               # (T, C) float64, NaN where a cell was empty/unparseable
     timestamps: np.ndarray | None    # (T,) datetime64[s], or None (running index / unparseable dates)
     step: Step
-    dates: list[str] = field(default_factory=list)  # (T,) dates as written in the file (or row numbers)
+    dates: Sequence[str] = field(default_factory=list)  # (T,) dates in the file's layout (or row numbers)
 
     def __post_init__(self):
         self.values = np.asarray(self.values, dtype=np.float64)
@@ -228,9 +84,9 @@ class Series:
                              f"{len(self.channels)} channels")
         if not self.dates:
             if self.timestamps is not None:
-                self.dates = format_dates(self.timestamps, self.step.style)
+                self.dates = DateLabels(self.timestamps, self.step.style)
             else:
-                self.dates = [str(i) for i in range(len(self.values))]
+                self.dates = DateLabels(np.arange(len(self.values), dtype=np.float64), "{i:.0f}")
         if len(self.dates) != len(self.values):
             raise ValueError(f"series {self.name}: {len(self.dates)} dates for {len(self.values)} rows")
 
@@ -244,8 +100,67 @@ class Series:
         return self.values[:, self.channels.index(channel)]
 
 
-def _cells_to_floats(cells: Sequence[str]) -> np.ndarray:
+# ----------------------------------------------------------------------------------------------
+# CSV reading: the file's dialect, then blocks of rows streamed into numpy
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a file is written: text encoding, field delimiter, decimal comma ("1,5") or point."""
+
+    encoding: str
+    delimiter: str
+    decimal_comma: bool
+
+    def note(self) -> str | None:
+        """A sentence for anything other than UTF-8, commas between fields and decimal points."""
+        parts = []
+        if self.encoding == "latin-1":
+            parts.append("not UTF-8, read as Latin-1")
+        elif self.encoding == "utf-16":
+            parts.append("read as UTF-16")
+        if self.delimiter != ",":
+            parts.append(f"fields separated by {self.delimiter!r}")
+        if self.decimal_comma:
+            parts.append("decimal commas")
+        return "; ".join(parts) or None
+
+
+def sniff_dialect(path: Path) -> CsvDialect:
+    """Guess encoding (BOM, else UTF-8 if the head decodes, else Latin-1), the delimiter among
+    ``, ; TAB |`` (``csv.Sniffer`` on the first lines) and decimal commas (only possible when the
+    delimiter is not a comma: a value cell like ``1,5``)."""
+    with open(path, "rb") as f:
+        head = f.read(SAMPLE_BYTES)
+    encoding = _sniff_encoding(head, complete=len(head) < SAMPLE_BYTES)
+    if encoding != "utf-16" and b"\x00" in head:
+        raise ValueError(f"{path}: not a readable CSV file (binary content: a NUL byte)")
+    lines = [line for line in head.decode(encoding, errors="ignore").splitlines() if line.strip()]
+    if len(head) == SAMPLE_BYTES:
+        lines = lines[:-1]  # the last line may be cut
+    lines = lines[:50]
+    try:
+        delimiter = csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ","  # one column, or nothing to go by
+    decimal_comma = delimiter != "," and any(_DECIMAL_COMMA_RE.fullmatch(cell) for line in lines[1:]
+                                             for cell in line.split(delimiter)[1:])
+    return CsvDialect(encoding, delimiter, decimal_comma)
+
+
+def _sniff_encoding(head: bytes, complete: bool) -> str:
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+    except UnicodeDecodeError:
+        return "latin-1"  # numbers and dates read the same; only odd header letters could differ
+    return "utf-8-sig"  # drops a UTF-8 byte-order mark when there is one
+
+
+def _cells_to_floats(cells: Sequence[str], decimal_comma: bool = False) -> np.ndarray:
     """Parse one column; empty/unparseable/infinite cells become NaN."""
+    if decimal_comma:
+        cells = [c.replace(",", ".") for c in cells]
     try:
         out = np.array(cells, dtype=np.float64)  # fast path: every cell a plain number
     except ValueError:
@@ -262,77 +177,236 @@ def _cells_to_floats(cells: Sequence[str]) -> np.ndarray:
     return out
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+def _index_numbers(cells: Sequence[str]) -> tuple[np.ndarray, int] | None:
+    """A running-number date column (nasdaq's 1.0, 2.0, ...): the numbers and their decimals."""
+    try:
+        numbers = np.array(cells, dtype=np.float64)
+    except ValueError:
+        return None
+    if not np.all(np.isfinite(numbers)):
+        return None
+    return numbers, max((len(c.strip().split(".")[1]) if "." in c else 0) for c in cells)
+
+
+@dataclass
+class _Block:
+    """Up to BLOCK_ROWS rows of the kept columns, parsed: the first column as dates or as numbers,
+    each kept value column as floats, and the file line of every row (for messages)."""
+
+    dates: DateCells | None
+    numbers: tuple[np.ndarray, int] | None
+    first: np.ndarray | None          # the first column as floats, when it may turn out to be a channel
+    values: list[np.ndarray]
+    lines: np.ndarray
+
+
+def _parse_block(rows: list[list[str]], lines: list[int], keep: list[int], dialect: CsvDialect) -> _Block:
+    first_cells = [row[0].strip() for row in rows]
+    dates = DateCells.parse(first_cells)
+    numbers = None if dates is not None else _index_numbers(first_cells)
+    first = None if dates is not None else _cells_to_floats(first_cells, dialect.decimal_comma)
+    values = [_cells_to_floats([row[k] for row in rows], dialect.decimal_comma) for k in keep]
+    return _Block(dates, numbers, first, values, np.array(lines, dtype=np.int64))
+
+
+def _row_blocks(rows, width: int, path: Path):
+    """(rows, line numbers) BLOCK_ROWS at a time; blank lines skipped, short rows padded with empty
+    cells, a row with extra non-empty fields is an error naming its line."""
+    block, lines = [], []
+    for row in rows:
+        if len(row) != width or not row[0]:  # the common full row with a date costs two tests
+            if not any(row):
+                continue
+            if len(row) > width:
+                if any(c.strip() for c in row[width:]):
+                    raise ValueError(f"{path}: line {rows.line_num} has {len(row)} fields, header has {width}")
+                del row[width:]
+            else:
+                row.extend([""] * (width - len(row)))
+        block.append(row)
+        lines.append(rows.line_num)
+        if len(block) == BLOCK_ROWS:
+            yield block, lines
+            block, lines = [], []
+    if block:
+        yield block, lines
+
+
+def _read_blocks(path: Path, dialect: CsvDialect, columns: Sequence[str] | None,
+                 progress: Callable[[int, int], None] | None) -> tuple[list[str], list[int], list[_Block]]:
+    """Stream the file: its header, the indices of the value columns kept, and the parsed blocks."""
+    size = path.stat().st_size
+    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding=dialect.encoding, newline="") as text:
+        rows = csv.reader(text, delimiter=dialect.delimiter)
+        try:
+            header = next((row for row in rows if any(row)), None)
+            if header is None:
+                raise ValueError(f"{path}: empty file (no header, no rows)")
+            header = [h.strip() for h in header]
+            unknown = [name for name in columns or () if name not in header]
+            if unknown:
+                raise ValueError(f"{path}: no column {unknown[0]!r}; the columns are {', '.join(header)}")
+            keep = [k for k, name in enumerate(header) if k > 0 and (columns is None or name in columns)]
+            blocks = []
+            for block, lines in _row_blocks(rows, len(header), path):
+                blocks.append(_parse_block(block, lines, keep, dialect))
+                if progress is not None:
+                    progress(raw.tell(), size)
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+    if not blocks:
+        raise ValueError(f"{path}: header only, no data rows")
+    return header, keep, blocks
+
+
+def read_csv(path: str | os.PathLike, columns: Sequence[str] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Series:
+    """Read a time-series CSV (first column dates, then one numeric column per channel).
+
+    The file streams in BLOCK_ROWS rows at a time and only the dates and the kept columns are
+    stored, as numpy arrays (``columns``: the channels wanted, None for all), so memory follows what
+    is used, not the file. ``progress(bytes_read, file_size)`` is called after each block.
+    Encoding, delimiter and decimal commas are guessed (`sniff_dialect`, a warning says what was
+    not plain UTF-8 with commas). Rows are put in date order when they are not (newest first, or
+    shuffled onto one regular step, with a warning); duplicated dates, or shuffled dates with no
+    consistent step, are an error naming lines. Gaps in a regular step are reported.
+    """
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such CSV file: {path}")
     if path.is_dir():
         raise ValueError(f"{path} is a directory, not a CSV file")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        try:
-            rows = [row for row in csv.reader(f) if any(row)]  # skip blank lines
-        except (csv.Error, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: not a readable CSV file ({err})") from None
-    if not rows:
-        raise ValueError(f"{path}: empty file (no header, no rows)")
-    header = [h.strip() for h in rows[0]]
-    body = rows[1:]
-    if not body:
-        raise ValueError(f"{path}: header only, no data rows")
-    width = len(header)
-    for line_no, row in enumerate(body, start=2):
-        if len(row) > width:
-            if any(c.strip() for c in row[width:]):
-                raise ValueError(f"{path}: line {line_no} has {len(row)} fields, header has {width}")
-            del row[width:]
-        elif len(row) < width:
-            row.extend([""] * (width - len(row)))
-    return header, body
+    dialect = sniff_dialect(path)
+    if dialect.note():
+        warnings.warn(f"{path}: {dialect.note()}")
+    header, keep, blocks = _read_blocks(path, dialect, columns, progress)
+    lines = np.concatenate([b.lines for b in blocks])
+    names = [header[k] for k in keep]
+    arrays = [np.concatenate([b.values[j] for b in blocks]) for j in range(len(keep))]
 
-
-def read_csv(path: str | os.PathLike) -> Series:
-    """Read a time-series CSV (first column dates, then one numeric column per channel).
-
-    Uses only the csv module and numpy; dates are parsed by one regex per cell and numpy's
-    datetime64 (the 48k-row wind file reads in a fraction of a second).
-    """
-    path = Path(path)
-    header, body = _read_rows(path)
-    columns = [list(col) for col in zip(*body)]  # C+1 lists of T cells
-    first_name, first_cells = header[0], [c.strip() for c in columns[0]]
-
-    timestamps, dates, step, value_start = None, None, None, 1
-    parsed_dates = _parse_date_cells(first_cells)
-    if parsed_dates is not None:
-        timestamps, style = parsed_dates
-        seconds = _median_positive_diff(timestamps.astype(np.int64).astype(np.float64))
-        step, dates = _classify_step(seconds, style), first_cells
-    elif first_name.lower() in DATE_COLUMN_NAMES:
-        parsed_index = _parse_index_cells(first_cells)
-        if parsed_index is not None:
-            numbers, style = parsed_index
-            step, dates = Step("index", _median_positive_diff(numbers), 0, style), first_cells
-        else:
-            warnings.warn(f"{path}: column {first_name!r} does not parse as dates; using a running row index")
-    elif _parse_index_cells(first_cells) is not None:
-        warnings.warn(f"{path}: no date column found; every column is a channel, dates are row numbers")
-        value_start = 0
-    else:
-        warnings.warn(f"{path}: column {first_name!r} does not parse as dates; using a running row index")
-    if step is None:
+    timestamps, keys, step = _date_column(path, header[0], blocks)
+    if keys is None and timestamps is None and step is None:  # no date column: the first column is a channel
+        if columns is None or header[0] in columns:
+            names, arrays = [header[0]] + names, [np.concatenate([b.first for b in blocks])] + arrays
         step = Step("index", 1.0, 0, "{i:.0f}")
+    order = _chronological(path, keys, lines, step)
+    if order is not None:
+        lines, arrays = lines[order], [a[order] for a in arrays]
+        timestamps = None if timestamps is None else timestamps[order]
+        keys = keys[order]
+    if keys is not None:
+        step = _step_of(keys, step, timestamps)
+    if timestamps is not None:
+        _report_gaps(path, timestamps, lines, step)
 
-    channels, arrays = [], []
-    for name, cells in zip(header[value_start:], columns[value_start:]):
-        col = _cells_to_floats(cells)
+    channels, kept = [], []
+    for name, col in zip(names, arrays):
         if np.isnan(col).all():
             warnings.warn(f"{path}: column {name!r} has no numeric value; dropped")
             continue
         channels.append(name or f"column{len(channels)}")
-        arrays.append(col)
-    if not arrays:
-        raise ValueError(f"{path}: no numeric column")
-    values = np.stack(arrays, axis=1)  # (T, C)
-    return Series(path.stem, channels, values, timestamps, step, dates or [])
+        kept.append(col)
+    if not kept:
+        hint = f" (found {';'!r} in the header: is this a semicolon-separated file?)" if ";" in header[0] else ""
+        raise ValueError(f"{path}: no numeric column{hint}")
+    dates = None if timestamps is not None or keys is None else DateLabels(keys, step.style)
+    return Series(path.stem, channels, np.stack(kept, axis=1), timestamps, step, dates or [])
+
+
+def _date_column(path: Path, name: str, blocks: list[_Block]):
+    """(timestamps, sort keys, step draft) of the first column. Dates: datetime64 and their int64
+    seconds; a running number under a date-like name: the numbers; a numeric first column named
+    otherwise is no date column (all None: it becomes a channel); anything else warns and the rows
+    are numbered."""
+    cells = DateCells.merge([b.dates for b in blocks])
+    parsed = None if cells is None else cells.resolve()
+    if parsed is not None:
+        timestamps, style = parsed
+        return timestamps, timestamps.astype(np.int64), Step("seconds", 1.0, 0, style)
+    numbers = None if any(b.numbers is None for b in blocks) else np.concatenate([b.numbers[0] for b in blocks])
+    if numbers is not None and name.lower() in DATE_COLUMN_NAMES:
+        decimals = max(b.numbers[1] for b in blocks)
+        return None, numbers, Step("index", 1.0, 0, "{i:." + str(min(decimals, 6)) + "f}")
+    if numbers is not None:
+        warnings.warn(f"{path}: no date column found; every column is a channel, dates are row numbers")
+        return None, None, None
+    warnings.warn(f"{path}: column {name!r} does not parse as dates; using a running row index")
+    return None, None, Step("index", 1.0, 0, "{i:.0f}")
+
+
+def _chronological(path: Path, keys: np.ndarray | None, lines: np.ndarray, step: Step) -> np.ndarray | None:
+    """The row order that puts the dates in time order, None when they already are.
+
+    Newest-first files are reversed, and shuffled rows sorted when, once sorted, every date sits on one
+    regular step (a warning says so either way). A date on two rows, or shuffled dates that fit no
+    regular step, is an error naming the lines: guessing an order there would forecast garbage.
+    """
+    if keys is None or len(keys) < 2:
+        return None
+    diffs = np.diff(keys)
+    if (diffs > 0).all():
+        return None
+    order = np.argsort(keys, kind="stable")
+    repeated = np.flatnonzero(np.diff(keys[order]) == 0)
+    if repeated.size:
+        first, second = sorted((order[repeated[0]], order[repeated[0] + 1]))
+        raise ValueError(f"{path}: lines {lines[first]} and {lines[second]} have the same date "
+                         f"{_label(keys[first], step)}; a series needs one row per date")
+    if (diffs < 0).all():
+        warnings.warn(f"{path}: rows are newest first; sorted oldest first by date")
+        return order
+    sorted_keys = keys[order]
+    if _regular(sorted_keys, step):
+        warnings.warn(f"{path}: rows are not in date order; sorted by date")
+        return order
+    i = int(np.flatnonzero(diffs < 0)[0])
+    raise ValueError(f"{path}: dates are out of order with no regular step: line {lines[i + 1]} "
+                     f"({_label(keys[i + 1], step)}) comes after line {lines[i]} ({_label(keys[i], step)}); "
+                     f"sort the file by date")
+
+
+def _label(key, step: Step) -> str:
+    """A sort key written as the file writes its dates."""
+    if step.kind == "index":
+        return step.style.format(i=float(key))
+    return format_dates(np.array([key], dtype="datetime64[s]"), step.style)[0]
+
+
+def _median_positive_diff(keys: np.ndarray) -> float:
+    diffs = np.diff(keys.astype(np.float64))
+    positive = diffs[diffs > 0]
+    return float(np.median(positive)) if positive.size else 1.0
+
+
+def _step_of(keys: np.ndarray, draft: Step, timestamps: np.ndarray | None) -> Step:
+    """The step of sorted keys: a named spacing for dates, the median increment for an index."""
+    seconds = _median_positive_diff(keys)
+    if timestamps is None:
+        return Step("index", seconds, 0, draft.style)
+    return classify_step(seconds, draft.style)
+
+
+def _regular(sorted_keys: np.ndarray, step: Step) -> bool:
+    """Whether sorted keys sit on one regular step (gaps allowed)."""
+    if step.kind == "index":
+        offsets = (sorted_keys - sorted_keys[0]) / _median_positive_diff(sorted_keys)
+        return bool(np.allclose(offsets, np.round(offsets)))
+    timestamps = sorted_keys.astype("datetime64[s]")
+    return grid_positions(timestamps, _step_of(sorted_keys, step, timestamps)) is not None
+
+
+def _report_gaps(path: Path, timestamps: np.ndarray, lines: np.ndarray, step: Step) -> None:
+    """Warn when dates skip steps of the regular grid, or do not fall on one grid at all."""
+    positions = grid_positions(timestamps, step)
+    if positions is None:
+        warnings.warn(f"{path}: dates do not follow one {step.kind} step; rows are used as if evenly spaced")
+        return
+    missing = int(positions[-1]) + 1 - len(positions)
+    if missing:
+        first = int(np.flatnonzero(np.diff(positions) > 1)[0])
+        warnings.warn(f"{path}: {missing} {step.kind} steps are missing from the dates (the first after "
+                      f"{_label(timestamps[first].astype(np.int64), step)}, line {lines[first]}); forecasts "
+                      f"fill them on the regular grid")
 
 
 def write_csv(series: Series, path: str | os.PathLike, decimals: int | None = None) -> None:
@@ -375,7 +449,7 @@ def future_dates(series_or_last: Series | np.datetime64 | str | float, step: Ste
         last_number = float(last)
         return [step.style.format(i=last_number + k * step.seconds) for k in range(1, n + 1)]
     if isinstance(last, str):
-        parsed = _parse_date_cells([last.strip()])
+        parsed = parse_dates([last.strip()])
         if parsed is None:
             raise ValueError(f"future_dates: cannot parse date {last!r}")
         last = parsed[0][0]
@@ -383,7 +457,7 @@ def future_dates(series_or_last: Series | np.datetime64 | str | float, step: Ste
     if not step.is_calendar:
         offsets = np.arange(1, n + 1, dtype=np.int64) * int(round(step.seconds))
         return format_dates(last + offsets.astype("timedelta64[s]"), step.style)
-    c = {k: int(v[0]) for k, v in _date_components(np.array([last])).items()}
+    c = {k: int(v[0]) for k, v in date_components(np.array([last])).items()}
     month_end = c["d"] == calendar.monthrange(c["Y"], c["m"])[1]
     out = []
     for k in range(1, n + 1):
@@ -436,6 +510,14 @@ def _bounds(split: str, n_rows: int) -> tuple[int, int, int]:
         num_train, num_test = int(n_rows * 0.7), int(n_rows * 0.2)
         return num_train, n_rows - num_test, n_rows
     raise ValueError(f"unknown split rule {split!r}")
+
+
+PAPER_DATASETS = ("etth1", "etth2", "ettm1", "ettm2", "exchange", "aqshunyi", "aqwan", "wind", "nasdaq")
+
+
+def is_paper_dataset(dataset_name: str) -> bool:
+    """Whether a file stem names one of the paper's datasets (its protocol's horizon is the default)."""
+    return Path(str(dataset_name)).stem.lower() in PAPER_DATASETS
 
 
 def protocol_for(dataset_name: str) -> Protocol:
@@ -520,21 +602,106 @@ def make_window(series: Series, channel: str, start: int, lookback: int, horizon
     )
 
 
+MAX_REPAIRED_SHARE = 0.25  # a forecast look-back with more repaired values than this is refused
+OUTLIER_MADS = 10.0        # an isolated value this many scaled MADs from the look-back's median is a glitch
+
+
+@dataclass(frozen=True)
+class Repairs:
+    """What `forecast_window` repaired in a look-back before a model reads it, by date: steps of the
+    regular grid with no row, cells that were empty / not a number / infinite, isolated glitches."""
+
+    missing_steps: list[str]
+    bad_cells: list[str]
+    outliers: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.missing_steps) + len(self.bad_cells) + len(self.outliers)
+
+    def describe(self, lookback: int) -> str:
+        """One line: how many values of the look-back were repaired, of which kind, and where."""
+        kinds = [(self.missing_steps, "missing step"), (self.bad_cells, "empty or non-number cell"),
+                 (self.outliers, f"outlier beyond {OUTLIER_MADS:g} MADs")]
+        parts = [f"{len(dates)} {name}{'s' if len(dates) > 1 else ''} at {_some(dates)}"
+                 for dates, name in kinds if dates]
+        return f"repaired {self.count} of {lookback} look-back values by interpolation: {'; '.join(parts)}"
+
+
+def _some(dates: list[str], shown: int = 3) -> str:
+    return ", ".join(dates[:shown]) + (f" and {len(dates) - shown} more" if len(dates) > shown else "")
+
+
+def glitches(history: np.ndarray) -> np.ndarray:
+    """(L,) bool: isolated values (a run of one) more than OUTLIER_MADS robust deviations from the
+    median (MAD scaled by 1.4826, or the scaled mean absolute deviation when over half the values are
+    equal). One 1e9 glitch would otherwise set the whole compact scale (timer1.prompts.CompactScaler
+    spans min..max) and every other value would print as the same integer. Runs of two or more are
+    kept: a level shift is a real change, not a glitch (Hampel filter, restricted to single points)."""
+    x = np.asarray(history, dtype=np.float64)
+    finite = np.isfinite(x)
+    if finite.sum() < 3:
+        return np.zeros(len(x), dtype=bool)
+    median = np.median(x[finite])
+    deviation = np.abs(x - median)
+    spread = 1.4826 * np.median(deviation[finite]) or 1.2533 * np.mean(deviation[finite])
+    far = finite & (deviation > OUTLIER_MADS * spread) if spread > 0 else np.zeros(len(x), dtype=bool)
+    before = np.concatenate([[False], far[:-1]])
+    after = np.concatenate([far[1:], [False]])
+    return far & ~before & ~after
+
+
+def _grid_tail(series: Series, channel: str, lookback: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The last `lookback` steps of the regular grid: values (NaN where the file has no row), a mask
+    of the steps with no row, and their dates. Dates off any grid, or a running index: the last rows."""
+    column = series.column(channel)
+    positions = None if series.timestamps is None else grid_positions(series.timestamps, series.step)
+    if positions is None:
+        if not 0 < lookback <= len(series):
+            raise ValueError(f"series {series.name}: lookback {lookback} outside 1..{len(series)}")
+        return column[-lookback:].copy(), np.zeros(lookback, dtype=bool), series.dates[-lookback:]
+    steps = int(positions[-1]) + 1
+    if not 0 < lookback <= steps:
+        raise ValueError(f"series {series.name}: lookback {lookback} outside 1..{steps}")
+    first = steps - lookback
+    rows = np.flatnonzero(positions >= first)
+    values, missing = np.full(lookback, np.nan), np.ones(lookback, dtype=bool)
+    values[positions[rows] - first], missing[positions[rows] - first] = column[rows], False
+    if missing.mean() > MAX_REPAIRED_SHARE:
+        return values, missing, []  # refused by the caller before dates are spelled out
+    anchor = rows[0] if not missing[0] else rows[0] - 1  # the last row at or before the first step
+    dates = [series.dates[anchor]] + future_dates(series.timestamps[anchor], series.step,
+                                                  int(positions[-1] - positions[anchor]))
+    return values, missing, dates[-lookback:]
+
+
 def forecast_window(series: Series, channel: str, lookback: int, horizon: int,
-                    round_inputs: int | None = None, dataset: str | None = None) -> Window:
-    """The window for a real forecast: the last `lookback` rows as history, the next `horizon`
-    dates continued by `future_dates`, and an unknown target (all NaN, never invented)."""
-    if not 0 < lookback <= len(series):
-        raise ValueError(f"series {series.name}: lookback {lookback} outside 1..{len(series)}")
+                    round_inputs: int | None = None, dataset: str | None = None) -> tuple[Window, Repairs]:
+    """The window for a real forecast, and what was repaired in it.
+
+    History: the last `lookback` steps of the regular grid (steps with no row in the file count as
+    missing), missing and non-number cells and isolated glitches (`glitches`) interpolated; refused
+    (ValueError) when more than MAX_REPAIRED_SHARE of it needed repair. Target: the next `horizon`
+    dates continued by `future_dates` and unknown values (all NaN, never invented).
+    """
     if horizon <= 0:
         raise ValueError(f"series {series.name}: horizon must be positive, got {horizon}")
-    start = len(series) - lookback
-    history = interpolate_gaps(series.column(channel)[start:])
+    values, missing, dates = _grid_tail(series, channel, lookback)
+    bad = ~missing & ~np.isfinite(values)
+    outliers = glitches(values)
+    repaired = missing | bad | outliers
+    if repaired.mean() > MAX_REPAIRED_SHARE:
+        raise ValueError(f"{series.name}/{channel}: {int(repaired.sum())} of the last {lookback} values are "
+                         f"missing, not numbers or outliers (more than {MAX_REPAIRED_SHARE:.0%}); "
+                         f"fix the file or pass a smaller --lookback")
+    history = interpolate_gaps(np.where(outliers, np.nan, values))
     if round_inputs is not None:
         history = np.round(history, round_inputs)
-    return Window(dataset=dataset or series.name, channel=channel, history=history,
-                  target=np.full(horizon, np.nan), history_dates=series.dates[start:],
-                  target_dates=future_dates(series, None, horizon), start=start)
+    repairs = Repairs(*([d for d, flag in zip(dates, mask) if flag] for mask in (missing, bad, outliers)))
+    window = Window(dataset=dataset or series.name, channel=channel, history=history,
+                    target=np.full(horizon, np.nan), history_dates=list(dates),
+                    target_dates=future_dates(series, None, horizon), start=max(len(series) - lookback, 0))
+    return window, repairs
 
 
 def _usable(series: Series, channel: str, start: int, lookback: int, horizon: int) -> bool:
@@ -671,11 +838,11 @@ def synthetic_frame(length: int, seed: int, channels: Sequence[str] = ("value",)
                     name: str = "synthetic", **components) -> Series:
     """A Series of synthetic channels (seeds seed, seed+1, ...) with dates from `start` every `step`."""
     step = step or Step("hourly", 3600.0)
-    first = _parse_date_cells([start])
+    first = parse_dates([start])
     if first is None:
         raise ValueError(f"synthetic_frame: cannot parse start date {start!r}")
-    dates = [step.style.format(**{k: int(v[0]) for k, v in _date_components(first[0]).items()})]
+    dates = [step.style.format(**{k: int(v[0]) for k, v in date_components(first[0]).items()})]
     dates += future_dates(first[0][0], step, length - 1)
-    timestamps = _parse_date_cells(dates)[0]
+    timestamps = parse_dates(dates)[0]
     values = np.stack([synthetic_series(length, seed + i, **components) for i in range(len(channels))], axis=1)
     return Series(name, list(channels), values, timestamps, step, dates)

@@ -97,8 +97,10 @@ def render_svg(panels: Sequence[Panel], title: str = "") -> str:
             f'{escape(title)}</text>'] if title else []
     for k, panel in enumerate(panels):
         body += _panel_svg(panel, head + k * PANEL_HEIGHT, WIDTH, PANEL_HEIGHT)
-    legend = ('<text x="{x}" y="{y}" font-size="11" fill="#555">history (grey), forecast (blue), '
-              '10-90% band (shaded)</text>').format(x=MARGIN["left"], y=height - 8)
+    # a panel without a band (one draft kept, a fallback) must not be read as a 10-90% interval
+    band = ", 10-90% band (shaded)" if any(p.low is not None and p.high is not None for p in panels) else ""
+    legend = ('<text x="{x}" y="{y}" font-size="11" fill="#555">history (grey), forecast (blue){band}'
+              '</text>').format(x=MARGIN["left"], y=height - 8, band=band)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
             f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">\n'

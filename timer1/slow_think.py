@@ -107,6 +107,7 @@ class SlowThinkResult:
     samples: (K, H) the kept drafts' forecasts (K >= 1; the fallback alone when nothing was kept).
     reasoning: the kept drafts' texts. drafts: every draft with the critic's findings.
     fallback: None, or a sentence saying what was used instead of the model and why.
+    source: "model", or the name of the fallback that made the forecast (e.g. "seasonal naive (period 24)").
     """
 
     point: np.ndarray
@@ -118,6 +119,7 @@ class SlowThinkResult:
     dropped: int
     rounds: int
     fallback: str | None = None
+    source: str = "model"
 
     @property
     def used_fallback(self) -> bool:
@@ -255,7 +257,7 @@ def conclude(window: Window, drafts: list[Draft], rounds: int, period: int | Non
     reason = f"no draft passed the critic in {rounds} round(s) of {len(drafts)} draft(s); used {name}"
     samples = values[None, :]  # (1, H)
     return SlowThinkResult(values, {q: values.copy() for q in QUANTILES}, samples, [], drafts, 0,
-                           len(drafts), rounds, reason)
+                           len(drafts), rounds, reason, name)
 
 
 # ----------------------------------------------------------------------------------------------
