@@ -178,9 +178,9 @@ def test_error_shape_mismatch(tmp_path):
 def test_error_unsupported_model_type(tmp_path):
     path = copy_case(tmp_path)
     raw = json.loads((path / "config.json").read_text())
-    raw["model_type"] = "llama"
+    raw["model_type"] = "mistral"
     (path / "config.json").write_text(json.dumps(raw))
-    with pytest.raises(ValueError, match=r"config.json: unsupported model_type 'llama'"):
+    with pytest.raises(ValueError, match=r"config.json: unsupported model_type 'mistral'"):
         Qwen2.from_pretrained(path)
 
 
@@ -305,3 +305,70 @@ def test_apply_rope_equals_hf_rotate_half_formula():
     torch.testing.assert_close(apply_rope(x, cos, sin_signed), x * cos + rotate_half(x) * sin[None, None],
                                atol=0, rtol=0)
     assert rotate_half(torch.tensor([1.0, 2.0, 3.0, 4.0])).tolist() == [-3.0, -4.0, 1.0, 2.0]
+
+
+# -- Llama (model_type "llama") in the same decoder ------------------------------------------------
+# Fixtures tests/fixtures/llama_{biased,plain}/ were written by tests/fixtures/make_llama_reference.py
+# with transformers' LlamaForCausalLM: "biased" has attention_bias (q, k, v, o) and mlp_bias, untied,
+# transformers-5 dialect; "plain" has no bias and tied embeddings (SmolLM2's layout), hub dialect.
+
+
+@pytest.mark.parametrize("name", ["biased", "plain"])
+def test_llama_logits_match_hf(name):
+    path = FIXTURES / f"llama_{name}"
+    model = Qwen2.from_pretrained(path)
+    ref = load_file(str(path / "reference.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ref["input_ids"]), ref["logits"], atol=1e-5, rtol=0)
+    biased = name == "biased"
+    attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+    assert [m.bias is not None for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.up_proj)] == [biased] * 5
+    assert (model.lm_head.weight is model.model.embed_tokens.weight) == (not biased)
+
+
+@pytest.mark.parametrize("name", ["biased", "plain"])
+def test_llama_save_pretrained_round_trip(tmp_path, name):
+    path = FIXTURES / f"llama_{name}"
+    model = Qwen2.from_pretrained(path)
+    model.save_pretrained(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    original = json.loads((path / "config.json").read_text())
+    assert saved["architectures"] == ["LlamaForCausalLM"] and saved["model_type"] == "llama"
+    for key in ("attention_bias", "mlp_bias", "head_dim", "tie_word_embeddings", "rms_norm_eps"):
+        assert saved[key] == original[key]
+    assert "use_sliding_window" not in saved  # a Qwen2 field
+    assert Qwen2Config.from_dict(saved) == model.config
+    ref = load_file(str(path / "reference.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(Qwen2.from_pretrained(tmp_path / "saved")(ref["input_ids"]), ref["logits"],
+                                   atol=1e-5, rtol=0)
+
+
+def test_qwen2_keeps_its_fixed_biases():
+    config = Qwen2Config(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=16)
+    attn = Qwen2(config).model.layers[0].self_attn
+    assert [m.bias is not None for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)] == [True] * 3 + [False]
+
+
+LLAMA = {"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
+         "num_attention_heads": 2, "num_key_value_heads": 1}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "unsupported rope_type 'llama3'"),
+    ({"rope_scaling": {"type": "linear", "factor": 2.0}}, "unsupported rope_type 'linear'"),
+    ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}, "unsupported rope_type 'yarn'"),
+    ({"hidden_act": "gelu"}, "unsupported hidden_act 'gelu'"),
+    ({"attention_dropout": 0.1}, "attention_dropout=0.1 is not supported"),
+    ({"use_sliding_window": True}, "use_sliding_window=true is not supported"),
+    ({"layer_types": ["sliding_attention"]}, "layer_types other than full_attention"),
+    ({"model_type": "qwen2", "attention_bias": True}, "attention_bias/mlp_bias are llama fields"),
+    ({"num_key_value_heads": 3}, "must be a multiple of num_key_value_heads"),
+])
+def test_config_the_decoder_cannot_honour_is_one_line(tmp_path, extra, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**LLAMA, **extra}))
+    with pytest.raises(ValueError, match=message) as error:
+        Qwen2Config.from_json(path)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)

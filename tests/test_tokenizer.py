@@ -1,8 +1,10 @@
-"""timer1.tokenizer: Qwen2.5 chat template parity with the real jinja template, the tiny trainer,
-round trips, agreement with transformers on a saved tokenizer, and error messages.
+"""timer1.tokenizer: Qwen2.5 and SmolLM2 chat template parity with the real jinja templates, the tiny
+trainer, round trips, agreement with transformers on a saved tokenizer, and error messages.
 
 References come from tests/fixtures/chat_template_reference.json, made by
-tests/fixtures/make_chat_template_reference.py (jinja2 + transformers, not run here).
+tests/fixtures/make_chat_template_reference.py (jinja2 + transformers, not run here), and
+tests/fixtures/smollm2_reference.json, made by tests/fixtures/make_smollm2_reference.py
+(transformers' apply_chat_template with the template stored in SmolLM2-135M-Instruct's GGUF).
 """
 
 import json
@@ -15,11 +17,14 @@ import torch
 from timer1.tokenizer import (
     DEFAULT_SYSTEM_PROMPT,
     QWEN25_CHAT_TEMPLATE,
+    SMOLLM2_CHAT_TEMPLATE,
+    SMOLLM2_SYSTEM_PROMPT,
     Tokenizer,
     train_tokenizer,
 )
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "chat_template_reference.json").read_text("utf-8"))
+SMOLLM2 = json.loads((Path(__file__).parent / "fixtures" / "smollm2_reference.json").read_text("utf-8"))
 
 # A few hundred lines of dates, numbers and words, like the prompts the tiny model will read.
 CORPUS = [
@@ -74,6 +79,45 @@ def test_chat_template_layout_by_hand(tiny):
 def test_chat_template_rejects_bad_messages(tiny, messages):
     with pytest.raises(ValueError, match="messages"):
         tiny.apply_chat_template(messages)
+
+
+# ---------------------------------------------------------------- SmolLM2's template, and unknown ones
+def with_template(tokenizer: Tokenizer, template) -> Tokenizer:
+    return Tokenizer(tokenizer.backend, {**tokenizer.config, "chat_template": template})
+
+
+def test_template_string_is_smollm2_instruct():
+    assert SMOLLM2_CHAT_TEMPLATE == SMOLLM2["chat_template"]
+
+
+@pytest.mark.parametrize("case", SMOLLM2["chats"], ids=lambda case: f"{len(case['messages'])}msg-gen{case['add_generation_prompt']}")
+def test_smollm2_chat_template_matches_jinja_render(tiny, case):
+    smol = with_template(tiny, SMOLLM2_CHAT_TEMPLATE)
+    assert smol.apply_chat_template(case["messages"], add_generation_prompt=case["add_generation_prompt"]) == case["text"]
+
+
+def test_smollm2_layout_by_hand(tiny):
+    text = with_template(tiny, SMOLLM2_CHAT_TEMPLATE).apply_chat_template([{"role": "user", "content": "hi"}])
+    assert text == (f"<|im_start|>system\n{SMOLLM2_SYSTEM_PROMPT}<|im_end|>\n"
+                    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_template_survives_save_and_load(tiny, tmp_path):
+    with_template(tiny, SMOLLM2_CHAT_TEMPLATE).save_pretrained(tmp_path)
+    loaded = Tokenizer.from_pretrained(tmp_path)
+    assert loaded.config["chat_template"] == SMOLLM2_CHAT_TEMPLATE
+    assert SMOLLM2_SYSTEM_PROMPT in loaded.apply_chat_template([{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{% for m in messages %}{{ m.content }}{% endfor %}", "chat_template is not one timer1 reproduces"),
+    (QWEN25_CHAT_TEMPLATE.replace("Alibaba Cloud", "someone"), "chat_template is not one timer1 reproduces"),
+    ([{"name": "default", "template": QWEN25_CHAT_TEMPLATE}], "chat_template is not one timer1 reproduces"),
+    (None, "has no chat_template"),
+])
+def test_unknown_template_is_a_clear_error(tiny, template, message):
+    with pytest.raises(ValueError, match=message):
+        with_template(tiny, template).apply_chat_template([{"role": "user", "content": "hi"}])
 
 
 # ---------------------------------------------------------------- the trained tiny tokenizer

@@ -1,4 +1,4 @@
-"""The Qwen2 / Qwen2.5 decoder, written out by hand, with Hugging Face module names.
+"""The Qwen2 / Qwen2.5 decoder, written out by hand, with Hugging Face module names; Llama too.
 
 Follows Hugging Face ``transformers/models/qwen2/modeling_qwen2.py`` for every formula:
 RMSNorm computed in fp32 and cast back before the weight; rotary embeddings with the half-split
@@ -6,6 +6,12 @@ RMSNorm computed in fp32 and cast back before the weight; rotary embeddings with
 (q/k/v projections with a bias, o_proj without) scaled by ``head_dim**-0.5``; a SwiGLU MLP
 ``down(silu(gate(x)) * up(x))``. Sliding-window attention is off in every Qwen2.5 release and is
 refused here.
+
+``model_type: llama`` (``modeling_llama.py``: SmolLM2, Llama 1/2, TinyLlama) is the same decoder with
+other biases: none by default, ``attention_bias`` puts one on q, k, v and o, ``mlp_bias`` on the three
+MLP projections (Qwen2 always has its q/k/v bias and no other). A config field this decoder cannot
+honour (another RoPE type, sliding windows, another activation, attention dropout) is a ValueError,
+never an approximation.
 
 Module names equal Hugging Face's (``model.embed_tokens``, ``model.layers.{i}.self_attn.q_proj``, ...,
 ``model.norm``, ``lm_head``), so loading a checkpoint is a strict ``load_state_dict``, no renaming.
@@ -43,7 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-SUPPORTED_MODEL_TYPES = ("qwen2",)
+SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -71,7 +77,7 @@ def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 
 @dataclass
 class Qwen2Config:
-    """The fields of a Qwen2 ``config.json`` that the architecture needs, under HF's names.
+    """The fields of a Qwen2 (or Llama) ``config.json`` that the architecture needs, under HF's names.
 
     :meth:`from_dict` reads both dialects: hub checkpoints (``rope_theta`` and ``torch_dtype`` at the
     top level) and files written by transformers 5 (``rope_parameters: {rope_theta, rope_type}`` and
@@ -94,6 +100,8 @@ class Qwen2Config:
     hidden_act: str = "silu"
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
+    attention_bias: bool = False  # llama only: a bias on q, k, v and o_proj
+    mlp_bias: bool = False  # llama only: a bias on gate, up and down_proj
 
     def __post_init__(self):
         if self.head_dim is None:
@@ -103,22 +111,20 @@ class Qwen2Config:
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
                 f"num_key_value_heads ({self.num_key_value_heads})"
             )
+        if self.model_type == "qwen2" and (self.attention_bias or self.mlp_bias):
+            raise ValueError("attention_bias/mlp_bias are llama fields; qwen2 has a fixed q/k/v bias")
+
+    @property
+    def qkv_bias(self) -> bool:
+        """Qwen2 always biases q/k/v; Llama when ``attention_bias``."""
+        return self.model_type == "qwen2" or self.attention_bias
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config") -> "Qwen2Config":
         """Build from a parsed ``config.json``; ``source`` names the file in error messages."""
-        model_type = raw.get("model_type")
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(f"{source}: unsupported model_type {model_type!r} (supported: qwen2)")
-        if raw.get("use_sliding_window"):
-            raise ValueError(f"{source}: use_sliding_window=true is not supported")
-        if raw.get("hidden_act", "silu") != "silu":
-            raise ValueError(f"{source}: unsupported hidden_act {raw['hidden_act']!r} (only silu)")
+        _check_supported(raw, source)
         raw = dict(raw)
         rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type != "default":
-            raise ValueError(f"{source}: unsupported rope_type {rope_type!r} (only default RoPE)")
         if "rope_theta" in rope:  # transformers-5 dialect
             raw["rope_theta"] = rope["rope_theta"]
         if "dtype" in raw and "torch_dtype" not in raw:  # transformers-5 dialect
@@ -131,7 +137,10 @@ class Qwen2Config:
         if "num_key_value_heads" not in kept:
             kept["num_key_value_heads"] = kept.get("num_attention_heads", cls.num_attention_heads)
         kept["torch_dtype"] = str(kept.get("torch_dtype", "float32")).removeprefix("torch.")
-        return cls(**kept)
+        try:
+            return cls(**kept)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Qwen2Config":
@@ -145,9 +154,9 @@ class Qwen2Config:
         return cls.from_dict(raw, source=str(path))
 
     def to_dict(self) -> dict:
-        """The hub dialect of ``config.json`` (what Qwen/Qwen2.5-* carry)."""
+        """The hub dialect of ``config.json`` (what Qwen/Qwen2.5-* and HuggingFaceTB/SmolLM2-* carry)."""
         out = {
-            "architectures": ["Qwen2ForCausalLM"],
+            "architectures": ["LlamaForCausalLM" if self.model_type == "llama" else "Qwen2ForCausalLM"],
             "model_type": self.model_type,
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
@@ -162,17 +171,39 @@ class Qwen2Config:
             "rope_scaling": None,
             "tie_word_embeddings": self.tie_word_embeddings,
             "torch_dtype": self.torch_dtype,
-            "use_sliding_window": False,
-            "sliding_window": self.max_position_embeddings,
-            "max_window_layers": self.num_hidden_layers,
             "attention_dropout": 0.0,
             "use_cache": True,
             "bos_token_id": self.bos_token_id,
             "eos_token_id": self.eos_token_id,
         }
-        if self.head_dim != self.hidden_size // self.num_attention_heads:
-            out["head_dim"] = self.head_dim
+        if self.model_type == "llama":  # LlamaConfig's own fields
+            out.update(attention_bias=self.attention_bias, mlp_bias=self.mlp_bias, head_dim=self.head_dim,
+                       pretraining_tp=1)
+        else:  # Qwen2Config's; head_dim only when it is not the default
+            out.update(use_sliding_window=False, sliding_window=self.max_position_embeddings,
+                       max_window_layers=self.num_hidden_layers)
+            if self.head_dim != self.hidden_size // self.num_attention_heads:
+                out["head_dim"] = self.head_dim
         return out
+
+
+def _check_supported(raw: dict, source: str) -> None:
+    """Refuse, with one line naming the field, a config this decoder would only approximate."""
+    model_type = raw.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"{source}: unsupported model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+    if raw.get("use_sliding_window"):
+        raise ValueError(f"{source}: use_sliding_window=true is not supported")
+    if any(kind != "full_attention" for kind in raw.get("layer_types") or ()):  # transformers-5 dialect
+        raise ValueError(f"{source}: layer_types other than full_attention are not supported")
+    if raw.get("hidden_act", "silu") != "silu":
+        raise ValueError(f"{source}: unsupported hidden_act {raw['hidden_act']!r} (only silu)")
+    if raw.get("attention_dropout", 0.0):
+        raise ValueError(f"{source}: attention_dropout={raw['attention_dropout']} is not supported (only 0)")
+    rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type != "default":
+        raise ValueError(f"{source}: unsupported rope_type {rope_type!r} (only default RoPE)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,10 +312,11 @@ class Attention(nn.Module):
         self.n_heads = config.num_attention_heads
         self.n_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
-        self.q_proj = nn.Linear(config.hidden_size, self.n_heads * self.head_dim, bias=True)
-        self.k_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=True)
-        self.v_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=True)
-        self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
+        qkv_bias = config.qkv_bias
+        self.q_proj = nn.Linear(config.hidden_size, self.n_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=config.attention_bias)
 
     def forward(self, x, cos, sin, mask, is_causal, cache: KVCache | None):
         B, T, _ = x.shape
@@ -334,13 +366,14 @@ def _sdpa(q, k, v, mask, is_causal):
 
 
 class MLP(nn.Module):
-    """SwiGLU: ``down_proj(silu(gate_proj(x)) * up_proj(x))``, no biases."""
+    """SwiGLU: ``down_proj(silu(gate_proj(x)) * up_proj(x))``; biases only for a llama ``mlp_bias``."""
 
     def __init__(self, config: Qwen2Config):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        bias = config.mlp_bias
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -495,7 +528,7 @@ class Qwen2(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | str | None = None,
                         device: torch.device | str = "cpu") -> "Qwen2":
-        """Load a Hugging Face Qwen2/Qwen2.5 directory (``config.json`` + ``model.safetensors`` or
+        """Load a Hugging Face Qwen2/Qwen2.5 or Llama directory (``config.json`` + ``model.safetensors`` or
         shards listed in ``model.safetensors.index.json``).
 
         ``dtype=None`` means the checkpoint's dtype (config ``torch_dtype``/``dtype``) on cuda and

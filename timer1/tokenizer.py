@@ -1,4 +1,4 @@
-"""Tokenizer: a thin wrapper over the `tokenizers` library with Qwen2.5's chat template in Python.
+"""Tokenizer: a thin wrapper over the `tokenizers` library with the checkpoints' chat templates in Python.
 
 Reads a Hugging Face tokenizer directory (`tokenizer.json`, plus `tokenizer_config.json` and
 `generation_config.json` when present) and writes the same layout, loadable by `transformers`.
@@ -10,6 +10,10 @@ Facts followed (Qwen2.5-Instruct on the Hub):
 - no BOS token; `<|endoftext|>` 151643 is pad, `<|im_end|>` 151645 ends a chat turn;
 - generation_config.json lists `eos_token_id: [151645, 151643]`, tokenizer_config.json names
   `eos_token: "<|im_end|>"`; the first wins when both exist.
+
+SmolLM2-Instruct (HuggingFaceTB, as stored in its GGUF and written by timer1.gguf): `<|im_start|>` 1 is
+bos (never added to encoded text), `<|im_end|>` 2 is eos and pad; its chat template is the same ChatML
+turns as Qwen2.5's with its own default system prompt.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ QWEN_SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 REASONING_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
 
 DEFAULT_SYSTEM_PROMPT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+SMOLLM2_SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 # Qwen2.5-Instruct's `chat_template` (tokenizer_config.json), verbatim. It is only written to disk
 # so that Hugging Face tools render our checkpoints the same way; at run time the Python
@@ -107,11 +112,25 @@ QWEN25_CHAT_TEMPLATE = (
     "{%- endif %}\n"
 )
 
+# SmolLM2-Instruct's `chat_template`, verbatim (its tokenizer_config.json, and its GGUF's
+# tokenizer.chat_template): ChatML turns, the default system turn only when messages[0] is not one.
+# Its jinja string literals hold real newline characters (Qwen's hold the two characters backslash, n).
+SMOLLM2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# The templates apply_chat_template reproduces (without jinja), each with its default system prompt.
+# Both render the same ChatML turns; they differ in that prompt (and Qwen's tool branch, unsupported).
+KNOWN_CHAT_TEMPLATES = {QWEN25_CHAT_TEMPLATE: DEFAULT_SYSTEM_PROMPT, SMOLLM2_CHAT_TEMPLATE: SMOLLM2_SYSTEM_PROMPT}
+
 CHAT_ROLES = ("system", "user", "assistant")
 
 
 class Tokenizer:
-    """Encode/decode text and render chats the way Qwen2.5 does.
+    """Encode/decode text and render chats the way the checkpoint's chat template does.
 
     `backend` is a `tokenizers.Tokenizer`; `config` is the tokenizer_config.json dict (kept so that
     `save_pretrained` round-trips keys we do not use); `eos_ids` overrides the eos resolution
@@ -204,23 +223,36 @@ class Tokenizer:
 
     # ---------------------------------------------------------------- chat
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """Qwen2.5-Instruct's chat text for `messages` (dicts with "role" and "content").
+        """The checkpoint's chat text for `messages` (dicts with "role" and "content").
 
-        Same output as its jinja template (QWEN25_CHAT_TEMPLATE) without tools: a system turn
-        first (the default Qwen prompt when messages[0] is not a system message), then each turn
-        as `<|im_start|>{role}\\n{content}<|im_end|>\\n`, then `<|im_start|>assistant\\n` when
+        The template is tokenizer_config.json's `chat_template`, which must be one of
+        KNOWN_CHAT_TEMPLATES (Qwen2.5-Instruct's or SmolLM2-Instruct's; without the key, as for
+        the project's own tiny tokenizers, Qwen2.5's); any other is a ValueError. Same output as
+        the jinja template without tools: a system turn first (the template's default prompt when
+        messages[0] is not a system message), then each turn as
+        `<|im_start|>{role}\\n{content}<|im_end|>\\n`, then `<|im_start|>assistant\\n` when
         `add_generation_prompt`. Roles: system, user, assistant. Tools, tool calls and "tool"
         turns are not supported (a ValueError says so).
         """
+        default_system = self._default_system_prompt()
         _check_messages(messages)
         parts = []
         if messages[0]["role"] != "system":
-            parts.append(_chat_turn("system", DEFAULT_SYSTEM_PROMPT))
+            parts.append(_chat_turn("system", default_system))
         for message in messages:
             parts.append(_chat_turn(message["role"], message["content"]))
         if add_generation_prompt:
             parts.append(f"{IM_START}assistant\n")
         return "".join(parts)
+
+    def _default_system_prompt(self) -> str:
+        template = self.config.get("chat_template", QWEN25_CHAT_TEMPLATE)
+        if template is None:
+            raise ValueError("this tokenizer has no chat_template (tokenizer_config.json), so no chat format")
+        if not isinstance(template, str) or template not in KNOWN_CHAT_TEMPLATES:
+            raise ValueError("tokenizer_config.json chat_template is not one timer1 reproduces "
+                             "(Qwen2.5-Instruct's or SmolLM2-Instruct's, verbatim)")
+        return KNOWN_CHAT_TEMPLATES[template]
 
     # ---------------------------------------------------------------- saving
     def save_pretrained(self, path: str | os.PathLike) -> None:
