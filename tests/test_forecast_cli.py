@@ -257,3 +257,185 @@ def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_modu
     monkeypatch.setattr(forecast_module, "SMALL_MODEL_PARAMS", 10)
     forecast_module.open_policy(checkpoint, None, "cpu", "float32")
     assert calls == []                                           # a large model keeps torch's choice
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs never destroy anything, and are checked before the model loads
+
+@pytest.fixture
+def no_model_load(forecast_module, monkeypatch):
+    """Output checks must come first: loading the model here fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output paths were checked")
+    monkeypatch.setattr(forecast_module, "open_policy", refuse)
+
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and captured.out == "", captured.err
+    return lines[0]
+
+
+def test_outputs_that_alias_an_input_or_each_other_are_refused(tmp_path, checkpoint, forecast_module, capsys,
+                                                                no_model_load):
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    original = source.read_bytes()
+    (tmp_path / "alias.svg").symlink_to(source)
+    os.link(source, tmp_path / "hard.csv")
+    cases = [(["--out", source], f"--out {source} is the input {source}"),
+             (["--plot", tmp_path / "alias.svg"], f"--plot {tmp_path / 'alias.svg'} is the input {source}"),
+             (["--out", tmp_path / "hard.csv"], "is the input"),
+             (["--out", tmp_path / "same.svg", "--plot", tmp_path / "same.svg"],
+              f"--plot {tmp_path / 'same.svg'} is --out {tmp_path / 'same.svg'}")]
+    for extra, message in cases:
+        assert forecast_module.main([str(source), "--model", str(checkpoint), *map(str, extra), *FAST]) == 2
+        assert message in one_error_line(capsys)
+    assert source.read_bytes() == original and not (tmp_path / "same.svg").exists()
+
+
+def test_plot_must_be_svg(tmp_path, checkpoint, forecast_module, capsys, no_model_load):
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    assert forecast_module.main([str(source), "--model", str(checkpoint), "--plot", str(tmp_path / "x.png")]) == 2
+    assert one_error_line(capsys) == f"error: --plot {tmp_path / 'x.png'}: the plot is an SVG; give a path ending in .svg"
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "/proc", "no directory"])
+def test_unwritable_outputs_fail_before_the_model_and_name_the_path(kind, tmp_path, checkpoint, forecast_module,
+                                                                    capsys, no_model_load):
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    out = {"directory": tmp_path, "fifo": tmp_path / "pipe.csv", "/proc": Path("/proc/timer1-fc.csv"),
+           "no directory": tmp_path / "absent" / "fc.csv"}[kind]
+    if kind == "fifo":
+        os.mkfifo(out)
+    assert forecast_module.main([str(source), "--model", str(checkpoint), "--out", str(out), *FAST]) == 2
+    line = one_error_line(capsys)
+    assert str(out) in line and ".tmp" not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.csv"] + (["pipe.csv"] if kind == "fifo" else []))
+
+
+# ---------------------------------------------------------------------------------------------
+# horizon and model limits
+
+@pytest.mark.parametrize("option, value", [("--horizon", "0"), ("--lookback", "0"), ("--horizon", "-3")])
+def test_zero_or_negative_sizes_are_errors(option, value, tmp_path, checkpoint, forecast_module, capsys):
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    argv = [str(source), "--model", str(checkpoint), "--samples", "2", "--max-new-tokens", "4", option, value]
+    assert forecast_module.main(argv) == 2
+    assert one_error_line(capsys) == f"error: {option} must be a positive number of steps, got {value}"
+
+
+def test_horizon_is_capped_per_model(tmp_path, checkpoint, forecast_module, capsys, no_model_load):
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    argv = [str(source), "--model", str(checkpoint), "--lookback", "24", "--horizon", "100000"]
+    assert forecast_module.main(argv) == 2  # no training record: 4 x the paper's 96
+    assert one_error_line(capsys) == ("error: --horizon 100000 is more than 384 steps, 4 times the 96 this model was "
+                                      "trained for; forecast in shorter pieces")
+    shipped = REPO / "checkpoints" / "timer1-tiny"  # trained for 96 (training/grip.toml)
+    assert forecast_module.trained_horizon(shipped) == 96
+    assert forecast_module.main([str(source), "--model", str(shipped), "--lookback", "24", "--horizon", "385"]) == 2
+    assert "more than 384 steps" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("step, horizon", [("hourly", 48), ("daily", 14), ("weekly", 104), ("monthly", 24),
+                                           ("quarterly", 8), ("yearly", 10), ("index", 96)])
+def test_default_horizon_follows_the_step(step, horizon, tmp_path, checkpoint, forecast_module, capsys):
+    dates = dates_for(step, ROWS + horizon)
+    source = ramp_csv(tmp_path / "series.csv", dates[:ROWS])
+    argv = [str(source), "--model", str(checkpoint), "--lookback", "24", "--samples", "2", "--max-new-tokens", "4"]
+    assert forecast_module.main(argv) == 0
+    captured = capsys.readouterr()
+    assert [r["date"] for r in read_output(captured.out)] == dates[ROWS:]
+    assert f"horizon {horizon} steps (default for {step} data" in captured.err
+
+
+def test_paper_datasets_keep_the_paper_horizon(tmp_path, forecast_module):
+    from timer1.data import read_csv
+
+    for name, horizon in (("nasdaq", 36), ("exchange", 96)):
+        path = ramp_csv(tmp_path / f"{name}.csv", dates_for("daily", ROWS))
+        assert forecast_module.default_horizon(read_csv(path)) == horizon
+
+
+def test_the_prompt_and_the_token_budget_follow_the_horizon(tmp_path, checkpoint, forecast_module, capsys,
+                                                            monkeypatch):
+    import timer1.slow_think as slow_think_module
+    from timer1.tokenizer import Tokenizer
+
+    seen = []
+
+    def recording_generate(model, prompts, **kwargs):
+        seen.append((prompts[0], kwargs["max_new_tokens"]))
+        return generate(model, prompts, **kwargs)
+
+    generate = slow_think_module.generate
+    monkeypatch.setattr(slow_think_module, "generate", recording_generate)
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    budgets = {}
+    for horizon in (5, 40):
+        seen.clear()
+        argv = [str(source), "--model", str(checkpoint), "--lookback", "24", "--horizon", str(horizon),
+                "--samples", "2", "--rounds", "1"]
+        assert forecast_module.main(argv) == 0
+        assert len(read_output(capsys.readouterr().out)) == horizon
+        prompt = Tokenizer.from_pretrained(checkpoint).decode(seen[0][0])
+        assert f"Continue it with the next {horizon} values" in prompt
+        budgets[horizon] = seen[0][1]
+    assert budgets == {5: 256 + 4 * 5, 40: 256 + 4 * 40}
+
+
+# ---------------------------------------------------------------------------------------------
+# what the output says about where a forecast came from
+
+def fake_result(kept: int, point, fallback: str | None = None):
+    from timer1.slow_think import SlowThinkResult
+
+    point = np.asarray(point, dtype=np.float64)
+    quantiles = {0.1: point - 1, 0.5: point, 0.9: point + 1} if kept >= 2 else {q: point.copy() for q in (0.1, 0.5, 0.9)}
+    return SlowThinkResult(point, quantiles, point[None, :], [], [], kept, 4 - kept, 1, fallback,
+                           "model" if fallback is None else "seasonal naive (period 24)")
+
+
+def test_source_column_and_no_zero_width_band(tmp_path, forecast_module):
+    window = type("W", (), {"target_dates": ["d1", "d2"]})()
+    banded = forecast_module.forecast_rows("v", window, fake_result(3, [1.0, 2.0]), with_channel=False)
+    assert banded == [["d1", "1", "0", "1", "2", "model"], ["d2", "2", "1", "2", "3", "model"]]
+    one_draft = forecast_module.forecast_rows("v", window, fake_result(1, [1.0, 2.0]), with_channel=False)
+    assert one_draft == [["d1", "1", "", "1", "", "model"], ["d2", "2", "", "2", "", "model"]]
+    fallback = forecast_module.forecast_rows("v", window, fake_result(0, [1.0, 2.0], "no draft passed"), True)
+    assert fallback[0] == ["v", "d1", "1", "", "1", "", "seasonal naive (period 24)"]
+
+
+@pytest.mark.parametrize("history_min, clipped", [(0.0, True), (-1.0, False)])
+def test_non_negative_histories_give_non_negative_forecasts(history_min, clipped, tmp_path, checkpoint,
+                                                           forecast_module, capsys, monkeypatch):
+    import timer1.slow_think as slow_think_module
+
+    monkeypatch.setattr(slow_think_module, "slow_think",
+                        lambda policy, window, config, **kw: fake_result(3, np.linspace(-2, 2, window.horizon)))
+    dates = dates_for("hourly", ROWS)
+    source = tmp_path / "counts.csv"
+    source.write_text("date,count\n" + "".join(f"{d},{history_min if k == 5 else k % 7}\n" for k, d in enumerate(dates)))
+    assert forecast_module.main([str(source), "--model", str(checkpoint), *FAST]) == 0
+    captured = capsys.readouterr()
+    values = np.array([[float(r[k]) for k in ("forecast", "q0.1", "q0.5", "q0.9")] for r in read_output(captured.out)])
+    assert (values.min() >= 0) == clipped and ("clipped at 0" in captured.err) == clipped
+    if clipped:
+        np.testing.assert_allclose(values[:, 0], np.maximum(np.linspace(-2, 2, HORIZON), 0))
+
+
+def test_a_checkpoint_with_non_finite_logits_is_an_error(tmp_path, forecast_module, capsys):
+    import torch
+
+    from timer1.policy import save_policy
+    from timer1.task import PromptFormat
+
+    policy = random_policy(TINY, seed=0, prompt_format=PromptFormat("compact"))
+    with torch.no_grad():
+        policy.model.model.norm.weight.fill_(float("nan"))
+    broken = save_policy(policy, tmp_path / "nan-model")
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    assert forecast_module.main([str(source), "--model", str(broken), "--out", str(tmp_path / "fc.csv"), *FAST]) == 2
+    assert one_error_line(capsys) == f"error: {broken}: the checkpoint's logits are not finite (NaN or inf weights?)"
+    assert not (tmp_path / "fc.csv").exists()

@@ -258,12 +258,12 @@ class DateCells:
 
         def pad(key: str) -> str:
             """Zero-padding of a field: seen ("01") or not ("1"); if every value has two digits,
-            ISO-like dashes pad and slashes do not (the wind file's 2020/1/1 0:00)."""
+            ISO-like dashes and German dots pad, slashes do not (the wind file's 2020/1/1 0:00)."""
             if self.one_digit[key]:
                 return ""
             if self.leading_zero[key]:
                 return ":02d"
-            return ":02d" if sep == "-" else ""
+            return ":02d" if sep in "-." else ""
 
         month, day = "{m" + pad(month_key) + "}", "{d" + pad(day_key) + "}"
         if kind == "ymd":
