@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -156,16 +157,8 @@ def read_gguf(path: str | os.PathLike) -> GGUFFile:
         head = f.read(4)
         if head != MAGIC:
             raise ValueError(f"{path}: not a GGUF file (magic {head!r}, expected {MAGIC!r})")
-        f.seek(0)
-        # metadata and infos are small next to the weights: read until they are parsed, 16 MB at first
-        cursor = _Cursor(f.read(min(size, 1 << 24)), str(path))
-        try:
-            return _parse(cursor, path, size)
-        except ValueError as err:
-            if "truncated" not in str(err) or len(cursor.buffer) == size:
-                raise
-        f.seek(0)
-        return _parse(_Cursor(f.read(), str(path)), path, size)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:  # the OS pages in what is read
+            return _parse(_Cursor(buffer, str(path)), path, size)
 
 
 def _parse(cursor: _Cursor, path: Path, size: int) -> GGUFFile:
