@@ -231,6 +231,7 @@ def test_bad_magic_version_and_truncation(tmp_path):
         "cut in metadata": (good[:200], "truncated file"),
         "cut in data": (good[:-10], r"truncated file \(tensor .* ends at byte"),
         "empty": (b"", "not a GGUF file"),
+        "no dims": (write_gguf(tmp_path / "z", {}, {"w": ((), "F32", b"")}).read_bytes(), "'w' has no dimensions"),
     }
     for name, (content, message) in cases.items():
         (tmp_path / f"{name}.gguf").write_bytes(content)
@@ -252,6 +253,8 @@ def test_unsupported_type_is_named(tmp_path):
     ({"tokenizer.ggml.model": "llama"}, "tokenizer model 'llama' is not supported"),
     ({"llama.feed_forward_length": 40}, r"'model.layers.0.mlp.gate_proj.weight' has shape \(48, 32\), the metadata implies \(40, 32\)"),
     ({"llama.rope.dimension_count": 4}, "rotary dimensions differ from the head size 8"),
+    ({"llama.attention.head_count_kv": 3}, r"m.gguf: num_attention_heads \(4\) must be a multiple of"),
+    ({"tokenizer.ggml.merges": ["a q"]}, "merges do not fit the vocabulary"),
 ])
 def test_metadata_the_decoder_cannot_honour(tmp_path, extra, message):
     file = llama_gguf(tmp_path / "m.gguf", tiny_llama(True), **extra)

@@ -78,7 +78,7 @@ SUPPORTED_TYPES = {
 _OTHER_TYPE_NAMES = {6: "Q5_0", 7: "Q5_1", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K",
                      14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S",
                      20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32",
-                     27: "I64", 28: "F64", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4"}
+                     27: "I64", 28: "F64", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,6 +199,8 @@ def _ggml_type(ggml_type: int, where: str) -> GGMLType:
 
 def _tensor_nbytes(shape: tuple[int, ...], ggml_type: int, where: str) -> int:
     kind = _ggml_type(ggml_type, where)
+    if not shape:
+        raise ValueError(f"{where} has no dimensions")
     if shape[-1] % kind.block_size:
         raise ValueError(f"{where}: rows of {shape[-1]} values do not fill {kind.name} blocks of {kind.block_size}")
     return int(np.prod(shape)) // kind.block_size * kind.block_bytes
@@ -268,7 +270,7 @@ def llama_config(gguf: GGUFFile) -> Qwen2Config:
     if field("attention.value_length", head_dim) != head_dim or field("rope.dimension_count", head_dim) != head_dim:
         raise ValueError(f"{where}: value length or rotary dimensions differ from the head size {head_dim}")
     tokens = meta.get("tokenizer.ggml.tokens") or []
-    return Qwen2Config(
+    fields = dict(
         model_type="llama",
         vocab_size=field("vocab_size", len(tokens) or None),
         hidden_size=hidden,
@@ -286,6 +288,10 @@ def llama_config(gguf: GGUFFile) -> Qwen2Config:
         bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
         eos_token_id=meta.get("tokenizer.ggml.eos_token_id"),
     )
+    try:
+        return Qwen2Config(**fields)
+    except ValueError as err:  # e.g. heads not a multiple of kv heads
+        raise ValueError(f"{where}: {err}") from None
 
 
 # GGUF tensor names (llama.cpp's tensor_mapping) -> HF module names; {i} is the layer
@@ -366,7 +372,10 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
     if not tokens or len(types) != len(tokens) or any(len(m) != 2 for m in merges):
         raise ValueError(f"{where}: tokenizer.ggml tokens, token types or merges are missing or malformed")
     vocab = {token: index for index, token in enumerate(tokens)}
-    backend = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    try:
+        backend = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    except Exception as err:  # the Rust side raises plain Exceptions, e.g. a merge of unknown tokens
+        raise ValueError(f"{where}: tokenizer.ggml merges do not fit the vocabulary ({err})") from None
     backend.pre_tokenizer = PRE_TOKENIZERS[pre]()
     backend.decoder = decoders.ByteLevel()
     # control tokens (<|im_start|>...) are matched whole and special; user-defined ones whole, not special
