@@ -251,6 +251,7 @@ def test_unsupported_type_is_named(tmp_path):
     ({"llama.rope.scaling.type": "linear"}, "rope scaling 'linear' is not supported"),
     ({"tokenizer.ggml.pre": "llama-bpe"}, "pre-tokenizer 'llama-bpe' is not supported"),
     ({"tokenizer.ggml.model": "llama"}, "tokenizer model 'llama' is not supported"),
+    ({"tokenizer.ggml.add_bos_token": True}, "add_bos_token is true; timer1's Tokenizer never adds a BOS"),
     ({"llama.feed_forward_length": 40}, r"'model.layers.0.mlp.gate_proj.weight' has shape \(48, 32\), the metadata implies \(40, 32\)"),
     ({"llama.rope.dimension_count": 4}, "rotary dimensions differ from the head size 8"),
     ({"llama.attention.head_count_kv": 3}, r"m.gguf: num_attention_heads \(4\) must be a multiple of"),

@@ -367,6 +367,8 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
         raise ValueError(f"{where}: tokenizer model {kind!r} is not supported (only gpt2, byte-level BPE)")
     if pre not in PRE_TOKENIZERS:
         raise ValueError(f"{where}: pre-tokenizer {pre!r} is not supported (supported: {', '.join(PRE_TOKENIZERS)})")
+    if meta.get("tokenizer.ggml.add_bos_token"):
+        raise ValueError(f"{where}: tokenizer.ggml.add_bos_token is true; timer1's Tokenizer never adds a BOS")
     tokens, types = meta.get("tokenizer.ggml.tokens", []), meta.get("tokenizer.ggml.token_type", [])
     merges = [tuple(merge.split(" ")) for merge in meta.get("tokenizer.ggml.merges", [])]
     if not tokens or len(types) != len(tokens) or any(len(m) != 2 for m in merges):
@@ -379,22 +381,22 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
     backend.pre_tokenizer = PRE_TOKENIZERS[pre]()
     backend.decoder = decoders.ByteLevel()
     # control tokens (<|im_start|>...) are matched whole and special; user-defined ones whole, not special
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                                for t, kind in zip(tokens, types) if kind == _CONTROL])
-    backend.add_tokens([AddedToken(t, special=False, normalized=False)
-                        for t, kind in zip(tokens, types) if kind == _USER_DEFINED])
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False)
+                                for token, token_type in zip(tokens, types) if token_type == _CONTROL])
+    backend.add_tokens([AddedToken(token, special=False, normalized=False)
+                        for token, token_type in zip(tokens, types) if token_type == _USER_DEFINED])
 
-    def token(key: str) -> str | None:
+    def special(key: str) -> str | None:
         index = meta.get(f"tokenizer.ggml.{key}")
         return tokens[index] if index is not None and 0 <= index < len(tokens) else None
 
     config = {
-        "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+        "add_bos_token": False,
         "add_prefix_space": False,
-        "bos_token": token("bos_token_id"),
-        "eos_token": token("eos_token_id"),
-        "pad_token": token("padding_token_id"),
-        "unk_token": token("unknown_token_id"),
+        "bos_token": special("bos_token_id"),
+        "eos_token": special("eos_token_id"),
+        "pad_token": special("padding_token_id"),
+        "unk_token": special("unknown_token_id"),
         "chat_template": meta.get("tokenizer.chat_template"),  # None: the file has none
         "model_max_length": meta.get("llama.context_length", 2048),
         # not GPT2Tokenizer: transformers 5 rebuilds that class's pipeline with GPT-2's pre-tokenizer,
