@@ -221,7 +221,7 @@ class DateCells:
         candidates = [built for built in (self._build(a, b, "md"), self._build(b, a, "dm")) if built is not None]
         if not candidates:
             return None
-        chosen = min(candidates, key=lambda built: len(np.unique(np.diff(np.sort(built[0])))))  # stable: md on a tie
+        chosen = min(candidates, key=lambda built: _grid_steps(built[0]))  # min is stable: month first on a tie
         if len(candidates) == 2:
             order = "MM/DD (month first)" if chosen is candidates[0] else "DD/MM (day first)"
             warnings.warn(f"dates like {self._example()} could be day or month first; read as {order}, "
@@ -273,6 +273,18 @@ class DateCells:
         if time_sep:
             style += time_sep + "{H" + pad("H") + "}:{M:02d}" + (":{S:02d}" if has_secs else "")
         return style + zone
+
+
+def _grid_steps(timestamps: np.ndarray) -> float:
+    """How many steps of their own regular grid the dates span (inf when they sit on none): the
+    fewer, the more regular, which tells 07/01/1950 read as monthly from the same read as daily
+    with years missing."""
+    keys = np.sort(timestamps.astype(np.int64))
+    diffs = np.diff(keys)
+    if not (diffs > 0).any():
+        return float(len(keys))
+    positions = grid_positions(keys.astype("datetime64[s]"), classify_step(float(np.median(diffs[diffs > 0])), ""))
+    return np.inf if positions is None else float(positions[-1] + 1)
 
 
 def parse_dates(cells: Sequence[str]) -> tuple[np.ndarray, str] | None:
