@@ -335,8 +335,10 @@ def test_smollm2_tokenizer_and_template_equal_transformers(smollm2):
 
 def test_smollm2_greedy_equals_transformers(smollm2):
     _, model, tok, reference = smollm2
+    assert max(len(case["tokens"]) for case in reference["greedy"]) == 64
     for case in reference["greedy"]:
-        prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": case["question"]}]))
+        text = tok.apply_chat_template([{"role": "user", "content": case["prompt"]}]) if case["chat"] else case["prompt"]
+        prompt = tok.encode(text)
         assert prompt == case["prompt_ids"]
         out = generate(model, [prompt], max_new_tokens=64, temperature=0, eos_ids=tok.eos_ids)
         assert out.tokens[0] == case["tokens"]
