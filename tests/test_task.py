@@ -6,7 +6,7 @@ import pytest
 from timer1.data import paper_windows, read_csv, split_bounds
 from timer1.prompts import compact_scaler
 from timer1.task import (STYLES, PromptFormat, WindowSpec, complete_forecast, forecast_from_completion,
-                         load_windows, reward_target, target_completion)
+                         load_windows, parse_shape, reward_target, target_completion)
 from timer1.rewards import compute_reward
 
 
@@ -71,6 +71,21 @@ def test_synthetic_fraction_and_cap(shared_data):
     assert len(real) == 30 and len(windows) - len(real) == 10  # 10 / 40 = 0.25
     again = load_windows(spec, seed=3)
     np.testing.assert_array_equal(windows[-1].history, again[-1].history)  # seeded
+
+
+def test_training_windows_in_several_shapes(shared_data):
+    spec = WindowSpec(str(shared_data), ("ETTh1",), 96, 96, 96, shapes=((36, 36), (48, 12)), synthetic_frac=0.5)
+    train = load_windows(spec, "train")
+    real_shapes = {(w.lookback, w.horizon) for w in train if w.dataset != "synthetic"}
+    assert real_shapes == {(96, 96), (36, 36), (48, 12)}
+    assert all(len(w.history) == w.lookback and len(w.target) == w.horizon for w in train)
+    synthetic = [(w.lookback, w.horizon) for w in train if w.dataset == "synthetic"]
+    assert set(synthetic) == real_shapes  # synthetic windows draw their shape too
+    assert {(w.lookback, w.horizon) for w in load_windows(spec, "val")} == {(96, 96)}  # validation: the main shape
+    assert parse_shape("96x24") == (96, 24) and parse_shape("36X36") == (36, 36)
+    for bad in ("96", "96x", "ax3", "1x5", "96x0"):
+        with pytest.raises(ValueError, match="bad window shape"):
+            parse_shape(bad)
 
 
 def test_bad_inputs(shared_data, tmp_path):

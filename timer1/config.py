@@ -103,6 +103,9 @@ class DataConfig:
         "paper", "paper = the 5-part framing, official = the released prompt, compact = rescaled integers")
     digits: int = opt(2, "compact style: digits of the integer scale (2 = the history written as 10..89, fixed width)")
     synthetic_frac: float = opt(0.0, "fraction of training windows drawn from synthetic series")
+    shapes: tuple[str, ...] = opt(
+        (), "more training window shapes LOOKBACKxHORIZON (e.g. 36x36 for nasdaq's protocol, 96x24); "
+            "validation keeps lookback x horizon")
     sft_jsonl: str = opt("", "SFT samples (prompt/completion JSON lines); empty = build them on the fly")
 
 

@@ -130,19 +130,38 @@ class WindowSpec:
     channels: tuple[str, ...] = ()
     max_windows: int = 0
     synthetic_frac: float = 0.0
+    shapes: tuple[tuple[int, int], ...] = ()  # more (lookback, horizon) shapes for training windows
+
+    @property
+    def train_shapes(self) -> tuple[tuple[int, int], ...]:
+        return ((self.lookback, self.horizon), *self.shapes)
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """``"96x24"`` -> (96, 24); ValueError naming the text otherwise."""
+    try:
+        lookback, horizon = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"bad window shape {text!r}: write LOOKBACKxHORIZON, e.g. 96x24") from None
+    if lookback < 2 or horizon < 1:
+        raise ValueError(f"bad window shape {text!r}: need a look-back >= 2 and a horizon >= 1")
+    return lookback, horizon
 
 
 def window_spec_from(data) -> WindowSpec:
     """The WindowSpec a run's ``DataConfig`` (timer1.config) asks for."""
     return WindowSpec(data.data_dir, tuple(data.datasets), data.lookback, data.horizon, data.stride,
-                      tuple(data.channels), data.max_windows, data.synthetic_frac)
+                      tuple(data.channels), data.max_windows, data.synthetic_frac,
+                      tuple(parse_shape(s) for s in data.shapes))
 
 
 def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list[Window]:
     """Training (``region="train"``) or held-out validation (``"val"``) windows for a run.
 
-    Each dataset contributes windows lying wholly inside its train (or validation) region; with
-    ``synthetic_frac`` > 0 synthetic windows are added so they make up that fraction of the result.
+    Each dataset contributes windows lying wholly inside its train (or validation) region, training
+    windows in every shape of ``spec.train_shapes`` (validation ones in the main shape only, so scores
+    stay comparable); with ``synthetic_frac`` > 0 synthetic windows are added so they make up that
+    fraction of the result.
     ``max_windows`` caps the real windows (a seeded random subset). Raises ValueError when nothing
     usable is found, naming the datasets.
     """
@@ -155,8 +174,9 @@ def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list
         channels = [c for c in spec.channels if c in series.channels] or None
         rounding = protocol_for(name).round_inputs
         if region == "train":
-            windows += train_windows(series, spec.lookback, spec.horizon, spec.stride, channels=channels,
-                                     dataset=name, round_inputs=rounding)
+            for lookback, horizon in spec.train_shapes:
+                windows += train_windows(series, lookback, horizon, spec.stride, channels=channels,
+                                         dataset=name, round_inputs=rounding)
         else:
             windows += validation_windows(series, spec.lookback, spec.horizon, spec.stride, channels=channels,
                                           dataset=name, round_inputs=rounding)
@@ -164,31 +184,37 @@ def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list
     if spec.max_windows and len(windows) > spec.max_windows:
         keep = np.sort(rng.choice(len(windows), size=spec.max_windows, replace=False))
         windows = [windows[i] for i in keep]
-    windows += _synthetic_windows(spec, len(windows), seed + (0 if region == "train" else 10_000))
+    shapes = spec.train_shapes if region == "train" else spec.train_shapes[:1]
+    windows += _synthetic_windows(spec, shapes, len(windows), seed + (0 if region == "train" else 10_000))
     if not windows:
         raise ValueError(f"no usable {region} windows (lookback {spec.lookback}, horizon {spec.horizon}) "
                          f"in {', '.join(spec.datasets) or 'no datasets'}")
     return windows
 
 
-def _synthetic_windows(spec: WindowSpec, n_real: int, seed: int) -> list[Window]:
-    """Enough synthetic windows that they are ``synthetic_frac`` of the total (all of it with no real data)."""
+def _synthetic_windows(spec: WindowSpec, shapes, n_real: int, seed: int) -> list[Window]:
+    """Enough synthetic windows that they are ``synthetic_frac`` of the total (all of it with no real data),
+    each of a random shape from ``shapes``: level, trend, one or two cycles with random harmonics (so
+    cycles are not all sines), level shifts, spikes and noise, each drawn at random."""
     frac = spec.synthetic_frac
     if frac <= 0:
         return []
     wanted = max(1, round(n_real * frac / (1 - frac))) if frac < 1 else max(1, spec.max_windows or 64)
     rng = np.random.default_rng(seed)
     out: list[Window] = []
-    length = spec.lookback + spec.horizon
     while len(out) < wanted:
-        k = len(out)
-        period = float(rng.choice([7, 12, 24, 48]))
+        lookback, horizon = shapes[int(rng.integers(len(shapes)))]
+        cycles = []
+        for period in rng.choice([4, 7, 12, 24, 48, 96, 168], size=int(rng.integers(1, 3)), replace=False):
+            amplitude = float(rng.uniform(0.5, 10))
+            cycles.append((float(period), amplitude))
+            cycles += [(period / h, amplitude * float(rng.uniform(0, 0.5))) for h in (2, 3) if period / h >= 2]
         series = synthetic_frame(
-            int(length / 0.7) + 1, seed + k, name="synthetic",
+            int((lookback + horizon) / 0.7) + 1, seed + len(out), name="synthetic",
             level=float(rng.uniform(-50, 200)), trend=float(rng.normal(0, 0.05)),
-            periods=((period, float(rng.uniform(0.5, 10))),), level_shifts=int(rng.integers(0, 2)),
+            periods=tuple(cycles), level_shifts=int(rng.integers(0, 3)),
             spikes=int(rng.integers(0, 3)), noise=float(rng.uniform(0.05, 1.0)))
-        out += train_windows(series, spec.lookback, spec.horizon, spec.stride, dataset="synthetic")[:1]
+        out += train_windows(series, lookback, horizon, spec.stride, dataset="synthetic")[:1]
     return out[:wanted]
 
 
