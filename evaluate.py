@@ -26,7 +26,12 @@ unparsed when it states no number (``no_number``) or fewer values than the horiz
 ``timer1-slow`` when no draft passed the critic (``fallback``; ``drafts_kept`` of ``drafts_total``).
 
 The JSON report (``--out``, written atomically) is
-``{"results": {dataset: {method: {"mse", "mae", "mase", "crps", "n", "unparsed", ...}}}, "config": ...}``.
+``{"results": {dataset: {method: {"mse", "mae", "mase", "crps", "n", "unparsed", ...}}}, "forecasts": {dataset:
+{method: [{"point", "q0.1", "q0.9"} or null, ...]}}, "config": ...}``: ``forecasts`` lists each window's forecast
+in protocol order (null when unparsed; q0.1/q0.9 null without a band). ``--plot report.svg`` draws MSE and MASE
+of every method per dataset, with Time-R1's published MSE beside them (timer1.plot).
+The model methods run through timer1.forecaster (the loop forecast.py and the service use), window i
+seeded ``--seed + 1000 i``, so ``--batch`` changes the speed, not the forecasts.
 Bad input gives one line ``error: ...`` on stderr and exit code 2.
 """
 
@@ -47,10 +52,14 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 
 import numpy as np
 
-from forecast import add_model_arguments, log, open_policy, parse_with_preset, resolve_model, run_reporting_errors
+from forecast import add_model_arguments, log, parse_with_preset, run_reporting_errors
+from timer1.forecaster import Forecaster, open_policy, resolve_model
 
 MODEL_METHODS = ("timer1", "timer1-slow")
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
+# Time-R1's published MSE (paper Table 2, Qwen2.5-7B), drawn beside our methods by --plot
+PAPER_TIME_R1_MSE = {"ETTh1": 5.875, "ETTh2": 8.709, "exchange": 0.0007, "aqwan": 13033.0, "aqshunyi": 16151.0,
+                     "wind": 1354.0, "nasdaq": 0.0007}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=1.0, help="slow thinking temperature (default 1.0)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per answer (default: from the prompt style and horizon)")
-    parser.add_argument("--batch", type=int, default=1, help="windows per generate call (default 1)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="windows per generate call (default 1; each window has its own seed, so the "
+                             "forecasts do not depend on it)")
     parser.add_argument("--out", type=Path, default=None, metavar="report.json", help="write the JSON report here")
+    parser.add_argument("--plot", type=Path, default=None, metavar="report.svg",
+                        help="draw MSE and MASE of every method per dataset (and Time-R1's published MSE) as an SVG")
     return parser
 
 
@@ -173,26 +186,18 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
     return out
 
 
-def model_forecasts(policy, windows, method: str, args, max_new: int, period, dataset: str) -> list[dict]:
-    """Per window: {"pred": (H,) or None (unparsed), "filled": (H,), "samples": (K, H), "status", "kept", "drafts"}."""
-    from timer1.slow_think import SlowThinkConfig, single_pass, slow_think
+def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, dataset: str) -> list[dict]:
+    """Per window: {"pred": (H,) or None (unparsed), "filled": (H,), "samples": (K, H), "status", "kept",
+    "drafts", "band"}, from timer1.forecaster's loop (window i seeded ``seed + 1000 i``)."""
+    started = time.perf_counter()
 
-    config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
-                             temperature=args.temperature, max_new_tokens=max_new, seed=args.seed)
-    out, started = [], time.perf_counter()
-    for start in range(0, len(windows), args.batch):
-        batch = windows[start:start + args.batch]
-        if method == "timer1":
-            results = single_pass(policy, batch, max_new_tokens=max_new, period=period)
-        else:
-            seeded = dataclasses.replace(config, seed=args.seed + 1000 * start)
-            results = slow_think(policy, batch, seeded, period=period)
-        for window, result in zip(batch, results):
-            out.append(_model_outcome(method, window, result))
-        done = start + len(batch)
-        log(f"  [{dataset}] {method}: {done}/{len(windows)} windows, "
-            f"{(time.perf_counter() - started) / done:.2f} s/window")
-    return out
+    def progress(done: int, total: int) -> None:
+        log(f"  [{dataset}] {method}: {done}/{total} windows, {(time.perf_counter() - started) / done:.2f} s/window")
+
+    forecast = forecaster.forecast_windows(windows, mode="single" if method == "timer1" else "slow",
+                                           seeds=[args.seed + 1000 * i for i in range(len(windows))],
+                                           periods=period, progress=progress)
+    return [_model_outcome(method, window, result) for window, result in zip(windows, forecast.results)]
 
 
 def _model_outcome(method: str, window, result) -> dict:
@@ -217,7 +222,8 @@ def _model_outcome(method: str, window, result) -> dict:
         filled = result.point if pred is not None else complete_forecast(None, window)[0]
         samples = result.samples if pred is not None else filled[None, :]
     return {"pred": pred, "filled": filled, "samples": samples, "status": status,
-            "kept": result.kept, "drafts": result.kept + result.dropped}
+            "kept": result.kept, "drafts": result.kept + result.dropped,
+            "band": method != "timer1" and pred is not None and result.kept >= 2}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,6 +244,16 @@ def window_metrics(pred: np.ndarray, target: np.ndarray, history: np.ndarray,
             "crps": error if samples is None or len(samples) == 1 else crps(samples, target)}
 
 
+def forecast_entry(pred: np.ndarray | None, samples: np.ndarray | None = None) -> dict | None:
+    """One window of the report's ``forecasts``: the point forecast and the 10-90% band of the kept
+    drafts (null without a band: a point method, a single pass, fewer than two drafts), or null when
+    the method gave no forecast (unparsed, not fitted)."""
+    if pred is None:
+        return None
+    low, high = (None, None) if samples is None else (np.quantile(samples, q, axis=0).tolist() for q in (0.1, 0.9))
+    return {"point": np.asarray(pred, dtype=np.float64).tolist(), "q0.1": low, "q0.9": high}
+
+
 def mean_finite(values) -> float | None:
     """Mean over finite entries; None (JSON null) when there is none."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
@@ -253,26 +269,28 @@ def summarise(strict: list[dict], filled: list[dict], n_windows: int, counts: di
     return entry
 
 
-def evaluate_dataset(dataset: str, path: Path, methods: list[str], policy, args) -> dict:
+def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: Forecaster | None,
+                     args) -> tuple[dict, dict]:
+    """(results, forecasts) of one dataset: {method: report entry} and {method: [forecast_entry per window]}."""
     from forecast import read_series
-    from timer1.slow_think import default_max_new_tokens, period_for_step
+    from timer1.slow_think import period_for_step
 
     series = read_series(path)
     windows, lookback, horizon = load_windows(series, dataset, args)
     period = period_for_step(series.step)
     log(f"{dataset}: {len(windows)} windows, look-back {lookback}, horizon {horizon}")
-    results = {}
+    results, forecasts = {}, {}
     baselines = [m for m in methods if m not in MODEL_METHODS]
     t0 = time.perf_counter()
-    forecasts = baseline_forecasts(series, dataset, windows, baselines, lookback, horizon)
+    predictions = baseline_forecasts(series, dataset, windows, baselines, lookback, horizon)
     per_baseline = (time.perf_counter() - t0) / max(len(baselines), 1)
     for name in baselines:
-        scores = [window_metrics(p, w.target, w.history) for p, w in zip(forecasts[name], windows) if p is not None]
+        scores = [window_metrics(p, w.target, w.history) for p, w in zip(predictions[name], windows) if p is not None]
         results[name] = summarise(scores, scores, len(windows), {}, per_baseline)
+        forecasts[name] = [forecast_entry(p) for p in predictions[name]]
     for method in [m for m in methods if m in MODEL_METHODS]:
-        max_new = args.max_new_tokens or default_max_new_tokens(policy.prompt_format, horizon)
         t0 = time.perf_counter()
-        outcomes = model_forecasts(policy, windows, method, args, max_new, period, dataset)
+        outcomes = model_forecasts(forecaster, windows, method, args, period, dataset)
         seconds = time.perf_counter() - t0
         strict = [window_metrics(o["pred"], w.target, w.history, o["samples"])
                   for o, w in zip(outcomes, windows) if o["pred"] is not None]
@@ -285,7 +303,8 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], policy, args)
                       "drafts_kept": sum(o["kept"] for o in outcomes)}
             counts["drafts_total"] = sum(o["drafts"] for o in outcomes)
         results[method] = summarise(strict, filled, len(windows), counts, seconds)
-    return results
+        forecasts[method] = [forecast_entry(o["pred"], o["samples"] if o["band"] else None) for o in outcomes]
+    return results, forecasts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,6 +324,21 @@ def format_table(results: dict) -> str:
             lines.append(f"| {dataset} | {method} | {r['n']} | {r['unparsed']} | {_cell(r['mse'])} | "
                          f"{_cell(r['mae'])} | {_cell(r['mase'])} | {_cell(r['crps'])} | {_cell(r['mse_fallback'])} |")
     return "\n".join(lines)
+
+
+def comparison_panels(results: dict) -> list:
+    """timer1.plot bar panels: per dataset, the MSE of every method (and Time-R1's published MSE where
+    the paper has the dataset), then the MASE of every method."""
+    from timer1.plot import Bars
+
+    panels = []
+    for dataset, methods in results.items():
+        mse = {method: r["mse"] for method, r in methods.items()}
+        if dataset in PAPER_TIME_R1_MSE:
+            mse["Time-R1 (paper)"] = PAPER_TIME_R1_MSE[dataset]
+        panels.append(Bars(f"{dataset}: MSE", "MSE (lower is better)", mse))
+        panels.append(Bars(f"{dataset}: MASE", "MASE (lower is better)", {m: r["mase"] for m, r in methods.items()}))
+    return panels
 
 
 def choose_methods(args) -> list[str]:
@@ -335,29 +369,52 @@ def check_args(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.out is not None and not args.out.parent.resolve().is_dir():
         raise FileNotFoundError(f"output directory does not exist: {args.out.parent}")
+    if args.plot is not None:
+        from timer1.atomic import check_writable
+
+        if args.plot.suffix.lower() != ".svg":
+            raise ValueError(f"--plot {args.plot}: the plot is an SVG; give a path ending in .svg")
+        target = check_writable(args.plot)  # now, not after an hour of evaluation
+        if args.out is not None and target == args.out.resolve():
+            raise ValueError(f"--plot {args.plot} is --out {args.out}; give them different paths")
 
 
 def run(args) -> int:
     check_args(args)
     methods = choose_methods(args)
     sources = dataset_sources(args)
-    policy, model_dir = None, None
+    forecaster, model_dir = None, None
     if any(m in MODEL_METHODS for m in methods):
-        model_dir = resolve_model(args.model)
+        from timer1.slow_think import SlowThinkConfig
+
+        model_dir, adapter_dir = resolve_model(args.model, args.adapter)
         t0 = time.perf_counter()
-        policy = open_policy(model_dir, args.adapter, args.device, args.dtype, args.threads)
-        log(f"loaded {model_dir} ({policy.prompt_format.style} prompts) on {policy.device} "
-            f"in {time.perf_counter() - t0:.1f} s")
+        policy = open_policy(model_dir, adapter_dir, args.device, args.dtype, args.threads)
+        log(f"loaded {model_dir}{f' + {adapter_dir}' if adapter_dir else ''} ({policy.prompt_format.style} prompts) "
+            f"on {policy.device} in {time.perf_counter() - t0:.1f} s")
+        config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
+                                 temperature=args.temperature, seed=args.seed)
+        forecaster = Forecaster(policy, config=config, max_new_tokens=args.max_new_tokens, batch=args.batch)
     started = time.perf_counter()
-    results = {dataset: evaluate_dataset(dataset, path, methods, policy, args) for dataset, path in sources}
+    results, forecasts = {}, {}
+    for dataset, path in sources:
+        results[dataset], forecasts[dataset] = evaluate_dataset(dataset, path, methods, forecaster, args)
     print(format_table(results))
     log(f"done in {time.perf_counter() - started:.1f} s")
     if args.out is not None:
         from timer1.atomic import write_json_atomic
 
-        report = {"results": results, "config": report_config(args, methods, sources, model_dir, policy)}
+        policy = None if forecaster is None else forecaster.policy
+        report = {"results": results, "forecasts": forecasts,
+                  "config": report_config(args, methods, sources, model_dir, policy)}
         write_json_atomic(args.out, report)
         log(f"wrote {args.out}")
+    if args.plot is not None:
+        from timer1.atomic import write_text_atomic
+        from timer1.plot import render_charts
+
+        write_text_atomic(args.plot, render_charts(comparison_panels(results), title="timer1 evaluation: MSE and MASE"))
+        log(f"wrote {args.plot}")
     return 0
 
 

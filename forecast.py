@@ -41,13 +41,10 @@ import warnings
 from pathlib import Path
 
 from timer1.data import MAX_REPAIRED_SHARE, OUTLIER_MADS
+from timer1.forecaster import (DEFAULT_MODEL, HORIZON_FACTOR, PAPER_HORIZON, Forecaster, default_horizon, horizon_cap,
+                               open_policy, resolve_model)
 
 EXIT_BAD_INPUT = 2
-DEFAULT_MODEL = "checkpoints/timer1-tiny"
-REPO_DIR = Path(__file__).resolve().parent
-PAPER_HORIZON = 96      # Time-R1's horizon: what a checkpoint without a timer1 training record is taken to know
-HORIZON_FACTOR = 4      # the longest horizon allowed, in units of the trained one (memory and time grow with it)
-STEP_HORIZONS = {"hourly": 48, "daily": 14, "weekly": 104, "monthly": 24, "quarterly": 8, "yearly": 10}
 PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown
 
 
@@ -103,10 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options `resolve_model` and `open_policy` read; forecast.py and evaluate.py share them."""
-    parser.add_argument("--model", default=None, metavar="DIR",
-                        help=f"Qwen2 checkpoint directory or training run (default: $TIMER1_MODEL or {DEFAULT_MODEL})")
-    parser.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter (PEFT layout) to apply")
+    """The options timer1.forecaster's `resolve_model` and `open_policy` read; forecast.py and evaluate.py
+    share them."""
+    parser.add_argument("--model", default=None, metavar="DIR|RUN|NAME",
+                        help="a Qwen2 checkpoint directory, a training run (its best checkpoint; a LoRA run: its "
+                             "base model and best adapter) or a name under checkpoints/ "
+                             f"(default: $TIMER1_MODEL or {DEFAULT_MODEL})")
+    parser.add_argument("--adapter", default=None, metavar="DIR|RUN",
+                        help="a LoRA adapter (PEFT layout) or a LoRA training run (its best adapter; without "
+                             "--model, on the base it was trained on)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16")
     parser.add_argument("--threads", type=int, default=None,
@@ -173,38 +175,14 @@ def pick_channels(series, column: str | None) -> list[str]:
     return [column]
 
 
-def default_horizon(series) -> int:
-    """Two seasonal cycles of the step (STEP_HORIZONS), 96 for other steps; the paper's datasets keep
-    the paper's horizon (96, nasdaq 36)."""
-    from timer1.data import is_paper_dataset, protocol_for
-
-    if is_paper_dataset(series.name):
-        return protocol_for(series.name).horizon
-    return STEP_HORIZONS.get(series.step.kind, PAPER_HORIZON)
-
-
-def trained_horizon(model_dir: Path) -> int:
-    """The horizon a checkpoint was trained for: the largest ``horizon`` in the ``training/*.toml``
-    recipes a timer1 export carries, else the paper's 96."""
-    import tomllib
-
-    horizons = []
-    for recipe in sorted((model_dir / "training").glob("*.toml")):
-        try:
-            horizons.append(int(tomllib.loads(recipe.read_text()).get("data", {}).get("horizon", 0)))
-        except (OSError, ValueError, tomllib.TOMLDecodeError):
-            continue  # an unreadable recipe says nothing about the horizon
-    return max(horizons, default=0) or PAPER_HORIZON
-
-
-def choose_sizes(args, series, model_dir: Path, notes: list[str]) -> tuple[int, int]:
-    """(lookback, horizon): given ones checked, defaults from the step; the horizon capped per model."""
+def choose_sizes(args, series, limit: int, notes: list[str]) -> tuple[int, int]:
+    """(lookback, horizon): given ones checked, defaults from the step; the horizon capped at ``limit``
+    (timer1.forecaster.horizon_cap)."""
     from timer1.data import protocol_for
 
     for option, value in (("--lookback", args.lookback), ("--horizon", args.horizon)):
         if value is not None and value < 1:
             raise ValueError(f"{option} must be a positive number of steps, got {value}")
-    limit = HORIZON_FACTOR * trained_horizon(model_dir)
     if args.horizon is not None and args.horizon > limit:
         raise ValueError(f"--horizon {args.horizon} is more than {limit} steps, {HORIZON_FACTOR} times the "
                          f"{limit // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
@@ -216,59 +194,6 @@ def choose_sizes(args, series, model_dir: Path, notes: list[str]) -> tuple[int, 
         raise ValueError(f"{args.csv} has {len(series)} rows but --lookback {lookback} needs at least {lookback}; "
                          f"pass a smaller --lookback")
     return lookback, horizon
-
-
-def resolve_model(model: str | None) -> Path:
-    """--model as given; the default checkpoint is looked for in the working directory, then the repo."""
-    if model is not None:
-        return Path(model)
-    default = os.environ.get("TIMER1_MODEL", DEFAULT_MODEL)
-    for candidate in (Path(default), REPO_DIR / default):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"no model at {default}; pass --model DIR (any Hugging Face Qwen2 directory)")
-
-
-SMALL_MODEL_PARAMS = 50_000_000   # below this, CPU decoding defaults to one thread
-
-
-def open_policy(model_dir: Path, adapter: str | None, device: str, dtype: str, threads: int | None = None):
-    """load_policy, with any failure (not a Qwen2 directory, broken weights, foreign adapter) as one line."""
-    import torch
-
-    from timer1.policy import load_policy
-
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-
-    try:
-        policy = load_policy(model_dir, adapter=adapter, device=device, dtype=dtype)
-    except (ValueError, FileNotFoundError) as err:
-        raise ValueError(str(err)) from None
-    except Exception as err:  # e.g. a corrupt safetensors header: still one line, naming the directory
-        raise ValueError(f"cannot load a Qwen2 checkpoint from {model_dir}: {type(err).__name__}: {err}") from None
-    check_logits(policy, model_dir)
-    if threads is None and next(policy.model.parameters()).device.type == "cpu" and \
-            sum(p.numel() for p in policy.model.parameters()) < SMALL_MODEL_PARAMS:
-        # a small model's decode step is per-op overhead, not arithmetic: one thread is as fast, and
-        # several OpenMP threads spin-waiting against another busy process can be 40x slower
-        # (measured: timer1-tiny on ETTh1, 7.8 s with 1 thread vs 314 s with 2 beside an evaluate.py)
-        torch.set_num_threads(1)
-    return policy
-
-
-def check_logits(policy, model_dir: Path) -> None:
-    """One forward pass on one token: weights that give NaN or inf logits are a broken checkpoint, not
-    something to run to exit 0 through the fallback."""
-    import torch
-
-    with torch.no_grad():
-        token = torch.tensor([[policy.tokenizer.eos_ids[0]]], device=policy.device)
-        logits = policy.model(token)
-    if not torch.isfinite(logits).all():
-        raise ValueError(f"{model_dir}: the checkpoint's logits are not finite (NaN or inf weights?)")
 
 
 def check_output_paths(args) -> None:
@@ -310,17 +235,6 @@ def forecast_rows(channel: str, window, result, with_channel: bool) -> list[list
     return rows
 
 
-def clip_at_zero(result) -> bool:
-    """Clip a non-negative series' forecast and quantiles at 0; whether anything changed."""
-    import numpy as np
-
-    arrays = [result.point, *result.quantiles.values()]
-    changed = any(bool((a < 0).any()) for a in arrays)
-    for a in arrays:
-        np.maximum(a, 0.0, out=a)
-    return changed
-
-
 def write_csv_text(header: list[str], rows: list[list[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -345,32 +259,35 @@ def run(args) -> int:
     notes: list[str] = []  # what was fixed or chosen: shown once nothing can fail before the forecast
     series = read_series(args.csv, None if args.column in (None, "all") else [args.column], notes)
     channels = pick_channels(series, args.column)
-    model_dir = resolve_model(args.model)
-    lookback, horizon = choose_sizes(args, series, model_dir, notes)
+    model_dir, adapter_dir = resolve_model(args.model, args.adapter)
+    limit = horizon_cap(model_dir, adapter_dir)
+    lookback, horizon = choose_sizes(args, series, limit, notes)
     windows = prepare_windows(series, channels, lookback, horizon, notes)
 
     # torch comes in only now: every input error above is reported without paying for its import
-    from timer1.slow_think import SlowThinkConfig, default_max_new_tokens, period_for_step
+    from timer1.slow_think import SlowThinkConfig, period_for_step
 
     started = time.perf_counter()
-    policy = open_policy(model_dir, args.adapter, args.device, args.dtype, args.threads)
-    log(f"loaded {model_dir} ({policy.prompt_format.style} prompts) on {policy.device} "
-        f"in {time.perf_counter() - started:.1f} s")
+    policy = open_policy(model_dir, adapter_dir, args.device, args.dtype, args.threads)
+    log(f"loaded {model_dir}{f' + {adapter_dir}' if adapter_dir else ''} ({policy.prompt_format.style} prompts) "
+        f"on {policy.device} in {time.perf_counter() - started:.1f} s")
     for note in notes:
         log(note)
-    max_new = args.max_new_tokens or default_max_new_tokens(policy.prompt_format, horizon)
     config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
-                             temperature=args.temperature, top_p=args.top_p, max_new_tokens=max_new, seed=args.seed)
-    period = period_for_step(series.step)
-
-    rows, panels = [], []
-    for index, (channel, window) in enumerate(zip(channels, windows), start=1):
+                             temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    forecaster = Forecaster(policy, horizon_cap=limit, config=config, max_new_tokens=args.max_new_tokens)
+    for index, channel in enumerate(channels, start=1):
         log(f"[{index}/{len(channels)}] {channel}: {lookback} -> {horizon} steps, "
             f"{'single pass' if args.single_pass else f'{args.samples} drafts'}")
-        result = forecast_channel(policy, window, config, period, args)
-        if not (series.column(channel) < 0).any():  # NaN cells compare False: they do not count
-            if clip_at_zero(result):
-                log(f"    clipped at 0: the history of {channel} is never negative")
+    started = time.perf_counter()
+    nonnegative = [not (series.column(c) < 0).any() for c in channels]  # NaN cells compare False: not counted
+    forecast = forecaster.forecast_windows(windows, mode="single" if args.single_pass else "slow",
+                                           seeds=[args.seed] * len(windows), periods=period_for_step(series.step),
+                                           nonnegative=nonnegative, log=lambda m: log("    " + m))
+    seconds = time.perf_counter() - started
+    rows, panels = [], []
+    for channel, window, result, clipped in zip(channels, windows, forecast.results, forecast.clipped):
+        report_channel(channel, result, clipped, seconds, args.show_reasoning)
         rows += forecast_rows(channel, window, result, with_channel=args.column == "all")
         panels.append((channel, window, result))
 
@@ -402,21 +319,15 @@ def prepare_windows(series, channels: list[str], lookback: int, horizon: int, no
     return windows
 
 
-def forecast_channel(policy, window, config, period: int | None, args):
-    """Slow thinking (or one greedy pass) for one window, with its summary on stderr."""
-    from timer1.slow_think import single_pass, slow_think
-
-    started = time.perf_counter()
-    if args.single_pass:
-        result = single_pass(policy, window, max_new_tokens=config.max_new_tokens, period=period)
-    else:
-        result = slow_think(policy, window, config, period=period, log=lambda m: log("    " + m))
+def report_channel(channel: str, result, clipped: bool, seconds: float, reasoning: bool) -> None:
+    """One channel's summary on stderr: drafts kept, fallback, band, clip (``seconds``: the whole batch)."""
     band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): q0.1 and q0.9 left empty"
-    log(f"    kept {result.kept} of {result.kept + result.dropped} drafts in {time.perf_counter() - started:.1f} s"
+    log(f"    {channel}: kept {result.kept} of {result.kept + result.dropped} drafts in {seconds:.1f} s"
         + (f"; FALLBACK: {result.fallback}" if result.used_fallback else "") + band)
-    if args.show_reasoning:
-        show_reasoning(window.channel, result)
-    return result
+    if clipped:
+        log(f"    clipped at 0: the history of {channel} is never negative")
+    if reasoning:
+        show_reasoning(channel, result)
 
 
 def write_plot(path: Path, name: str, panels) -> None:

@@ -254,7 +254,7 @@ def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_modu
     forecast_module.open_policy(checkpoint, None, "cpu", "float32", threads=2)
     assert calls == [2]                                          # an explicit --threads wins
     calls.clear()
-    monkeypatch.setattr(forecast_module, "SMALL_MODEL_PARAMS", 10)
+    monkeypatch.setattr("timer1.forecaster.SMALL_MODEL_PARAMS", 10)
     forecast_module.open_policy(checkpoint, None, "cpu", "float32")
     assert calls == []                                           # a large model keeps torch's choice
 
@@ -332,8 +332,10 @@ def test_horizon_is_capped_per_model(tmp_path, checkpoint, forecast_module, caps
     assert forecast_module.main(argv) == 2  # no training record: 4 x the paper's 96
     assert one_error_line(capsys) == ("error: --horizon 100000 is more than 384 steps, 4 times the 96 this model was "
                                       "trained for; forecast in shorter pieces")
+    from timer1.forecaster import trained_horizon
+
     shipped = REPO / "checkpoints" / "timer1-tiny"  # trained for 96 (training/grip.toml)
-    assert forecast_module.trained_horizon(shipped) == 96
+    assert trained_horizon(shipped) == 96
     assert forecast_module.main([str(source), "--model", str(shipped), "--lookback", "24", "--horizon", "385"]) == 2
     assert "more than 384 steps" in one_error_line(capsys)
 
@@ -412,8 +414,8 @@ def test_non_negative_histories_give_non_negative_forecasts(history_min, clipped
                                                            forecast_module, capsys, monkeypatch):
     import timer1.slow_think as slow_think_module
 
-    monkeypatch.setattr(slow_think_module, "slow_think",
-                        lambda policy, window, config, **kw: fake_result(3, np.linspace(-2, 2, window.horizon)))
+    monkeypatch.setattr(slow_think_module, "slow_think", lambda policy, windows, config, **kw:
+                        [fake_result(3, np.linspace(-2, 2, w.horizon)) for w in windows])
     dates = dates_for("hourly", ROWS)
     source = tmp_path / "counts.csv"
     source.write_text("date,count\n" + "".join(f"{d},{history_min if k == 5 else k % 7}\n" for k, d in enumerate(dates)))

@@ -313,6 +313,33 @@ def read_csv(path: str | os.PathLike, columns: Sequence[str] | None = None,
     return Series(path.stem, channels, np.stack(kept, axis=1), timestamps, step, dates or [])
 
 
+def series_from_values(values: Sequence[float], dates: Sequence[str] | None = None, name: str = "series",
+                       channel: str = "value") -> Series:
+    """A one-channel Series from an array (NaN / None for missing values) and optional date strings in
+    any layout `read_csv` reads (else a running index 0..n-1): how the Python API (timer1.forecaster)
+    gets the same `forecast_window` repairs as a CSV. Dates must be distinct and in time order
+    (ValueError naming the first that is not); gaps in their step are repaired like a CSV's."""
+    column = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if column.ndim != 1:
+        raise ValueError(f"{name}: values must be one-dimensional, got shape {column.shape}")
+    if dates is None:
+        return Series(name, [channel], column[:, None], None, Step("index", 1.0, 0, "{i:.0f}"))
+    cells = [str(d) for d in dates]
+    if len(cells) != len(column):
+        raise ValueError(f"{name}: {len(cells)} timestamps for {len(column)} values")
+    parsed = parse_dates(cells)
+    if parsed is None:
+        raise ValueError(f"{name}: timestamps do not parse as one date layout (e.g. 2020-01-31 or "
+                         f"2020-01-31 13:00:00), first {cells[0]!r}")
+    timestamps, style = parsed
+    keys = timestamps.astype(np.int64)
+    later = np.flatnonzero(np.diff(keys) <= 0)
+    if later.size:
+        raise ValueError(f"{name}: timestamps must increase; {cells[later[0] + 1]!r} follows {cells[later[0]]!r}")
+    step = _step_of(keys, Step("seconds", 1.0, 0, style), timestamps)
+    return Series(name, [channel], column[:, None], timestamps, step, cells)
+
+
 def _date_column(path: Path, name: str, blocks: list[_Block]):
     """(timestamps, sort keys, step draft) of the first column. Dates: datetime64 and their int64
     seconds; a running number under a date-like name: the numbers; a numeric first column named

@@ -1,13 +1,25 @@
-"""A small SVG writer for forecasts: no plotting dependency, valid XML, one panel per channel.
+"""Small SVG pictures with no plotting dependency: valid XML, written atomically, open in any browser.
 
-Each panel draws the history's tail (grey line), the forecast (blue line), the 10-90% band of the
-slow-thinking drafts (light blue polygon), a dashed line where the forecast starts, a few date
-labels on the x axis, min/max labels on the y axis and a title. Open the file in any browser.
+Forecasts (`render_svg`, forecast.py --plot): one panel per channel with the history's tail (grey
+line), the forecast (blue line), the 10-90% band of the slow-thinking drafts (light blue polygon), a
+dashed line where the forecast starts, date labels on the x axis, min/max labels on the y axis.
+
+Charts (`render_charts`): a grid of panels, each either lines (`Lines`: y against x, one ``<path
+class="series">`` per named series, e.g. training curves) or bars (`Bars`: one ``<path class="bar">``
+per named value, e.g. a method's MSE); every panel has a title, axis labels and a legend.
+
+    python -m timer1.plot RUN_DIR [--out curves.svg]
+
+draws a training run's ``metrics.jsonl`` (SFT or GRIP): loss, reward and each reward term, KL, clip
+fractions, validation MSE and MASE, tokens/s: whichever the log holds, one panel each.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -113,3 +125,218 @@ def write_svg(path: str | os.PathLike, panels: Sequence[Panel], title: str = "")
     path = Path(path)
     text = render_svg(panels, title)
     return write_text_atomic(path, text)
+
+
+# ----------------------------------------------------------------------------------------------
+# Charts: panels of lines or bars in a grid
+
+CHART_WIDTH, CHART_HEIGHT = 430, 270     # px, one panel
+CHART_MARGIN = dict(left=64, right=14, top=30, bottom=80)   # the bottom holds tick labels, x label, legend
+COLUMNS = 2
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+MARKERS_BELOW = 20   # series with fewer points get a dot per point (sparse validation scores stay visible)
+
+
+@dataclass
+class Lines:
+    """A line panel: ``series`` maps a name to (xs, ys); NaN / None ys are skipped."""
+
+    title: str
+    x_label: str
+    y_label: str
+    series: dict[str, tuple[Sequence[float], Sequence[float]]]
+
+
+@dataclass
+class Bars:
+    """A bar panel: one horizontal bar per named value (None = no value, drawn as "n/a")."""
+
+    title: str
+    x_label: str
+    values: dict[str, float | None]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _frame(left: float, top: float, chart_title: str, x_label: str, y_label: str) -> tuple[list[str], tuple]:
+    """Title, plot box and axis labels of one panel; returns the SVG and the box (x0, y0, x1, y1)."""
+    x0, x1 = left + CHART_MARGIN["left"], left + CHART_WIDTH - CHART_MARGIN["right"]
+    y0, y1 = top + CHART_MARGIN["top"], top + CHART_HEIGHT - CHART_MARGIN["bottom"]
+    out = [f'<text class="title" x="{(x0 + x1) / 2:.0f}" y="{top + 18:.0f}" text-anchor="middle" '
+           f'font-size="13">{escape(chart_title)}</text>',
+           f'<rect x="{x0:.0f}" y="{y0:.0f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}" fill="none" stroke="#ccc"/>',
+           f'<text class="x-label" x="{(x0 + x1) / 2:.0f}" y="{y1 + 30:.0f}" text-anchor="middle" '
+           f'font-size="11">{escape(x_label)}</text>']
+    if y_label:
+        out.append(f'<text class="y-label" x="{left + 12:.0f}" y="{(y0 + y1) / 2:.0f}" text-anchor="middle" '
+                   f'font-size="11" transform="rotate(-90 {left + 12:.0f} {(y0 + y1) / 2:.0f})">{escape(y_label)}</text>')
+    return out, (x0, y0, x1, y1)
+
+
+def _span(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return (low - 1.0, high + 1.0) if low == high else (low, high)
+
+
+def _legend(names: Sequence[str], x0: float, x1: float, y: float) -> list[str]:
+    """Colour keys flowing left to right from (x0, y), wrapping at x1 (about 5 px per character)."""
+    out, x = [], x0
+    for k, name in enumerate(names):
+        width = 20 + 5 * len(name)
+        if x + width > x1 and x > x0:
+            x, y = x0, y + 12
+        color = PALETTE[k % len(PALETTE)]
+        out.append(f'<rect x="{x:.0f}" y="{y - 7:.0f}" width="8" height="8" fill="{color}"/>'
+                   f'<text class="legend" x="{x + 11:.0f}" y="{y:.0f}" font-size="9">{escape(name)}</text>')
+        x += width
+    return out
+
+
+def _lines_svg(panel: Lines, left: float, top: float) -> list[str]:
+    out, (x0, y0, x1, y1) = _frame(left, top, panel.title, panel.x_label, panel.y_label)
+    data = {name: (np.asarray(xs, dtype=np.float64), np.array(ys, dtype=np.float64))
+            for name, (xs, ys) in panel.series.items()}
+    x_min, x_max = _span(np.concatenate([xs for xs, _ in data.values()]))
+    y_min, y_max = _span(np.concatenate([ys for _, ys in data.values()]))
+
+    def at(x, y):
+        return x0 + (x1 - x0) * (x - x_min) / (x_max - x_min), y1 - (y1 - y0) * (y - y_min) / (y_max - y_min)
+
+    for k, (name, (xs, ys)) in enumerate(data.items()):
+        color = PALETTE[k % len(PALETTE)]
+        keep = np.isfinite(xs) & np.isfinite(ys)
+        points = [at(x, y) for x, y in zip(xs[keep], ys[keep])]
+        path = " ".join(f"{'M' if i == 0 else 'L'}{px:.1f},{py:.1f}" for i, (px, py) in enumerate(points))
+        out.append(f'<path class="series" data-series="{escape(name)}" d="{path}" fill="none" stroke="{color}" '
+                   f'stroke-width="1.5"/>')
+        if len(points) < MARKERS_BELOW:
+            out += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{color}"/>' for px, py in points]
+    for value in (y_min, y_max):
+        out.append(f'<text class="tick" x="{x0 - 4:.0f}" y="{at(x_min, value)[1] + 4:.1f}" text-anchor="end" '
+                   f'font-size="10">{_fmt(value)}</text>')
+    for value in (x_min, x_max):
+        out.append(f'<text class="tick" x="{at(value, y_min)[0]:.1f}" y="{y1 + 14:.0f}" text-anchor="middle" '
+                   f'font-size="10">{_fmt(value)}</text>')
+    return out + _legend(list(data), x0, x1, y1 + 46)
+
+
+def _bars_svg(panel: Bars, left: float, top: float) -> list[str]:
+    out, (x0, y0, x1, y1) = _frame(left, top, panel.title, panel.x_label, "")
+    label_width = 96  # method names sit inside the plot box, left of their bar
+    known = [v for v in panel.values.values() if v is not None and np.isfinite(v)]
+    top_value = max(known, default=1.0) or 1.0
+    height = (y1 - y0) / max(len(panel.values), 1)
+    for k, (name, value) in enumerate(panel.values.items()):
+        y = y0 + k * height
+        out.append(f'<text class="bar-label" x="{x0 + label_width - 4:.0f}" y="{y + height / 2 + 4:.1f}" '
+                   f'text-anchor="end" font-size="10">{escape(name)}</text>')
+        if value is None or not np.isfinite(value):
+            out.append(f'<text x="{x0 + label_width + 4:.0f}" y="{y + height / 2 + 4:.1f}" font-size="10">n/a</text>')
+            continue
+        length = (x1 - x0 - label_width - 40) * max(value, 0.0) / top_value
+        out.append(f'<path class="bar" data-series="{escape(name)}" d="M{x0 + label_width:.1f},{y + 0.15 * height:.1f} '
+                   f'h{length:.1f} v{0.7 * height:.1f} h{-length:.1f} Z" fill="{PALETTE[k % len(PALETTE)]}"/>')
+        out.append(f'<text class="value" x="{x0 + label_width + length + 3:.1f}" y="{y + height / 2 + 4:.1f}" '
+                   f'font-size="9">{_fmt(value)}</text>')
+    return out
+
+
+def render_charts(panels: Sequence[Lines | Bars], title: str = "") -> str:
+    """The SVG document for a grid of line and bar panels, COLUMNS wide, under an optional title."""
+    if not panels:
+        raise ValueError("render_charts needs at least one panel")
+    head = 30 if title else 0
+    rows = -(-len(panels) // COLUMNS)
+    width, height = CHART_WIDTH * min(COLUMNS, len(panels)), head + CHART_HEIGHT * rows
+    body = [f'<text x="{width / 2:.0f}" y="20" text-anchor="middle" font-size="15" font-weight="bold">'
+            f'{escape(title)}</text>'] if title else []
+    for k, panel in enumerate(panels):
+        left, top = CHART_WIDTH * (k % COLUMNS), head + CHART_HEIGHT * (k // COLUMNS)
+        body += (_lines_svg if isinstance(panel, Lines) else _bars_svg)(panel, left, top)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif">\n'
+            f'<rect width="{width}" height="{height}" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# A training run's curves
+
+# panel title, y label, and which metrics.jsonl keys it draws (a key ending in "*" is a prefix)
+RUN_PANELS = (("loss", "loss", ("loss", "val_loss")),
+              ("reward and its terms", "reward", ("reward", "reward_selected", "reward_*")),
+              ("KL to the reference", "KL", ("kl",)),
+              ("clip fraction", "fraction of tokens", ("clip_frac", "clip_frac_low", "clip_frac_high")),
+              ("validation MSE", "MSE", ("val_mse",)),
+              ("validation MASE", "MASE", ("val_mase",)),
+              ("throughput", "tokens/s", ("tokens_per_s",)))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a torn last line (a killed run) is skipped, none at all is an error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics log: {path} does not exist (is this a training run directory?)")
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), (int, float)):
+            records.append(record)
+    if not records:
+        raise ValueError(f"{path} holds no metrics records")
+    return records
+
+
+def _keys(pattern: str, records: list[dict]) -> list[str]:
+    names = dict.fromkeys(k for r in records for k in r)
+    if pattern.endswith("*"):
+        return [k for k in names if k.startswith(pattern[:-1]) and k not in ("reward_selected", "reward_std", "reward_s")]
+    return [pattern] if pattern in names else []
+
+
+def run_panels(records: list[dict]) -> list[Lines]:
+    """One line panel per RUN_PANELS entry the records have any number for, x = step."""
+    panels = []
+    for panel_title, y_label, patterns in RUN_PANELS:
+        series = {}
+        for key in dict.fromkeys(k for p in patterns for k in _keys(p, records)):
+            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+            if points:
+                series[key] = ([x for x, _ in points], [y for _, y in points])
+        if series:
+            panels.append(Lines(panel_title, "optimizer step", y_label, series))
+    return panels
+
+
+def main(argv=None) -> int:
+    """``python -m timer1.plot RUN_DIR [--out curves.svg]``; errors are one line and exit code 2."""
+    parser = argparse.ArgumentParser(prog="python -m timer1.plot",
+                                     description="Draw a training run's metrics.jsonl (SFT or GRIP) as an SVG.")
+    parser.add_argument("run_dir", type=Path, help="a training run directory (holding metrics.jsonl)")
+    parser.add_argument("--out", type=Path, default=None, help="the SVG to write (default RUN_DIR/curves.svg)")
+    args = parser.parse_args(argv)
+    try:
+        from timer1.atomic import check_writable
+
+        out = args.out or args.run_dir / "curves.svg"
+        if out.suffix.lower() != ".svg":
+            raise ValueError(f"--out {out}: the picture is an SVG; give a path ending in .svg")
+        records = read_metrics(args.run_dir / "metrics.jsonl")
+        if check_writable(out) == (args.run_dir / "metrics.jsonl").resolve():
+            raise ValueError(f"--out {out} is the metrics log; refusing to overwrite it")
+        write_text_atomic(out, render_charts(run_panels(records), title=f"{args.run_dir.name}: training curves"))
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({len(records)} logged steps)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -74,18 +74,29 @@ def sampling_logprobs(logits: torch.Tensor, temperature: float, top_k: int = 0,
     return torch.log_softmax(top_p_mask(top_k_mask(scaled, top_k), top_p), dim=-1)
 
 
-def sample_token(logprobs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def sample_token(logprobs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
     """Draw one token per row from ``exp(logprobs)`` ``(B, V)`` -> ``(B,)`` by inverting the CDF:
-    ``u ~ U[0, total)``, the token is the first whose cumulative mass exceeds ``u``.
+    ``u ~ U[0, total)``, the token is the first whose cumulative mass exceeds ``u``. ``generator``
+    may be a list of P generators: then rows come in P equal blocks and block p draws from the p-th
+    (each prompt's samples then do not depend on the other prompts of the batch).
 
     Exact (the CDF is summed in fp64; masked tokens add no mass so they are never the first to exceed
     ``u``) and one random number per row. ``torch.multinomial`` and gpt-fast's exponential race both
     draw ``B * V`` exponentials, ~20x slower over a 152k vocabulary on CPU; and fp32 exponentials
     are exactly 0 with probability ~2^-24, which would hand the race to an arbitrary token."""
     cdf = logprobs.exp().cumsum(dim=-1, dtype=torch.float64)  # (B, V)
-    u = torch.rand(cdf.shape[0], 1, dtype=torch.float64, device=cdf.device, generator=generator)
+    u = _uniforms(cdf.shape[0], generator, cdf.device)  # (B, 1)
     token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]  # (B,)
     return token.clamp_(max=cdf.shape[1] - 1)
+
+
+def _uniforms(rows: int, generator, device) -> torch.Tensor:
+    """``(rows, 1)`` fp64 U[0, 1) draws from one generator, or block by block from a list of them."""
+    if not isinstance(generator, (list, tuple)):
+        return torch.rand(rows, 1, dtype=torch.float64, device=device, generator=generator)
+    per_block = rows // len(generator)
+    return torch.cat([torch.rand(per_block, 1, dtype=torch.float64, device=device, generator=g)
+                      for g in generator])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,13 +132,15 @@ def _check_args(prompts, max_new_tokens, num_samples, temperature, top_k, top_p,
 @torch.inference_mode()
 def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num_samples: int = 1,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             eos_ids: Sequence[int] = (), seed: int | None = None) -> Generation:
+             eos_ids: Sequence[int] = (), seed: int | Sequence[int] | None = None) -> Generation:
     """Sample ``num_samples`` continuations of each prompt, all rows decoded together.
 
     ``prompts``: a list of token-id lists (different lengths are fine). ``temperature=0`` is greedy.
     ``top_k=0`` and ``top_p=1`` switch those filters off. Each row stops after an eos id (kept as its
     last token) or after ``max_new_tokens``. ``seed`` seeds a private ``torch.Generator`` (same seed,
-    same model, same device -> same tokens); ``None`` uses the global RNG. Returns a
+    same model, same device -> same tokens); a list of seeds, one per prompt, gives each prompt its
+    own generator, so a prompt's samples are the same whichever prompts share its batch (up to the
+    float rounding of a padded batch); ``None`` uses the global RNG. Returns a
     :class:`Generation` (``.tokens``, ``.logprobs``, ``.finished``), samples of prompt 0 first.
     """
     model = getattr(model, "module", model)
@@ -135,9 +148,7 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
     _check_args(prompts, max_new_tokens, num_samples, temperature, top_k, top_p, config.vocab_size)
     param = model.lm_head.weight
     device, dtype = param.device, param.dtype
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
+    generator = _generators(seed, len(prompts), device)
     n_rows = len(prompts) * num_samples
     if max_new_tokens == 0:
         return Generation([[] for _ in range(n_rows)], [[] for _ in range(n_rows)], [False] * n_rows)
@@ -174,6 +185,17 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
         logprobs=[row[:n] for row, n in zip(logprobs, lengths)],
         finished=done.tolist(),
     )
+
+
+def _generators(seed, n_prompts: int, device):
+    """None (global RNG), one private generator, or one per prompt for a list of seeds."""
+    if seed is None:
+        return None
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != n_prompts:
+            raise ValueError(f"got {len(seed)} seeds for {n_prompts} prompts; give one per prompt")
+        return [torch.Generator(device=device).manual_seed(int(s)) for s in seed]
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _draw(logits, temperature, top_k, top_p, generator):

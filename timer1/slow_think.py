@@ -282,7 +282,7 @@ def _round_seed(seed: int | None, round_index: int) -> int | None:
 
 
 def _sample(policy, prompts: list[list[int]], num_samples: int, config: SlowThinkConfig,
-            temperature: float, seed: int | None) -> list[str]:
+            temperature: float, seed: int | list[int] | None) -> list[str]:
     out = generate(policy.model, prompts, max_new_tokens=config.max_new_tokens, num_samples=num_samples,
                    temperature=temperature, top_k=config.top_k, top_p=config.top_p,
                    eos_ids=policy.tokenizer.eos_ids, seed=seed)
@@ -297,12 +297,15 @@ def review(text: str, window: Window, fmt: PromptFormat, config: SlowThinkConfig
 
 
 def slow_think(policy, windows: Window | Sequence[Window], config: SlowThinkConfig = SlowThinkConfig(),
-               *, period: int | None = None, log: Callable[[str], None] | None = None):
+               *, period: int | None = None, log: Callable[[str], None] | None = None,
+               seeds: Sequence[int] | None = None):
     """Draft -> reflect -> refine for one window (returns a SlowThinkResult) or a list of windows
     (returns a list; every round is one generate call over all windows still short of drafts).
 
     ``policy`` has ``.model``, ``.tokenizer`` and ``.prompt_format`` (timer1.policy.Policy);
     ``period`` is a seasonal hint for the critic and the fallback; ``log`` receives progress lines.
+    ``seeds`` (one per window) replace ``config.seed``: each window then draws from its own
+    generator, so its drafts do not depend on the other windows of the batch (timer1.sampler.generate).
     """
     single = isinstance(windows, Window)
     windows = [windows] if single else list(windows)
@@ -313,11 +316,12 @@ def slow_think(policy, windows: Window | Sequence[Window], config: SlowThinkConf
         if not todo:
             break
         if round_index > 1 and config.refine == "critique":
-            new = _critique_round(policy, windows, drafts, todo, config, round_index)
+            new = _critique_round(policy, windows, drafts, todo, config, round_index, seeds)
         else:
             prompts = [_prompt(policy, windows[i]) for i in todo]
-            texts = _sample(policy, prompts, config.samples, config, config.temperature,
-                            _round_seed(config.seed, round_index))
+            seed = _round_seed(config.seed, round_index) if seeds is None else \
+                [_round_seed(seeds[i], round_index) for i in todo]
+            texts = _sample(policy, prompts, config.samples, config, config.temperature, seed)
             new = {i: texts[k * config.samples:(k + 1) * config.samples] for k, i in enumerate(todo)}
         for i, texts in new.items():
             drafts[i] += [review(t, windows[i], fmt, config, period, round_index) for t in texts]
@@ -334,8 +338,9 @@ def _prompt(policy, window: Window) -> list[int]:
     return prompt_ids(policy.tokenizer, window, policy.prompt_format)
 
 
-def _critique_round(policy, windows, drafts, todo, config, round_index) -> dict[int, list[str]]:
-    """Re-prompt each failed draft of the previous round with its critique, one answer each."""
+def _critique_round(policy, windows, drafts, todo, config, round_index, seeds=None) -> dict[int, list[str]]:
+    """Re-prompt each failed draft of the previous round with its critique, one answer each (with
+    per-window ``seeds``, the k-th re-prompt of window i draws from seed ``seeds[i] + k``)."""
     owners, prompts = [], []
     for i in todo:
         for draft in drafts[i]:
@@ -346,7 +351,9 @@ def _critique_round(policy, windows, drafts, todo, config, round_index) -> dict[
                 prompts.append(policy.tokenizer.encode(text))
     new: dict[int, list[str]] = {i: [] for i in todo}
     if prompts:
-        texts = _sample(policy, prompts, 1, config, config.temperature, _round_seed(config.seed, round_index))
+        seed = _round_seed(config.seed, round_index) if seeds is None else \
+            [_round_seed(seeds[i], round_index) + owners[:k].count(i) for k, i in enumerate(owners)]
+        texts = _sample(policy, prompts, 1, config, config.temperature, seed)
         for i, text in zip(owners, texts):
             new[i].append(text)
     return new
