@@ -52,8 +52,8 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 
 import numpy as np
 
-from forecast import add_model_arguments, log, parse_with_preset, run_reporting_errors
-from timer1.forecaster import Forecaster, open_policy, resolve_model
+from forecast import log, parse_with_preset, run_reporting_errors
+from timer1.forecaster import Forecaster, add_model_arguments, open_policy, resolve_model
 
 MODEL_METHODS = ("timer1", "timer1-slow")
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")

@@ -41,8 +41,8 @@ import warnings
 from pathlib import Path
 
 from timer1.data import MAX_REPAIRED_SHARE, OUTLIER_MADS
-from timer1.forecaster import (DEFAULT_MODEL, HORIZON_FACTOR, PAPER_HORIZON, Forecaster, default_horizon, horizon_cap,
-                               open_policy, resolve_model)
+from timer1.forecaster import (HORIZON_FACTOR, PAPER_HORIZON, Forecaster, add_model_arguments, default_horizon,
+                               horizon_cap, open_policy, resolve_model)
 
 EXIT_BAD_INPUT = 2
 PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown
@@ -97,23 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--show-reasoning", action="store_true",
                         help="print every draft, the critic's findings and the kept reasoning to stderr")
     return parser
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options timer1.forecaster's `resolve_model` and `open_policy` read; forecast.py and evaluate.py
-    share them."""
-    parser.add_argument("--model", default=None, metavar="DIR|RUN|NAME",
-                        help="a Qwen2 checkpoint directory, a training run (its best checkpoint; a LoRA run: its "
-                             "base model and best adapter) or a name under checkpoints/ "
-                             f"(default: $TIMER1_MODEL or {DEFAULT_MODEL})")
-    parser.add_argument("--adapter", default=None, metavar="DIR|RUN",
-                        help="a LoRA adapter (PEFT layout) or a LoRA training run (its best adapter; without "
-                             "--model, on the base it was trained on)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: 1 for models under 50M parameters on CPU, "
-                             "else torch's choice)")
 
 
 def parse_with_preset(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:

@@ -24,6 +24,7 @@ other series of the batch (equal to forecasting it alone). Every bad input is a 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -118,6 +119,23 @@ def _base_of(adapter_dir: Path) -> Path:
             return candidate
     raise FileNotFoundError(f"the adapter {adapter_dir} was trained on {recorded or 'an unrecorded base'}, "
                             f"which is not found; pass the base as --model")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options `resolve_model` and `open_policy` read, shared by forecast.py,
+    evaluate.py and timer1.serve."""
+    parser.add_argument("--model", default=None, metavar="DIR|RUN|NAME",
+                        help="a Qwen2 checkpoint directory, a training run (its best checkpoint; a LoRA run: its "
+                             "base model and best adapter) or a name under checkpoints/ "
+                             f"(default: $TIMER1_MODEL or {DEFAULT_MODEL})")
+    parser.add_argument("--adapter", default=None, metavar="DIR|RUN",
+                        help="a LoRA adapter (PEFT layout) or a LoRA training run (its best adapter; without "
+                             "--model, on the base it was trained on)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: 1 for models under 50M parameters on CPU, "
+                             "else torch's choice)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,6 +250,27 @@ class Forecast:
     clipped: list[bool] = field(default_factory=list)
 
 
+@dataclass
+class Prepared:
+    """Checked input of `Forecaster.predict`: per series its window (repaired look-back, future dates),
+    its repairs, whether its whole context is non-negative (NaN not counted), its seasonal period hint
+    (from the timestamps' step, None without), and whether timestamps were given."""
+
+    windows: list[Window]
+    repairs: list
+    nonnegative: list[bool]
+    periods: list[int | None]
+    dated: bool
+
+    def future_dates(self) -> list[list[str]] | None:
+        return [list(w.target_dates) for w in self.windows] if self.dated else None
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
 def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
     """The requested quantile levels as floats strictly between 0 and 1 (ValueError otherwise)."""
     try:
@@ -295,11 +334,19 @@ class Forecaster:
         horizon then follows their step (48 hourly, 14 daily, ...), else it is 96, capped at
         ``horizon_cap``. ``mode``: "slow" (drafts, critic, median) or "single" (one greedy answer).
         ``seed``: reproducible drafts, the same whatever else is in the batch."""
+        check_mode(mode)
+        levels = check_quantiles(quantiles)
+        batch = self.prepare(context, horizon, timestamps)
+        out = self.forecast_windows(batch.windows, mode=mode, seeds=None if seed is None else [seed] * len(batch.windows),
+                                    periods=batch.periods, quantiles=levels, nonnegative=batch.nonnegative)
+        out.repairs, out.timestamps = batch.repairs, batch.future_dates()
+        return out
+
+    def prepare(self, context, horizon: int | None = None, timestamps=None) -> "Prepared":
+        """Check and window a context as `predict` does, without running the model (timer1.serve
+        checks a request here, then batches the windows of several requests in one call)."""
         from timer1.slow_think import period_for_step
 
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        levels = check_quantiles(quantiles)
         contexts = as_contexts(context)
         dates = as_timestamps(timestamps, len(contexts))
         series = [series_from_values(values, None if dates is None else dates[i], name=f"series {i}")
@@ -313,13 +360,8 @@ class Forecaster:
             window, repaired = forecast_window(s, "value", min(len(values), self.lookback), horizon)
             windows.append(window)
             repairs.append(repaired)
-        nonnegative = [not (s.column("value") < 0).any() for s in series]  # NaN compares False: not counted
-        out = self.forecast_windows(windows, mode=mode, seeds=None if seed is None else [seed] * len(windows),
-                                    periods=[period_for_step(s.step) for s in series], quantiles=levels,
-                                    nonnegative=nonnegative)
-        out.repairs = repairs
-        out.timestamps = None if dates is None else [list(w.target_dates) for w in windows]
-        return out
+        return Prepared(windows, repairs, nonnegative=[not (s.column("value") < 0).any() for s in series],
+                        periods=[period_for_step(s.step) for s in series], dated=dates is not None)
 
     def _horizon(self, horizon, series) -> int:
         if horizon is None:
@@ -340,8 +382,7 @@ class Forecaster:
         ``periods`` hints go in separate calls), each batch drafted by one generate call per round;
         per-window ``seeds``; ``nonnegative`` windows clipped at 0; ``progress(done, total)`` after each
         batch, ``log`` gets slow thinking's round lines. All windows share one horizon."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        check_mode(mode)
         if not windows:
             raise ValueError("no series to forecast")
         if len({w.horizon for w in windows}) > 1:
@@ -422,8 +463,10 @@ def as_timestamps(timestamps, n_series: int) -> list[list[str]] | None:
         return None
     if not isinstance(timestamps, (list, tuple, np.ndarray)) or len(timestamps) == 0:
         raise ValueError("timestamps must be a list of dates (one list per series)")
-    nested = all(isinstance(t, (list, tuple, np.ndarray)) for t in timestamps)
-    lists = list(timestamps) if nested else [timestamps]
+    nested = [isinstance(t, (list, tuple, np.ndarray)) for t in timestamps]
+    if any(nested) and not all(nested):
+        raise ValueError("timestamps must be one list of dates, or one list per series (every series dated)")
+    lists = list(timestamps) if all(nested) else [timestamps]
     if len(lists) != n_series:
         raise ValueError(f"got timestamps for {len(lists)} series but {n_series} series")
     return [[_date_text(d) for d in dates] for dates in lists]

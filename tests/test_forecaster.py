@@ -1,0 +1,155 @@
+"""timer1.Forecaster: the same forecasts as forecast.py (one series, and a batch of mixed lengths
+against forecast.py run on each), monotone quantiles, non-negative clipping, one-line ValueErrors.
+
+The model is the shipped timer1-tiny (real drafts that pass the critic, so bands and medians are
+exercised), with 4 drafts in one round and a short horizon to stay within seconds."""
+
+import csv
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import timer1
+from timer1.forecaster import Forecaster, trained_horizon
+from timer1.slow_think import SlowThinkConfig
+
+REPO = Path(__file__).resolve().parents[1]
+HORIZON, SAMPLES, SEED = 12, 4, 3
+CLI_FAST = ["--horizon", str(HORIZON), "--samples", str(SAMPLES), "--rounds", "1", "--seed", str(SEED), "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def forecaster() -> Forecaster:
+    return timer1.Forecaster.from_pretrained("timer1-tiny", config=SlowThinkConfig(samples=SAMPLES, rounds=1))
+
+
+@pytest.fixture(scope="module")
+def forecast_cli():
+    spec = importlib.util.spec_from_file_location("forecast_cli_api", REPO / "forecast.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def hourly_dates(n: int) -> list[str]:
+    start = np.datetime64("2021-03-01T00:00:00")
+    return [str(start + np.timedelta64(k, "h")).replace("T", " ") for k in range(n)]
+
+
+def daily_cycle(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return np.round(20 + 5 * np.sin(2 * np.pi * t / 24 + seed) + 0.05 * t + rng.normal(0, 0.3, n), 6)  # as in a CSV
+
+
+def write_csv(path: Path, values: np.ndarray) -> Path:
+    cells = ["" if not np.isfinite(v) else f"{v:.6f}" for v in values]
+    path.write_text("date,value\n" + "".join(f"{d},{c}\n" for d, c in zip(hourly_dates(len(values)), cells)))
+    return path
+
+
+def cli_forecast(forecast_cli, capsys, path: Path, *extra) -> list[dict]:
+    assert forecast_cli.main([str(path), "--model", "timer1-tiny", *CLI_FAST, *extra]) == 0
+    return list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+
+def assert_same(rows: list[dict], out, k: int) -> None:
+    """Row k of the API result equals forecast.py's CSV (written with 10 significant digits)."""
+    np.testing.assert_allclose([float(r["forecast"]) for r in rows], out.point[k], rtol=1e-9)
+    np.testing.assert_allclose([float(r["q0.5"]) for r in rows], out.quantiles[0.5][k], rtol=1e-9)
+    if rows[0]["q0.1"]:  # a band (two or more drafts kept)
+        np.testing.assert_allclose([float(r["q0.9"]) for r in rows], out.quantiles[0.9][k], rtol=1e-9)
+    assert {r["source"] for r in rows} == {out.source[k]}
+
+
+def test_one_series_equals_forecast_py(forecaster, forecast_cli, capsys, tmp_path):
+    values = daily_cycle(120, seed=0)
+    values[50] = np.nan                                   # a missing cell: interpolated by both
+    rows = cli_forecast(forecast_cli, capsys, write_csv(tmp_path / "one.csv", values))
+    dates = hourly_dates(120)
+    out = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED)
+    assert out.point.shape == (1, HORIZON) and out.source == ["model"]
+    assert out.samples[0].shape[0] >= 2 and out.results[0].kept == out.samples[0].shape[0]
+    assert_same(rows, out, 0)
+    assert out.timestamps == [[r["date"] for r in rows]]
+    assert out.repairs[0].bad_cells == [dates[50]]        # inside the last 96 values: interpolated and reported
+
+    single_rows = cli_forecast(forecast_cli, capsys, tmp_path / "one.csv", "--single-pass")
+    single = forecaster.predict(values.tolist(), HORIZON, mode="single", timestamps=dates, seed=SEED)
+    assert_same(single_rows, single, 0)
+
+
+def test_a_batch_of_mixed_lengths_equals_forecast_py_on_each(forecaster, forecast_cli, capsys, tmp_path):
+    contexts = [daily_cycle(40, seed=1), daily_cycle(75, seed=2), daily_cycle(130, seed=3)]
+    contexts[1][-10] = 1e6                                # an isolated outlier in the look-back: repaired
+    out = forecaster.predict(contexts, HORIZON, seed=SEED)  # no timestamps: a running index
+    assert out.point.shape == (3, HORIZON) and out.timestamps is None
+    assert [r.count for r in out.repairs] == [0, 1, 0]
+    for k, values in enumerate(contexts):
+        path = write_csv(tmp_path / f"s{k}.csv", values)
+        rows = cli_forecast(forecast_cli, capsys, path, "--lookback", str(min(len(values), 96)))
+        assert_same(rows, out, k)
+    assert len({tuple(p) for p in out.point}) == 3       # three different series, three forecasts
+
+
+def test_quantiles_are_monotone_and_the_median_is_the_point(forecaster):
+    levels = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+    out = forecaster.predict([daily_cycle(96, seed=s) for s in range(4)], HORIZON, quantiles=levels, seed=0)
+    stacked = np.stack([out.quantiles[q] for q in levels])          # (Q, N, H)
+    assert np.all(np.diff(stacked, axis=0) >= 0)
+    assert any(np.ptp(s, axis=0).max() > 0 for s in out.samples)     # real spread, not a degenerate band
+    kept = [k for k, s in enumerate(out.source) if s == "model"]
+    np.testing.assert_allclose(out.quantiles[0.5][kept], out.point[kept], rtol=1e-12)
+
+
+def test_non_negative_contexts_give_non_negative_forecasts(forecaster):
+    counts = np.abs(np.arange(60) % 7 - 3.0)                           # 0..3: a count that touches 0
+    out = forecaster.predict([counts, counts - 2.0], HORIZON, quantiles=(0.1, 0.9), seed=0)
+    assert min(out.point[0].min(), out.quantiles[0.1][0].min(), out.samples[0].min()) >= 0
+    assert out.clipped[1] is False                                   # a history below 0 is left alone
+
+
+def test_series_forecasts_do_not_depend_on_the_batch(forecaster):
+    series = [daily_cycle(96, seed=s) for s in range(3)]
+    together = forecaster.predict(series, HORIZON, seed=5)
+    alone = forecaster.predict(series[2], HORIZON, seed=5)
+    np.testing.assert_array_equal(together.point[2], alone.point[0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda f: f.predict([], 4), "non-empty"),
+    (lambda f: f.predict("1,2,3", 4), "non-empty list or array"),
+    (lambda f: f.predict([1.0, "x", 3.0], 4), "series 0 must be a non-empty list of numbers"),
+    (lambda f: f.predict(np.zeros((2, 2, 2)), 4), "got shape (2, 2, 2)"),
+    (lambda f: f.predict([[1.0] * 20, [1.0, 2.0]], 4), "series 1 has 2 values; at least 8"),
+    (lambda f: f.predict([1.0] * 20, 0), "horizon must be a positive whole number of steps, got 0"),
+    (lambda f: f.predict([1.0] * 20, 2.5), "got 2.5"),
+    (lambda f: f.predict([1.0] * 20, 10_000), "horizon 10000 is more than 384 steps"),
+    (lambda f: f.predict([1.0] * 20, 4, mode="fast"), "mode must be one of slow, single, got 'fast'"),
+    (lambda f: f.predict([1.0] * 20, 4, quantiles=(0.1, 1.5)), "strictly between 0 and 1"),
+    (lambda f: f.predict([1.0] * 20, 4, timestamps=["2020-01-01"] * 3), "3 timestamps for 20 values"),
+    (lambda f: f.predict([1.0] * 20, 4, timestamps=[f"day {k}" for k in range(20)]), "do not parse"),
+    (lambda f: f.predict([1.0] * 3, 4, timestamps=["2020-01-03", "2020-01-02", "2020-01-04"]), "must increase"),
+    (lambda f: f.predict([[1.0] * 20, [2.0] * 20], 4, timestamps=[hourly_dates(20), None]), "one list per series"),
+    (lambda f: f.predict([np.nan] * 20, 4), "more than 25%"),
+    (lambda f: f.predict([1.0] * 10 + [np.nan] * 10, 4), "more than 25%"),
+])
+def test_bad_input_is_a_one_line_value_error(forecaster, call, message):
+    with pytest.raises(ValueError) as caught:
+        call(forecaster)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_model_names_and_missing_models(forecaster, monkeypatch, tmp_path):
+    assert Path(forecaster.name) == Path("checkpoints/timer1-tiny") and forecaster.horizon_cap == 4 * 96
+    assert trained_horizon(REPO / "checkpoints" / "timer1-tiny") == 96
+    monkeypatch.setenv("TIMER1_MODEL", str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match=f"no model at {tmp_path / 'absent'}"):
+        Forecaster.from_pretrained()
+    with pytest.raises(FileNotFoundError, match="model directory not found: no-such-model"):
+        Forecaster.from_pretrained("no-such-model")
+    with pytest.raises(FileNotFoundError, match="holds neither model weights nor checkpoints"):
+        Forecaster.from_pretrained(tmp_path)                      # an empty directory
