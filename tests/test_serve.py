@@ -1,0 +1,218 @@
+"""timer1.serve over real HTTP on 127.0.0.1 (an ephemeral port): health, forecasts equal to the
+Python API's, every bad request's status and message, 16 concurrent clients x 5 requests, a 503 on a
+full queue, clients that vanish mid-request, and SIGTERM finishing in-flight work (a subprocess)."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from timer1.forecaster import Forecaster
+from timer1.serve import MAX_BODY, Service
+from timer1.slow_think import SlowThinkConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = 0
+
+
+@pytest.fixture(scope="module")
+def forecaster() -> Forecaster:
+    return Forecaster.from_pretrained("timer1-tiny", config=SlowThinkConfig(samples=2, rounds=1))
+
+
+def start(forecaster, **options) -> tuple[Service, int]:
+    service = Service(("127.0.0.1", 0), forecaster, seed=SEED, **options)
+    threading.Thread(target=service.serve_forever, daemon=True).start()
+    return service, service.server_address[1]
+
+
+@pytest.fixture(scope="module")
+def server(forecaster):
+    service, port = start(forecaster)
+    yield port
+    service.shutdown()
+    service.close()
+
+
+def call(port: int, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    connection.request(method, path, body=data, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    payload = json.loads(response.read())
+    connection.close()
+    return response.status, payload
+
+
+def series(k: int, n: int = 48) -> list[float]:
+    t = np.arange(n)
+    return np.round(10 + 3 * np.sin(2 * np.pi * t / 12 + k) + 0.1 * k * t / n, 4).tolist()
+
+
+def test_health(server, forecaster):
+    assert call(server, "GET", "/health") == (200, {"status": "ok", "model": forecaster.name, "device": "cpu",
+                                                    "queued": 0})
+
+
+def test_forecasts_equal_the_api(server, forecaster):
+    dates = [f"2021-01-{d:02d}" for d in range(1, 29)] + [f"2021-02-{d:02d}" for d in range(1, 21)]
+    body = {"series": [series(1), series(2, 30)], "horizon": 6, "quantiles": [0.1, 0.5, 0.9], "mode": "slow",
+            "timestamps": [dates, dates[:30]]}
+    status, answer = call(server, "POST", "/forecast", body)
+    assert status == 200, answer
+    expected = forecaster.predict(body["series"], 6, quantiles=(0.1, 0.5, 0.9), timestamps=body["timestamps"],
+                                  seed=SEED)
+    assert answer["forecast"] == expected.point.tolist() and answer["source"] == expected.source
+    assert answer["quantiles"] == {f"{q:g}": expected.quantiles[q].tolist() for q in (0.1, 0.5, 0.9)}
+    assert answer["timestamps"] == expected.timestamps and answer["timestamps"][1][0] == "2021-02-03"
+    status, single = call(server, "POST", "/forecast", {"series": series(3), "horizon": 4, "mode": "single"})
+    assert status == 200 and single["forecast"] == forecaster.predict(series(3), 4, mode="single").point.tolist()
+    assert "timestamps" not in single and list(single["quantiles"]) == ["0.1", "0.5", "0.9"]
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"{not json", "the body is not valid JSON"),
+    (b"[1, 2, 3]", "the body must be a JSON object"),
+    (b'{"horizon": 4}', '"series" is required'),
+    (b'{"series": "1,2,3"}', "context must be a non-empty list"),
+    (b'{"series": [1, 2, "x", 4, 5, 6, 7, 8]}', "series 0 must be a non-empty list of numbers"),
+    (b'{"series": [1, 2, NaN, 4, 5, 6, 7, 8]}', "NaN is not a finite number (use null for a missing value)"),
+    (b'{"series": [1, 2, 1e999, 4, 5, 6, 7, 8]}', "not a finite number"),
+    (b'{"series": [1, 2, 3]}', "series 0 has 3 values; at least 8 are needed"),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "horizon": 385}', "horizon 385 is more than 384 steps"),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "horizon": "12"}', "horizon must be a positive whole number"),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "quantiles": ["0.5"]}', '"quantiles" must be a list of numbers'),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "quantiles": [0.5, 1.0]}', "strictly between 0 and 1"),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "mode": "fast"}', "mode must be one of slow, single"),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "seed": 1}', "unknown field 'seed'"),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "timestamps": ["x"]}', "1 timestamps for 8 values"),
+])
+def test_bad_requests_get_400_and_one_line(server, body, message):
+    status, answer = call(server, "POST", "/forecast", raw=body)
+    assert status == 400 and list(answer) == ["error"], answer
+    assert message in answer["error"] and "\n" not in answer["error"]
+
+
+def test_body_over_the_limit_and_unknown_paths(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+    connection.putrequest("POST", "/forecast")
+    connection.putheader("Content-Length", str(MAX_BODY + 1))
+    connection.endheaders()                      # the body is never sent: refused on its stated size
+    response = connection.getresponse()
+    assert response.status == 400
+    assert json.loads(response.read()) == {"error": f"the body is {MAX_BODY + 1} bytes; at most {MAX_BODY} are accepted"}
+    connection.close()
+    assert call(server, "GET", "/nope")[0] == 404 and call(server, "POST", "/health", {})[0] == 404
+
+
+def test_sixteen_concurrent_clients_each_get_their_own_answer(forecaster):
+    fast = Forecaster(forecaster.policy, name="fast", max_new_tokens=48)  # answers stop well before 48 tokens
+    service, port = start(fast)
+    bodies = [{"series": series(k, 64 + k % 9), "horizon": 3 + k % 2, "mode": "single"} for k in range(80)]
+    expected = {}
+    for horizon in (3, 4):                       # the API on all series of one horizon at once
+        ks = [k for k in range(80) if bodies[k]["horizon"] == horizon]
+        out = fast.predict([bodies[k]["series"] for k in ks], horizon, mode="single")
+        expected.update({k: out.point[i].tolist() for i, k in enumerate(ks)})
+    assert out.source.count("model") > len(ks) // 4      # the model's own answers, not only fallbacks
+    answers, errors = {}, []
+
+    def client(c: int) -> None:
+        for r in range(5):
+            k = 5 * c + r
+            try:
+                status, answer = call(port, "POST", "/forecast", bodies[k])
+                answers[k] = (status, answer)
+            except Exception as err:             # any connection failure fails the test below
+                errors.append(repr(err))
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    service.shutdown()
+    service.close()
+    assert errors == [] and sorted(answers) == list(range(80))
+    for k, (status, answer) in answers.items():
+        assert status == 200 and answer["forecast"] == [expected[k]], k
+
+
+def test_a_full_queue_gets_503(forecaster):
+    entered, release = threading.Event(), threading.Event()
+    blocked = Forecaster(forecaster.policy, name="held", config=forecaster.config)
+    original = blocked.forecast_windows
+
+    def held(*args, **kwargs):                    # the worker stays busy until released
+        entered.set()
+        release.wait(30)
+        return original(*args, **kwargs)
+
+    blocked.forecast_windows = held
+    service, port = start(blocked, queue_size=1, batching=False)
+    body = {"series": series(0), "horizon": 3, "mode": "single"}
+    results = []
+    clients = [threading.Thread(target=lambda: results.append(call(port, "POST", "/forecast", body))) for _ in range(2)]
+    clients[0].start()
+    assert entered.wait(10)                       # the worker holds the first request
+    clients[1].start()
+    deadline = time.time() + 10
+    while service.jobs.qsize() < 1 and time.time() < deadline:   # the second waits in the queue
+        time.sleep(0.02)
+    assert call(port, "POST", "/forecast", body) == (503, {"error": "busy: 1 requests are waiting; retry later"})
+    release.set()
+    for client in clients:
+        client.join()
+    assert [status for status, _ in results] == [200, 200]
+    service.shutdown()
+    service.close()
+
+
+def test_clients_that_vanish_do_not_stop_the_server(server):
+    body = json.dumps({"series": series(5), "horizon": 3, "mode": "single"}).encode()
+    half = socket.create_connection(("127.0.0.1", server))   # stops halfway through its body
+    half.sendall(b"POST /forecast HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
+    half.close()
+    impatient = socket.create_connection(("127.0.0.1", server))   # leaves before its answer is written
+    impatient.sendall(b"POST /forecast HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    impatient.close()
+    time.sleep(0.5)
+    assert call(server, "GET", "/health")[0] == 200
+    status, answer = call(server, "POST", "/forecast", raw=body)
+    assert status == 200 and len(answer["forecast"][0]) == 3
+
+
+def test_sigterm_finishes_the_request_in_flight_and_exits_0():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("TIMER1_MODEL", None)
+    process = subprocess.Popen([sys.executable, "-m", "timer1.serve", "--port", "0", "--samples", "4", "--rounds", "1"],
+                               cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = ""
+        while "serving on" not in line:
+            line = process.stderr.readline()
+            assert line, "the service exited before serving"
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        results = []
+        body = {"series": [series(k) for k in range(8)], "horizon": 24, "mode": "slow"}
+        client = threading.Thread(target=lambda: results.append(call(port, "POST", "/forecast", body)))
+        client.start()
+        time.sleep(1.0)                                      # the request is being forecast
+        process.send_signal(signal.SIGTERM)
+        client.join(120)
+        assert process.wait(120) == 0
+        assert results and results[0][0] == 200 and len(results[0][1]["forecast"]) == 8
+        rest = process.stderr.read()
+        assert "SIGTERM: finishing the requests received" in rest and "Traceback" not in rest
+    finally:
+        if process.poll() is None:
+            process.kill()
