@@ -40,7 +40,7 @@ import torch
 
 from timer1 import dist
 from timer1.checkpoint import derive_seed, resolve_checkpoint, seed_everything
-from timer1.config import GRIPConfig, load_config_or_exit, save_config
+from timer1.config import GRIPConfig, save_config
 from timer1.data import evenly_spaced
 from timer1.grip import grip_loss, loss_totals, LossTotals, make_groups, overlong_penalty
 from timer1.lora import lora_modules
@@ -48,7 +48,7 @@ from timer1.rollout import (Reference, adapter_snapshot, build_batch, completion
                             score_rollout)
 from timer1.task import load_windows, prompt_format_from, prompt_ids, reward_target, window_spec_from
 from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, checkpoint_score,
-                                claim_out_dir, evaluate_forecasts, lr_at, resume_run, save_base_model,
+                                claim_out_dir, evaluate_forecasts, lr_at, resume_run, run_cli, save_base_model,
                                 save_run_checkpoint, set_lr, trainable_parameters)
 
 ROLLOUT, SELECTION = 0, 1  # tags that keep the seeds of the step's two random draws apart
@@ -125,7 +125,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     master = info.is_master
     if cfg.batch < info.world_size:
         raise ValueError(f"batch={cfg.batch} prompts cannot be split over {info.world_size} ranks (need batch >= ranks)")
-    out_dir = str(claim_out_dir(cfg.out_dir, cfg.resume))  # every rank checks, so a failure stops them all
+    out_dir = str(claim_out_dir(cfg.out_dir, cfg.resume))  # collective: a refusal stops every rank
     seed_everything(cfg.seed)  # the same LoRA init on every rank (DDP also broadcasts rank 0's weights)
 
     # ---- data: training windows (train region) and held-out validation windows (validation region)
@@ -147,6 +147,9 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     if cfg.resume:
         state = resume_run(out_dir, model, optimizer, info.rank)
         start = state["step"]
+        if start >= cfg.steps:
+            dist.print0(f"{out_dir} is finished already: {start}/{cfg.steps} steps ({state['path']}); nothing to do")
+            return
         log.truncate_after(start)
         dist.print0(f"resumed from {state['path']} after step {start}")
     elif master:
@@ -262,17 +265,5 @@ def step_metrics(rollout, rewards, terms, groups, batch, inner_stats, mu) -> dic
     return out
 
 
-def cli(argv: list[str] | None = None) -> None:
-    cfg = load_config_or_exit(GRIPConfig, argv, __doc__)
-    error = None
-    with dist.distributed() as info:
-        try:
-            main(cfg, info)
-        except (FileNotFoundError, ValueError) as err:  # bad paths, bad data: one line, no traceback
-            error = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if error is not None:
-        dist.fail(error)
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(main, GRIPConfig, __doc__)

@@ -36,13 +36,13 @@ import torch
 
 from timer1 import dist
 from timer1.checkpoint import derive_seed, seed_everything
-from timer1.config import SFTConfig, load_config_or_exit, save_config
+from timer1.config import SFTConfig, save_config
 from timer1.data import evenly_spaced
 from timer1.model import token_logprobs
 from timer1.sft_data import StatisticalTeacher, build_samples, read_jsonl, train_values
 from timer1.task import load_windows, window_spec_from
 from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, claim_out_dir,
-                                checkpoint_score, evaluate_forecasts, lr_at, resume_run, save_base_model,
+                                checkpoint_score, evaluate_forecasts, lr_at, resume_run, run_cli, save_base_model,
                                 save_run_checkpoint, set_lr, trainable_parameters, uses_lora, weights_digest)
 
 BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
@@ -208,6 +208,10 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
             raise ValueError(f"cannot resume {state['path']}: it was made by a run with {state['extra']['run_shape']}, "
                              f"this one has {run_shape} (same data, config and process count are needed)")
         start_step = state["step"]
+        if start_step >= total_steps:
+            dist.print0(f"{out_dir} is finished already: {start_step}/{total_steps} steps ({state['path']}); "
+                        f"nothing to do")
+            return {}
         log.truncate_after(start_step)
     elif master:
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -272,12 +276,4 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
 
 
 if __name__ == "__main__":
-    config = load_config_or_exit(SFTConfig, description=__doc__.split("\n\n")[0])
-    with dist.distributed() as dist_info:
-        error = None
-        try:
-            main(config, dist_info)
-        except (ValueError, FileNotFoundError, OSError) as err:
-            error = str(err)          # leave the except block first: its traceback keeps the DDP model alive
-        if error is not None:
-            dist.fail(error)
+    run_cli(main, SFTConfig, __doc__)

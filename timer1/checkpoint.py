@@ -13,9 +13,12 @@ Layout of a run directory::
                              a plain dict config is written as run_config.json instead
         metrics.json         metrics logged at this step
 
-A checkpoint is written into ``out_dir/.tmp-step_000120`` and renamed into place only when every
-file is on disk, and ``latest`` is rewritten (atomically) after that, so a crash mid-save leaves the
-previous checkpoint as ``latest`` and no half-written directory under a checkpoint name.
+A checkpoint is written into ``out_dir/.tmp-step_000120``, its files are fsynced, and it is renamed
+into place only then; ``latest`` is rewritten (atomically) after that, so a crash mid-save leaves the
+previous checkpoint as ``latest`` and no half-written directory under a checkpoint name. A kill leaves
+only temporaries behind, which `clean_stale_temps` removes at the next start. A checkpoint damaged
+some other way (a disk that filled, a partial copy) is skipped on resume: `checkpoints_newest_first`
+gives the candidates and the loader tries them in turn.
 
 Call `save_checkpoint` on the master rank only. For an exact resume under torchrun, gather every
 rank's `capture_rng_state()` (`dist.all_gather_object`) and pass the list; `load_train_state` then
@@ -40,6 +43,11 @@ from timer1.atomic import write_text_atomic
 from timer1.config import save_config
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
+# Temporaries our writers leave if killed mid-write: save_checkpoint's ".tmp-step_X" / ".old-step_X"
+# directories, timer1.atomic's ".NAME.RANDOM.tmp" files, Qwen2.save_pretrained's ".NAME.tmp-RANDOM"
+# directories, and the ".write-test-RANDOM" probe of timer1.train_utils.check_writable.
+STALE_TEMP = re.compile(r"^\.(tmp-step_\d+|old-step_\d+|.+\.tmp|.+\.tmp-.+|write-test-.+)$")
+OLD_STEP = re.compile(r"^\.old-(step_\d+)$")
 TRAIN_STATE = "train_state.pt"
 LATEST = "latest"
 BEST_INDEX = "best.json"
@@ -120,6 +128,38 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Optional[Path]:
             return out_dir / name
     found = list_checkpoints(out_dir)
     return found[-1][1] if found else None
+
+
+def checkpoints_newest_first(out_dir: str | os.PathLike) -> list[Path]:
+    """Every checkpoint to try on resume, best candidate first: the one ``latest`` names, then the
+    others from the highest step down (a caller skips the ones it cannot read)."""
+    found = [path for _, path in reversed(list_checkpoints(out_dir))]
+    latest = latest_checkpoint(out_dir)
+    return [latest] + [path for path in found if path != latest] if latest is not None else found
+
+
+def clean_stale_temps(out_dir: str | os.PathLike) -> list[str]:
+    """Remove the temporaries a killed run left in `out_dir` and in its ``base_model`` (see
+    STALE_TEMP) and return their names. ``.old-step_X`` is the previous copy of a step being re-saved:
+    when the kill came between the two renames it is the only copy, so it is renamed back instead.
+    Call on the master rank while no other process writes the run (at the start of a run)."""
+    out_dir = Path(out_dir)
+    cleaned = []
+    for folder in (out_dir, out_dir / "base_model"):
+        if not folder.is_dir():
+            continue
+        for child in sorted(folder.iterdir()):
+            if not STALE_TEMP.match(child.name):
+                continue
+            old = OLD_STEP.match(child.name)
+            if old and not (folder / old.group(1)).exists():
+                os.replace(child, folder / old.group(1))
+            elif child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+            cleaned.append(str(child.relative_to(out_dir)))
+    return cleaned
 
 
 def read_best_index(out_dir: str | os.PathLike) -> dict:
@@ -223,6 +263,7 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
                 write_text_atomic(tmp / "run_config.json", json.dumps(config, indent=2) + "\n")
         metrics_text = json.dumps({"step": step, **(metrics or {})}, indent=2, default=_plain)
         write_text_atomic(tmp / "metrics.json", metrics_text + "\n")
+        _fsync_files(tmp)
         if final.exists():                                       # re-saving a step (e.g. after a resume)
             old = out_dir / f".old-{name}"
             shutil.rmtree(old, ignore_errors=True)
@@ -238,6 +279,15 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
     _record_score(out_dir, name, score, higher_is_better)
     prune_checkpoints(out_dir, keep_best=keep_best, keep_last=keep_last)
     return final
+
+
+def _fsync_files(folder: Path) -> None:
+    """Flush every file under `folder` to the disk: a rename is atomic, but after a power loss it can
+    be on disk before the data it names unless the data was synced first."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
 
 
 def _record_score(out_dir: Path, name: str, score: Optional[float], higher_is_better: bool) -> None:
@@ -280,32 +330,42 @@ def prune_checkpoints(out_dir: str | os.PathLike, keep_best: int = 1, keep_last:
 
 # ----------------------------------------------------------------------------- loading
 
-def load_train_state(ckpt_dir: str | os.PathLike, optimizer=None, scheduler=None, *,
-                     restore_rng: bool = True, rank: int = 0,
-                     map_location: str | torch.device = "cpu") -> dict:
-    """Load ``train_state.pt``, restore optimizer/scheduler (when given) and the RNGs.
-
-    Returns the state dict: ``step`` (the step the checkpoint was taken after), ``extra``,
-    ``adapter_only``. Model weights are not touched: load them with ``Qwen2.from_pretrained(ckpt_dir)``
-    or ``lora.load_adapter(model, ckpt_dir)``.
-    """
+def read_train_state(ckpt_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """``train_state.pt`` of a checkpoint as saved: ``step`` (the step the checkpoint was taken after),
+    ``optimizer``, ``scheduler``, ``rng``, ``extra``, ``adapter_only``. Nothing is restored."""
     path = Path(ckpt_dir) / TRAIN_STATE
     if not path.is_file():
         raise FileNotFoundError(f"no {TRAIN_STATE} in checkpoint {ckpt_dir}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def restore_train_state(state: dict, optimizer=None, scheduler=None, *, restore_rng: bool = True,
+                        rank: int = 0, source: str | os.PathLike = TRAIN_STATE) -> None:
+    """Put a `read_train_state` result back: optimizer/scheduler (when given) and this rank's RNGs.
+    `source` names the file in error messages."""
     if optimizer is not None:
         if state["optimizer"] is None:
-            raise ValueError(f"{path} holds no optimizer state")
+            raise ValueError(f"{source} holds no optimizer state")
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         if state["scheduler"] is None:
-            raise ValueError(f"{path} holds no scheduler state")
+            raise ValueError(f"{source} holds no scheduler state")
         scheduler.load_state_dict(state["scheduler"])
     if restore_rng and state["rng"] is not None:
         rng = state["rng"]
         if isinstance(rng, list):
             if rank >= len(rng):
-                raise ValueError(f"{path} holds RNG states for {len(rng)} ranks, this is rank {rank}")
+                raise ValueError(f"{source} holds RNG states for {len(rng)} ranks, this is rank {rank}")
             rng = rng[rank]
         restore_rng_state(rng)
+
+
+def load_train_state(ckpt_dir: str | os.PathLike, optimizer=None, scheduler=None, *,
+                     restore_rng: bool = True, rank: int = 0,
+                     map_location: str | torch.device = "cpu") -> dict:
+    """`read_train_state`, then `restore_train_state`; returns the state. Model weights are not touched:
+    load them with ``Qwen2.from_pretrained(ckpt_dir)`` or ``lora.load_adapter(model, ckpt_dir)``."""
+    state = read_train_state(ckpt_dir, map_location)
+    restore_train_state(state, optimizer, scheduler, restore_rng=restore_rng, rank=rank,
+                        source=Path(ckpt_dir) / TRAIN_STATE)
     return state

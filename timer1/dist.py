@@ -7,6 +7,11 @@ every helper below degrades to a no-op when there is one process. As in nanoGPT,
 "master") does the logging and saving, and gradients are synchronised only on the last micro-step
 of an accumulation (`no_sync`).
 
+A worker must not outlive its launcher: torchrun starts each worker in a session of its own, so when
+the launcher is killed (SIGKILL, an OOM kill, a lost ssh session) nothing would stop the workers,
+which would train on and keep writing checkpoints into a run the user believes stopped.
+`die_with_launcher` (called on joining) asks the kernel to kill the worker when its parent dies.
+
 Every rank must run the same collectives in the same order, so each rank must also run the same
 number of forward/backward passes: `equalize` pads a rank's micro-batch list to the global maximum
 with repeats marked as padding, whose loss the caller multiplies by zero.
@@ -15,7 +20,9 @@ with repeats marked as padding, whose loss the caller multiplies by zero.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,6 +76,7 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
             torch.cuda.set_device(dev)
         return DistInfo(rank=0, local_rank=0, world_size=1, device=dev, is_master=True)
 
+    die_with_launcher()
     rank, local_rank, world = _env_int("RANK"), _env_int("LOCAL_RANK"), _env_int("WORLD_SIZE")
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
@@ -82,6 +90,23 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world,
                                 timeout=timedelta(seconds=timeout_s))
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world, device=dev, is_master=rank == 0)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_launcher() -> None:
+    """Have the kernel send this process SIGKILL when its parent (the torchrun launcher) dies:
+    ``prctl(PR_SET_PDEATHSIG)`` (prctl(2)), through ctypes. SIGKILL because nobody is left to read a
+    message and no handler must run a collective with peers that are dying too; checkpoints survive a
+    kill at any instant (atomic renames; temporaries are removed at the next start). Linux only (other
+    systems have no such call; NCCL runs are Linux anyway). A launcher that died before this call
+    (during the worker's first second of imports) is not noticed: the worker then fails to join."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 def _active() -> bool:

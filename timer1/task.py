@@ -162,15 +162,17 @@ def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list
     windows in every shape of ``spec.train_shapes`` (validation ones in the main shape only, so scores
     stay comparable); with ``synthetic_frac`` > 0 synthetic windows are added so they make up that
     fraction of the result.
-    ``max_windows`` caps the real windows (a seeded random subset). Raises ValueError when nothing
-    usable is found, naming the datasets.
+    ``max_windows`` caps the real windows (a seeded random subset). ``channels`` are taken from each
+    dataset that has them (a dataset with none of them gives all its channels); a channel that no
+    dataset has is a ValueError naming it (a typo would otherwise train on everything). Raises
+    ValueError when nothing usable is found, naming the datasets.
     """
     if region not in ("train", "val"):
         raise ValueError(f"region must be train or val, got {region!r}")
     windows: list[Window] = []
-    for name in spec.datasets:
-        path = Path(spec.data_dir) / f"{name}.csv"
-        series = read_csv(path)
+    datasets = [(name, read_csv(Path(spec.data_dir) / f"{name}.csv")) for name in spec.datasets]
+    _check_channels(spec, datasets)
+    for name, series in datasets:
         channels = [c for c in spec.channels if c in series.channels] or None
         rounding = protocol_for(name).round_inputs
         if region == "train":
@@ -190,6 +192,16 @@ def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list
         raise ValueError(f"no usable {region} windows (lookback {spec.lookback}, horizon {spec.horizon}) "
                          f"in {', '.join(spec.datasets) or 'no datasets'}")
     return windows
+
+
+def _check_channels(spec: WindowSpec, datasets: list) -> None:
+    """ValueError naming the first asked channel that none of the (name, Series) datasets has. Without
+    datasets (synthetic series only) channels select nothing, so nothing is checked."""
+    present = {channel for _, series in datasets for channel in series.channels}
+    missing = [c for c in spec.channels if c not in present]
+    if datasets and missing:
+        raise ValueError(f"no dataset has channel {missing[0]!r} (datasets {', '.join(spec.datasets)} "
+                         f"have {', '.join(sorted(present))})")
 
 
 def _synthetic_windows(spec: WindowSpec, shapes, n_real: int, seed: int) -> list[Window]:

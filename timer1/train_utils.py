@@ -14,6 +14,9 @@ API (stable; both scripts depend on it)::
     set_lr(optimizer, lr)
     autocast(device)                                    bf16 autocast on CUDA, a no-op on CPU
     check_writable(out_dir)                             ValueError (one line) if out_dir cannot be written
+    claim_out_dir(out_dir, resume) -> Path              rank 0 checks the run directory (writable; a fresh
+                                                        run refuses a used one) and removes temporaries a
+                                                        killed run left; every rank gets the verdict
     MetricsLog(path, enabled)                           JSONL metrics, one flushed line per .log(dict);
         .truncate_after(step)                           on resume: drop lines of steps after the checkpoint
     Progress(total, start_step=0, enabled=True)         .add_tokens(n) every step; .update(step, loss=..., **more)
@@ -31,12 +34,16 @@ API (stable; both scripts depend on it)::
         with timer1.policy.load_policy(ckpt) (full) or load_policy(base, adapter=ckpt) (LoRA).
     save_base_model(policy, out_dir) -> Path            a random-init base has no directory of its own:
                                                         LoRA runs on one save it once to out_dir/base_model
-    resume_run(out_dir, model, optimizer, rank) -> dict  load the latest checkpoint's weights into
-                                                        `model`, optimizer state and this rank's RNG state;
-                                                        returns the train state ({"step", "extra", ...})
-    load_weights(model, ckpt_dir)                       copy a checkpoint's LoRA or full weights into `model`
+    resume_run(out_dir, model, optimizer, rank) -> dict  load the newest readable checkpoint's weights into
+                                                        `model`, optimizer state and this rank's RNG state
+                                                        (unreadable newer ones are skipped, with a warning);
+                                                        returns the train state ({"step", "extra", "path"})
+    read_weights(ckpt_dir, dtype) / copy_weights(model, tensors, ckpt_dir)
+                                                        a checkpoint's LoRA or full weights, then into `model`
     uses_lora(model) -> bool
     weights_digest(model) -> str                        sha256 of every parameter (DDP tests compare ranks)
+    run_cli(main, config_class, description, argv=None) the scripts' ``__main__``: config, process group,
+                                                        bad input and Ctrl-C as one ``error:`` line
 """
 
 from __future__ import annotations
@@ -46,22 +53,28 @@ import hashlib
 import json
 import math
 import os
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import torch
 from safetensors.torch import load_file
 
 from timer1 import dist
-from timer1.checkpoint import capture_rng_state, latest_checkpoint, load_train_state, save_checkpoint
+from timer1.checkpoint import (capture_rng_state, checkpoints_newest_first, clean_stale_temps, latest_checkpoint,
+                               read_train_state, restore_train_state, save_checkpoint)
 from timer1.atomic import write_text_atomic
+from timer1.config import load_config_or_exit
 from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
 from timer1.metrics import mae, mase, mse
 from timer1.policy import Policy, policy_from_config, save_policy, save_policy_files
 from timer1.sampler import generate
 from timer1.task import PromptFormat, complete_forecast, forecast_from_completion, prompt_format_from, prompt_ids
+
+T = TypeVar("T")
 
 # ----------------------------------------------------------------------------------------------
 # Model, LoRA, optimizer
@@ -75,15 +88,28 @@ def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter
     it before calling (DDP also broadcasts rank 0's parameters when it wraps the model).
     Raises FileNotFoundError / ValueError (one line) for a missing or broken model/adapter path.
     """
-    policy = policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device)
+    what = "model" if cfg.model.random_init else f"model.path {cfg.model.path}"
+    policy = loaded(what, lambda: policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device))
     if adapter:
-        load_adapter(policy.model, adapter)
+        loaded(f"adapter {adapter}", lambda: load_adapter(policy.model, adapter))
     elif cfg.lora.enabled:
         lora = cfg.lora
         apply_lora(policy.model, tuple(lora.targets), lora.r, lora.alpha, lora.dropout, lora.use_rslora)
     policy.model.to(device)                       # LoRA A/B are created on the CPU
     policy.model.train()
     return policy
+
+
+def loaded(what: str, load: Callable[[], T]) -> T:
+    """``load()``, with a failure inside a weights or tokenizer file (a truncated safetensors header, a
+    cut zip) as one ValueError naming `what`, as forecast.py reports a broken --model: the readers raise
+    their own exception types (SafetensorError, RuntimeError, EOFError...), not only ValueError/OSError."""
+    try:
+        return load()
+    except (ValueError, FileNotFoundError):                # ours: already one line naming the path
+        raise
+    except Exception as err:
+        raise ValueError(f"cannot load {what}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -155,14 +181,58 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
     return out_dir
 
 
+_RUN_LOCKS: dict[Path, Any] = {}  # open lock files: a lock lives as long as its file object
+
+
 def claim_out_dir(out_dir: str | os.PathLike, resume: bool) -> Path:
-    """The run directory, writable; a fresh run refuses one that already holds a run (its checkpoints,
-    metrics log and best-checkpoint ranking would mix with the new run's)."""
-    out_dir = check_writable(out_dir)
+    """The run directory, writable and ours: a fresh run refuses one that already holds a run (its
+    checkpoints, metrics log and best-checkpoint ranking would mix with the new run's), and any run
+    refuses one that another live process is training into (an flock on ``.run.lock``, released by the
+    kernel however that process ends). Then the temporaries a killed run left are removed
+    (`timer1.checkpoint.clean_stale_temps`), which is safe only because nobody else writes there.
+    Collective: rank 0 alone looks, locks and cleans (another rank's write probe must not be taken for
+    a stale temp), and every rank gets its verdict, so a refusal stops them all."""
+    problem = None
+    if dist.is_master():
+        try:
+            _claim(Path(out_dir), resume)
+        except (ValueError, OSError) as err:
+            problem = str(err)
+    problem = dist.broadcast_object(problem)
+    if problem is not None:
+        raise ValueError(problem)
+    return Path(out_dir)
+
+
+def _claim(out_dir: Path, resume: bool) -> None:
+    check_writable(out_dir)
+    _lock_run(out_dir)
     if not resume and (latest_checkpoint(out_dir) is not None or (out_dir / "metrics.jsonl").exists()):
         raise ValueError(f"{out_dir} already holds a run: add --resume=true to continue it, "
                          f"or choose another --out_dir")
-    return out_dir
+    cleaned = clean_stale_temps(out_dir)
+    if cleaned:
+        print(f"removed {len(cleaned)} temporary file(s) left by an interrupted run in {out_dir}: "
+              f"{', '.join(cleaned)}", flush=True)
+
+
+def _lock_run(out_dir: Path) -> None:
+    """Hold an exclusive flock on ``out_dir/.run.lock`` until this process exits; ValueError when a live
+    process holds it. A filesystem without locks (some network mounts) is used unlocked."""
+    import fcntl                                   # POSIX: torchrun training runs on Linux (and macOS)
+    if out_dir.resolve() in _RUN_LOCKS:            # this process holds it already (a run started in-process again)
+        return
+    handle = open(out_dir / ".run.lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(f"{out_dir} is in use by another training process that is still running; "
+                         f"wait for it or stop it first") from None
+    except OSError:
+        handle.close()
+        return
+    _RUN_LOCKS[out_dir.resolve()] = handle
 
 
 class MetricsLog:
@@ -351,10 +421,9 @@ def save_run_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.M
 def save_base_model(policy: Policy, out_dir: str | os.PathLike) -> Path:
     """A LoRA run on a random-init base saves that base once as ``out_dir/base_model`` (HF layout,
     tokenizer and prompt format included), so its adapter checkpoints load with
-    ``load_policy(out_dir/base_model, adapter=out_dir/step_XXXXXX)``. Call on the master rank."""
+    ``load_policy(out_dir/base_model, adapter=out_dir/step_XXXXXX)``. Call on the master rank. Always
+    written whole (a fresh run may find the half-written one of a run killed before its first checkpoint)."""
     path = Path(out_dir) / "base_model"
-    if (path / "config.json").is_file():
-        return path
     core = dist.unwrap(policy.model)
     base_state = {k: v for k, v in core.state_dict().items() if ".lora_" not in k}  # LoRALinear keeps `weight`
     base = type(core)(core.config)
@@ -365,38 +434,72 @@ def save_base_model(policy: Policy, out_dir: str | os.PathLike) -> Path:
     return path
 
 
-def load_weights(model: torch.nn.Module, ckpt_dir: str | os.PathLike) -> None:
-    """Copy a checkpoint's weights into `model` in place: LoRA A/B from an adapter checkpoint
-    (the model must already carry LoRA layers of the same shapes), else every weight of the full model."""
-    ckpt_dir, core = Path(ckpt_dir), dist.unwrap(model)
+def read_weights(ckpt_dir: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """A checkpoint's trainable weights by parameter name: LoRA A/B of an adapter checkpoint, else
+    every weight of the full model (in `dtype`, on the CPU)."""
     if (ckpt_dir / ADAPTER_WEIGHTS).is_file():
-        tensors = {k.removeprefix(PEFT_PREFIX): v for k, v in load_file(str(ckpt_dir / ADAPTER_WEIGHTS)).items()}
-    else:
-        from timer1.model import Qwen2
-        loaded = Qwen2.from_pretrained(ckpt_dir, dtype=next(core.parameters()).dtype, device="cpu")
-        tensors = loaded.state_dict()
-    params = dict(core.named_parameters(remove_duplicate=False))      # tied lm_head.weight too
-    unknown = [k for k in tensors if k not in params]
-    if unknown:
-        raise ValueError(f"checkpoint {ckpt_dir} holds {unknown[0]}, which this model does not have")
+        return {k.removeprefix(PEFT_PREFIX): v for k, v in load_file(str(ckpt_dir / ADAPTER_WEIGHTS)).items()}
+    from timer1.model import Qwen2
+    return Qwen2.from_pretrained(ckpt_dir, dtype=dtype, device="cpu").state_dict()
+
+
+def copy_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], ckpt_dir: Path) -> None:
+    """Copy `read_weights` output into `model` in place (LoRA checkpoints need a model that already
+    carries LoRA layers of the same shapes). Every name and shape is checked before any copy."""
+    params = dict(dist.unwrap(model).named_parameters(remove_duplicate=False))  # tied lm_head.weight too
+    for key, tensor in tensors.items():
+        if key not in params:
+            raise ValueError(f"checkpoint {ckpt_dir} holds {key}, which this model does not have")
+        if params[key].shape != tensor.shape:
+            raise ValueError(f"checkpoint {ckpt_dir}: {key} has shape {tuple(tensor.shape)}, "
+                             f"the model {tuple(params[key].shape)}")
     with torch.no_grad():
         for key, tensor in tensors.items():
-            if params[key].shape != tensor.shape:
-                raise ValueError(f"checkpoint {ckpt_dir}: {key} has shape {tuple(tensor.shape)}, "
-                                 f"the model {tuple(params[key].shape)}")
             params[key].copy_(tensor)
+
+
+def read_checkpoint(ckpt_dir: Path, dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict]:
+    """(weights, train state) of a checkpoint, both read whole before anything is restored; a file that
+    cannot be read is one ValueError naming it (see `loaded`)."""
+    weights_file = ADAPTER_WEIGHTS if (ckpt_dir / ADAPTER_WEIGHTS).is_file() else "the model weights"
+    tensors = loaded(f"{weights_file} of {ckpt_dir.name}", lambda: read_weights(ckpt_dir, dtype))
+    state = loaded(f"train_state.pt of {ckpt_dir.name}", lambda: read_train_state(ckpt_dir))
+    return tensors, state
 
 
 def resume_run(out_dir: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                rank: int = 0) -> dict:
-    """Load the latest checkpoint in `out_dir` into `model` and `optimizer` and restore this rank's
-    RNG state. Returns the train state (``state["step"]`` = optimizer steps already done,
-    ``state["extra"]``). FileNotFoundError (one line) when there is nothing to resume."""
-    ckpt = latest_checkpoint(out_dir)
-    if ckpt is None:
+    """Load the newest readable checkpoint in `out_dir` into `model` and `optimizer` and restore this
+    rank's RNG state. Returns the train state (``state["step"]`` = optimizer steps already done,
+    ``state["extra"]``, ``state["path"]``).
+
+    A checkpoint whose files cannot be read (truncated by a full disk or a partial copy) is skipped with
+    a warning on stderr naming it and why, and the next older one is tried; it stays on disk and is
+    replaced when the resumed run saves that step again. A checkpoint that reads but does not fit (other
+    shapes, another rank count) is an error, not skipped: an older one would not fit either. Every rank
+    must pick the same checkpoint (checked). FileNotFoundError (one line) when none is usable.
+    """
+    dtype = next(dist.unwrap(model).parameters()).dtype
+    skipped, found = [], None
+    for ckpt in checkpoints_newest_first(out_dir):
+        try:
+            found = ckpt, *read_checkpoint(ckpt, dtype)
+            break
+        except (ValueError, OSError) as err:
+            skipped.append(f"{ckpt.name}, unreadable ({err})")
+    chosen = dist.all_gather_object(found[0].name if found else None)   # one collective, whatever was found
+    if len(set(chosen)) > 1:
+        raise ValueError(f"ranks would resume from different checkpoints ({chosen}): "
+                         f"is {out_dir} the same readable directory on every node?")
+    if found is None:
+        if skipped:
+            raise FileNotFoundError(f"--resume=true but no checkpoint in {out_dir} can be read: {'; '.join(skipped)}")
         raise FileNotFoundError(f"--resume=true but {out_dir} holds no checkpoint (step_XXXXXX/)")
-    load_weights(model, ckpt)
-    state = load_train_state(ckpt, optimizer, None, rank=rank)
+    ckpt, tensors, state = found
+    copy_weights(model, tensors, ckpt)
+    restore_train_state(state, optimizer, rank=rank, source=ckpt / "train_state.pt")
+    for reason in skipped:
+        dist.print0(f"warning: skipped checkpoint {reason}; resuming from {ckpt.name}", file=sys.stderr)
     state["path"] = str(ckpt)
     return state
 
@@ -408,3 +511,41 @@ def weights_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line
+
+
+def run_cli(main: Callable[[Any, dist.DistInfo], Any], config_class: type, description: str,
+            argv: Optional[list[str]] = None) -> None:
+    """What ``python train_X.py`` / ``torchrun ... train_X.py`` does: read the config, join the process
+    group, run ``main(cfg, info)``. Bad input (ValueError, OSError) ends as one ``error:`` line from
+    rank 0 and exit status 2 (`dist.fail`); Ctrl-C as one line and status 130 (`_interrupted`)."""
+    cfg = load_config_or_exit(config_class, argv, description)
+    signal.signal(signal.SIGINT, lambda signum, frame: _interrupted(cfg.out_dir))
+    error = None
+    with dist.distributed() as info:
+        try:
+            main(cfg, info)
+        except (ValueError, OSError) as err:
+            error = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # the message is kept and the except block left first: its traceback would keep the DDP model alive
+    if error is not None:
+        dist.fail(error)
+
+
+def _interrupted(out_dir: str) -> None:
+    """SIGINT (Ctrl-C; torchrun forwards it to every worker): rank 0 prints one line naming the
+    checkpoint a ``--resume=true`` continues from, and every rank leaves at once with os._exit. Not a
+    KeyboardInterrupt: raised inside a collective it gave a traceback per rank plus peers' "Connection
+    closed" errors, and the Gloo teardown at exit aborted the process ("Fatal Python error: Aborted").
+    Leaving at once is safe for the run: a checkpoint is renamed into place whole or not at all, and
+    the temporaries of an unfinished write are removed at the next start."""
+    if dist.is_master():
+        latest = latest_checkpoint(out_dir)
+        where = (f"--resume=true continues from {latest}" if latest is not None
+                 else "no checkpoint was written yet")
+        print(f"error: interrupted; {where}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)
