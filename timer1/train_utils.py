@@ -543,7 +543,10 @@ def _interrupted(out_dir: str) -> None:
     Leaving at once is safe for the run: a checkpoint is renamed into place whole or not at all, and
     the temporaries of an unfinished write are removed at the next start."""
     if dist.is_master():
-        latest = latest_checkpoint(out_dir)
+        try:
+            latest = latest_checkpoint(out_dir)
+        except OSError:                                # an unreadable out_dir must not cost the one line
+            latest = None
         where = (f"--resume=true continues from {latest}" if latest is not None
                  else "no checkpoint was written yet")
         print(f"error: interrupted; {where}", file=sys.stderr, flush=True)
