@@ -93,6 +93,9 @@ class LoRAConfig:
 class DataConfig:
     data_dir: str = opt("../shared/data", "folder with the dataset CSVs")
     datasets: tuple[str, ...] = opt(("ETTh1",), "training datasets (CSV stems); the paper trains on ETTh1")
+    files: tuple[str, ...] = opt(
+        (), "your own CSV files (paths, any layout forecast.py reads), split by time: the first 80% of "
+            "rows train, the last 20% validate")
     channels: tuple[str, ...] = opt((), "channels to use; empty = all")
     lookback: int = opt(96, "history length L shown in the prompt")
     horizon: int = opt(96, "forecast length H")

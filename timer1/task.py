@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from timer1.data import (Window, paper_windows, protocol_for, read_csv, synthetic_frame, train_windows,
-                         validation_windows)
+from timer1.data import (Window, paper_windows, protocol_for, read_csv, region_windows, synthetic_frame,
+                         train_windows, validation_windows)
 from timer1.prompts import (build_prompt, compact_scaler, format_answer, format_compact_answer,
                             parse_forecast)
 
@@ -131,6 +131,7 @@ class WindowSpec:
     max_windows: int = 0
     synthetic_frac: float = 0.0
     shapes: tuple[tuple[int, int], ...] = ()  # more (lookback, horizon) shapes for training windows
+    files: tuple[str, ...] = ()               # the user's own CSV paths (split by time: FILE_VALIDATION_SHARE)
 
     @property
     def train_shapes(self) -> tuple[tuple[int, int], ...]:
@@ -152,7 +153,35 @@ def window_spec_from(data) -> WindowSpec:
     """The WindowSpec a run's ``DataConfig`` (timer1.config) asks for."""
     return WindowSpec(data.data_dir, tuple(data.datasets), data.lookback, data.horizon, data.stride,
                       tuple(data.channels), data.max_windows, data.synthetic_frac,
-                      tuple(parse_shape(s) for s in data.shapes))
+                      tuple(parse_shape(s) for s in data.shapes), tuple(data.files))
+
+
+FILE_VALIDATION_SHARE = 0.2   # of a user file's rows, the last part: held out for validation
+
+
+def file_windows(spec: WindowSpec, region: str) -> list[Window]:
+    """Windows from the user's own CSV files (``data.files``), each read as forecast.py reads a file
+    (timer1.data.read_csv: any date layout, delimiter, order) and split by time: training windows lie
+    wholly in the first 1 - FILE_VALIDATION_SHARE of its rows (every shape of ``spec.train_shapes``),
+    validation windows forecast targets in the last part from the look-back before them (as the
+    paper's test windows do). Channels as for datasets; ValueError when a file is too short to split."""
+    out: list[Window] = []
+    for file in spec.files:
+        series = read_csv(file)
+        name = Path(file).stem
+        split = len(series) - int(len(series) * FILE_VALIDATION_SHARE)
+        if split < spec.lookback + spec.horizon or len(series) - split < spec.horizon:
+            raise ValueError(f"{file}: {len(series)} rows are too few to train and validate on windows of "
+                             f"{spec.lookback} + {spec.horizon} (the last {FILE_VALIDATION_SHARE:.0%} is held out); "
+                             f"pass a smaller --data.lookback / --data.horizon")
+        channels = [c for c in spec.channels if c in series.channels] or None
+        if region == "train":
+            for lookback, horizon in spec.train_shapes:
+                out += region_windows(series, 0, split, lookback, horizon, spec.stride, channels, name)
+        else:
+            out += region_windows(series, split - spec.lookback, len(series), spec.lookback, spec.horizon,
+                                  spec.stride, channels, name)
+    return out
 
 
 def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list[Window]:
@@ -182,6 +211,7 @@ def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list
         else:
             windows += validation_windows(series, spec.lookback, spec.horizon, spec.stride, channels=channels,
                                           dataset=name, round_inputs=rounding)
+    windows += file_windows(spec, region)
     rng = np.random.default_rng(seed + (0 if region == "train" else 1))
     if spec.max_windows and len(windows) > spec.max_windows:
         keep = np.sort(rng.choice(len(windows), size=spec.max_windows, replace=False))
