@@ -144,24 +144,28 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def trained_horizon(model_dir: Path, adapter_dir: Path | None = None) -> int:
     """The horizon a checkpoint was trained for: the largest ``data.horizon`` in the recipes it carries
-    (``training/*.toml`` of a timer1 export, ``config.toml`` of a training checkpoint, and the recipes
-    of the model that run started from), else the paper's 96."""
+    (``training/*.toml`` of a timer1 export, ``config.toml`` of a training checkpoint) and in those of
+    the model such a run started from (a fine-tune knows what its start knew), else the paper's 96."""
+    recipes = _recipes(model_dir) + (_recipes(adapter_dir) if adapter_dir is not None else [])
+    horizons = [horizon for horizon, _ in recipes]
+    for _, start in recipes:
+        if start and Path(start).is_dir():
+            horizons += [horizon for horizon, _ in _recipes(Path(start))]
+    return max(horizons, default=0) or PAPER_HORIZON
+
+
+def _recipes(folder: Path) -> list[tuple[int, str]]:
+    """(data.horizon, model.path) of each readable TOML recipe in a checkpoint directory."""
     import tomllib
 
-    horizons = []
-    for folder in (model_dir, adapter_dir):
-        if folder is None:
-            continue
-        for recipe in [*sorted((folder / "training").glob("*.toml")), folder / "config.toml"]:
-            try:
-                data = tomllib.loads(recipe.read_text())
-            except (OSError, ValueError):
-                continue  # an absent or unreadable recipe says nothing about the horizon
-            horizons.append(int(data.get("data", {}).get("horizon", 0) or 0))
-            start = data.get("model", {}).get("path", "")
-            if start and recipe.name == "config.toml" and Path(start).is_dir() and Path(start) != folder:
-                horizons.append(trained_horizon(Path(start)))   # a fine-tune knows what its start knew
-    return max(horizons, default=0) or PAPER_HORIZON
+    found = []
+    for recipe in [*sorted((folder / "training").glob("*.toml")), folder / "config.toml"]:
+        try:
+            data = tomllib.loads(recipe.read_text())
+        except (OSError, ValueError):
+            continue  # an absent or unreadable recipe says nothing about the horizon
+        found.append((int(data.get("data", {}).get("horizon", 0) or 0), str(data.get("model", {}).get("path", ""))))
+    return found
 
 
 def horizon_cap(model_dir: Path, adapter_dir: Path | None = None) -> int:
