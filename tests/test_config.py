@@ -232,7 +232,7 @@ def test_help_lists_every_field_with_default_and_exits_zero(capsys):
 
 
 def _class_for(preset: Path) -> type:
-    return GRIPConfig if "grip" in preset.stem else SFTConfig
+    return GRIPConfig if any(rl in preset.stem for rl in ("grip", "grpo", "dapo")) else SFTConfig
 
 
 def test_every_shipped_preset_parses():
