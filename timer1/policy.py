@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from timer1.atomic import write_json_atomic
+from timer1.calibrate import read_band_scale
 from timer1.checkpoint import LATEST, resolve_checkpoint
 from timer1.data import synthetic_frame, train_windows
 from timer1.model import Qwen2, Qwen2Config, as_dtype, default_device_dtype
@@ -40,6 +41,7 @@ class Policy:
     tokenizer: Tokenizer
     source: str
     prompt_format: PromptFormat = PromptFormat()
+    band_scale: float = 1.0  # slow thinking spreads its kept drafts by this around their median (timer1.calibrate)
 
     @property
     def device(self) -> torch.device:
@@ -87,7 +89,7 @@ def load_policy(path: str | os.PathLike, *, adapter: str | os.PathLike | None = 
 
         load_adapter(model, adapter)
     model.eval()
-    return Policy(model, tokenizer, str(path), read_prompt_format(path))
+    return Policy(model, tokenizer, str(path), read_prompt_format(path), read_band_scale(Path(adapter or path)))
 
 
 def read_prompt_format(path: Path) -> PromptFormat:

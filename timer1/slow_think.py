@@ -244,12 +244,17 @@ def fallback_forecast(window: Window, period: int | None = None) -> tuple[np.nda
     return values, name
 
 
-def conclude(window: Window, drafts: list[Draft], rounds: int, period: int | None = None) -> SlowThinkResult:
+def conclude(window: Window, drafts: list[Draft], rounds: int, period: int | None = None,
+             band_scale: float = 1.0) -> SlowThinkResult:
     """Refine's last step: aggregate the drafts that passed the critic (median, quantiles), or fall
-    back to seasonal naive when none did."""
+    back to seasonal naive when none did. The kept drafts are spread around their median by
+    ``band_scale`` (timer1.calibrate: the factor that makes the band cover what it claims on held-out
+    windows); the median itself does not move."""
     kept = [d for d in drafts if d.passed]
     if kept:
-        samples = np.stack([np.asarray(d.values[:window.horizon]) for d in kept])  # (K, H)
+        drafted = np.stack([np.asarray(d.values[:window.horizon]) for d in kept])  # (K, H)
+        median = np.median(drafted, axis=0)  # (H,)
+        samples = median + band_scale * (drafted - median)  # (K, H)
         point, quantiles = aggregate(samples)
         return SlowThinkResult(point, quantiles, samples, [d.text for d in kept], drafts, len(kept),
                                len(drafts) - len(kept), rounds)
@@ -330,7 +335,8 @@ def slow_think(policy, windows: Window | Sequence[Window], config: SlowThinkConf
             total = sum(len(drafts[i]) for i in todo)
             log(f"round {round_index}/{config.rounds}: {passed} of {total} drafts so far passed the critic "
                 f"({len(todo)} window(s) drafted)")
-    results = [conclude(w, ds, max(d.round for d in ds), period) for w, ds in zip(windows, drafts)]
+    results = [conclude(w, ds, max(d.round for d in ds), period, policy.band_scale)
+               for w, ds in zip(windows, drafts)]
     return results[0] if single else results
 
 
