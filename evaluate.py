@@ -232,7 +232,8 @@ def _model_outcome(method: str, window, result) -> dict:
 
 def window_metrics(pred: np.ndarray, target: np.ndarray, history: np.ndarray,
                    samples: np.ndarray | None = None) -> dict[str, float]:
-    """MSE, MAE, MASE (``timer1.metrics.mase``; NaN when undefined), CRPS (samples, else = MAE) of one window."""
+    """MSE, MAE, MASE (``timer1.metrics.mase``; NaN when undefined), CRPS (samples, else = MAE) of one
+    window, and the share of its target inside the samples' 10-90% band (NaN without a band)."""
     from timer1.metrics import crps, mae, mase, mse
 
     try:
@@ -240,8 +241,13 @@ def window_metrics(pred: np.ndarray, target: np.ndarray, history: np.ndarray,
     except ValueError:
         scaled = float("nan")
     error = mae(pred, target)
+    banded = samples is not None and len(samples) > 1
+    coverage = float("nan")
+    if banded:
+        low, high = np.quantile(samples, 0.1, axis=0), np.quantile(samples, 0.9, axis=0)  # (H,) each
+        coverage = float(np.mean((target >= low) & (target <= high)))
     return {"mse": mse(pred, target), "mae": error, "mase": scaled,
-            "crps": error if samples is None or len(samples) == 1 else crps(samples, target)}
+            "crps": crps(samples, target) if banded else error, "coverage": coverage}
 
 
 def forecast_entry(pred: np.ndarray | None, samples: np.ndarray | None = None) -> dict | None:
@@ -262,7 +268,7 @@ def mean_finite(values) -> float | None:
 
 def summarise(strict: list[dict], filled: list[dict], n_windows: int, counts: dict, seconds: float) -> dict:
     """The report entry of one method on one dataset."""
-    entry = {key: mean_finite([s[key] for s in strict]) for key in ("mse", "mae", "mase", "crps")}
+    entry = {key: mean_finite([s[key] for s in strict]) for key in ("mse", "mae", "mase", "crps", "coverage")}
     entry.update({"n": len(strict), "unparsed": n_windows - len(strict)})
     entry.update({f"{key}_fallback": mean_finite([s[key] for s in filled]) for key in ("mse", "mae", "mase", "crps")})
     entry.update({"n_windows": n_windows, **counts, "seconds_per_window": seconds / max(n_windows, 1)})
@@ -317,12 +323,13 @@ def _cell(value) -> str:
 
 def format_table(results: dict) -> str:
     """Markdown: one row per (dataset, method)."""
-    lines = ["| dataset | method | n | unparsed | MSE | MAE | MASE | CRPS | MSE (last-value fill) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| dataset | method | n | unparsed | MSE | MAE | MASE | CRPS | 10-90% coverage | MSE (last-value fill) "
+             "| MASE (last-value fill) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for dataset, methods in results.items():
         for method, r in methods.items():
             lines.append(f"| {dataset} | {method} | {r['n']} | {r['unparsed']} | {_cell(r['mse'])} | "
-                         f"{_cell(r['mae'])} | {_cell(r['mase'])} | {_cell(r['crps'])} | {_cell(r['mse_fallback'])} |")
+                         f"{_cell(r['mae'])} | {_cell(r['mase'])} | {_cell(r['crps'])} | {_cell(r['coverage'])} | "
+                         f"{_cell(r['mse_fallback'])} | {_cell(r['mase_fallback'])} |")
     return "\n".join(lines)
 
 

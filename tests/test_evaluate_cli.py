@@ -58,6 +58,7 @@ def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_dat
     assert results["last"]["mse"] == pytest.approx(np.mean([np.mean((p - w.target) ** 2) for p, w in zip(last, windows)]))
     assert results["last"]["mae"] == pytest.approx(np.mean([np.mean(np.abs(p - w.target)) for p, w in zip(last, windows)]))
     assert results["last"]["crps"] == pytest.approx(results["last"]["mae"])  # a point forecast: CRPS = MAE
+    assert results["last"]["coverage"] is None  # and no band to cover anything
     drift = [w.history[-1] + (w.history[-1] - w.history[0]) / 35 * np.arange(1, 37) for w in windows]
     assert results["drift"]["mse"] == pytest.approx(np.mean([np.mean((p - w.target) ** 2) for p, w in zip(drift, windows)]))
     assert results["last"]["unparsed"] == 0 and results["last"]["mse_fallback"] == results["last"]["mse"]
@@ -129,3 +130,13 @@ def test_baselines_agree_with_the_baseline_table(tmp_path, shared_data):
         assert ours[name]["n"] == entry["n"] == 50
         assert ours[name]["mse"] == pytest.approx(entry["mse"], rel=1e-12)
         assert ours[name]["mae"] == pytest.approx(entry["mae"], rel=1e-12)
+
+
+def test_window_coverage_by_hand():
+    from evaluate import window_metrics
+
+    samples = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])  # q0.1 = 0.2 x, q0.9 = 1.8 x column 1
+    target = np.array([1.0, 4.0, 0.5])  # inside [0.2, 1.8]; outside [0.4, 3.6]; inside [0.6, 5.4]? no: 0.5 < 0.6
+    scores = window_metrics(samples[1], target, np.array([0.0, 1.0, 0.0]), samples)
+    assert scores["coverage"] == pytest.approx(1 / 3)
+    assert np.isnan(window_metrics(samples[1], target, np.array([0.0, 1.0]))["coverage"])
