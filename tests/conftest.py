@@ -1,5 +1,6 @@
 """Shared test fixtures: the real datasets live beside the repo in ../shared/data (never copied in)."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,12 @@ def compact_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_policy(random_policy(TINY_CONFIG, seed=0, prompt_format=PromptFormat("compact")), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def forecast_cli():
+    """forecast.py (a script, not part of the package) loaded as a module, for in-process CLI calls."""
+    spec = importlib.util.spec_from_file_location("forecast_cli", REPO_ROOT / "forecast.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

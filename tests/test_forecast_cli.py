@@ -9,7 +9,6 @@ cases call ``forecast.main(argv)`` in-process, the same code path without seven 
 import calendar
 import csv
 import datetime as dt
-import importlib.util
 import io
 import os
 import subprocess
@@ -34,13 +33,6 @@ FAST = ["--lookback", str(LOOKBACK), "--horizon", str(HORIZON), "--samples", "2"
 def checkpoint(compact_checkpoint) -> Path:
     return compact_checkpoint
 
-
-@pytest.fixture(scope="module")
-def forecast_module():
-    spec = importlib.util.spec_from_file_location("forecast_cli", REPO / "forecast.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(*args, env=None):
@@ -84,10 +76,10 @@ def read_output(text: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("step", ["hourly", "daily", "weekly", "monthly", "quarterly", "yearly", "index"])
-def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_module, capsys):
+def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_cli, capsys):
     dates = dates_for(step, ROWS + HORIZON)
     source = ramp_csv(tmp_path / f"{step}.csv", dates[:ROWS])
-    assert forecast_module.main([str(source), "--model", str(checkpoint), *FAST]) == 0
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST]) == 0
     rows = read_output(capsys.readouterr().out)
     assert list(rows[0]) == ["date", "forecast", "q0.1", "q0.5", "q0.9", "source"]
     assert [r["date"] for r in rows] == dates[ROWS:]
@@ -98,9 +90,9 @@ def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_module, c
         assert (r["q0.1"], r["q0.9"], r["source"]) == ("", "", "last value repeated")
 
 
-def test_unparseable_dates_warn_and_use_a_running_index(tmp_path, checkpoint, forecast_module, capsys):
+def test_unparseable_dates_warn_and_use_a_running_index(tmp_path, checkpoint, forecast_cli, capsys):
     source = ramp_csv(tmp_path / "odd.csv", [f"day {k}" for k in range(ROWS)])
-    assert forecast_module.main([str(source), "--model", str(checkpoint), *FAST]) == 0
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST]) == 0
     captured = capsys.readouterr()
     assert "warning:" in captured.err and "running row index" in captured.err
     rows = read_output(captured.out)
@@ -108,10 +100,10 @@ def test_unparseable_dates_warn_and_use_a_running_index(tmp_path, checkpoint, fo
     assert all(np.isfinite(float(r["forecast"])) for r in rows)
 
 
-def test_single_pass_and_show_reasoning(tmp_path, checkpoint, forecast_module, capsys):
+def test_single_pass_and_show_reasoning(tmp_path, checkpoint, forecast_cli, capsys):
     source = ramp_csv(tmp_path / "s.csv", dates_for("hourly", ROWS))
     argv = [str(source), "--model", str(checkpoint), *FAST, "--single-pass", "--show-reasoning"]
-    assert forecast_module.main(argv) == 0
+    assert forecast_cli.main(argv) == 0
     captured = capsys.readouterr()
     assert "--- value draft 1 (round 1, dropped: no forecast could be parsed" in captured.err
     assert "FALLBACK" in captured.err and "kept 0 of 1 drafts" in captured.err
@@ -213,29 +205,29 @@ def test_bad_input_is_one_line_and_no_output(case, tmp_path, checkpoint):
 
 @pytest.mark.parametrize("make, message", [(not_qwen2, "unsupported model_type 'gpt2'"),
                                            (foreign_adapter, "adapter was made for another base model")])
-def test_bad_checkpoints_are_one_line(make, message, tmp_path, checkpoint, forecast_module, capsys):
+def test_bad_checkpoints_are_one_line(make, message, tmp_path, checkpoint, forecast_cli, capsys):
     """In-process (the model loads take seconds): main() returns 2 with one line, nothing written."""
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
     option = "--model" if make is not_qwen2 else "--adapter"
     argv = [str(source), "--model", str(checkpoint), option, str(make(tmp_path)), "--out", str(tmp_path / "o.csv"),
             *FAST]
-    assert forecast_module.main(argv) == 2
+    assert forecast_cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
     assert not (tmp_path / "o.csv").exists()
 
 
-def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_module, capsys):
+def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, capsys):
     source = ramp_csv(tmp_path / "in.csv", dates_for("daily", ROWS))
     preset = tmp_path / "preset.toml"
     preset.write_text(f'model = "{checkpoint}"\nhorizon = 5\nlookback = 24\nsamples = 2\nmax-new-tokens = 4\n')
-    assert forecast_module.main([str(source), "--config", str(preset), "--horizon", "3"]) == 0
+    assert forecast_cli.main([str(source), "--config", str(preset), "--horizon", "3"]) == 0
     captured = capsys.readouterr()
     assert len(read_output(captured.out)) == 3  # the command line wins over the preset
     assert "2 drafts" in captured.err  # the preset's samples
     preset.write_text("sample = 2\n")
     with pytest.raises(SystemExit) as exit_info:
-        forecast_module.main([str(source), "--config", str(preset)])
+        forecast_cli.main([str(source), "--config", str(preset)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == (f"error: {preset}: unknown key 'sample' (known: adapter, column, "
                                                "csv, device, dtype, horizon, lookback, max_new_tokens, model, out, "
@@ -243,19 +235,19 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_module, c
                                                "temperature, threads, top_p)")
 
 
-def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_module, monkeypatch):
+def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_cli, monkeypatch):
     import torch
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)   # record, leave the suite's threads alone
-    forecast_module.open_policy(checkpoint, None, "cpu", "float32")
+    forecast_cli.open_policy(checkpoint, None, "cpu", "float32")
     assert calls == [1]                                          # a tiny model on CPU: one thread
     calls.clear()
-    forecast_module.open_policy(checkpoint, None, "cpu", "float32", threads=2)
+    forecast_cli.open_policy(checkpoint, None, "cpu", "float32", threads=2)
     assert calls == [2]                                          # an explicit --threads wins
     calls.clear()
     monkeypatch.setattr("timer1.forecaster.SMALL_MODEL_PARAMS", 10)
-    forecast_module.open_policy(checkpoint, None, "cpu", "float32")
+    forecast_cli.open_policy(checkpoint, None, "cpu", "float32")
     assert calls == []                                           # a large model keeps torch's choice
 
 
@@ -263,11 +255,11 @@ def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_modu
 # outputs never destroy anything, and are checked before the model loads
 
 @pytest.fixture
-def no_model_load(forecast_module, monkeypatch):
+def no_model_load(forecast_cli, monkeypatch):
     """Output checks must come first: loading the model here fails the test."""
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the output paths were checked")
-    monkeypatch.setattr(forecast_module, "open_policy", refuse)
+    monkeypatch.setattr(forecast_cli, "open_policy", refuse)
 
 
 def one_error_line(capsys) -> str:
@@ -277,7 +269,7 @@ def one_error_line(capsys) -> str:
     return lines[0]
 
 
-def test_outputs_that_alias_an_input_or_each_other_are_refused(tmp_path, checkpoint, forecast_module, capsys,
+def test_outputs_that_alias_an_input_or_each_other_are_refused(tmp_path, checkpoint, forecast_cli, capsys,
                                                                 no_model_load):
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
     original = source.read_bytes()
@@ -289,27 +281,27 @@ def test_outputs_that_alias_an_input_or_each_other_are_refused(tmp_path, checkpo
              (["--out", tmp_path / "same.svg", "--plot", tmp_path / "same.svg"],
               f"--plot {tmp_path / 'same.svg'} is --out {tmp_path / 'same.svg'}")]
     for extra, message in cases:
-        assert forecast_module.main([str(source), "--model", str(checkpoint), *map(str, extra), *FAST]) == 2
+        assert forecast_cli.main([str(source), "--model", str(checkpoint), *map(str, extra), *FAST]) == 2
         assert message in one_error_line(capsys)
     assert source.read_bytes() == original and not (tmp_path / "same.svg").exists()
 
 
-def test_plot_must_be_svg(tmp_path, checkpoint, forecast_module, capsys, no_model_load):
+def test_plot_must_be_svg(tmp_path, checkpoint, forecast_cli, capsys, no_model_load):
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
-    assert forecast_module.main([str(source), "--model", str(checkpoint), "--plot", str(tmp_path / "x.png")]) == 2
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), "--plot", str(tmp_path / "x.png")]) == 2
     assert one_error_line(capsys) == f"error: --plot {tmp_path / 'x.png'}: the plot is an SVG; give a path ending in .svg"
     assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo", "/proc", "no directory"])
-def test_unwritable_outputs_fail_before_the_model_and_name_the_path(kind, tmp_path, checkpoint, forecast_module,
+def test_unwritable_outputs_fail_before_the_model_and_name_the_path(kind, tmp_path, checkpoint, forecast_cli,
                                                                     capsys, no_model_load):
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
     out = {"directory": tmp_path, "fifo": tmp_path / "pipe.csv", "/proc": Path("/proc/timer1-fc.csv"),
            "no directory": tmp_path / "absent" / "fc.csv"}[kind]
     if kind == "fifo":
         os.mkfifo(out)
-    assert forecast_module.main([str(source), "--model", str(checkpoint), "--out", str(out), *FAST]) == 2
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), "--out", str(out), *FAST]) == 2
     line = one_error_line(capsys)
     assert str(out) in line and ".tmp" not in line
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.csv"] + (["pipe.csv"] if kind == "fifo" else []))
@@ -319,48 +311,48 @@ def test_unwritable_outputs_fail_before_the_model_and_name_the_path(kind, tmp_pa
 # horizon and model limits
 
 @pytest.mark.parametrize("option, value", [("--horizon", "0"), ("--lookback", "0"), ("--horizon", "-3")])
-def test_zero_or_negative_sizes_are_errors(option, value, tmp_path, checkpoint, forecast_module, capsys):
+def test_zero_or_negative_sizes_are_errors(option, value, tmp_path, checkpoint, forecast_cli, capsys):
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
     argv = [str(source), "--model", str(checkpoint), "--samples", "2", "--max-new-tokens", "4", option, value]
-    assert forecast_module.main(argv) == 2
+    assert forecast_cli.main(argv) == 2
     assert one_error_line(capsys) == f"error: {option} must be a positive number of steps, got {value}"
 
 
-def test_horizon_is_capped_per_model(tmp_path, checkpoint, forecast_module, capsys, no_model_load):
+def test_horizon_is_capped_per_model(tmp_path, checkpoint, forecast_cli, capsys, no_model_load):
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
     argv = [str(source), "--model", str(checkpoint), "--lookback", "24", "--horizon", "100000"]
-    assert forecast_module.main(argv) == 2  # no training record: 4 x the paper's 96
+    assert forecast_cli.main(argv) == 2  # no training record: 4 x the paper's 96
     assert one_error_line(capsys) == ("error: --horizon 100000 is more than 384 steps, 4 times the 96 this model was "
                                       "trained for; forecast in shorter pieces")
     from timer1.forecaster import trained_horizon
 
     shipped = REPO / "checkpoints" / "timer1-tiny"  # trained for 96 (training/grip.toml)
     assert trained_horizon(shipped) == 96
-    assert forecast_module.main([str(source), "--model", str(shipped), "--lookback", "24", "--horizon", "385"]) == 2
+    assert forecast_cli.main([str(source), "--model", str(shipped), "--lookback", "24", "--horizon", "385"]) == 2
     assert "more than 384 steps" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("step, horizon", [("hourly", 48), ("daily", 14), ("weekly", 104), ("monthly", 24),
                                            ("quarterly", 8), ("yearly", 10), ("index", 96)])
-def test_default_horizon_follows_the_step(step, horizon, tmp_path, checkpoint, forecast_module, capsys):
+def test_default_horizon_follows_the_step(step, horizon, tmp_path, checkpoint, forecast_cli, capsys):
     dates = dates_for(step, ROWS + horizon)
     source = ramp_csv(tmp_path / "series.csv", dates[:ROWS])
     argv = [str(source), "--model", str(checkpoint), "--lookback", "24", "--samples", "2", "--max-new-tokens", "4"]
-    assert forecast_module.main(argv) == 0
+    assert forecast_cli.main(argv) == 0
     captured = capsys.readouterr()
     assert [r["date"] for r in read_output(captured.out)] == dates[ROWS:]
     assert f"horizon {horizon} steps (default for {step} data" in captured.err
 
 
-def test_paper_datasets_keep_the_paper_horizon(tmp_path, forecast_module):
+def test_paper_datasets_keep_the_paper_horizon(tmp_path, forecast_cli):
     from timer1.data import read_csv
 
     for name, horizon in (("nasdaq", 36), ("exchange", 96)):
         path = ramp_csv(tmp_path / f"{name}.csv", dates_for("daily", ROWS))
-        assert forecast_module.default_horizon(read_csv(path)) == horizon
+        assert forecast_cli.default_horizon(read_csv(path)) == horizon
 
 
-def test_the_prompt_and_the_token_budget_follow_the_horizon(tmp_path, checkpoint, forecast_module, capsys,
+def test_the_prompt_and_the_token_budget_follow_the_horizon(tmp_path, checkpoint, forecast_cli, capsys,
                                                             monkeypatch):
     import timer1.slow_think as slow_think_module
     from timer1.tokenizer import Tokenizer
@@ -379,7 +371,7 @@ def test_the_prompt_and_the_token_budget_follow_the_horizon(tmp_path, checkpoint
         seen.clear()
         argv = [str(source), "--model", str(checkpoint), "--lookback", "24", "--horizon", str(horizon),
                 "--samples", "2", "--rounds", "1"]
-        assert forecast_module.main(argv) == 0
+        assert forecast_cli.main(argv) == 0
         assert len(read_output(capsys.readouterr().out)) == horizon
         prompt = Tokenizer.from_pretrained(checkpoint).decode(seen[0][0])
         assert f"Continue it with the next {horizon} values" in prompt
@@ -399,19 +391,19 @@ def fake_result(kept: int, point, fallback: str | None = None):
                            "model" if fallback is None else "seasonal naive (period 24)")
 
 
-def test_source_column_and_no_zero_width_band(tmp_path, forecast_module):
+def test_source_column_and_no_zero_width_band(tmp_path, forecast_cli):
     window = type("W", (), {"target_dates": ["d1", "d2"]})()
-    banded = forecast_module.forecast_rows("v", window, fake_result(3, [1.0, 2.0]), with_channel=False)
+    banded = forecast_cli.forecast_rows("v", window, fake_result(3, [1.0, 2.0]), with_channel=False)
     assert banded == [["d1", "1", "0", "1", "2", "model"], ["d2", "2", "1", "2", "3", "model"]]
-    one_draft = forecast_module.forecast_rows("v", window, fake_result(1, [1.0, 2.0]), with_channel=False)
+    one_draft = forecast_cli.forecast_rows("v", window, fake_result(1, [1.0, 2.0]), with_channel=False)
     assert one_draft == [["d1", "1", "", "1", "", "model"], ["d2", "2", "", "2", "", "model"]]
-    fallback = forecast_module.forecast_rows("v", window, fake_result(0, [1.0, 2.0], "no draft passed"), True)
+    fallback = forecast_cli.forecast_rows("v", window, fake_result(0, [1.0, 2.0], "no draft passed"), True)
     assert fallback[0] == ["v", "d1", "1", "", "1", "", "seasonal naive (period 24)"]
 
 
 @pytest.mark.parametrize("history_min, clipped", [(0.0, True), (-1.0, False)])
 def test_non_negative_histories_give_non_negative_forecasts(history_min, clipped, tmp_path, checkpoint,
-                                                           forecast_module, capsys, monkeypatch):
+                                                           forecast_cli, capsys, monkeypatch):
     import timer1.slow_think as slow_think_module
 
     monkeypatch.setattr(slow_think_module, "slow_think", lambda policy, windows, config, **kw:
@@ -419,7 +411,7 @@ def test_non_negative_histories_give_non_negative_forecasts(history_min, clipped
     dates = dates_for("hourly", ROWS)
     source = tmp_path / "counts.csv"
     source.write_text("date,count\n" + "".join(f"{d},{history_min if k == 5 else k % 7}\n" for k, d in enumerate(dates)))
-    assert forecast_module.main([str(source), "--model", str(checkpoint), *FAST]) == 0
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST]) == 0
     captured = capsys.readouterr()
     values = np.array([[float(r[k]) for k in ("forecast", "q0.1", "q0.5", "q0.9")] for r in read_output(captured.out)])
     assert (values.min() >= 0) == clipped and ("clipped at 0" in captured.err) == clipped
@@ -427,7 +419,7 @@ def test_non_negative_histories_give_non_negative_forecasts(history_min, clipped
         np.testing.assert_allclose(values[:, 0], np.maximum(np.linspace(-2, 2, HORIZON), 0))
 
 
-def test_a_checkpoint_with_non_finite_logits_is_an_error(tmp_path, forecast_module, capsys):
+def test_a_checkpoint_with_non_finite_logits_is_an_error(tmp_path, forecast_cli, capsys):
     import torch
 
     from timer1.policy import save_policy
@@ -438,6 +430,6 @@ def test_a_checkpoint_with_non_finite_logits_is_an_error(tmp_path, forecast_modu
         policy.model.model.norm.weight.fill_(float("nan"))
     broken = save_policy(policy, tmp_path / "nan-model")
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
-    assert forecast_module.main([str(source), "--model", str(broken), "--out", str(tmp_path / "fc.csv"), *FAST]) == 2
+    assert forecast_cli.main([str(source), "--model", str(broken), "--out", str(tmp_path / "fc.csv"), *FAST]) == 2
     assert one_error_line(capsys) == f"error: {broken}: the checkpoint's logits are not finite (NaN or inf weights?)"
     assert not (tmp_path / "fc.csv").exists()

@@ -10,7 +10,6 @@ start per case) with a tiny random checkpoint, so the whole test takes seconds.
 
 import datetime as dt
 import hashlib
-import importlib.util
 import io
 import csv
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 CASES = 40
 LAYOUTS = {  # name: (step, how a datetime is written)
     "iso hourly": ("hourly", lambda t: t.strftime("%Y-%m-%d %H:%M:%S")),
@@ -32,13 +30,6 @@ LAYOUTS = {  # name: (step, how a datetime is written)
     "words": ("words", None),  # dates that do not parse: a running row index, with a warning
 }
 
-
-@pytest.fixture(scope="module")
-def forecast_module():
-    spec = importlib.util.spec_from_file_location("forecast_cli_fuzz", REPO / "forecast.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def grid(step: str, n: int) -> list:
@@ -96,7 +87,7 @@ def make_case(seed: int, folder: Path):
 
 
 @pytest.mark.parametrize("seed", range(CASES))
-def test_fuzzed_csvs_forecast_or_fail_in_one_line(seed, tmp_path, compact_checkpoint, forecast_module, capsys):
+def test_fuzzed_csvs_forecast_or_fail_in_one_line(seed, tmp_path, compact_checkpoint, forecast_cli, capsys):
     path, options, expected = make_case(seed, tmp_path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     outputs = [tmp_path / "fc.csv"] + ([tmp_path / "fc.svg"] if seed % 3 == 0 else [])
@@ -104,7 +95,7 @@ def test_fuzzed_csvs_forecast_or_fail_in_one_line(seed, tmp_path, compact_checkp
             "--max-new-tokens", "6", "--out", str(outputs[0]), *options]
     if len(outputs) == 2:
         argv += ["--plot", str(outputs[1])]
-    code = forecast_module.main(argv)
+    code = forecast_cli.main(argv)
     captured = capsys.readouterr()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest and captured.out == ""
     if code == 2 or expected is None:
@@ -120,12 +111,12 @@ def test_fuzzed_csvs_forecast_or_fail_in_one_line(seed, tmp_path, compact_checkp
     assert np.isfinite([float(r["forecast"]) for r in rows]).all()
 
 
-def test_most_fuzzed_cases_succeed(tmp_path, compact_checkpoint, forecast_module, capsys):
+def test_most_fuzzed_cases_succeed(tmp_path, compact_checkpoint, forecast_cli, capsys):
     """The fuzz must exercise the success path: refusals are the exception, not the rule."""
     codes = []
     for seed in range(0, CASES, 4):
         path, options, _ = make_case(seed, tmp_path)
-        codes.append(forecast_module.main([str(path), "--model", str(compact_checkpoint), "--samples", "1",
+        codes.append(forecast_cli.main([str(path), "--model", str(compact_checkpoint), "--samples", "1",
                                            "--rounds", "1", "--max-new-tokens", "2", *options]))
         capsys.readouterr()
     assert codes.count(0) >= 0.7 * len(codes), codes

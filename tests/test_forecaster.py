@@ -5,7 +5,6 @@ The model is the shipped timer1-tiny (real drafts that pass the critic, so bands
 exercised), with 4 drafts in one round and a short horizon to stay within seconds."""
 
 import csv
-import importlib.util
 import io
 from pathlib import Path
 
@@ -25,13 +24,6 @@ CLI_FAST = ["--horizon", str(HORIZON), "--samples", str(SAMPLES), "--rounds", "1
 def forecaster() -> Forecaster:
     return timer1.Forecaster.from_pretrained("timer1-tiny", config=SlowThinkConfig(samples=SAMPLES, rounds=1))
 
-
-@pytest.fixture(scope="module")
-def forecast_cli():
-    spec = importlib.util.spec_from_file_location("forecast_cli_api", REPO / "forecast.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def hourly_dates(n: int) -> list[str]:

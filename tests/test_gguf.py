@@ -6,7 +6,6 @@ transformers' own GGUF loader gave (tests/fixtures/smollm2_reference.json, made 
 tests/fixtures/make_smollm2_reference.py)."""
 
 import json
-import os
 import re
 import struct
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tokenizers import pre_tokenizers
 
 from timer1 import gguf
 from timer1.model import Qwen2, Qwen2Config

@@ -3,7 +3,6 @@
 timer1.data.read_csv and forecast_window directly, plus forecast.py in-process for the one-line reports.
 """
 
-import importlib.util
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from timer1.data import forecast_window, future_dates, read_csv
 from timer1.prompts import build_prompt
 
-REPO = Path(__file__).resolve().parents[1]
 HOURS = [f"2021-03-{1 + k // 24:02d} {k % 24:02d}:00:00" for k in range(240)]
 
 
@@ -34,13 +32,6 @@ def read_quietly(path: Path, **kwargs):
         series = read_csv(path, **kwargs)
     return series, [str(w.message) for w in caught]
 
-
-@pytest.fixture(scope="module")
-def forecast_module():
-    spec = importlib.util.spec_from_file_location("forecast_cli_messy", REPO / "forecast.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,14 +73,14 @@ def test_shuffled_dates_with_no_regular_step_are_an_error(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # cells that are not numbers, outliers, gaps in the dates
 
-def test_bad_cells_are_repaired_and_reported_in_one_line(tmp_path, compact_checkpoint, forecast_module, capsys):
+def test_bad_cells_are_repaired_and_reported_in_one_line(tmp_path, compact_checkpoint, forecast_cli, capsys):
     values = [f"{v:.3f}" for v in daily_cycle(96)]
     for row, junk in ((70, "n/a"), (80, "oops"), (95, "inf")):
         values[row] = junk
     path = write(tmp_path / "bad.csv", "date,v", zip(HOURS, values))
     argv = [str(path), "--model", str(compact_checkpoint), "--lookback", "48", "--horizon", "4", "--samples", "2",
             "--max-new-tokens", "4"]
-    assert forecast_module.main(argv) == 0
+    assert forecast_cli.main(argv) == 0
     err = capsys.readouterr().err.splitlines()
     reports = [line for line in err if "repaired" in line]
     assert reports == [f"warning: v: repaired 3 of 48 look-back values by interpolation: 3 empty or non-number "
