@@ -214,6 +214,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
         evaluate = (cfg.eval_every > 0 and done % cfg.eval_every == 0) or last
         if evaluate:
             metrics.update(evaluate_forecasts(ddp, tokenizer, val_set, fmt, max_new_tokens=cfg.max_completion,
+                                              samples=cfg.eval_samples,
                                               batch_size=max(1, cfg.micro_batch), info=info))
         record = {"step": done, **metrics, "eta_s": (time.perf_counter() - progress.t0) / (done - start) * (cfg.steps - done)}
         if last:  # every rank's trained weights must be identical after DDP training: record each rank's digest

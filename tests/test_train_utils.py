@@ -3,6 +3,7 @@ checkpoints that load with load_policy, resume."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from timer1.metrics import mae, mse
 from timer1.policy import load_policy
 from timer1.sampler import Generation
 from timer1.task import PromptFormat, load_windows, target_completion, window_spec_from
+
+REPO = Path(__file__).resolve().parents[1]
 
 SINGLE = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), is_master=True)
 
@@ -147,6 +150,24 @@ def test_evaluate_forecasts_scores_parsed_answers_on_the_real_scale(shared_data,
     assert per_window[0] == pytest.approx(1.0, abs=1e-3)
     assert out["val_mse"] == pytest.approx(np.mean(per_window), rel=1e-9)
     assert out["val_unparsed"] == 1 and out["val_n"] == 4
+
+
+def test_evaluate_forecasts_with_drafts_scores_slow_thinkings_median():
+    """samples > 1: the score of slow thinking's point forecast (median of the kept drafts, seed 0),
+    computed here from slow_think itself on the shipped model."""
+    from timer1.data import paper_windows, read_csv
+    from timer1.policy import load_policy
+    from timer1.slow_think import SlowThinkConfig, slow_think
+
+    policy = load_policy(REPO / "checkpoints" / "timer1-tiny")
+    windows = paper_windows(read_csv(REPO.parent / "shared" / "data" / "ETTh1.csv"), "ETTh1")[:2]
+    out = tu.evaluate_forecasts(policy.model, policy.tokenizer, windows, policy.prompt_format, max_new_tokens=700,
+                                samples=4)
+    results = slow_think(policy, windows, SlowThinkConfig(samples=4, rounds=1, max_new_tokens=700, seed=0))
+    assert out["val_n"] == 2 and out["val_unparsed"] == sum(r.fallback is not None for r in results)
+    assert out["val_mse"] == pytest.approx(np.mean([mse(r.point, w.target) for r, w in zip(results, windows)]))
+    greedy = tu.evaluate_forecasts(policy.model, policy.tokenizer, windows, policy.prompt_format, max_new_tokens=700)
+    assert greedy["val_mse"] != out["val_mse"]
 
 
 # ---------------------------------------------------------------------------------------- checkpoints

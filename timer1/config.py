@@ -205,6 +205,8 @@ class GRIPConfig:
     steps: int = opt(100, "optimizer steps (rollouts)")
     eval_every: int = opt(10, "validate every N steps (0 = only at the end)")
     eval_windows: int = opt(8, "validation windows per evaluation")
+    eval_samples: int = opt(
+        1, "validation forecasts: 1 = one greedy answer per window; N > 1 = slow thinking's median of N drafts")
     log_every: int = opt(1, "print metrics every N steps")
     save_every: int = opt(10, "checkpoint every N steps (0 = only at the end)")
     keep_best: int = opt(1, "keep the K best checkpoints by validation score")

@@ -327,17 +327,20 @@ def format_seconds(seconds: float) -> str:
 
 @torch.no_grad()
 def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt: PromptFormat, *,
-                       max_new_tokens: int, batch_size: int = 8,
+                       max_new_tokens: int, batch_size: int = 8, samples: int = 1,
                        info: Optional[dist.DistInfo] = None) -> dict:
-    """Greedy-decode an answer for each window and score it on the real scale.
+    """Forecast each window and score it on the real scale: one greedy answer (``samples=1``), or slow
+    thinking's median of ``samples`` drafts at temperature 1 (one round, seed 0, so every evaluation
+    of a run draws alike and checkpoints compare on equal terms; what forecast.py does).
 
     A missing or short answer is completed with `timer1.task.complete_forecast` (last value
-    repeated / last forecast value extended) and counted in ``val_unparsed``. Returns
-    ``{"val_mse", "val_mae", "val_mase", "val_unparsed", "val_n"}``: per-window metrics averaged over
-    windows. ``val_mase`` (MAE over the history's one-step naive MAE) is scale-free, so it is the
-    checkpoint score: raw MSE over a mix of datasets is decided by the largest-scale one (AQ, ~1e5).
-    With a distributed `info` the windows are split across ranks by stride and the sums all-reduced,
-    so every rank returns the same numbers. No collective inside the model: safe under DDP.
+    repeated / last forecast value extended), a window with no draft kept takes slow thinking's
+    fallback; both count in ``val_unparsed``. Returns ``{"val_mse", "val_mae", "val_mase",
+    "val_unparsed", "val_n"}``: per-window metrics averaged over windows. ``val_mase``
+    (``timer1.metrics.mase``) is scale-free, so it is the checkpoint score: raw MSE over a mix of
+    datasets is decided by the largest-scale one (AQ, ~1e5). With a distributed `info` the windows
+    are split across ranks by stride and the sums all-reduced, so every rank returns the same
+    numbers. No collective inside the model: safe under DDP.
     """
     core = dist.unwrap(model)
     shard = list(windows)
@@ -348,12 +351,7 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
     sums = torch.zeros(6, dtype=torch.float64)         # mse, mae, mase, windows with a mase, unparsed, n
     for i in range(0, len(shard), batch_size):
         chunk = shard[i:i + batch_size]
-        prompts = [prompt_ids(tokenizer, w, fmt) for w in chunk]
-        out = generate(core, prompts, max_new_tokens=max_new_tokens, temperature=0.0,
-                       eos_ids=tokenizer.eos_ids)
-        for window, tokens in zip(chunk, out.tokens):
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
-            forecast, complete = complete_forecast(forecast_from_completion(text, window, fmt), window)
+        for window, (forecast, complete) in zip(chunk, _forecasts(core, tokenizer, chunk, fmt, max_new_tokens, samples)):
             scaled = mase(forecast, window.target, window.history)  # NaN for a flat history
             has_mase = math.isfinite(scaled)
             sums += torch.tensor([mse(forecast, window.target), mae(forecast, window.target),
@@ -367,6 +365,20 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
     return {"val_mse": sums[0].item() / n, "val_mae": sums[1].item() / n,
             "val_mase": sums[2].item() / sums[3].item() if sums[3].item() > 0 else float("nan"),
             "val_unparsed": int(round(sums[4].item())), "val_n": int(round(sums[5].item()))}
+
+
+def _forecasts(model, tokenizer, windows: list, fmt: PromptFormat, max_new_tokens: int, samples: int) -> list:
+    """(forecast (H,), was the model's own) per window: greedy, or slow thinking's median of ``samples``."""
+    if samples > 1:
+        from timer1.slow_think import SlowThinkConfig, slow_think
+
+        config = SlowThinkConfig(samples=samples, rounds=1, max_new_tokens=max_new_tokens, seed=0)
+        results = slow_think(Policy(model, tokenizer, "validation", fmt), windows, config)
+        return [(r.point, r.fallback is None) for r in results]
+    out = generate(model, [prompt_ids(tokenizer, w, fmt) for w in windows], max_new_tokens=max_new_tokens,
+                   temperature=0.0, eos_ids=tokenizer.eos_ids)
+    return [complete_forecast(forecast_from_completion(tokenizer.decode(t, skip_special_tokens=True), w, fmt), w)
+            for w, t in zip(windows, out.tokens)]
 
 
 def checkpoint_score(metrics: dict) -> Optional[float]:
