@@ -130,23 +130,16 @@ def dataset_sources(args) -> list[tuple[str, Path]]:
 
 
 def load_windows(series, dataset: str, args) -> tuple[list, int, int]:
-    """The evaluation windows of one dataset (warnings about skipped windows go to stderr)."""
-    from timer1.data import evenly_spaced, paper_windows, protocol_for, rolling_windows
+    """The evaluation windows of one dataset (``timer1.task.evaluation_windows``; warnings about skipped
+    windows go to stderr)."""
+    from timer1.task import evaluation_windows
 
-    protocol = protocol_for(dataset)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if args.protocol == "paper":
-            windows = paper_windows(series, dataset)
-            lookback, horizon = protocol.lookback, protocol.horizon
-        else:
-            lookback, horizon = args.lookback or protocol.lookback, args.horizon or protocol.horizon
-            windows = rolling_windows(series, lookback, horizon, args.stride or horizon, dataset=dataset,
-                                      round_inputs=protocol.round_inputs)
+        windows, lookback, horizon = evaluation_windows(series, dataset, args.protocol, lookback=args.lookback,
+                                                        horizon=args.horizon, stride=args.stride, limit=args.limit)
     for warning in caught:
         log(f"warning: {warning.message}")
-    if args.limit:
-        windows = evenly_spaced(windows, args.limit)
     if not windows:
         raise ValueError(f"{dataset}: no complete evaluation window (look-back {lookback}, horizon {horizon}, "
                          f"{len(series)} rows)")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from timer1.data import (Window, paper_windows, protocol_for, read_csv, region_windows, synthetic_frame,
-                         train_windows, validation_windows)
+from timer1.data import (Window, evenly_spaced, paper_windows, protocol_for, read_csv, region_windows,
+                         rolling_windows, synthetic_frame, train_windows, validation_windows)
 from timer1.prompts import (build_prompt, compact_scaler, format_answer, format_compact_answer,
                             parse_forecast)
 
@@ -260,6 +260,18 @@ def _synthetic_windows(spec: WindowSpec, shapes, n_real: int, seed: int) -> list
     return out[:wanted]
 
 
-def evaluation_windows(data_dir: str, dataset: str) -> list[Window]:
-    """The paper's test windows of one dataset (first 10 per channel, see timer1.data.paper_windows)."""
-    return paper_windows(read_csv(Path(data_dir) / f"{dataset}.csv"), dataset)
+def evaluation_windows(series, dataset: str, protocol: str = "paper", *, lookback: int | None = None,
+                       horizon: int | None = None, stride: int | None = None,
+                       limit: int = 0) -> tuple[list[Window], int, int]:
+    """The test windows evaluate.py scores, and their look-back and horizon: the paper's (first 10 per
+    channel of the test region, ``timer1.data.paper_windows``) or a rolling origin over the test
+    region (``protocol="rolling"``: ``lookback``/``horizon`` default to the dataset's protocol,
+    ``stride`` to the horizon); ``limit`` keeps that many spread evenly over all of them."""
+    spec = protocol_for(dataset)
+    if protocol == "paper":
+        windows, lookback, horizon = paper_windows(series, dataset), spec.lookback, spec.horizon
+    else:
+        lookback, horizon = lookback or spec.lookback, horizon or spec.horizon
+        windows = rolling_windows(series, lookback, horizon, stride or horizon, dataset=dataset,
+                                  round_inputs=spec.round_inputs)
+    return (evenly_spaced(windows, limit) if limit else windows), lookback, horizon
