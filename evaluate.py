@@ -55,7 +55,10 @@ import numpy as np
 from forecast import log, parse_with_preset, run_reporting_errors
 from timer1.forecaster import Forecaster, add_model_arguments, open_policy, resolve_model
 
-MODEL_METHODS = ("timer1", "timer1-slow")
+# single pass after a reasoning the model did not write: none, or the next window's own (does it use it?);
+# run only when asked for with --methods
+THINK_ABLATIONS = ("timer1-nothink", "timer1-shuffled")
+MODEL_METHODS = ("timer1", "timer1-slow", *THINK_ABLATIONS)
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
 # Time-R1's published MSE (paper Table 2, Qwen2.5-7B), drawn beside our methods by --plot
 PAPER_TIME_R1_MSE = {"ETTh1": 5.875, "ETTh2": 8.709, "exchange": 0.0007, "aqwan": 13033.0, "aqshunyi": 16151.0,
@@ -86,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--no-model", action="store_true", help="baselines only")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
-                        help=f"methods to run (default: all of {' '.join(MODEL_METHODS + tuple(BASELINES))})")
+                        help=f"methods to run (default: {' '.join(MODEL_METHODS[:2] + tuple(BASELINES))}; "
+                             f"also the think ablations {' '.join(THINK_ABLATIONS)})")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N windows per dataset, spread evenly over its channels and windows")
     parser.add_argument("--samples", type=int, default=8, help="slow thinking: drafts per round (default 8)")
@@ -182,14 +186,22 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
 def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, dataset: str) -> list[dict]:
     """Per window: {"pred": (H,) or None (unparsed), "filled": (H,), "samples": (K, H), "status", "kept",
     "drafts", "band"}, from timer1.forecaster's loop (window i seeded ``seed + 1000 i``)."""
+    from timer1.sft_data import extract_reasoning
+
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
         log(f"  [{dataset}] {method}: {done}/{total} windows, {(time.perf_counter() - started) / done:.2f} s/window")
 
-    forecast = forecaster.forecast_windows(windows, mode="single" if method == "timer1" else "slow",
-                                           seeds=[args.seed + 1000 * i for i in range(len(windows))],
-                                           periods=period, progress=progress)
+    seeds = [args.seed + 1000 * i for i in range(len(windows))]
+    thoughts = None
+    if method == "timer1-nothink":
+        thoughts = [""] * len(windows)
+    elif method == "timer1-shuffled":  # window i reads window i+1's own reasoning
+        own = forecaster.forecast_windows(windows, mode="single", seeds=seeds, periods=period).results
+        thoughts = [extract_reasoning(r.drafts[0].text) for r in own[1:] + own[:1]]
+    forecast = forecaster.forecast_windows(windows, mode="slow" if method == "timer1-slow" else "single",
+                                           seeds=seeds, periods=period, progress=progress, thoughts=thoughts)
     return [_model_outcome(method, window, result) for window, result in zip(windows, forecast.results)]
 
 
@@ -199,7 +211,7 @@ def _model_outcome(method: str, window, result) -> dict:
     from timer1.task import complete_forecast
 
     draft = result.drafts[0]
-    if method == "timer1":
+    if method != "timer1-slow":
         if draft.values is None:
             status = "unparsed"
         elif len(draft.values) < window.horizon:
@@ -216,7 +228,7 @@ def _model_outcome(method: str, window, result) -> dict:
         samples = result.samples if pred is not None else filled[None, :]
     return {"pred": pred, "filled": filled, "samples": samples, "status": status,
             "kept": result.kept, "drafts": result.kept + result.dropped,
-            "band": method != "timer1" and pred is not None and result.kept >= 2}
+            "band": method == "timer1-slow" and pred is not None and result.kept >= 2}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,7 +306,7 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: F
         strict = [window_metrics(o["pred"], w.target, w.history, o["samples"])
                   for o, w in zip(outcomes, windows) if o["pred"] is not None]
         filled = [window_metrics(o["filled"], w.target, w.history, o["samples"]) for o, w in zip(outcomes, windows)]
-        if method == "timer1":  # why the unparsed windows were unparsed
+        if method != "timer1-slow":  # a single pass: why the unparsed windows were unparsed
             counts = {"no_number": sum(o["status"] == "unparsed" for o in outcomes),
                       "short": sum(o["status"] == "short" for o in outcomes)}
         else:
@@ -345,7 +357,7 @@ def choose_methods(args) -> list[str]:
     from timer1.baselines import BASELINES
 
     known = MODEL_METHODS + tuple(BASELINES)
-    methods = list(args.methods or known)
+    methods = list(args.methods or [m for m in known if m not in THINK_ABLATIONS])
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(known)}")

@@ -140,3 +140,14 @@ def test_window_coverage_by_hand():
     scores = window_metrics(samples[1], target, np.array([0.0, 1.0, 0.0]), samples)
     assert scores["coverage"] == pytest.approx(1 / 3)
     assert np.isnan(window_metrics(samples[1], target, np.array([0.0, 1.0]))["coverage"])
+
+
+def test_think_ablations_run_only_when_asked(tmp_path, checkpoint, shared_data):
+    out = tmp_path / "report.json"
+    done = run("--datasets", "nasdaq", "--limit", "2", "--data", shared_data, "--model", checkpoint,
+               "--methods", "timer1-nothink", "timer1-shuffled", "last", "--max-new-tokens", "4", "--out", out)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]["nasdaq"]
+    assert list(results) == ["last", "timer1-nothink", "timer1-shuffled"]
+    for method in ("timer1-nothink", "timer1-shuffled"):
+        assert results[method]["n_windows"] == 2 and "no_number" in results[method]

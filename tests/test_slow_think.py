@@ -206,6 +206,21 @@ def test_single_pass_is_greedy_and_never_drops(policy, window, monkeypatch):
     np.testing.assert_array_equal(result.quantiles[0.1], result.point)
 
 
+def test_single_pass_after_a_forced_reasoning(policy, window, monkeypatch):
+    """thoughts: the prompt ends with <think>thought</think> and the opening answer tag; the model
+    writes only the values, and the draft's text is the whole completion."""
+    values = continuation(window)
+    answer = compact_text(window, values)
+    fake, seen = scripted_generate(policy, [[answer[answer.index("<answer>") + len("<answer>"):]] * 2])
+    monkeypatch.setattr(st, "generate", fake)
+    empty, other = single_pass(policy, [window, window], max_new_tokens=8, thoughts=["", "level 11, rising"])
+    assert seen[0][0].endswith("<think></think>\n<answer>")
+    assert seen[0][1].endswith("<think>level 11, rising</think>\n<answer>")
+    assert empty.drafts[0].text.startswith("<think></think>\n<answer>")
+    np.testing.assert_allclose(empty.point, other.point)
+    np.testing.assert_allclose(empty.point, values, atol=np.ptp(window.history) / 40)  # the 2-digit scale's rounding
+
+
 def test_period_for_step():
     assert period_for_step(Step("hourly", 3600.0)) == 24
     assert period_for_step(Step("minutes", 900.0)) == 96

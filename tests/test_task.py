@@ -1,12 +1,14 @@
 """timer1.task: prompts in, real-scale forecasts out, and the window sets training draws from."""
 
+import re
+
 import numpy as np
 import pytest
 
 from timer1.data import paper_windows, read_csv, split_bounds
 from timer1.prompts import compact_scaler
 from timer1.task import (STYLES, PromptFormat, WindowSpec, complete_forecast, forecast_from_completion,
-                         load_windows, parse_shape, reward_target, target_completion)
+                         answer_opening, load_windows, parse_shape, reward_target, target_completion)
 from timer1.rewards import compute_reward
 
 
@@ -107,3 +109,10 @@ def test_compact_numbers_with_merged_separators_are_clipped(window):
     np.testing.assert_allclose(values, scaler.decode([50, 200, -100, 12]))
     span = window.history.max() - window.history.min()
     assert values[1] <= window.history.max() + 1.45 * span and values[2] >= window.history.min() - 1.45 * span
+
+@pytest.mark.parametrize("style", ["compact", "paper"])
+def test_answer_opening_is_the_start_of_the_completion(window, style):
+    fmt = PromptFormat(style)
+    opening = answer_opening(window, "flat then up", fmt)
+    assert re.fullmatch(r"<think>\s*flat then up\s*</think>\s*<answer>", opening), opening
+    assert target_completion(window, "flat then up", fmt).startswith(opening)

@@ -381,11 +381,13 @@ class Forecaster:
                          periods: int | None | Sequence[int | None] = None,
                          quantiles: Sequence[float] = QUANTILES, nonnegative: Sequence[bool] | None = None,
                          progress: Callable[[int, int], None] | None = None,
-                         log: Callable[[str], None] | None = None) -> Forecast:
+                         log: Callable[[str], None] | None = None,
+                         thoughts: Sequence[str] | None = None) -> Forecast:
         """THE forecasting loop: windows in batches of ``self.batch`` (windows with different seasonal
         ``periods`` hints go in separate calls), each batch drafted by one generate call per round;
         per-window ``seeds``; ``nonnegative`` windows clipped at 0; ``progress(done, total)`` after each
-        batch, ``log`` gets slow thinking's round lines. All windows share one horizon."""
+        batch, ``log`` gets slow thinking's round lines. All windows share one horizon. ``thoughts``
+        (single mode, one per window) replace the model's reasoning (timer1.slow_think.single_pass)."""
         check_mode(mode)
         if not windows:
             raise ValueError("no series to forecast")
@@ -399,7 +401,8 @@ class Forecaster:
             for start in range(0, len(members), self.batch):
                 chunk = members[start:start + self.batch]
                 batch = self._draft([windows[i] for i in chunk], mode, None if seeds is None else
-                                    [seeds[i] for i in chunk], period, log)
+                                    [seeds[i] for i in chunk], period, log,
+                                    None if thoughts is None else [thoughts[i] for i in chunk])
                 for i, result in zip(chunk, batch):
                     results[i] = result
                 done += len(chunk)
@@ -407,12 +410,12 @@ class Forecaster:
                     progress(done, len(windows))
         return assemble(results, check_quantiles(quantiles), nonnegative)
 
-    def _draft(self, windows: list[Window], mode: str, seeds, period, log) -> list[SlowThinkResult]:
+    def _draft(self, windows: list[Window], mode: str, seeds, period, log, thoughts) -> list[SlowThinkResult]:
         from timer1.slow_think import default_max_new_tokens, single_pass, slow_think
 
         max_new = self.max_new_tokens or default_max_new_tokens(self.policy.prompt_format, windows[0].horizon)
         if mode == "single":
-            return single_pass(self.policy, windows, max_new_tokens=max_new, period=period)
+            return single_pass(self.policy, windows, max_new_tokens=max_new, period=period, thoughts=thoughts)
         config = dataclasses.replace(self.config, max_new_tokens=max_new)
         return slow_think(self.policy, windows, config, period=period, log=log, seeds=seeds)
 

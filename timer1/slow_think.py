@@ -38,7 +38,8 @@ from timer1.baselines import SeasonalNaive, estimate_period, period_from_step
 from timer1.data import Window
 from timer1.metrics import correlation
 from timer1.sampler import generate
-from timer1.task import PromptFormat, complete_forecast, forecast_from_completion, prompt_ids, prompt_messages
+from timer1.task import (PromptFormat, answer_opening, complete_forecast, forecast_from_completion, prompt_ids,
+                         prompt_messages)
 
 QUANTILES = (0.1, 0.5, 0.9)
 REFINE_MODES = ("resample", "critique")
@@ -366,16 +367,22 @@ def _critique_round(policy, windows, drafts, todo, config, round_index, seeds=No
 
 
 def single_pass(policy, windows: Window | Sequence[Window], *, max_new_tokens: int = 1024,
-                period: int | None = None):
+                period: int | None = None, thoughts: Sequence[str] | None = None):
     """The plain model: one greedy draft per window (temperature 0), reviewed but never dropped.
 
     A parsed answer is the forecast (a short one extended with its last value, flagged by the
     finding); an answer with no number falls back to seasonal naive, flagged in ``fallback``.
+    ``thoughts`` (one per window) replace the model's own reasoning: the completion is forced to
+    start with ``<think>thought</think>`` and the opening answer tag (``task.answer_opening``), and
+    the model writes only the answer (the think ablations of evaluate.py: empty, or another window's).
     """
     single = isinstance(windows, Window)
     windows = [windows] if single else list(windows)
     config = SlowThinkConfig(samples=1, rounds=1, max_new_tokens=max_new_tokens)
-    texts = _sample(policy, [_prompt(policy, w) for w in windows], 1, config, 0.0, None)
+    forced = [""] * len(windows) if thoughts is None else \
+        [answer_opening(w, t, policy.prompt_format) for w, t in zip(windows, thoughts)]
+    prompts = [_prompt(policy, w) + policy.tokenizer.encode(f) for w, f in zip(windows, forced)]
+    texts = [f + text for f, text in zip(forced, _sample(policy, prompts, 1, config, 0.0, None))]
     results = []
     for window, text in zip(windows, texts):
         draft = review(text, window, policy.prompt_format, config, period, 1)

@@ -75,6 +75,13 @@ def target_completion(window: Window, reasoning: str, fmt: PromptFormat,
     return format_answer(window.target_dates, values, reasoning, decimals=decimals, channel=window.channel)
 
 
+def answer_opening(window: Window, reasoning: str, fmt: PromptFormat) -> str:
+    """The start of a completion that reasoned ``reasoning``, up to the opening ``<answer>`` tag: forced
+    as a prefix, it makes the model answer after a reasoning it did not write (think ablations)."""
+    text = target_completion(window, reasoning, fmt, values=np.zeros(window.horizon))  # values are cut off
+    return text[:text.index("<answer>") + len("<answer>")]
+
+
 def reward_target(window: Window, fmt: PromptFormat) -> np.ndarray:
     """The target on the scale the completion is written in (compact: the integer scale, unrounded)."""
     if fmt.style == "compact":
