@@ -545,6 +545,8 @@ def run_cli(main: Callable[[Any, dist.DistInfo], Any], config_class: type, descr
         # the message is kept and the except block left first: its traceback would keep the DDP model alive
     if error is not None:
         dist.fail(error)
+    if dist.under_torchrun():
+        dist.leave_now(0)
 
 
 def _interrupted(out_dir: str) -> None:
@@ -562,5 +564,4 @@ def _interrupted(out_dir: str) -> None:
         where = (f"--resume=true continues from {latest}" if latest is not None
                  else "no checkpoint was written yet")
         print(f"error: interrupted; {where}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(130)
+    dist.leave_now(130)
