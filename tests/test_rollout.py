@@ -88,6 +88,8 @@ def test_build_batch_drops_rows_and_keeps_a_placeholder_when_none_is_left():
     batch = build_batch(rollout, groups, 0, keep=keep)
     assert batch.num_rows == 3 and batch.input_ids[:, :4].tolist() == [[5, 6, 7, 10], [5, 6, 7, 13], [8, 9, 20, 63]]
     torch.testing.assert_close(batch.rewards, torch.tensor([0.0, 2.0, 5.0]))
+    first_dropped = build_batch(rollout, groups, 0, keep=torch.tensor([[False, True, True], [True, True, True]]))
+    assert first_dropped.num_rows == 5 and first_dropped.input_ids[0, :4].tolist() == [5, 6, 7, 12]
     none = build_batch(rollout, groups, 0, keep=torch.zeros(2, 3, dtype=torch.bool))
     assert none.num_rows == 1 and none.num_tokens == 0 and none.weights.sum() == 0  # trains nothing
 

@@ -184,7 +184,8 @@ def build_batch(rollout: Rollout, groups: Groups, pad_id: int, keep: torch.Tenso
     B, G = groups.index.shape
     keep = torch.ones(B, G, dtype=torch.bool) if keep is None else keep.clone()
     placeholder = not bool(keep.any())
-    keep.view(-1)[0] = True
+    if placeholder:
+        keep.view(-1)[0] = True
     flat = [(b, g) for b in range(B) for g in range(G) if keep[b, g]]
     samples = [b * rollout.K + int(groups.index[b, g]) for b, g in flat]
     prompts = [rollout.prompts[i // rollout.K] for i in samples]
