@@ -180,9 +180,10 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
         # 3. rewards (B, K); select G per prompt with advantages and weights; the rows that train
         rewards, terms = score_rollout(rollout, targets, variant=cfg.reward, digit_bonus=cfg.digit_bonus)
         if cfg.overlong == "soft-penalty":
-            penalty = overlong_penalty(torch.tensor([len(c) for c in rollout.completions]), cfg.max_completion)
-            rewards = rewards + penalty.view_as(rewards)  # (B, K)
-            terms["overlong"] = penalty.view_as(rewards).numpy()
+            lengths = torch.tensor([len(c) for c in rollout.completions]).view_as(rewards)  # (B, K)
+            penalty = overlong_penalty(lengths, cfg.max_completion)  # (B, K)
+            rewards = rewards + penalty
+            terms["overlong"] = penalty.numpy()
         selector = torch.Generator().manual_seed(derive_seed(cfg.seed, step, info.rank, SELECTION))
         groups = make_groups(rewards, cfg.G, selection=cfg.selection, weighting=cfg.weights,
                              adv_scale=cfg.adv_scale, generator=selector)  # (B, G) each
