@@ -29,6 +29,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ from timer1.model import token_logprobs
 from timer1.sft_data import StatisticalTeacher, build_samples, read_jsonl, train_values
 from timer1.task import load_windows, window_spec_from
 from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, claim_out_dir,
-                                checkpoint_score, evaluate_forecasts, lr_at, resume_run, run_cli, save_base_model,
+                                checkpoint_score, evaluate_forecasts, format_seconds, lr_at, resume_run, run_cli, save_base_model,
                                 save_run_checkpoint, set_lr, trainable_parameters, uses_lora, weights_digest)
 
 BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
@@ -74,7 +75,10 @@ def statistical_teacher(cfg: SFTConfig, fmt, spec) -> StatisticalTeacher:
 
 def teacher_records(windows: list, teacher: StatisticalTeacher, fmt, k: int, what: str) -> list[dict]:
     """Algorithm 1 over `windows` as {prompt, completion, ...} records."""
+    dist.print0(f"sft data: the statistical teacher over {len(windows)} {what} windows (minutes for tens of thousands)...")
+    started = time.perf_counter()
     samples, counts = build_samples(windows, teacher, fmt, k)
+    dist.print0(f"sft data: {len(samples)} {what} samples in {format_seconds(time.perf_counter() - started)} ({counts})")
     if not samples:
         raise ValueError(f"no SFT sample could be built from {len(windows)} {what} windows ({counts})")
     return [s.to_json() for s in samples]

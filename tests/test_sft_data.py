@@ -98,12 +98,7 @@ def test_linear_candidate_uses_train_values_when_given(shared_data):
 
 # ---------------------------------------------------------------------------------------- stated numbers
 
-def two_digits(x):
-    """A rate as the reasoning writes it: two significant digits."""
-    return float(f"{x:.2g}")
-
-
-SHORT = re.compile(r"Last (\d+): mean (-?\d+), range (-?\d+)-(-?\d+); slope ([-+][\d.e+-]+)/step; "
+SHORT = re.compile(r"Last (\d+): mean (-?\d+), range (-?\d+)-(-?\d+); trend ([-+]\d+) per 10 steps; "
                    r"(?:period (\d+)|no cycle)\.")
 
 
@@ -118,24 +113,27 @@ def test_short_reasoning_states_true_numbers_of_the_history():
     assert int(period) == 12 and n == 12                                # the cycle built into the series
     assert int(level) == round(shown[-n:].mean())
     assert (int(low), int(high)) == (round(shown[-n:].min()), round(shown[-n:].max()))
-    assert float(slope) == two_digits(np.polyfit(np.arange(48), shown, 1)[0])
+    assert int(slope) == round(10 * np.polyfit(np.arange(48), shown, 1)[0])   # per 10 steps, an integer
     # the revision states the truth: mean of the future, change vs the recent level, the cycle holds
     future = (window.target - scaler.offset) / scaler.scale
-    m = re.search(r"Next 16: mean (-?\d+) \(([-+][\d.e+-]+)\), slope ([-+][\d.e+-]+)/step\. Cycle holds\.", text)
+    m = re.search(r"Next 16: mean (-?\d+) \(([-+]\d+)\), trend ([-+]\d+) per 10 steps\. Cycle holds\.", text)
     assert m is not None, text
     assert int(m.group(1)) == round(future.mean())
-    assert float(m.group(2)) == two_digits(future.mean() - shown[-n:].mean())
-    assert float(m.group(3)) == two_digits(np.polyfit(np.arange(16), future, 1)[0])
+    assert int(m.group(2)) == round(future.mean() - shown[-n:].mean())
+    assert int(m.group(3)) == round(10 * np.polyfit(np.arange(16), future, 1)[0])
     assert len(text.split()) < 45                                        # short: tens of tokens
     said = {c.method: c.reasoning for c in S.StatisticalTeacher(COMPACT).candidates(window, 5)}
     assert said["mean"].endswith(f"Revert to the window mean {round(shown.mean())}.")   # what Mean forecasts
     assert said["seasonal_naive"].endswith("Repeat the last 12 steps.")
 
 
-def test_signed_numbers_are_short_and_never_scientific():
-    rate = S.StatisticalTeacher(COMPACT).rate
-    assert [rate(v) for v in (1.139, -0.01234, 15.3, 123.4, 0.0, -2e-5)] == \
-        ["+1.1", "-0.012", "+15", "+123", "+0", "-0.000020"]
+def test_signed_numbers_carry_the_prompts_digits_only():
+    compact = S.StatisticalTeacher(COMPACT)
+    assert [compact.rate(v) for v in (1.139, -0.01234, 15.5, -123.4, 0.0, -2e-5, float("nan"))] == \
+        ["+1", "+0", "+16", "-123", "+0", "+0", "+0"]                  # never "-0", never a run of zeros
+    assert compact.trend(-0.26) == "-3 per 10 steps"
+    paper = S.StatisticalTeacher(PAPER)                                 # the prompt's 3 decimals
+    assert [paper.rate(v) for v in (1.139, -0.01234, -2e-5)] == ["+1.139", "-0.012", "+0.000"]
 
 
 def test_broken_cycle_and_long_reasoning_in_real_units():

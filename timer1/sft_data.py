@@ -56,6 +56,7 @@ from timer1.prompts import compact_scaler, format_values
 from timer1.task import (PromptFormat, WindowSpec, complete_forecast, forecast_from_completion,
                          prompt_messages, target_completion)
 
+TREND_SPAN = 10  # trends are stated per this many steps, so integers on the compact scale keep resolution
 METHODS = ("seasonal_naive", "drift", "linear", "mean", "last")  # candidate order of the statistical teacher
 
 
@@ -261,12 +262,18 @@ class StatisticalTeacher:
         return format_values([value], decimals)[0]
 
     def rate(self, value: float) -> str:
-        """A signed change (slope per step, level shift): two significant digits, never in scientific
-        notation (+1.1, -0.012, +15; all digits from 100 up: +123)."""
-        if value == 0 or not math.isfinite(value):
-            return "+0"
-        decimals = max(0, 1 - math.floor(math.log10(abs(value))))
-        return f"{value:+.{decimals}f}"
+        """A signed change (a level shift, a trend per `TREND_SPAN` steps) written as the prompt writes
+        values: integers on the compact scale (+3, -12, +0), the prompt's decimals otherwise. Never
+        more digits than the values themselves carry: a model trained on "-0.0012/step" learns to
+        emit zeros until the token budget runs out."""
+        if not math.isfinite(value):
+            value = 0.0
+        text = self.num(abs(value))
+        return ("-" if value < 0 and float(text) != 0 else "+") + text
+
+    def trend(self, slope: float) -> str:
+        """A least-squares slope per step as the reasoning states it: the change over `TREND_SPAN` steps."""
+        return f"{self.rate(slope * TREND_SPAN)} per {TREND_SPAN} steps"
 
     # -- candidates
     def forecast(self, method: str, window: Window) -> np.ndarray:
@@ -308,19 +315,19 @@ class StatisticalTeacher:
         if self.verbosity == "short":
             cycle = f"period {s.period}" if s.period > 1 else "no cycle"
             return (f"Last {s.recent}: mean {self.num(s.level)}, range {self.num(s.low)}-{self.num(s.high)}; "
-                    f"slope {self.rate(s.slope)}/step; {cycle}.")
+                    f"trend {self.trend(s.slope)}; {cycle}.")
         cycle = (f"Its autocorrelation peaks at a lag of {s.period} steps ({s.acf:.2f}), so it repeats a "
                  f"cycle of {s.period} steps." if s.period > 1 else
                  "Its autocorrelation shows no clear peak, so there is no regular cycle to copy.")
         return (f"The last {s.recent} values average {self.num(s.level)} and move between {self.num(s.low)} "
                 f"and {self.num(s.high)}. Over the whole window the least-squares trend is "
-                f"{self.rate(s.slope)} per step. {cycle}")
+                f"{self.trend(s.slope)}. {cycle}")
 
     def justify(self, method: str, s: SeriesStats, window: Window) -> str:
         """Why `method` follows from the statistics (one clause short, one sentence long)."""
         fitted = self._linear_model(window) is not None
         short = {"seasonal_naive": f"Repeat the last {s.period} steps." if s.period > 1 else "Repeat the last value.",
-                 "drift": f"Extend the trend {self.rate(s.slope)}/step.",
+                 "drift": f"Extend the trend {self.trend(s.slope)}.",
                  "linear": "Project a linear model of past windows." if fitted else "Extend the fitted line.",
                  "mean": f"Revert to the window mean {self.num(s.mean)}.",
                  "last": "Hold the last value."}
@@ -328,7 +335,7 @@ class StatisticalTeacher:
             return short[method]
         long = {"seasonal_naive": (f"Because the cycle is regular, the best guess copies the last {s.period} steps "
                                    "forward." if s.period > 1 else "Without a cycle, copying the last value is safest."),
-                "drift": f"Because the trend is steady, the forecast extends it at {self.rate(s.slope)} per step.",
+                "drift": f"Because the trend is steady, the forecast extends it at {self.trend(s.slope)}.",
                 "linear": ("A linear model fitted on past windows of this series maps the history to what follows, "
                            "capturing its level and slow trend, so I project it." if fitted else
                            "A straight line fitted through the history captures its level and slow trend, so I extend it."),
@@ -354,10 +361,10 @@ class StatisticalTeacher:
                          f"(correlation {correlation(continued, future):.2f}).")
         if self.verbosity == "short":
             return (f"{best.reasoning} Next {len(future)}: mean {self.num(level)} ({self.rate(shift)}), "
-                    f"slope {self.rate(slope)}/step.{cycle}")
+                    f"trend {self.trend(slope)}.{cycle}")
         return (f"{best.reasoning} Looking at how such a series continues, the next {len(future)} values should "
                 f"average about {self.num(level)}, a change of {self.rate(shift)} from the recent level, with a "
-                f"trend of {self.rate(slope)} per step.{cycle} So I keep the shape of this forecast and adjust "
+                f"trend of {self.trend(slope)}.{cycle} So I keep the shape of this forecast and adjust "
                 "its level and trend accordingly, which gives the values below.")
 
 
