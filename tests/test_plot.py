@@ -56,3 +56,45 @@ def test_flat_series_and_no_panel():
     assert np.all(np.isfinite(points(root.find("svg:polyline[@class='history']", NS))))
     with pytest.raises(ValueError, match="at least one panel"):
         render_svg([])
+
+
+def test_moving_average_by_hand():
+    from timer1.plot import moving_average
+    assert moving_average([1, 2, 3, 4, 5], 2) == [1.0, 1.5, 2.5, 3.5, 4.5]
+    assert moving_average([4, 0, 2], 10) == [4.0, 2.0, 2.0]
+
+
+def test_compare_runs_one_line_per_run(tmp_path):
+    import json
+    import xml.etree.ElementTree as ET
+    from timer1.plot import main
+    for name, offset in (("grpo", 0.0), ("grip", 1.0)):
+        run = tmp_path / name
+        run.mkdir()
+        records = [{"step": s, "reward": offset + s} for s in range(1, 6)]
+        records[-1]["val_mase"] = 3.0 - offset                             # validated once, at the end
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "compare.svg"
+    assert main([str(tmp_path / "grpo"), str(tmp_path / "grip"), "--out", str(out), "--smooth", "2"]) == 0
+    root = ET.parse(out).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    titles = [t.text for t in root.iter(f"{ns}text") if t.get("class") == "title"]
+    assert titles == ["reward (mean of the last 2 steps)", "val_mase"]
+    lines = [p for p in root.iter(f"{ns}path") if p.get("class") == "series"]
+    assert sorted(p.get("data-series") for p in lines) == ["grip", "grip", "grpo", "grpo"]
+    assert [p.get("d").count("L") + 1 for p in lines] == [5, 5, 1, 1]      # one vertex per logged value
+
+
+def test_compare_runs_errors(tmp_path, capsys):
+    from timer1.plot import main
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1, "reward": 1.0}\n')
+    assert main([str(tmp_path / "a"), str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err.strip() == "error: several runs: say where the comparison goes with --out FILE.svg"
+    assert main([str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "c.svg"), "--keys", "kl"]) == 2
+    assert "two runs share a directory name" in capsys.readouterr().err
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "metrics.jsonl").write_text('{"step": 1, "reward": 2.0}\n')
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.svg"), "--keys", "kl"]) == 2
+    assert capsys.readouterr().err.strip() == "error: no run logged 'kl'"
+    assert not (tmp_path / "c.svg").exists()

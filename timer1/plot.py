@@ -9,9 +9,11 @@ class="series">`` per named series, e.g. training curves) or bars (`Bars`: one `
 per named value, e.g. a method's MSE); every panel has a title, axis labels and a legend.
 
     python -m timer1.plot RUN_DIR [--out curves.svg]
+    python -m timer1.plot RUN_A RUN_B ... --out compare.svg [--keys reward val_mase]
 
 draws a training run's ``metrics.jsonl`` (SFT or GRIP): loss, reward and each reward term, KL, clip
-fractions, validation MSE and MASE, tokens/s: whichever the log holds, one panel each.
+fractions, validation MSE and MASE, tokens/s: whichever the log holds, one panel each. Several runs
+are compared: one panel per key, one line per run (the RL comparison of README).
 """
 
 from __future__ import annotations
@@ -314,27 +316,76 @@ def run_panels(records: list[dict]) -> list[Lines]:
     return panels
 
 
+def moving_average(ys: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start): per-step RL rewards are
+    noisy at a batch of a few prompts, their trend is what a comparison reads."""
+    values = np.asarray(ys, dtype=np.float64)
+    sums = np.cumsum(np.concatenate([[0.0], values]))
+    starts = np.maximum(np.arange(1, len(values) + 1) - window, 0)
+    return ((sums[1:] - sums[starts]) / (np.arange(1, len(values) + 1) - starts)).tolist()
+
+
+def compare_panels(runs: dict[str, list[dict]], keys: Sequence[str], smooth: int) -> list[Lines]:
+    """One panel per key, one line per run (x = step); keys logged every step are smoothed."""
+    panels = []
+    for key in keys:
+        series = {}
+        for name, records in runs.items():
+            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+            if points:
+                xs, ys = [x for x, _ in points], [y for _, y in points]
+                series[name] = (xs, moving_average(ys, smooth) if len(points) > smooth else ys)
+        if not series:
+            raise ValueError(f"no run logged {key!r}")
+        smoothed = any(len(xs) > smooth for xs, _ in series.values()) and smooth > 1
+        panels.append(Lines(key + (f" (mean of the last {smooth} steps)" if smoothed else ""),
+                            "optimizer step", key, series))
+    return panels
+
+
 def main(argv=None) -> int:
-    """``python -m timer1.plot RUN_DIR [--out curves.svg]``; errors are one line and exit code 2."""
-    parser = argparse.ArgumentParser(prog="python -m timer1.plot",
-                                     description="Draw a training run's metrics.jsonl (SFT or GRIP) as an SVG.")
-    parser.add_argument("run_dir", type=Path, help="a training run directory (holding metrics.jsonl)")
-    parser.add_argument("--out", type=Path, default=None, help="the SVG to write (default RUN_DIR/curves.svg)")
+    """``python -m timer1.plot RUN_DIR [RUN_DIR ...] [--out curves.svg] [--keys K ...]``; errors are one
+    line and exit code 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m timer1.plot",
+        description="Draw a training run's metrics.jsonl (SFT or GRIP) as an SVG; with several runs, "
+                    "compare them: one panel per --keys entry, one line per run.")
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="training run directories (each holding metrics.jsonl)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the SVG to write (default RUN_DIR/curves.svg; required with several runs)")
+    parser.add_argument("--keys", nargs="+", default=["reward", "val_mase"],
+                        help="several runs: the logged values to compare (default: reward val_mase)")
+    parser.add_argument("--smooth", type=int, default=10,
+                        help="several runs: moving average over this many steps for per-step values (default 10)")
     args = parser.parse_args(argv)
     try:
         from timer1.atomic import check_writable
 
-        out = args.out or args.run_dir / "curves.svg"
+        if len(args.run_dirs) > 1 and args.out is None:
+            raise ValueError("several runs: say where the comparison goes with --out FILE.svg")
+        if args.smooth < 1:
+            raise ValueError(f"--smooth must be at least 1, got {args.smooth}")
+        out = args.out or args.run_dirs[0] / "curves.svg"
         if out.suffix.lower() != ".svg":
             raise ValueError(f"--out {out}: the picture is an SVG; give a path ending in .svg")
-        records = read_metrics(args.run_dir / "metrics.jsonl")
-        if check_writable(out) == (args.run_dir / "metrics.jsonl").resolve():
-            raise ValueError(f"--out {out} is the metrics log; refusing to overwrite it")
-        write_text_atomic(out, render_charts(run_panels(records), title=f"{args.run_dir.name}: training curves"))
+        logs = {run.name: run / "metrics.jsonl" for run in args.run_dirs}
+        if len(logs) < len(args.run_dirs):
+            raise ValueError("two runs share a directory name; their lines could not be told apart")
+        runs = {name: read_metrics(path) for name, path in logs.items()}
+        if check_writable(out) in {path.resolve() for path in logs.values()}:
+            raise ValueError(f"--out {out} is a metrics log; refusing to overwrite it")
+        if len(runs) == 1:
+            (name, records), = runs.items()
+            svg = render_charts(run_panels(records), title=f"{name}: training curves")
+        else:
+            svg = render_charts(compare_panels(runs, args.keys, args.smooth),
+                                title="training runs compared: " + ", ".join(runs))
+        write_text_atomic(out, svg)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({len(records)} logged steps)", file=sys.stderr)
+    print(f"wrote {out} ({sum(len(r) for r in runs.values())} logged steps)", file=sys.stderr)
     return 0
 
 
