@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--refine", choices=("resample", "critique"), default="resample",
                         help="slow thinking: retry failed rounds with fresh samples or with the critique")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="slow thinking temperature (default 1.0)")
+    parser.add_argument("--temperature", type=float, default=0.7, help="slow thinking temperature (default 0.7)")
+    parser.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=True,
+                        help="slow thinking: answer each window the way (drafts' median or greedy draft) that "
+                             "forecast its history's last part better (default on)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per answer (default: from the prompt style and horizon)")
     parser.add_argument("--batch", type=int, default=1,
@@ -405,7 +408,7 @@ def run(args) -> int:
         log(f"loaded {model_dir}{f' + {adapter_dir}' if adapter_dir else ''} ({policy.prompt_format.style} prompts) "
             f"on {policy.device} in {time.perf_counter() - t0:.1f} s")
         config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
-                                 temperature=args.temperature, seed=args.seed)
+                                 temperature=args.temperature, backtest=args.backtest, seed=args.seed)
         forecaster = Forecaster(policy, config=config, max_new_tokens=args.max_new_tokens, batch=args.batch)
     started = time.perf_counter()
     results, forecasts = {}, {}
@@ -439,7 +442,7 @@ def report_config(args, methods, sources, model_dir, policy) -> dict:
         "prompt_format": None if policy is None else dataclasses.asdict(policy.prompt_format),
         "device": None if policy is None else str(policy.device),
         "samples": args.samples, "rounds": args.rounds, "refine": args.refine, "seed": args.seed,
-        "temperature": args.temperature, "max_new_tokens": args.max_new_tokens, "batch": args.batch, "threads": args.threads,
+        "temperature": args.temperature, "backtest": args.backtest, "max_new_tokens": args.max_new_tokens, "batch": args.batch, "threads": args.threads,
         "torch": None if torch is None else torch.__version__,
         "unparsed_rule": "metrics drop unparsed windows; *_fallback replace them by the last observed value",
     }

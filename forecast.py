@@ -15,7 +15,9 @@ outliers (interpolated; a look-back with more than MAX_REPAIRED_SHARE of them is
 channel the last ``--lookback`` steps are written into the checkpoint's prompt, ``--samples``
 reasoning paths are drawn in one batched call, a critic drops the implausible ones and the rest are
 aggregated (timer1.slow_think): the median is the forecast, the 0.1/0.5/0.9 quantiles of the drafts
-give the band. If no draft survives, seasonal naive is used and the ``source`` column says so.
+give the band; with the backtest (default) the same is done on the history's last part, and where
+the greedy draft forecast that part better it is the forecast (the band moves with it). If no
+draft survives, seasonal naive is used and the ``source`` column says so.
 Output CSV columns: ``date,forecast,q0.1,q0.5,q0.9,source``; q0.1 and q0.9 are empty when there is
 no band (fewer than two drafts kept, a single pass, a fallback); with ``--column all`` a ``channel``
 column comes first and the channels follow one another in blocks (long format). Dates continue the
@@ -83,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how a round with failed drafts is retried: fresh samples, or the critic's "
                              "findings sent back as a user turn (instruct models) (default resample)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    parser.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=True,
+                        help="also forecast the history's own last part and answer the way that did better "
+                             "there: the drafts' median or the greedy draft (default on; --no-backtest: median)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0: off)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per answer (default: 256 + 4 per value for compact prompts, "
@@ -257,7 +262,7 @@ def run(args) -> int:
     for note in notes:
         log(note)
     config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
-                             temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+                             temperature=args.temperature, top_p=args.top_p, backtest=args.backtest, seed=args.seed)
     forecaster = Forecaster(policy, horizon_cap=limit, config=config, max_new_tokens=args.max_new_tokens)
     for index, channel in enumerate(channels, start=1):
         log(f"[{index}/{len(channels)}] {channel}: {lookback} -> {horizon} steps, "
@@ -306,11 +311,21 @@ def report_channel(channel: str, result, clipped: bool, seconds: float, reasonin
     """One channel's summary on stderr: drafts kept, fallback, band, clip (``seconds``: the whole batch)."""
     band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): q0.1 and q0.9 left empty"
     log(f"    {channel}: kept {result.kept} of {result.kept + result.dropped} drafts in {seconds:.1f} s"
-        + (f"; FALLBACK: {result.fallback}" if result.used_fallback else "") + band)
+        + (f"; FALLBACK: {result.fallback}" if result.used_fallback else "") + band + backtest_note(result))
     if clipped:
         log(f"    clipped at 0: the history of {channel} is never negative")
     if reasoning:
         show_reasoning(channel, result)
+
+
+def backtest_note(result) -> str:
+    """What the backtest decided, e.g. "; answer: greedy draft (backtest MAE 0.41 vs median 0.52)"."""
+    if result.backtest_mae is None:
+        return ""
+    other = "median" if result.answer == "greedy" else "greedy"
+    name = "greedy draft" if result.answer == "greedy" else "median of the drafts"
+    return (f"; answer: {name} (backtest MAE {result.backtest_mae[result.answer]:.4g} vs "
+            f"{other} {result.backtest_mae[other]:.4g})")
 
 
 def write_plot(path: Path, name: str, panels) -> None:

@@ -229,8 +229,8 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, caps
     with pytest.raises(SystemExit) as exit_info:
         forecast_cli.main([str(source), "--config", str(preset)])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == (f"error: {preset}: unknown key 'sample' (known: adapter, column, "
-                                               "csv, device, dtype, horizon, lookback, max_new_tokens, model, out, "
+    assert capsys.readouterr().err.strip() == (f"error: {preset}: unknown key 'sample' (known: adapter, backtest, "
+                                               "column, csv, device, dtype, horizon, lookback, max_new_tokens, model, out, "
                                                "plot, refine, rounds, samples, seed, show_reasoning, single_pass, "
                                                "temperature, threads, top_p)")
 

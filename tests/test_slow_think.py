@@ -1,5 +1,7 @@
 """timer1.slow_think: the critic on hand-made drafts, aggregation, the refine loop and the fallback."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,8 +11,8 @@ from timer1.data import Step, forecast_window, synthetic_frame
 from timer1.policy import random_policy
 from timer1.prompts import compact_scaler
 from timer1.sampler import Generation
-from timer1.slow_think import (QUANTILES, SlowThinkConfig, aggregate, conclude, critique, period_for_step,
-                               review, single_pass, slow_think)
+from timer1.slow_think import (QUANTILES, SlowThinkConfig, aggregate, backtest_window, choose_answer, conclude,
+                               critique, period_for_step, review, single_pass, slow_think)
 from timer1.task import PromptFormat
 
 TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -152,15 +154,22 @@ def test_slow_think_with_a_random_model_drafts_in_one_call_per_round(policy, win
     monkeypatch.setattr(st, "generate", counting)
     config = SlowThinkConfig(samples=4, rounds=2, max_new_tokens=6, seed=0)
     result = slow_think(policy, window, config, period=PERIOD)
-    assert calls == [(1, 4, 1.0), (1, 4, 1.0)]  # garbage fails: a second round, each one batched call
+    # garbage fails: a second round; each round one call for the window and its backtest, then one
+    # greedy call for both
+    assert calls == [(2, 4, 0.7), (2, 4, 0.7), (2, 1, 0.0)]
     assert result.used_fallback and result.kept + result.dropped == 8 and result.rounds == 2
-    assert all(d.findings for d in result.drafts)
+    assert all(d.findings for d in result.drafts) and result.answer == "median"
     again = slow_think(policy, window, config, period=PERIOD)
     assert [d.text for d in again.drafts] == [d.text for d in result.drafts]  # seeded
     calls.clear()
     both = slow_think(policy, [window, window], config, period=PERIOD)  # several windows: still one call a round
-    assert calls == [(2, 4, 1.0), (2, 4, 1.0)] and len(both) == 2
+    assert calls == [(4, 4, 0.7), (4, 4, 0.7), (4, 1, 0.0)] and len(both) == 2
     assert all(r.used_fallback and len(r.drafts) == 8 for r in both)
+    calls.clear()
+    alone = slow_think(policy, window, replace(config, backtest=False), period=PERIOD, seeds=[5])
+    assert calls == [(1, 4, 0.7), (1, 4, 0.7)] and alone.backtest_mae is None
+    with_test = slow_think(policy, window, config, period=PERIOD, seeds=[5])
+    assert [d.text for d in alone.drafts] == [d.text for d in with_test.drafts]  # per-window seeds: the backtest draws apart
 
 
 def scripted_generate(policy, replies):
@@ -182,7 +191,7 @@ def test_critique_refinement_feeds_findings_back(policy, window, monkeypatch):
     good = [compact_text(window, continuation(window, d)) for d in (-0.1, 0.0, 0.1)]
     fake, seen = scripted_generate(policy, [["garbage", "more garbage", good[0]], good[1:]])
     monkeypatch.setattr(st, "generate", fake)
-    config = SlowThinkConfig(samples=3, rounds=3, refine="critique", max_new_tokens=8)
+    config = SlowThinkConfig(samples=3, rounds=3, refine="critique", max_new_tokens=8, backtest=False)
     result = slow_think(policy, window, config, period=PERIOD)
     assert len(seen) == 2  # round 2 had enough passing drafts (3 >= ceil(3/2)): no round 3
     assert len(seen[1]) == 2  # one corrected answer asked for each failed draft
@@ -230,3 +239,64 @@ def test_period_for_step():
     assert period_for_step(Step("index", 1.0)) is None
     with pytest.raises(ValueError, match="refine"):
         SlowThinkConfig(refine="vote")
+
+
+# ---------------------------------------------------------------- reflecting on the method: the backtest
+
+
+def test_backtest_window_cuts_the_history(window):
+    test = backtest_window(window)                                       # L = 96, H = 24: the last 24
+    np.testing.assert_array_equal(test.history, window.history[:72])
+    np.testing.assert_array_equal(test.target, window.history[72:])
+    assert test.target_dates == window.history_dates[72:] and test.dataset == window.dataset
+    long = replace(window, target=np.zeros(200), target_dates=[""] * 200)  # H > L/2: half the history
+    assert backtest_window(long).lookback == 48 and backtest_window(long).horizon == 48
+    short = replace(window, history=window.history[:7], history_dates=window.history_dates[:7])
+    assert backtest_window(short) is None                                 # 4 + 3: too short to cut
+
+
+def result_of(window, rows):
+    """conclude() over drafts whose forecasts are ``rows`` (K, H)."""
+    drafts = [st.Draft(f"draft {k}", np.asarray(r, float), []) for k, r in enumerate(rows)]
+    return conclude(window, drafts, 1, PERIOD)
+
+
+def test_choose_answer_by_the_backtest_error_by_hand(window):
+    test = backtest_window(window)
+    truth = continuation(window)
+    drafted = result_of(window, [truth + 1, truth + 2, truth + 6])         # median truth + 2
+    greedy = result_of(window, [truth - 1])
+    # on the backtest the median is off by 3 everywhere, the greedy draft by 1: answer greedily
+    test_drafted = result_of(test, [test.target + 3])
+    test_greedy = result_of(test, [test.target - 1])
+    chosen = choose_answer(drafted, greedy, test, test_drafted, test_greedy)
+    assert chosen.answer == "greedy" and chosen.backtest_mae == {"median": 3.0, "greedy": 1.0}
+    np.testing.assert_allclose(chosen.point, truth - 1)
+    # the drafts' spread moves with the point: offsets -1, 0, +4 around it
+    np.testing.assert_allclose(chosen.samples, np.stack([truth - 2, truth - 1, truth + 3]))
+    np.testing.assert_allclose(chosen.quantiles[0.5], truth - 1)
+    np.testing.assert_allclose(chosen.quantiles[0.9], truth - 1 + np.quantile([-1, 0, 4], 0.9))
+    assert [d.text for d in chosen.drafts] == ["draft 0", "draft 1", "draft 2"]
+    # a tie keeps the median; so does a greedy draft that fell back
+    tie = choose_answer(drafted, greedy, test, test_drafted, result_of(test, [test.target - 3]))
+    assert tie.answer == "median" and tie.backtest_mae == {"median": 3.0, "greedy": 3.0}
+    np.testing.assert_allclose(tie.point, truth + 2)
+    fell_back = conclude(window, [st.Draft("no numbers", None, ["no forecast"])], 1, PERIOD)
+    assert choose_answer(drafted, fell_back, test, test_drafted, test_greedy).answer == "median"
+
+
+def test_slow_think_answers_greedily_where_the_backtest_says_so(policy, window, monkeypatch):
+    test = backtest_window(window)
+    truth, past = continuation(window), test.target
+    good, off = compact_text(window, truth), compact_text(window, truth + 0.5)
+    test_off = compact_text(test, past + 0.5)
+    # round 1: 3 drafts of the window (all 0.5 high), 3 of its backtest (0.5 high); then greedy for
+    # both, each exact: the greedy way won the backtest, so the window's answer is its greedy draft
+    fake, seen = scripted_generate(policy, [[off] * 3 + [test_off] * 3, [good, compact_text(test, past)]])
+    monkeypatch.setattr(st, "generate", fake)
+    result = slow_think(policy, window, SlowThinkConfig(samples=3, rounds=1, max_new_tokens=8), period=PERIOD)
+    assert len(seen) == 2 and len(seen[0]) == 2 and len(seen[1]) == 2
+    assert str(len(test.history)) in seen[0][1] and str(len(window.history)) in seen[0][0]
+    assert result.answer == "greedy" and result.backtest_mae["greedy"] < result.backtest_mae["median"]
+    half_step = compact_scaler(window, 2).scale / 2
+    assert np.abs(result.point - truth).max() <= half_step + 1e-9

@@ -21,6 +21,12 @@ test-time procedure, in three steps:
    the per-step median is the point forecast, sample quantiles 0.1/0.5/0.9 give the interval
    (self-consistency over reasoning paths, Wang et al. 2023, applied to numbers). When no draft
    survives, a clear fallback (seasonal naive from :mod:`timer1.baselines`) is returned and flagged.
+4. Reflect on the method (``backtest``). The same drafting runs on the history's own last part
+   (``backtest_window``: its last ``min(H, L/2)`` values forecast from what precedes them), beside
+   a greedy draft of both; the window is answered the way that did better there, the drafts' median
+   or the greedy draft (``choose_answer``). Drafts at a temperature below 1 each stay close to the
+   model's best guess while their median still averages out its slips; which of the two wins
+   differs from series to series, and the history says which.
 
 ``single_pass`` is the plain model for comparison: one greedy draft (temperature 0), no dropping.
 Everything works on the real scale of the series (``timer1.task`` undoes the compact scaling).
@@ -29,14 +35,14 @@ Everything works on the real scale of the series (``timer1.task`` undoes the com
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
 from timer1.baselines import SeasonalNaive, estimate_period, period_from_step
 from timer1.data import Window
-from timer1.metrics import correlation
+from timer1.metrics import correlation, mae
 from timer1.sampler import generate
 from timer1.task import (PromptFormat, answer_opening, complete_forecast, forecast_from_completion, prompt_ids,
                          prompt_messages)
@@ -56,13 +62,15 @@ class SlowThinkConfig:
     range_margin: values must lie in [min - m*span, max + m*span] of the history.
     min_seasonal_corr: rank correlation a forecast must reach with the last season repeated, checked only
     when the history shows a cycle at correlation ``seasonal_acf`` or more (see ``seasonal_period``).
+    backtest: also reason on the history's own last part (``backtest_window``) and answer the way
+    that forecast it better: the drafts' median or the greedy draft (see the module docstring).
     """
 
     samples: int = 8
     rounds: int = 2
     min_kept: int = 0
     refine: str = "resample"
-    temperature: float = 1.0
+    temperature: float = 0.7
     top_k: int = 0
     top_p: float = 1.0
     max_new_tokens: int = 1024
@@ -70,6 +78,7 @@ class SlowThinkConfig:
     range_margin: float = 0.5
     min_seasonal_corr: float = 0.1
     seasonal_acf: float = 0.3
+    backtest: bool = True
     seed: int | None = None
 
     def __post_init__(self):
@@ -109,6 +118,9 @@ class SlowThinkResult:
     reasoning: the kept drafts' texts. drafts: every draft with the critic's findings.
     fallback: None, or a sentence saying what was used instead of the model and why.
     source: "model", or the name of the fallback that made the forecast (e.g. "seasonal naive (period 24)").
+    answer: how the point was concluded: "median" of the kept drafts or the "greedy" draft.
+    backtest_mae: with the backtest, each way's MAE on the history's last part, e.g.
+    {"median": 0.8, "greedy": 1.1}; None without it.
     """
 
     point: np.ndarray
@@ -121,6 +133,8 @@ class SlowThinkResult:
     rounds: int
     fallback: str | None = None
     source: str = "model"
+    answer: str = "median"
+    backtest_mae: dict[str, float] | None = None
 
     @property
     def used_fallback(self) -> bool:
@@ -267,6 +281,43 @@ def conclude(window: Window, drafts: list[Draft], rounds: int, period: int | Non
 
 
 # ----------------------------------------------------------------------------------------------
+# Reflect on the method: the backtest
+
+BACKTEST_SEED = 104_729  # offsets a window's seed for its backtest, so the two draw different numbers
+MIN_BACKTEST = 4  # values the backtest needs on each side of its cut
+
+
+def backtest_window(window: Window) -> Window | None:
+    """The history's own forecasting problem: its last ``min(H, L // 2)`` values as the target, what
+    precedes them as the look-back (dates and series unchanged). None when the history is too short."""
+    cut = len(window.history) - min(window.horizon, len(window.history) // 2)
+    if cut < MIN_BACKTEST or len(window.history) - cut < MIN_BACKTEST:
+        return None
+    return replace(window, history=window.history[:cut], target=window.history[cut:],
+                   history_dates=window.history_dates[:cut], target_dates=window.history_dates[cut:])
+
+
+def choose_answer(drafted: SlowThinkResult, greedy: SlowThinkResult, test: Window,
+                  test_drafted: SlowThinkResult, test_greedy: SlowThinkResult) -> SlowThinkResult:
+    """Answer the window the way that forecast its backtest better: the drafts' median (``drafted``)
+    or the greedy draft (``greedy``), by MAE on the backtest's target (ties keep the median).
+
+    Forecasting the known last part of a series from what precedes it, and trusting the method that
+    did it best, is model selection on a holdout (Tashman 2000, "Out-of-sample tests of forecasting
+    accuracy"); here the two methods are two ways to read the same model: self-consistency over
+    sampled reasoning paths (its median), or its single most likely path. With the greedy answer
+    the drafts' band moves with it: the spread around the median becomes a spread around the point."""
+    errors = {"median": mae(test_drafted.point, test.target), "greedy": mae(test_greedy.point, test.target)}
+    if errors["greedy"] >= errors["median"] or greedy.used_fallback:
+        return replace(drafted, backtest_mae=errors)
+    # drafted.samples already hold the calibrated spread around the median: move it, do not rescale it
+    samples = greedy.samples if drafted.used_fallback else greedy.point + (drafted.samples - drafted.point)  # (K, H)
+    _, quantiles = aggregate(samples)
+    return replace(drafted, point=greedy.point.copy(), quantiles=quantiles, samples=samples, fallback=None,
+                   source="model", answer="greedy", backtest_mae=errors)
+
+
+# ----------------------------------------------------------------------------------------------
 # Draft: one batched generate call per round
 
 
@@ -312,9 +363,31 @@ def slow_think(policy, windows: Window | Sequence[Window], config: SlowThinkConf
     ``period`` is a seasonal hint for the critic and the fallback; ``log`` receives progress lines.
     ``seeds`` (one per window) replace ``config.seed``: each window then draws from its own
     generator, so its drafts do not depend on the other windows of the batch (timer1.sampler.generate).
+    With ``config.backtest`` the backtest windows ride in the same generate calls as the real ones.
     """
     single = isinstance(windows, Window)
     windows = [windows] if single else list(windows)
+    tests = [backtest_window(w) for w in windows] if config.backtest else []
+    every = windows + [t for t in tests if t is not None]
+    if seeds is not None:
+        seeds = list(seeds) + [seed + BACKTEST_SEED for seed, t in zip(seeds, tests) if t is not None]
+    drafts = _draft_rounds(policy, every, config, period, log, seeds)
+    results = [conclude(w, ds, max(d.round for d in ds), period, policy.band_scale) for w, ds in zip(every, drafts)]
+    if tests:
+        greedy = single_pass(policy, every, max_new_tokens=config.max_new_tokens, period=period)
+        backtested = iter(range(len(windows), len(every)))
+        for i, test in enumerate(tests):
+            if test is not None:
+                k = next(backtested)
+                results[i] = choose_answer(results[i], greedy[i], test, results[k], greedy[k])
+    results = results[:len(windows)]
+    return results[0] if single else results
+
+
+def _draft_rounds(policy, windows: list[Window], config: SlowThinkConfig, period: int | None,
+                  log: Callable[[str], None] | None, seeds: Sequence[int] | None) -> list[list[Draft]]:
+    """Draft and reflect, round after round, until every window has ``config.wanted`` passing drafts
+    or the rounds run out; returns every draft of every window."""
     fmt = policy.prompt_format
     drafts: list[list[Draft]] = [[] for _ in windows]
     for round_index in range(1, config.rounds + 1):
@@ -336,9 +409,7 @@ def slow_think(policy, windows: Window | Sequence[Window], config: SlowThinkConf
             total = sum(len(drafts[i]) for i in todo)
             log(f"round {round_index}/{config.rounds}: {passed} of {total} drafts so far passed the critic "
                 f"({len(todo)} window(s) drafted)")
-    results = [conclude(w, ds, max(d.round for d in ds), period, policy.band_scale)
-               for w, ds in zip(windows, drafts)]
-    return results[0] if single else results
+    return drafts
 
 
 def _prompt(policy, window: Window) -> list[int]:
