@@ -81,12 +81,13 @@ def _kind(path: Path) -> str:
 
 def write_json_atomic(path: str | os.PathLike, payload) -> Path:
     """``payload`` as indented JSON (numpy scalars and arrays become numbers and lists), atomically."""
-    return write_text_atomic(path, json.dumps(payload, indent=2, default=_plain) + "\n")
+    return write_text_atomic(path, json.dumps(payload, indent=2, default=json_default) + "\n")
 
 
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
+def json_default(value):
+    """``json.dumps(default=json_default)``: NumPy arrays become lists, NumPy scalars and 0-d tensors numbers."""
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -1,54 +1,11 @@
-"""Small pieces the two training scripts (train_sft.py, train_grip.py) share. No trainer, no callbacks:
-each script calls these from its own visible loop.
-
-API (stable; both scripts depend on it)::
-
-    build_policy(cfg, device, *, seed=0, adapter="") -> Policy
-        config -> policy (timer1.policy.policy_from_config, prompt format from cfg.data) -> LoRA
-        (load `adapter` if given, else apply_lora from cfg.lora when cfg.lora.enabled) -> on `device`.
-    trainable_parameters(model) -> list[Parameter]      what the optimizer updates (LoRA A/B only with LoRA)
-    build_optimizer(model, optim_cfg) -> torch.optim.AdamW
-        weight decay on matrices only (biases and norm gains are not decayed, as in nanoGPT).
-    lr_at(step, total, optim_cfg) -> float              pure schedule: linear warm-up, then cosine /
-                                                        linear / constant decay to min_lr_ratio * lr
-    set_lr(optimizer, lr)
-    autocast(device)                                    bf16 autocast on CUDA, a no-op on CPU
-    check_writable(out_dir)                             ValueError (one line) if out_dir cannot be written
-    claim_out_dir(out_dir, resume) -> Path              rank 0 checks the run directory (writable; a fresh
-                                                        run refuses a used one) and removes temporaries a
-                                                        killed run left; every rank gets the verdict
-    MetricsLog(path, enabled)                           JSONL metrics, one flushed line per .log(dict);
-        .truncate_after(step)                           on resume: drop lines of steps after the checkpoint
-    Progress(total, start_step=0, enabled=True)         .add_tokens(n) every step; .update(step, loss=..., **more)
-                                                        prints "step 12/300 | loss 1.23 | ... | 850 tok/s | eta 3m04s"
-    evaluate_forecasts(model, tokenizer, windows, fmt, *, max_new_tokens, batch_size=8, info=None) -> dict
-    checkpoint_score(metrics) -> float | None           val_mase (scale-free) of an evaluation step, else None
-        greedy answers (KV-cached sampler, temperature 0) -> forecast_from_completion ->
-        complete_forecast; returns {"val_mse", "val_mae", "val_unparsed", "val_n"} (MSE/MAE per window
-        on the real scale, then averaged; unparsed = answers that were missing or short). With a
-        distributed `info` every rank evaluates its stride-shard and the sums are all-reduced.
-    save_run_checkpoint(out_dir, step, model, policy, optimizer, cfg, info, *, metrics, score, extra) -> Path|None
-        collective (every rank calls it): gathers every rank's RNG state, rank 0 writes
-        out_dir/step_XXXXXX with timer1.checkpoint.save_checkpoint: LoRA adapter (PEFT layout) or the full
-        model, plus the tokenizer, generation_config.json and timer1_prompt.json, so the directory loads
-        with timer1.policy.load_policy(ckpt) (full) or load_policy(base, adapter=ckpt) (LoRA).
-    save_base_model(policy, out_dir) -> Path            a random-init base has no directory of its own:
-                                                        LoRA runs on one save it once to out_dir/base_model
-    resume_run(out_dir, model, optimizer, rank) -> dict  load the newest readable checkpoint's weights into
-                                                        `model`, optimizer state and this rank's RNG state
-                                                        (unreadable newer ones are skipped, with a warning);
-                                                        returns the train state ({"step", "extra", "path"})
-    read_weights(ckpt_dir, dtype) / copy_weights(model, tensors, ckpt_dir)
-                                                        a checkpoint's LoRA or full weights, then into `model`
-    uses_lora(model) -> bool
-    weights_digest(model) -> str                        sha256 of every parameter (DDP tests compare ranks)
-    run_cli(main, config_class, description, argv=None) the scripts' ``__main__``: config, process group,
-                                                        bad input and Ctrl-C as one ``error:`` line
-"""
+"""What train_sft.py and train_grip.py share: policy and optimizer setup, the LR schedule, the run
+directory, metrics log and progress line, validation forecasts, checkpoints and resume. No trainer and
+no callbacks: each script calls these from its own visible loop."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -58,7 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import torch
 from safetensors.torch import load_file
@@ -66,13 +23,15 @@ from safetensors.torch import load_file
 from timer1 import dist
 from timer1.checkpoint import (capture_rng_state, checkpoints_newest_first, clean_stale_temps, latest_checkpoint,
                                read_train_state, restore_train_state, save_checkpoint)
-from timer1.atomic import write_text_atomic
+from timer1.atomic import json_default, write_text_atomic
 from timer1.config import load_config_or_exit
 from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
 from timer1.metrics import mae, mase, mse
-from timer1.policy import Policy, policy_from_config, save_policy, save_policy_files
 from timer1.sampler import generate
 from timer1.task import PromptFormat, complete_forecast, forecast_from_completion, prompt_format_from, prompt_ids
+
+if TYPE_CHECKING:                                   # policy sits above this module: imported where used
+    from timer1.policy import Policy
 
 T = TypeVar("T")
 
@@ -88,6 +47,7 @@ def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter
     it before calling (DDP also broadcasts rank 0's parameters when it wraps the model).
     Raises FileNotFoundError / ValueError (one line) for a missing or broken model/adapter path.
     """
+    from timer1.policy import policy_from_config
     what = "model" if cfg.model.random_init else f"model.path {cfg.model.path}"
     policy = loaded(what, lambda: policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device))
     if adapter:
@@ -248,7 +208,7 @@ class MetricsLog:
     def log(self, record: dict) -> None:
         if not self.enabled:
             return
-        line = json.dumps(record, default=_plain_number)
+        line = json.dumps(record, default=json_default)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
@@ -267,12 +227,6 @@ class MetricsLog:
             if record.get("step", 0) <= step:
                 kept.append(line)
         write_text_atomic(self.path, "".join(k + "\n" for k in kept))
-
-
-def _plain_number(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot log {type(value).__name__} as JSON")
 
 
 class Progress:
@@ -307,9 +261,6 @@ class Progress:
             print(line, flush=True)
         return line
 
-    def tokens_per_second(self) -> float:
-        return self.tokens_since / max(time.perf_counter() - self.t_last, 1e-9)
-
 
 def format_seconds(seconds: float) -> str:
     """1234.5 -> '20m34s'; NaN -> '?'."""
@@ -323,6 +274,17 @@ def format_seconds(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Validation: greedy forecasts on held-out windows
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`model` in eval mode inside the block (no dropout), back in its previous mode after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -342,23 +304,19 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
     are split across ranks by stride and the sums all-reduced, so every rank returns the same
     numbers. No collective inside the model: safe under DDP.
     """
-    core = dist.unwrap(model)
     shard = list(windows)
     if info is not None and info.distributed:
         shard = dist.shard_by_stride(shard, info.rank, info.world_size)
-    was_training = core.training
-    core.eval()
     sums = torch.zeros(6, dtype=torch.float64)         # mse, mae, mase, windows with a mase, unparsed, n
-    for i in range(0, len(shard), batch_size):
-        chunk = shard[i:i + batch_size]
-        for window, (forecast, complete) in zip(chunk, _forecasts(core, tokenizer, chunk, fmt, max_new_tokens, samples)):
-            scaled = mase(forecast, window.target, window.history)  # NaN for a flat history
-            has_mase = math.isfinite(scaled)
-            sums += torch.tensor([mse(forecast, window.target), mae(forecast, window.target),
-                                  scaled if has_mase else 0.0, float(has_mase), float(not complete), 1.0],
-                                 dtype=torch.float64)
-    if was_training:
-        core.train()
+    with evaluating(dist.unwrap(model)) as core:
+        for i in range(0, len(shard), batch_size):
+            chunk = shard[i:i + batch_size]
+            for window, (forecast, complete) in zip(chunk, _forecasts(core, tokenizer, chunk, fmt, max_new_tokens, samples)):
+                scaled = mase(forecast, window.target, window.history)  # NaN for a flat history
+                has_mase = math.isfinite(scaled)
+                sums += torch.tensor([mse(forecast, window.target), mae(forecast, window.target),
+                                      scaled if has_mase else 0.0, float(has_mase), float(not complete), 1.0],
+                                     dtype=torch.float64)
     if info is not None and info.distributed:
         sums = dist.all_reduce_mean(sums) * info.world_size
     n = max(sums[5].item(), 1.0)
@@ -370,6 +328,7 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
 def _forecasts(model, tokenizer, windows: list, fmt: PromptFormat, max_new_tokens: int, samples: int) -> list:
     """(forecast (H,), was the model's own) per window: greedy, or slow thinking's median of ``samples``."""
     if samples > 1:
+        from timer1.policy import Policy
         from timer1.slow_think import SlowThinkConfig, slow_think
 
         config = SlowThinkConfig(samples=samples, rounds=1, max_new_tokens=max_new_tokens, seed=0)
@@ -394,18 +353,6 @@ def checkpoint_score(metrics: dict) -> Optional[float]:
 # Checkpoints
 
 
-class _PolicyFiles:
-    """What `save_checkpoint(tokenizer=...)` saves beside the weights: the tokenizer plus the two
-    small files `timer1.policy.load_policy` reads (generation config with eos/pad ids, prompt format),
-    the same ones `timer1.policy.save_policy` writes."""
-
-    def __init__(self, tokenizer, prompt_format: PromptFormat):
-        self.tokenizer, self.prompt_format = tokenizer, prompt_format
-
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        save_policy_files(self.tokenizer, self.prompt_format, path)
-
-
 def uses_lora(model: torch.nn.Module) -> bool:
     return bool(lora_modules(dist.unwrap(model)))
 
@@ -417,13 +364,13 @@ def save_run_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.M
     """Checkpoint after optimizer step `step`. Collective: every rank must call it (RNG states are
     gathered so a resume restores each rank's own); rank 0 writes, the others return None.
     Lower `score` is better (validation MSE); cfg.keep_best / cfg.keep_last drive pruning."""
+    from timer1.policy import save_policy_files
     rng = dist.all_gather_object(capture_rng_state()) if info.distributed else capture_rng_state()
     path = None
     if info.is_master:
-        path = save_checkpoint(out_dir, step, dist.unwrap(model), optimizer, None, rng, cfg, metrics,
-                               adapter_only=uses_lora(model), score=score, higher_is_better=False,
+        path = save_checkpoint(out_dir, step, model, optimizer, rng, cfg, metrics, score=score,
                                keep_best=cfg.keep_best, keep_last=cfg.keep_last, extra=extra,
-                               tokenizer=_PolicyFiles(policy.tokenizer, policy.prompt_format),
+                               write_files=functools.partial(save_policy_files, policy.tokenizer, policy.prompt_format),
                                base_model=str(Path(out_dir) / "base_model") if policy.source == "random"
                                else policy.source)
     dist.barrier()
@@ -435,6 +382,7 @@ def save_base_model(policy: Policy, out_dir: str | os.PathLike) -> Path:
     tokenizer and prompt format included), so its adapter checkpoints load with
     ``load_policy(out_dir/base_model, adapter=out_dir/step_XXXXXX)``. Call on the master rank. Always
     written whole (a fresh run may find the half-written one of a run killed before its first checkpoint)."""
+    from timer1.policy import Policy, save_policy
     path = Path(out_dir) / "base_model"
     core = dist.unwrap(policy.model)
     base_state = {k: v for k, v in core.state_dict().items() if ".lora_" not in k}  # LoRALinear keeps `weight`
@@ -516,12 +464,14 @@ def resume_run(out_dir: str | os.PathLike, model: torch.nn.Module, optimizer: to
     return state
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over every parameter's name and bytes (fp32, CPU): equal digests = equal weights."""
+def weights_digest(model: torch.nn.Module, trainable_only: bool = False) -> str:
+    """sha256 over each parameter's name and fp32 bytes: equal digests, equal weights. DDP runs log each
+    rank's; `trainable_only` hashes what DDP keeps in sync (a 7B LoRA run: megabytes, not the model)."""
     digest = hashlib.sha256()
     for name, param in sorted(dist.unwrap(model).named_parameters()):
-        digest.update(name.encode())
-        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+        if param.requires_grad or not trainable_only:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
