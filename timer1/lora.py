@@ -35,6 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from timer1.dist import unwrap
+
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."  # PeftModel -> LoraModel -> the HF model: the prefix of every key on disk
@@ -58,15 +60,6 @@ class LoRAConfig:
     dropout: float = 0.0
     use_rslora: bool = False
 
-    @property
-    def scale(self) -> float:
-        return lora_scale(self.r, self.alpha, self.use_rslora)
-
-
-def lora_scale(r: int, alpha: float, use_rslora: bool = False) -> float:
-    """alpha / r (LoRA paper), or alpha / sqrt(r) (rsLoRA, stable as r grows)."""
-    return alpha / math.sqrt(r) if use_rslora else alpha / r
-
 
 class LoRALinear(nn.Linear):
     """An ``nn.Linear`` plus a low-rank update ``s * B @ A`` that is never materialised in forward.
@@ -89,7 +82,7 @@ class LoRALinear(nn.Linear):
         self.lora_B = nn.Linear(r, base.out_features, bias=False, device=weight.device, dtype=lora_dtype)
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.r, self.alpha, self.use_rslora = r, alpha, use_rslora
-        self.scale = lora_scale(r, alpha, use_rslora)
+        self.scale = alpha / math.sqrt(r) if use_rslora else alpha / r  # rsLoRA: stable as r grows
         self.disabled = False
         self.reset_lora_parameters()
         self.train(base.training)  # a fresh Dropout is in train mode: follow the wrapped layer
@@ -142,7 +135,7 @@ def find_targets(model: nn.Module, targets: Sequence[str] | str) -> list[str]:
         names = [name for name, _ in model.named_modules() if name and _matches(name, targets)]
     if not names:
         linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"LoRA targets {_show(targets)} match no module of the model; "
+        raise ValueError(f"LoRA targets {targets if isinstance(targets, str) else list(targets)!r} match no module; "
                          f"its linear layers are named {linear}")
     modules = dict(model.named_modules())
     for name in names:
@@ -156,10 +149,6 @@ def _matches(name: str, targets: Sequence[str] | str) -> bool:
     if isinstance(targets, str):
         return re.fullmatch(targets, name) is not None
     return any(name == t or name.endswith("." + t) for t in targets)
-
-
-def _show(targets: Sequence[str] | str) -> str:
-    return repr(targets) if isinstance(targets, str) else repr(list(targets))
 
 
 def apply_lora(
@@ -198,11 +187,6 @@ def apply_lora(
         recorded = tuple(recorded)
     model.lora_config = LoRAConfig(recorded, r, alpha, float(dropout), use_rslora)
     return model
-
-
-def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The trainable LoRA parameters (A and B of every LoRALinear): what the optimizer should get."""
-    return [p for m in lora_modules(model).values() for p in (m.lora_A.weight, m.lora_B.weight)]
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -323,7 +307,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
     ``peft.PeftModel.from_pretrained(base, path)`` loads the result. The directory is written under a
     temporary name beside ``path`` and renamed, so a crash never leaves a half-written adapter.
     """
-    model = _unwrap(model)
+    model = unwrap(model)                       # PEFT's keys are relative to the model DDP wraps
     config = vars(model).get("lora_config")
     if config is None or not lora_modules(model):
         raise ValueError("save_adapter: the model has no LoRA adapter (apply_lora or load_adapter first)")
@@ -349,18 +333,6 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
     else:
         os.replace(tmp, path)
     return path
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model apply_lora saw: DDP keeps it in ``.module``, torch.compile in ``._orig_mod``.
-
-    PEFT's keys are relative to that model, so the wrappers' name prefixes must not reach the file.
-    """
-    for attribute in ("module", "_orig_mod"):
-        inner = getattr(model, attribute, None)
-        if isinstance(inner, nn.Module):
-            return _unwrap(inner)
-    return model
 
 
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
