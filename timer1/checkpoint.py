@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from timer1.atomic import write_json_atomic, write_text_atomic
+from timer1.atomic import replacing_directory, write_json_atomic, write_text_atomic
 from timer1.config import save_config
 from timer1.dist import unwrap
 
@@ -197,17 +197,13 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
     newest and the one just written. `extra`: further resumable state. `write_files(dir)` adds what
     else the directory needs to load on its own (tokenizer, prompt format).
     """
-    from timer1.lora import lora_modules, save_adapter          # lazy: lora imports nothing of ours
+    from timer1.lora import lora_modules, write_adapter         # lazy: lora is only needed here
     out_dir, name = Path(out_dir), step_dir_name(step)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final, tmp = out_dir / name, out_dir / f".tmp-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)                      # left by an earlier crash
-    tmp.mkdir()
-    try:
+    with replacing_directory(out_dir / name) as tmp:            # .tmp-step_X, renamed when complete
         model = unwrap(model)
         adapter_only = bool(lora_modules(model))
         if adapter_only:
-            save_adapter(model, tmp, base_model)
+            write_adapter(model, tmp, base_model)
         else:
             model.save_pretrained(tmp)
         if write_files is not None:
@@ -220,21 +216,12 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
             save_config(config, tmp / "config.toml")
         write_json_atomic(tmp / "metrics.json", {"step": step, **(metrics or {})})
         _fsync_files(tmp)
-        old = out_dir / f".old-{name}"                          # re-saving a step (e.g. after a resume)
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     write_text_atomic(out_dir / LATEST, name + "\n")
     scores = read_best_index(out_dir)["scores"]
     if score is not None:
         scores[name] = float(score)
     prune_checkpoints(out_dir, scores, keep_best=keep_best, keep_last=keep_last)
-    return final
+    return out_dir / name
 
 
 def _fsync_files(folder: Path) -> None:

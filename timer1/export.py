@@ -27,7 +27,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from timer1.atomic import write_json_atomic
+from timer1.atomic import replacing_directory, write_json_atomic
 from timer1.checkpoint import resolve_checkpoint
 
 INFERENCE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -88,12 +88,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
     summaries = {label: summarise_report(read_report(path)) for label, path in (reports or {}).items()}
     card_text = Path(card).read_text() if card else None         # read before `out` (may hold it) is replaced
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = out.with_name(f".tmp-{out.name}"), out.with_name(f".old-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with replacing_directory(out) as tmp:
         for name in INFERENCE_FILES:
             shutil.copyfile(ckpt / name, tmp / name)
         if staged:
@@ -103,15 +98,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
         write_json_atomic(tmp / "metrics.json", {"source": str(ckpt), "evaluations": summaries})
         if card_text is not None:
             (tmp / "README.md").write_text(card_text)
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -35,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from timer1.atomic import replacing_directory
 from timer1.dist import unwrap
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -302,37 +302,29 @@ def _config_from_peft(raw: dict, source: Path) -> LoRAConfig:
 
 
 def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_path: str = "") -> Path:
-    """Write ``path/adapter_config.json`` and ``path/adapter_model.safetensors`` as PEFT lays them out.
-
-    ``peft.PeftModel.from_pretrained(base, path)`` loads the result. The directory is written under a
-    temporary name beside ``path`` and renamed, so a crash never leaves a half-written adapter.
-    """
-    model = unwrap(model)                       # PEFT's keys are relative to the model DDP wraps
-    config = vars(model).get("lora_config")
-    if config is None or not lora_modules(model):
-        raise ValueError("save_adapter: the model has no LoRA adapter (apply_lora or load_adapter first)")
+    """Write ``path/adapter_config.json`` and ``path/adapter_model.safetensors`` as PEFT lays them out
+    (``peft.PeftModel.from_pretrained(base, path)`` loads them), swapped into place whole."""
     path = Path(path)
     if path.exists():
         adapter_files = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
         others = [p.name for p in path.iterdir() if p.name not in adapter_files] if path.is_dir() else [path]
         if others:
             raise ValueError(f"save_adapter: refusing to replace {path}: it holds other files ({others[:3]})")
-    tensors = {PEFT_PREFIX + key: t.to("cpu").contiguous() for key, t in lora_state_dict(model).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    config_text = json.dumps(_peft_config_dict(config, base_model_name_or_path), indent=2, sort_keys=True)
-    (tmp / ADAPTER_CONFIG).write_text(config_text)
-    if path.exists():  # swap: old aside, new in, old removed
-        old = path.parent / f".{path.name}.old{os.getpid()}"
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
+    with replacing_directory(path) as tmp:
+        write_adapter(model, tmp, base_model_name_or_path)
     return path
+
+
+def write_adapter(model: nn.Module, folder: Path, base_model_name_or_path: str = "") -> None:
+    """The two adapter files of `save_adapter`, written into an existing `folder`."""
+    model = unwrap(model)                       # PEFT's keys are relative to the model DDP wraps
+    config = vars(model).get("lora_config")
+    if config is None or not lora_modules(model):
+        raise ValueError("save_adapter: the model has no LoRA adapter (apply_lora or load_adapter first)")
+    tensors = {PEFT_PREFIX + key: t.to("cpu").contiguous() for key, t in lora_state_dict(model).items()}
+    save_file(tensors, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    config_text = json.dumps(_peft_config_dict(config, base_model_name_or_path), indent=2, sort_keys=True)
+    (folder / ADAPTER_CONFIG).write_text(config_text)
 
 
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
