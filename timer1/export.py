@@ -1,21 +1,13 @@
 """Export a trained run as a self-contained model directory (how ``checkpoints/timer1-tiny`` is made).
 
-A run directory (``runs/tiny_grip``) holds several ``step_XXXXXX`` checkpoints with optimizer state;
-what users load needs only the inference files. This copies them from the run's best checkpoint
-(``timer1.checkpoint.resolve_checkpoint``) into a new directory, adds the resolved training configs
-of every stage, a ``metrics.json`` summary of ``evaluate.py`` reports and a model card, and swaps
-the directory into place in one rename, so an interrupted export never leaves half a model::
+Copies the inference files of a run's best checkpoint, adds each training stage's resolved config
+and validation metrics (``training/``), a ``metrics.json`` summary of ``evaluate.py`` reports and a
+model card, and swaps the directory into place whole::
 
     python -m timer1.export runs/tiny_grip checkpoints/timer1-tiny \\
         --stage sft=runs/tiny_sft --stage grip=runs/tiny_grip \\
         --report sft=out/eval_sft.json --report grip=out/eval_grip.json \\
         --card checkpoints/timer1-tiny/README.md
-
-Layout written: config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
-generation_config.json, timer1_prompt.json (what ``timer1.policy.load_policy`` reads),
-``training/<stage>.toml`` (each stage's resolved config: rerun it with ``--config``),
-``training/<stage>_metrics.json`` (the validation metrics of the exported step), metrics.json,
-README.md.
 """
 
 from __future__ import annotations

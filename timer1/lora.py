@@ -6,11 +6,9 @@ the adapted model starts equal to the base) and ``s = alpha / r``, or ``alpha / 
 (Kalajdzievski 2023, arXiv 2312.03732). Facts follow PEFT's ``tuners/lora`` (init, scaling, target
 matching, file layout); the code is ours.
 
-Names are chosen so that checkpoints need no conversion:
-- ``LoRALinear`` keeps the base ``weight``/``bias`` under their names (the same Parameter objects),
-  so ``model.layers.0.self_attn.q_proj.weight`` stays that key and tied weights stay tied;
-- its update lives in ``lora_A.weight`` / ``lora_B.weight``, and PEFT's file key is that name with
-  the prefix ``base_model.model.`` (``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight``).
+``LoRALinear`` keeps the base ``weight``/``bias`` under their names (the same Parameters: keys and
+tied weights unchanged); its update is ``lora_A.weight`` / ``lora_B.weight``, whose PEFT file key
+adds the prefix ``base_model.model.``.
 
 Use it as torchtune does: ``apply_lora`` wraps the targets and freezes everything else;
 ``lora_disabled(model)`` gives the base model's outputs (GRIP's reference policy for the KL term) without
