@@ -1,6 +1,5 @@
 """timer1.config: defaults, TOML presets, --key=value overrides, errors, help, save/load round trip."""
 
-import dataclasses
 import json
 from pathlib import Path
 
