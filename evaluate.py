@@ -47,8 +47,8 @@ import warnings
 from pathlib import Path
 
 if __name__ == "__main__":  # before numpy loads: the small linear-baseline solves run far faster on one
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS thread on a busy machine (timer1.baselines
-    # does the same); torch's own threads are left alone (--threads)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS thread on a busy machine; torch's own
+    # threads are left alone (--threads)
 
 import numpy as np
 
@@ -158,7 +158,7 @@ def load_windows(series, dataset: str, args) -> tuple[list, int, int]:
 
 
 def baseline_forecasts(series, dataset: str, windows, names, lookback: int, horizon: int) -> dict:
-    """{baseline: [(H,) forecast or None per window]}, built as timer1.baselines.evaluate_dataset does:
+    """{baseline: [(H,) forecast or None per window]}, the baselines' protocol:
     linear fit per channel on the train region, seasonal naive with the step's daily period."""
     from timer1.baselines import Linear, make_baseline, period_from_step
     from timer1.data import split_bounds

@@ -32,7 +32,6 @@ options (``loss_agg``, ``adv_scale``, ``eps_high``, ``ratio_level``, ``drop_zero
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 
 import numpy as np
@@ -49,7 +48,7 @@ from timer1.rollout import (Reference, adapter_snapshot, build_batch, completion
 from timer1.task import load_windows, prompt_format_from, prompt_ids, reward_target, window_spec_from
 from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, checkpoint_score,
                                 claim_out_dir, evaluate_forecasts, lr_at, resume_run, run_cli, save_base_model,
-                                save_run_checkpoint, set_lr, trainable_parameters)
+                                save_run_checkpoint, set_lr, trainable_parameters, weights_digest)
 
 ROLLOUT, SELECTION = 0, 1  # tags that keep the seeds of the step's two random draws apart
 
@@ -219,7 +218,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
                                               batch_size=max(1, cfg.micro_batch), info=info))
         record = {"step": done, **metrics, "eta_s": (time.perf_counter() - progress.t0) / (done - start) * (cfg.steps - done)}
         if last:  # every rank's trained weights must be identical after DDP training: record each rank's digest
-            record["rank_digests"] = dist.all_gather_object(trainable_digest(model))
+            record["rank_digests"] = dist.all_gather_object(weights_digest(model, trainable_only=True))
         log.log(record)
         if done % cfg.log_every == 0 or last:
             shown = {"loss": metrics["loss"], "reward": metrics["reward"], "format": metrics["format_rate"],
@@ -231,17 +230,6 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
             save_run_checkpoint(out_dir, done, ddp, policy, optimizer, cfg, info, metrics=record,
                                 score=checkpoint_score(metrics) if evaluate else None)
     del ddp  # free the DDP reducer before the process group goes away
-
-
-def trainable_digest(model: torch.nn.Module) -> str:
-    """sha256 of the trainable parameters (names and fp32 bytes): what DDP keeps in sync; frozen weights
-    never change, so a 7B LoRA run hashes megabytes, not the whole model."""
-    digest = hashlib.sha256()
-    for name, param in sorted(dist.unwrap(model).named_parameters()):
-        if param.requires_grad:
-            digest.update(name.encode())
-            digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def step_metrics(rollout, rewards, terms, groups, batch, inner_stats, mu) -> dict:

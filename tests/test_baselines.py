@@ -1,10 +1,5 @@
-"""Baselines of timer1.baselines on hand-made series, and the protocol script on the shared data."""
+"""Baselines of timer1.baselines on hand-made series."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,12 +12,9 @@ from timer1.baselines import (
     Mean,
     SeasonalNaive,
     estimate_period,
-    fill_gaps,
     make_baseline,
     period_from_step,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_registry_names():
@@ -65,10 +57,6 @@ def test_estimate_period_of_a_random_walk_is_one():
 @pytest.mark.parametrize("seconds, expected", [(3600, 24), (900, 96), (86400, None), (None, None), (7, None)])
 def test_period_from_step(seconds, expected):
     assert period_from_step(seconds) == expected
-
-
-def test_fill_gaps_interpolates_and_holds_the_ends():
-    np.testing.assert_allclose(fill_gaps(np.array([np.nan, 1.0, np.nan, 3.0, np.nan])), [1, 1, 2, 3, 3])
 
 
 @pytest.mark.parametrize("name", ["last", "mean", "seasonal_naive", "drift"])
@@ -151,50 +139,6 @@ def test_linear_skips_nan_windows_fills_nan_history_and_checks_shapes():
         Linear().fit(np.full(50, np.nan), 10, 2)
     with pytest.raises(ValueError, match="center"):
         Linear(center="mean")
-
-
-def _run_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "timer1.baselines", *args], capture_output=True,
-                          text=True, cwd=REPO, env=env, timeout=120)
-
-
-def test_script_reports_the_paper_window_counts_for_all_seven_datasets(shared_data, tmp_path):
-    out = tmp_path / "naive.json"
-    run = _run_cli("--data", str(shared_data), "--baselines", "last", "drift", "--json", str(out))
-    assert run.returncode == 0, run.stderr
-    results = json.loads(out.read_text())["results"]
-    counts = {name: per["last"]["n"] for name, per in results.items()}
-    assert counts == {"ETTh1": 70, "ETTh2": 70, "exchange": 80, "aqwan": 110, "aqshunyi": 110,
-                      "wind": 70, "nasdaq": 50}
-    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "dataset" not in line]
-    assert [row.split(" | ")[:2] for row in rows] == [["| " + name, str(n)] for name, n in counts.items()]
-    assert not list(tmp_path.glob(".*.tmp"))   # the JSON was written by rename, no leftovers
-
-
-def test_script_all_baselines_on_two_datasets(shared_data, tmp_path):
-    from timer1.data import paper_windows, read_csv
-    from timer1.metrics import mse
-
-    out = tmp_path / "all.json"
-    run = _run_cli("--data", str(shared_data), "--datasets", "ETTh1", "nasdaq", "--json", str(out))
-    assert run.returncode == 0, run.stderr
-    results = json.loads(out.read_text())["results"]
-    assert set(results) == {"ETTh1", "nasdaq"}
-    assert set(results["ETTh1"]) == set(BASELINES)
-    # independent recomputation of the last-value row from the windows
-    windows = paper_windows(read_csv(shared_data / "ETTh1.csv"), "ETTh1")
-    expected = np.mean([mse(np.full(w.horizon, w.history[-1]), w.target) for w in windows])
-    assert results["ETTh1"]["last"]["mse"] == pytest.approx(expected)
-    assert results["ETTh1"]["linear"]["mse"] < results["ETTh1"]["last"]["mse"]  # fit on train helps on ETTh1
-
-
-def test_script_bad_input_is_one_line(tmp_path):
-    run = _run_cli("--data", str(tmp_path / "missing"))
-    assert run.returncode == 1
-    assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("error:")
-    run = _run_cli("--baselines", "arima", "--data", str(tmp_path))
-    assert run.returncode == 1 and "unknown baseline" in run.stderr
 
 
 def test_estimate_period_on_a_short_history_is_not_one_lag_early():

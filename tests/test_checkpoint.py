@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from timer1 import checkpoint as C
-from timer1.config import GRIPConfig, load_saved_config
+from timer1.config import GRIPConfig, load_config
 
 
 class TinyModel(torch.nn.Module):
@@ -40,7 +40,7 @@ class ExplodingModel(TinyModel):
         raise OSError("simulated crash mid-save")
 
 
-def _train_step(model, optimizer, scheduler):
+def _train_step(model, optimizer):
     """One step that draws from torch (data, dropout), NumPy and Python RNGs."""
     x = torch.randn(8, 4)
     scale = 1.0 + 0.1 * float(np.random.randn()) + 0.1 * random.random()
@@ -48,15 +48,12 @@ def _train_step(model, optimizer, scheduler):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    scheduler.step()
 
 
 def _setup(seed=0):
     C.seed_everything(seed)
     model = TinyModel()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 / (1 + s))
-    return model, optimizer, scheduler
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
 
 
 def test_rng_capture_restore_reproduces_draws():
@@ -79,17 +76,17 @@ def test_rng_state_survives_a_weights_only_round_trip(tmp_path):
 
 
 def test_save_layout_and_latest_pointer(tmp_path):
-    model, optimizer, scheduler = _setup()
+    model, optimizer = _setup()
     cfg = GRIPConfig()
-    cfg.G = 4
+    cfg.G, cfg.model.random_init = 4, True
     metrics = {"loss": torch.tensor(0.5), "mse": np.float32(0.25), "n": 3}
-    path = C.save_checkpoint(tmp_path, 3, model, optimizer, scheduler, None, cfg, metrics)
+    path = C.save_checkpoint(tmp_path, 3, model, optimizer, None, cfg, metrics)
     assert path == tmp_path / "step_000003"
     assert {p.name for p in path.iterdir()} == {"model.safetensors", "config.json", "train_state.pt",
                                                 "config.toml", "metrics.json"}
     assert (tmp_path / "latest").read_text() == "step_000003\n"
     assert C.latest_checkpoint(tmp_path) == path
-    assert load_saved_config(GRIPConfig, path / "config.toml") == cfg
+    assert load_config(GRIPConfig, ["--config", str(path / "config.toml")]) == cfg
     assert json.loads((path / "metrics.json").read_text()) == {"step": 3, "loss": 0.5, "mse": 0.25, "n": 3}
     state = torch.load(path / "train_state.pt", weights_only=True)
     assert state["step"] == 3 and state["adapter_only"] is False
@@ -98,37 +95,38 @@ def test_save_layout_and_latest_pointer(tmp_path):
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path):
     # uninterrupted: 6 steps
-    model, optimizer, scheduler = _setup()
+    model, optimizer = _setup()
     for _ in range(6):
-        _train_step(model, optimizer, scheduler)
+        _train_step(model, optimizer)
     expected = {k: v.clone() for k, v in model.state_dict().items()}
     expected_next_draw = torch.rand(3)
 
     # interrupted after 3 steps, then resumed in a "new process" (fresh objects, scrambled RNGs)
-    model, optimizer, scheduler = _setup()
+    model, optimizer = _setup()
     for _ in range(3):
-        _train_step(model, optimizer, scheduler)
-    C.save_checkpoint(tmp_path, 3, model, optimizer, scheduler, C.capture_rng_state(), None, None)
+        _train_step(model, optimizer)
+    C.save_checkpoint(tmp_path, 3, model, optimizer, C.capture_rng_state())
 
-    model, optimizer, scheduler = _setup(seed=999)
+    model, optimizer = _setup(seed=999)
     ckpt = C.latest_checkpoint(tmp_path)
     model.load_pretrained(ckpt)
-    state = C.load_train_state(ckpt, optimizer, scheduler)
-    assert state["step"] == 3 and scheduler.last_epoch == 3
+    state = C.read_train_state(ckpt)
+    C.restore_train_state(state, optimizer)
+    assert state["step"] == 3
     for _ in range(state["step"], 6):
-        _train_step(model, optimizer, scheduler)
+        _train_step(model, optimizer)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
     assert torch.equal(torch.rand(3), expected_next_draw)
 
 
 def test_crash_mid_save_keeps_previous_checkpoint(tmp_path):
-    model, optimizer, scheduler = _setup()
-    good = C.save_checkpoint(tmp_path, 1, model, optimizer, scheduler)
+    model, optimizer = _setup()
+    good = C.save_checkpoint(tmp_path, 1, model, optimizer)
     good_weights = (good / "model.safetensors").read_bytes()
 
     with pytest.raises(OSError, match="simulated crash"):
-        C.save_checkpoint(tmp_path, 2, ExplodingModel(), optimizer, scheduler)
+        C.save_checkpoint(tmp_path, 2, ExplodingModel(), optimizer)
     assert not (tmp_path / "step_000002").exists()
     assert not (tmp_path / ".tmp-step_000002").exists()          # cleaned up on the way out
     assert C.latest_checkpoint(tmp_path) == good
@@ -139,14 +137,14 @@ def test_crash_mid_save_keeps_previous_checkpoint(tmp_path):
             raise RuntimeError("simulated crash in optimizer state")
 
     with pytest.raises(RuntimeError, match="optimizer state"):
-        C.save_checkpoint(tmp_path, 2, model, BadOptimizer(), scheduler)
+        C.save_checkpoint(tmp_path, 2, model, BadOptimizer())
     assert [p.name for _, p in C.list_checkpoints(tmp_path)] == ["step_000001"]
     assert (tmp_path / "latest").read_text() == "step_000001\n"
 
 
 def test_hard_kill_leftover_is_ignored_then_replaced(tmp_path):
-    model, optimizer, scheduler = _setup()
-    good = C.save_checkpoint(tmp_path, 1, model, optimizer, scheduler)
+    model, optimizer = _setup()
+    good = C.save_checkpoint(tmp_path, 1, model, optimizer)
     leftover = tmp_path / ".tmp-step_000002"                     # what a SIGKILL mid-save leaves
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"partial")
@@ -155,62 +153,56 @@ def test_hard_kill_leftover_is_ignored_then_replaced(tmp_path):
     assert C.latest_checkpoint(tmp_path) == good
     (tmp_path / "latest").unlink()                               # even without the pointer
     assert C.latest_checkpoint(tmp_path) == good
-    path = C.save_checkpoint(tmp_path, 2, model, optimizer, scheduler)
+    path = C.save_checkpoint(tmp_path, 2, model, optimizer)
     assert not leftover.exists() and C.latest_checkpoint(tmp_path) == path
     load_file(str(path / "model.safetensors"))                   # the real, complete weights
 
 
 def test_resaving_a_step_replaces_it(tmp_path):
-    model, optimizer, scheduler = _setup()
-    C.save_checkpoint(tmp_path, 5, model, optimizer, scheduler, metrics={"v": 1})
-    C.save_checkpoint(tmp_path, 5, model, optimizer, scheduler, metrics={"v": 2})
+    model, optimizer = _setup()
+    C.save_checkpoint(tmp_path, 5, model, optimizer, metrics={"v": 1})
+    C.save_checkpoint(tmp_path, 5, model, optimizer, metrics={"v": 2})
     assert json.loads((tmp_path / "step_000005" / "metrics.json").read_text())["v"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "latest", "step_000005"]
 
 
-@pytest.mark.parametrize("higher_is_better", [False, True])
-def test_keep_best_k_and_last(tmp_path, higher_is_better):
-    model, optimizer, scheduler = _setup()
+def test_keep_best_k_and_last(tmp_path):
+    model, optimizer = _setup()
     scores = {1: 5.0, 2: 1.0, 3: None, 4: 0.5, 5: 3.0, 6: 6.0, 7: None}
     for step, score in scores.items():
-        C.save_checkpoint(tmp_path, step, model, optimizer, scheduler, score=score,
-                          higher_is_better=higher_is_better, keep_best=2, keep_last=1)
+        C.save_checkpoint(tmp_path, step, model, optimizer, score=score, keep_best=2, keep_last=1)
     kept = [p.name for _, p in C.list_checkpoints(tmp_path)]
     index = C.read_best_index(tmp_path)
-    if higher_is_better:                                         # best: 6.0 (step 6), 5.0 (step 1)
-        assert kept == ["step_000001", "step_000006", "step_000007"]
-        assert index["best"] == ["step_000006", "step_000001"]
-    else:                                                        # best: 0.5 (step 4), 1.0 (step 2)
-        assert kept == ["step_000002", "step_000004", "step_000007"]
-        assert index["best"] == ["step_000004", "step_000002"]
+    assert kept == ["step_000002", "step_000004", "step_000007"]  # best: 0.5 (step 4), 1.0 (step 2)
+    assert index["best"] == ["step_000004", "step_000002"]
     assert C.latest_checkpoint(tmp_path).name == "step_000007"   # the newest, unscored, is kept
     assert C.best_checkpoint(tmp_path).name == index["best"][0]
     assert set(index["scores"]) == set(index["best"])            # deleted ones leave the index
 
 
 def test_latest_is_never_pruned(tmp_path):
-    model, optimizer, scheduler = _setup()
-    C.save_checkpoint(tmp_path, 1, model, optimizer, scheduler, score=0.1, keep_best=1, keep_last=0)
-    C.save_checkpoint(tmp_path, 2, model, optimizer, scheduler, score=9.0, keep_best=1, keep_last=0)
+    model, optimizer = _setup()
+    C.save_checkpoint(tmp_path, 1, model, optimizer, score=0.1, keep_best=1, keep_last=0)
+    C.save_checkpoint(tmp_path, 2, model, optimizer, score=9.0, keep_best=1, keep_last=0)
     assert [p.name for _, p in C.list_checkpoints(tmp_path)] == ["step_000001", "step_000002"]
-    C.save_checkpoint(tmp_path, 3, model, optimizer, scheduler, score=8.0, keep_best=1, keep_last=0)
+    C.save_checkpoint(tmp_path, 3, model, optimizer, score=8.0, keep_best=1, keep_last=0)
     assert [p.name for _, p in C.list_checkpoints(tmp_path)] == ["step_000001", "step_000003"]
 
 
 def test_per_rank_rng_states(tmp_path):
-    model, optimizer, scheduler = _setup()
+    model, optimizer = _setup()
     states = []
     for seed in (10, 11):                                        # what all_gather_object would collect
         C.seed_everything(seed)
         states.append(C.capture_rng_state())
-    C.save_checkpoint(tmp_path, 1, model, optimizer, scheduler, states)
+    C.save_checkpoint(tmp_path, 1, model, optimizer, states)
     C.seed_everything(11)
     expected = torch.rand(2)
     torch.manual_seed(0)
-    C.load_train_state(tmp_path / "step_000001", rank=1)
+    C.restore_train_state(C.read_train_state(tmp_path / "step_000001"), rank=1)
     assert torch.equal(torch.rand(2), expected)
     with pytest.raises(ValueError, match="2 ranks, this is rank 2"):
-        C.load_train_state(tmp_path / "step_000001", rank=2)
+        C.restore_train_state(C.read_train_state(tmp_path / "step_000001"), rank=2)
 
 
 def test_adapter_only_saves_a_peft_adapter_that_loads_back(tmp_path):
@@ -233,20 +225,17 @@ def test_adapter_only_saves_a_peft_adapter_that_loads_back(tmp_path):
         def no_sync(self):
             raise AssertionError("not used")
 
-    path = C.save_checkpoint(tmp_path, 4, FakeDDP(model), adapter_only=True, base_model="runs/x/base_model")
+    path = C.save_checkpoint(tmp_path, 4, FakeDDP(model), base_model="runs/x/base_model")
     assert {p.name for p in path.iterdir()} == {"adapter_config.json", "adapter_model.safetensors",
                                                 "train_state.pt", "metrics.json"}
     assert json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"] == "runs/x/base_model"
-    assert C.load_train_state(path)["adapter_only"] is True
+    assert C.read_train_state(path)["adapter_only"] is True
     assert C.resolve_checkpoint(path) == path
     fresh = Qwen2(config)
     fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "lora_" not in k}, strict=False)
     load_adapter(fresh, path)
     ids = torch.tensor([[1, 2, 3, 4]])
     torch.testing.assert_close(fresh(ids), model(ids))
-    plain = C.save_checkpoint(tmp_path, 5, TinyModel(), config={"note": "a dict config"})
-    assert json.loads((plain / "run_config.json").read_text()) == {"note": "a dict config"}
-    assert json.loads((plain / "config.json").read_text()) == {"model_type": "tiny"}   # HF file untouched
 
 
 def test_qwen2_checkpoint_loads_with_from_pretrained(tmp_path):
@@ -271,7 +260,7 @@ def test_lora_adapter_checkpoint_loads_with_load_adapter(tmp_path):
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_()
-    C.save_checkpoint(tmp_path, 2, model, adapter_only=True, score=0.5)
+    C.save_checkpoint(tmp_path, 2, model, score=0.5)
     fresh = Qwen2(config)
     fresh.load_state_dict(base_state)
     load_adapter(fresh, C.resolve_checkpoint(tmp_path))
@@ -282,18 +271,18 @@ def test_lora_adapter_checkpoint_loads_with_load_adapter(tmp_path):
 
 
 def test_resolve_checkpoint_and_load_errors(tmp_path):
-    model, optimizer, scheduler = _setup()
+    model, optimizer = _setup()
     with pytest.raises(FileNotFoundError, match="not found"):
         C.resolve_checkpoint(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="neither model weights nor checkpoints"):
         C.resolve_checkpoint(tmp_path)
-    C.save_checkpoint(tmp_path, 1, model, optimizer, scheduler, keep_last=2)
+    C.save_checkpoint(tmp_path, 1, model, optimizer, keep_last=2)
     assert C.resolve_checkpoint(tmp_path).name == "step_000001"       # unscored: latest
-    C.save_checkpoint(tmp_path, 2, model, optimizer, scheduler, score=3.0, keep_last=2)
-    C.save_checkpoint(tmp_path, 3, model, optimizer, scheduler, keep_last=2)
+    C.save_checkpoint(tmp_path, 2, model, optimizer, score=3.0, keep_last=2)
+    C.save_checkpoint(tmp_path, 3, model, optimizer, keep_last=2)
     assert C.resolve_checkpoint(tmp_path).name == "step_000002"       # scored: the best one
     with pytest.raises(FileNotFoundError, match="no train_state.pt in checkpoint"):
-        C.load_train_state(tmp_path)
+        C.read_train_state(tmp_path)
     C.save_checkpoint(tmp_path, 4, model, keep_last=3)
     with pytest.raises(ValueError, match="holds no optimizer state"):
-        C.load_train_state(tmp_path / "step_000004", optimizer)
+        C.restore_train_state(C.read_train_state(tmp_path / "step_000004"), optimizer)

@@ -52,7 +52,7 @@ def test_paper_sample_counts(shared_data, dataset):
     assert {len(w.target) for w in windows} == {p.horizon}
     per_channel = {c: [w for w in windows if w.channel == c] for c in series.channels}
     assert all(len(ws) == 10 for ws in per_channel.values())
-    test_start = p.test_start(len(series))
+    test_start, _ = split_test_region(series, dataset)
     for ws in per_channel.values():
         # the first target starts at the test start; windows advance by the stride
         assert ws[0].start + p.lookback == test_start

@@ -28,7 +28,7 @@ def test_single_process_fallback(no_torchrun, capsys):
         mean = D.all_reduce_mean(x)
         assert torch.equal(mean, x) and mean is not x
         assert D.all_reduce_mean(2) == 2.0 and isinstance(D.all_reduce_mean(2), float)
-        assert D.all_reduce_max(5) == 5 and D.all_reduce_min(5) == 5
+        assert D.all_reduce_max(5) == 5
         assert D.broadcast_object({"a": 1}) == {"a": 1}
         assert D.all_gather_object("x") == ["x"]
         assert D.equalize(["a", "b"]) == [("a", True), ("b", True)]

@@ -10,9 +10,8 @@ from conftest import TINY_CONFIG
 from timer1.checkpoint import save_checkpoint
 from timer1.config import SFTConfig
 from timer1.export import INFERENCE_FILES, export, main
-from timer1.policy import load_policy, random_policy
+from timer1.policy import load_policy, random_policy, save_policy_files
 from timer1.task import PromptFormat
-from timer1.train_utils import _PolicyFiles
 
 
 def _run(tmp_path, name, seeds_and_scores):
@@ -22,7 +21,7 @@ def _run(tmp_path, name, seeds_and_scores):
         policy = random_policy(TINY_CONFIG, seed=seed, prompt_format=PromptFormat("compact", digits=2))
         save_checkpoint(run, step, policy.model, config=SFTConfig(), metrics={"val_mase": score},
                         score=score, keep_best=1, keep_last=1,
-                        tokenizer=_PolicyFiles(policy.tokenizer, policy.prompt_format))
+                        write_files=lambda d: save_policy_files(policy.tokenizer, policy.prompt_format, d))
     return run
 
 

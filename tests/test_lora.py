@@ -22,7 +22,6 @@ from timer1.lora import (
     find_targets,
     load_adapter,
     lora_disabled,
-    lora_parameters,
     lora_state_dict,
     merge_lora,
     save_adapter,
@@ -44,6 +43,10 @@ def base_model() -> Qwen2:
 def logits(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(input_ids).float()  # (B, T, V)
+
+
+def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for name, p in model.named_parameters() if ".lora_" in name]
 
 
 def randomise_lora(model: nn.Module, seed: int = 0) -> None:
@@ -246,7 +249,7 @@ def test_save_load_round_trip_and_overwrite(reference, tmp_path):
     reloaded = load_adapter(base_model(), out)
     torch.testing.assert_close(logits(reloaded, ids), adapted, atol=0, rtol=0)
     wrapped = nn.Module()
-    wrapped.module = model  # as DistributedDataParallel holds it: "module." must not reach the file
+    wrapped.module, wrapped.no_sync = model, None  # as DistributedDataParallel holds it: "module." must not reach the file
     save_adapter(wrapped, tmp_path / "from_wrapper")
     assert load_file(str(tmp_path / "from_wrapper" / "adapter_model.safetensors")).keys() == \
         load_file(str(out / "adapter_model.safetensors")).keys()

@@ -52,12 +52,12 @@ def test_load_errors(policy, tmp_path):
 
 def test_a_run_directory_loads_its_best_checkpoint(tmp_path):
     from timer1.checkpoint import save_checkpoint
-    from timer1.train_utils import _PolicyFiles
+    from timer1.policy import save_policy_files
 
     run = tmp_path / "run"
     policies = [random_policy(TINY, seed=seed) for seed in (5, 6)]
     for step, (p, score) in enumerate(zip(policies, (0.5, 0.9)), start=1):   # step 1 best, step 2 latest
-        save_checkpoint(run, step, p.model, score=score, tokenizer=_PolicyFiles(p.tokenizer, p.prompt_format))
+        save_checkpoint(run, step, p.model, score=score, write_files=lambda d: save_policy_files(p.tokenizer, p.prompt_format, d))
     loaded = load_policy(run)
     assert loaded.source.endswith("step_000001")
     ids = torch.tensor([[1, 2, 3]])

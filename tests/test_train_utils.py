@@ -12,7 +12,6 @@ import torch
 from timer1 import train_utils as tu
 from timer1.config import SFTConfig, load_config
 from timer1.dist import DistInfo
-from timer1.lora import lora_parameters
 from timer1.metrics import mae, mse
 from timer1.policy import load_policy
 from timer1.sampler import Generation
@@ -56,7 +55,7 @@ def test_optimizer_lora_only_and_no_decay_on_vectors(shared_data):
     policy = tu.build_policy(smoke_cfg(shared_data), "cpu")
     opt = tu.build_optimizer(policy.model, policy_cfg := smoke_cfg(shared_data).optim)
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
-    assert in_opt == {id(p) for p in lora_parameters(policy.model)}
+    assert in_opt == {id(p) for n, p in policy.model.named_parameters() if ".lora_" in n}
     assert policy_cfg.lr == opt.param_groups[0]["lr"]
 
     full = tu.build_policy(smoke_cfg(shared_data, "--lora.enabled=false", "--optim.weight_decay=0.1"), "cpu")

@@ -13,11 +13,14 @@ before any long work, so a CLI fails in a second with the user's path in the mes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -42,6 +45,27 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, newline: str | None
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def replacing_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty ``.tmp-NAME`` beside ``path`` to fill; when the block ends it replaces ``path``
+    (a previous copy is set aside as ``.old-NAME`` between the two renames), when it raises it is
+    removed. A reader never sees a half-written directory under ``path``."""
+    path = Path(path)
+    tmp, old = path.with_name(f".tmp-{path.name}"), path.with_name(f".old-{path.name}")
+    shutil.rmtree(tmp, ignore_errors=True)                 # left by an earlier crash
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def replaceable_target(path: str | os.PathLike) -> Path:
@@ -81,12 +105,13 @@ def _kind(path: Path) -> str:
 
 def write_json_atomic(path: str | os.PathLike, payload) -> Path:
     """``payload`` as indented JSON (numpy scalars and arrays become numbers and lists), atomically."""
-    return write_text_atomic(path, json.dumps(payload, indent=2, default=_plain) + "\n")
+    return write_text_atomic(path, json.dumps(payload, indent=2, default=json_default) + "\n")
 
 
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
+def json_default(value):
+    """``json.dumps(default=json_default)``: NumPy arrays become lists, NumPy scalars and 0-d tensors numbers."""
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")

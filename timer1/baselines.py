@@ -1,4 +1,4 @@
-"""Naive and linear forecasting baselines, and the baseline table under the paper's protocol.
+"""Naive and linear forecasting baselines (``python evaluate.py --no-model`` scores them under the paper's protocol).
 
 Every baseline has ``forecast(history, horizon) -> (horizon,) array``; a NaN in the history is
 skipped (last/mean/drift) or filled from the nearest valid values (seasonal naive, linear). The
@@ -14,29 +14,15 @@ linear model also needs ``fit(train_values, lookback, horizon)`` on the train re
                     Forecasting?"): split the look-back into trend (moving average, window 25) and
                     seasonal parts, map each to the horizon with its own linear layer, add them;
                     fit by least squares on every window of the train region (stride 1).
-
-Run the table (MSE/MAE per window on the raw scale, averaged over the paper's windows):
-
-    python -m timer1.baselines --data ../shared/data [--datasets ETTh1 nasdaq] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import time
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-
-if __name__ == "__main__":  # before numpy loads: the (N, 193) solves here run ~20x faster on one
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # BLAS thread
-        os.environ.setdefault(_var, "1")  # than with threads contending on a busy machine
 
 import numpy as np
 
-from timer1.atomic import write_json_atomic
+from timer1.data import interpolate_gaps
 from timer1.rewards import moving_average
 
 
@@ -53,20 +39,15 @@ def _history(history) -> np.ndarray:
     return x
 
 
+def _filled(history) -> np.ndarray:
+    """The validated history with its gaps interpolated (timer1.data.interpolate_gaps)."""
+    return interpolate_gaps(_history(history))
+
+
 def _horizon(horizon) -> int:
     if not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
     return int(horizon)
-
-
-def fill_gaps(x: np.ndarray) -> np.ndarray:
-    """NaN/inf replaced by linear interpolation between valid neighbours (ends: nearest valid value)."""
-    x = _history(x)
-    valid = np.isfinite(x)
-    if valid.all():
-        return x.copy()
-    idx = np.arange(len(x))
-    return np.interp(idx, idx[valid], x[valid])
 
 
 class LastValue:
@@ -107,7 +88,7 @@ def estimate_period(x: np.ndarray, min_period: int = 2, max_period: int | None =
     at lag+1) and at least ``min_correlation``: a random walk, whose autocorrelation just decays,
     then gets period 1 (seasonal naive degrades to last value) instead of its smallest lag.
     """
-    x = fill_gaps(x)
+    x = _filled(x)
     max_period = max_period or len(x) // 2
     centred = x - x.mean()
     denom = float(np.dot(centred, centred))
@@ -142,7 +123,7 @@ class SeasonalNaive:
     name = "seasonal_naive"
 
     def forecast(self, history, horizon) -> np.ndarray:
-        x, horizon = fill_gaps(history), _horizon(horizon)
+        x, horizon = _filled(history), _horizon(horizon)
         period = self.period if self.period is not None else estimate_period(x)
         if not isinstance(period, (int, np.integer)) or period < 1:
             raise ValueError(f"seasonal period must be a positive integer, got {period!r}")
@@ -221,7 +202,7 @@ class Linear:
     def forecast(self, history, horizon) -> np.ndarray:
         if self.weights is None:
             raise ValueError("Linear baseline is not fitted: call fit(train_values, lookback, horizon) first")
-        x, horizon = fill_gaps(history), _horizon(horizon)
+        x, horizon = _filled(history), _horizon(horizon)
         if len(x) != self.lookback or horizon > self.horizon:
             raise ValueError(f"Linear was fitted for lookback {self.lookback} and horizon <= {self.horizon}, "
                              f"got history of {len(x)} and horizon {horizon}")
@@ -244,100 +225,3 @@ def make_baseline(name: str, **kwargs):
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     return BASELINES[name](**kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-# the baseline table under the paper's protocol
-
-PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
-
-
-def evaluate_dataset(path: Path, dataset: str, names=tuple(BASELINES)) -> dict:
-    """{baseline: {"mse", "mae", "n"}} over the paper's windows of one dataset (per-window, then mean).
-
-    The linear model is fit per channel on the train region (rows [0, train_end) of ``split_bounds``);
-    seasonal naive takes its period from the step (``period_from_step``), else from each history.
-    """
-    from timer1.data import paper_windows, protocol_for, read_csv, split_bounds
-    from timer1.metrics import mae, mse
-
-    series = read_csv(path)
-    protocol = protocol_for(dataset)
-    train_end, _ = split_bounds(series, dataset)
-    windows = paper_windows(series, dataset)
-    period = period_from_step(series.step.seconds if series.step.kind != "index" else None)
-    fitted = {}
-    scores = {name: {"mse": [], "mae": []} for name in names}
-    for window in windows:
-        if "linear" in names and window.channel not in fitted:
-            fitted[window.channel] = Linear().fit(series.column(window.channel)[:train_end],
-                                                  protocol.lookback, protocol.horizon)
-        models = {"last": LastValue(), "mean": Mean(), "seasonal_naive": SeasonalNaive(period),
-                  "drift": Drift(), "linear": fitted.get(window.channel)}
-        for name in names:
-            pred = models[name].forecast(window.history, window.horizon)
-            scores[name]["mse"].append(mse(pred, window.target))
-            scores[name]["mae"].append(mae(pred, window.target))
-    return {name: {"mse": float(np.mean(s["mse"])), "mae": float(np.mean(s["mae"])), "n": len(s["mse"])}
-            for name, s in scores.items()}
-
-
-def evaluate(data_dir: Path, datasets=PAPER_DATASETS, names=tuple(BASELINES)) -> dict:
-    """{dataset: {baseline: {"mse", "mae", "n"}}} for ``<data_dir>/<dataset>.csv``."""
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINES)}")
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"data directory not found: {data_dir}")
-    results = {}
-    for dataset in datasets:
-        path = data_dir / f"{dataset}.csv"
-        if not path.exists():
-            raise FileNotFoundError(f"dataset file not found: {path}")
-        results[dataset] = evaluate_dataset(path, dataset, names)
-    return results
-
-
-def format_table(results: dict) -> str:
-    """Markdown table: one row per dataset, MSE / MAE per baseline."""
-    names = list(next(iter(results.values())))
-    lines = ["| dataset | n | " + " | ".join(f"{n} MSE | {n} MAE" for n in names) + " |",
-             "|---|---:|" + "---:|" * (2 * len(names))]
-    for dataset, per_baseline in results.items():
-        n = next(iter(per_baseline.values()))["n"]
-        cells = " | ".join(f"{per_baseline[k]['mse']:.4g} | {per_baseline[k]['mae']:.4g}" for k in names)
-        lines.append(f"| {dataset} | {n} | {cells} |")
-    return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m timer1.baselines", description=(
-        "MSE/MAE of the naive and linear baselines under the Time-R1 paper protocol "
-        "(first 10 windows per channel of the test region, raw scale, mean over windows)."))
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"),
-                        help="directory holding <dataset>.csv (default ../shared/data)")
-    parser.add_argument("--datasets", nargs="+", default=list(PAPER_DATASETS), metavar="NAME",
-                        help=f"datasets to run (default: {' '.join(PAPER_DATASETS)})")
-    parser.add_argument("--baselines", nargs="+", default=list(BASELINES), metavar="NAME",
-                        help=f"baselines to run (default: {' '.join(BASELINES)})")
-    parser.add_argument("--json", type=Path, default=None, metavar="OUT",
-                        help='also write {"results": {dataset: {baseline: {mse, mae, n}}}} to OUT')
-    args = parser.parse_args(argv)
-    try:
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            results = evaluate(args.data, args.datasets, args.baselines)
-        print(format_table(results))
-        print(f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
-        if args.json is not None:
-            write_json_atomic(args.json, {"results": results})
-    except (ValueError, FileNotFoundError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,46 +1,33 @@
 """Checkpoints: atomic saves, a resume pointer, keep-best-k, and exact RNG capture/restore.
 
-Layout of a run directory::
+A run directory holds ``latest`` (the name of the newest complete checkpoint), ``best.json`` (the
+validation scores of the kept checkpoints, best first) and ``step_000120/``: the weights (HF layout,
+or a PEFT LoRA adapter), ``train_state.pt`` (step, optimizer, RNG states, extra), ``config.toml``
+(rerun with ``--config`` this file) and ``metrics.json``.
 
-    out_dir/
-      latest                 text file naming the newest complete checkpoint ("step_000120")
-      best.json              validation scores of the kept checkpoints and their ranking
-      step_000120/
-        model.safetensors, config.json         full model (Hugging Face layout, model.save_pretrained)
-        adapter_model.safetensors, adapter_config.json   or LoRA adapter (PEFT layout, lora.save_adapter)
-        train_state.pt       step, optimizer, scheduler, RNG states, anything extra
-        config.toml          the resolved run config (repeat the run with --config this file);
-                             a plain dict config is written as run_config.json instead
-        metrics.json         metrics logged at this step
-
-A checkpoint is written into ``out_dir/.tmp-step_000120``, its files are fsynced, and it is renamed
-into place only then; ``latest`` is rewritten (atomically) after that, so a crash mid-save leaves the
-previous checkpoint as ``latest`` and no half-written directory under a checkpoint name. A kill leaves
-only temporaries behind, which `clean_stale_temps` removes at the next start. A checkpoint damaged
-some other way (a disk that filled, a partial copy) is skipped on resume: `checkpoints_newest_first`
-gives the candidates and the loader tries them in turn.
-
-Call `save_checkpoint` on the master rank only. For an exact resume under torchrun, gather every
-rank's `capture_rng_state()` (`dist.all_gather_object`) and pass the list; `load_train_state` then
-restores the entry of the calling rank.
+A checkpoint is written into ``.tmp-step_000120``, fsynced and only then renamed into place, and
+``latest`` is rewritten after that: a crash mid-save leaves the previous checkpoint as ``latest``
+and no half-written directory under a checkpoint name. A kill leaves only temporaries, which
+`clean_stale_temps` removes at the next start; a checkpoint damaged some other way (a full disk, a
+partial copy) is skipped on resume (`checkpoints_newest_first` lists the candidates).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
-from timer1.atomic import write_text_atomic
+from timer1.atomic import replacing_directory, write_json_atomic, write_text_atomic
 from timer1.config import save_config
+from timer1.dist import unwrap
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 # Temporaries our writers leave if killed mid-write: save_checkpoint's ".tmp-step_X" / ".old-step_X"
@@ -163,10 +150,10 @@ def clean_stale_temps(out_dir: str | os.PathLike) -> list[str]:
 
 
 def read_best_index(out_dir: str | os.PathLike) -> dict:
-    """``best.json``: {"higher_is_better": bool, "scores": {dir name: score}, "best": [names, best first]}."""
+    """``best.json``: {"scores": {dir name: score}, "best": [names, best (lowest) first]}."""
     path = Path(out_dir) / BEST_INDEX
     if not path.is_file():
-        return {"higher_is_better": False, "scores": {}, "best": []}
+        return {"scores": {}, "best": []}
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -196,89 +183,45 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 # ----------------------------------------------------------------------------- saving
 
-def _save_weights(model: torch.nn.Module, path: Path, adapter_only: bool, base_model: str = "") -> None:
-    """Full model in the HF layout, or only the LoRA adapter in PEFT's layout."""
-    model = model.module if hasattr(model, "no_sync") and hasattr(model, "module") else model  # unwrap DDP
-    if adapter_only:
-        from timer1.lora import save_adapter                     # lazy: lora is optional here
-        save_adapter(model, path, base_model_name_or_path=base_model)
-    else:
-        model.save_pretrained(path)
-
-
-def _plain(value: Any) -> Any:
-    """JSON fallback for metric values: 0-d tensors and NumPy scalars become numbers."""
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"metric value {value!r} is not JSON-serialisable")
-
-
-def _write_train_state(path: Path, step: int, optimizer, scheduler, rng_state, extra: Optional[dict],
-                       adapter_only: bool) -> None:
-    state = {
-        "step": step,
-        "adapter_only": adapter_only,
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng": rng_state,
-        "extra": extra or {},
-    }
-    torch.save(state, path)
-
-
 def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Module, optimizer=None,
-                    scheduler=None, rng_state: dict | list | None = None, config: Any = None,
-                    metrics: Optional[dict] = None, *, adapter_only: bool = False,
-                    score: Optional[float] = None, higher_is_better: bool = False,
-                    keep_best: int = 1, keep_last: int = 1, extra: Optional[dict] = None,
-                    tokenizer: Any = None, base_model: str = "") -> Path:
-    """Write ``out_dir/step_XXXXXX`` atomically, point ``latest`` at it, then prune.
+                    rng_state: dict | list | None = None, config: Any = None, metrics: Optional[dict] = None, *,
+                    score: Optional[float] = None, keep_best: int = 1, keep_last: int = 1,
+                    extra: Optional[dict] = None, write_files: Optional[Callable[[Path], None]] = None,
+                    base_model: str = "") -> Path:
+    """Write ``out_dir/step_XXXXXX`` atomically, point ``latest`` at it, then prune; call on rank 0 only.
 
-    `rng_state` is `capture_rng_state()` (captured now if None) or a per-rank list of them.
-    `score` is the validation score at this step (lower is better unless `higher_is_better`);
-    pruning keeps the `keep_best` best-scored checkpoints, the `keep_last` newest ones, and always
-    the one just written. `extra` holds any further resumable state (tensors and plain values).
-    A `tokenizer` (anything with ``save_pretrained(dir)``) is saved beside the weights, so the
-    checkpoint directory loads on its own (needed when the tokenizer was trained for a tiny model).
-    `base_model` is recorded as an adapter's ``base_model_name_or_path``.
-    Returns the checkpoint directory.
+    A model with LoRA layers is saved as its adapter (``base_model`` recorded as the adapter's
+    ``base_model_name_or_path``), any other with ``model.save_pretrained``. `rng_state` is
+    `capture_rng_state()` (captured now if None) or a per-rank list of them. `score`: the validation
+    score at this step, lower is better; pruning keeps the `keep_best` best scored, the `keep_last`
+    newest and the one just written. `extra`: further resumable state. `write_files(dir)` adds what
+    else the directory needs to load on its own (tokenizer, prompt format).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = step_dir_name(step)
-    final, tmp = out_dir / name, out_dir / f".tmp-{name}"
-    if tmp.exists():                                             # left by an earlier crash
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        _save_weights(model, tmp, adapter_only, base_model)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        _write_train_state(tmp / TRAIN_STATE, step, optimizer, scheduler,
-                           capture_rng_state() if rng_state is None else rng_state, extra, adapter_only)
-        if config is not None:
-            if dataclasses.is_dataclass(config):
-                save_config(config, tmp / "config.toml")
-            else:
-                write_text_atomic(tmp / "run_config.json", json.dumps(config, indent=2) + "\n")
-        metrics_text = json.dumps({"step": step, **(metrics or {})}, indent=2, default=_plain)
-        write_text_atomic(tmp / "metrics.json", metrics_text + "\n")
-        _fsync_files(tmp)
-        if final.exists():                                       # re-saving a step (e.g. after a resume)
-            old = out_dir / f".old-{name}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
+    from timer1.lora import lora_modules, write_adapter         # lazy: lora is only needed here
+    out_dir, name = Path(out_dir), step_dir_name(step)
+    with replacing_directory(out_dir / name) as tmp:            # .tmp-step_X, renamed when complete
+        model = unwrap(model)
+        adapter_only = bool(lora_modules(model))
+        if adapter_only:
+            write_adapter(model, tmp, base_model)
         else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            model.save_pretrained(tmp)
+        if write_files is not None:
+            write_files(tmp)
+        torch.save({"step": step, "adapter_only": adapter_only,
+                    "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                    "rng": capture_rng_state() if rng_state is None else rng_state, "extra": extra or {}},
+                   tmp / TRAIN_STATE)
+        if config is not None:
+            save_config(config, tmp / "config.toml")
+        write_json_atomic(tmp / "metrics.json", {"step": step, **(metrics or {})})
+        _fsync_files(tmp)
     write_text_atomic(out_dir / LATEST, name + "\n")
-    _record_score(out_dir, name, score, higher_is_better)
-    prune_checkpoints(out_dir, keep_best=keep_best, keep_last=keep_last)
-    return final
+    scores = read_best_index(out_dir)["scores"]
+    if score is not None:
+        scores[name] = float(score)
+    prune_checkpoints(out_dir, scores, keep_best=keep_best, keep_last=keep_last)
+    return out_dir / name
 
 
 def _fsync_files(folder: Path) -> None:
@@ -290,82 +233,43 @@ def _fsync_files(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def _record_score(out_dir: Path, name: str, score: Optional[float], higher_is_better: bool) -> None:
-    index = read_best_index(out_dir)
-    index["higher_is_better"] = higher_is_better
-    if score is not None:
-        index["scores"][name] = float(score)
-    _write_best_index(out_dir, index)
-
-
-def _write_best_index(out_dir: Path, index: dict) -> None:
-    sign = -1.0 if index["higher_is_better"] else 1.0
-    index["best"] = sorted(index["scores"], key=lambda n: (sign * index["scores"][n], n))
-    write_text_atomic(out_dir / BEST_INDEX, json.dumps(index, indent=2) + "\n")
-
-
-def prune_checkpoints(out_dir: str | os.PathLike, keep_best: int = 1, keep_last: int = 1) -> list[Path]:
-    """Delete checkpoints that are neither among the `keep_best` best scored, the `keep_last`
-    newest, nor ``latest``. Returns the deleted directories."""
-    out_dir = Path(out_dir)
-    found = list_checkpoints(out_dir)
-    names = [p.name for _, p in found]
-    index = read_best_index(out_dir)
-    index["scores"] = {n: s for n, s in index["scores"].items() if n in names}
-    keep = set(names[-keep_last:] if keep_last > 0 else [])
-    sign = -1.0 if index["higher_is_better"] else 1.0
-    keep |= set(sorted(index["scores"], key=lambda n: (sign * index["scores"][n], n))[:keep_best])
+def prune_checkpoints(out_dir: Path, scores: dict[str, float], keep_best: int = 1, keep_last: int = 1) -> None:
+    """Delete checkpoints that are neither among the `keep_best` best scored, the `keep_last` newest,
+    nor ``latest``; rewrite ``best.json`` with the `scores` of those left."""
+    found = [path.name for _, path in list_checkpoints(out_dir)]
+    scores = {n: s for n, s in scores.items() if n in found}
+    ranked = sorted(scores, key=lambda n: (scores[n], n))
+    keep = set(found[-keep_last:] if keep_last > 0 else []) | set(ranked[:keep_best])
     latest = latest_checkpoint(out_dir)
     if latest is not None:
         keep.add(latest.name)
-    deleted = []
-    for _, path in found:
-        if path.name not in keep:
-            shutil.rmtree(path)
-            index["scores"].pop(path.name, None)
-            deleted.append(path)
-    _write_best_index(out_dir, index)
-    return deleted
+    for name in found:
+        if name not in keep:
+            shutil.rmtree(out_dir / name)
+            scores.pop(name, None)
+    write_json_atomic(out_dir / BEST_INDEX, {"scores": scores, "best": [n for n in ranked if n in scores]})
 
 
 # ----------------------------------------------------------------------------- loading
 
-def read_train_state(ckpt_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """``train_state.pt`` of a checkpoint as saved: ``step`` (the step the checkpoint was taken after),
-    ``optimizer``, ``scheduler``, ``rng``, ``extra``, ``adapter_only``. Nothing is restored."""
+def read_train_state(ckpt_dir: str | os.PathLike) -> dict:
+    """``train_state.pt`` of a checkpoint as saved (``step`` = optimizer steps done); nothing restored."""
     path = Path(ckpt_dir) / TRAIN_STATE
     if not path.is_file():
         raise FileNotFoundError(f"no {TRAIN_STATE} in checkpoint {ckpt_dir}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def restore_train_state(state: dict, optimizer=None, scheduler=None, *, restore_rng: bool = True,
-                        rank: int = 0, source: str | os.PathLike = TRAIN_STATE) -> None:
-    """Put a `read_train_state` result back: optimizer/scheduler (when given) and this rank's RNGs.
-    `source` names the file in error messages."""
+def restore_train_state(state: dict, optimizer=None, *, rank: int = 0, source: str | os.PathLike = TRAIN_STATE) -> None:
+    """Put a `read_train_state` result back: the optimizer (when given) and this rank's RNGs.
+    Model weights are not touched. `source` names the file in error messages."""
     if optimizer is not None:
         if state["optimizer"] is None:
             raise ValueError(f"{source} holds no optimizer state")
         optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        if state["scheduler"] is None:
-            raise ValueError(f"{source} holds no scheduler state")
-        scheduler.load_state_dict(state["scheduler"])
-    if restore_rng and state["rng"] is not None:
-        rng = state["rng"]
-        if isinstance(rng, list):
-            if rank >= len(rng):
-                raise ValueError(f"{source} holds RNG states for {len(rng)} ranks, this is rank {rank}")
-            rng = rng[rank]
-        restore_rng_state(rng)
-
-
-def load_train_state(ckpt_dir: str | os.PathLike, optimizer=None, scheduler=None, *,
-                     restore_rng: bool = True, rank: int = 0,
-                     map_location: str | torch.device = "cpu") -> dict:
-    """`read_train_state`, then `restore_train_state`; returns the state. Model weights are not touched:
-    load them with ``Qwen2.from_pretrained(ckpt_dir)`` or ``lora.load_adapter(model, ckpt_dir)``."""
-    state = read_train_state(ckpt_dir, map_location)
-    restore_train_state(state, optimizer, scheduler, restore_rng=restore_rng, rank=rank,
-                        source=Path(ckpt_dir) / TRAIN_STATE)
-    return state
+    rng = state["rng"]
+    if isinstance(rng, list):
+        if rank >= len(rng):
+            raise ValueError(f"{source} holds RNG states for {len(rng)} ranks, this is rank {rank}")
+        rng = rng[rank]
+    restore_rng_state(rng)

@@ -1,29 +1,18 @@
-"""Run configuration: small dataclasses, TOML presets and ``--key=value`` overrides.
+"""Run configuration: dataclasses with the paper's defaults, a TOML preset, then ``--key=value`` overrides.
 
-A run is described by one dataclass (`SFTConfig` or `GRIPConfig`) whose groups (`model`, `lora`,
-`data`, `optim`) are dataclasses too. Values come, in order of precedence, from
-
-1. the dataclass defaults (the paper's settings where the paper gives one),
-2. a TOML preset (``--config configs/grip_tiny.toml``): top-level keys are top-level fields and
-   each TOML table is a group (``[optim]`` holds ``lr = 1e-6``),
-3. command-line overrides ``--key=value`` / ``--group.key=value`` (``--key value`` works too, and a
-   bare ``--flag`` sets a bool to true). A key that is not top-level may be given by its bare name
-   when exactly one group has it (``--lr=1e-6`` means ``--optim.lr=1e-6``).
-
-Every value is coerced to the field's annotated type (int, float, bool, str, Literal choices,
-tuples from comma lists, Optional); unknown keys and bad values raise `ConfigError` with one line
-naming the key. Training scripts print that line and exit with status 2.
-
-The resolved config is saved beside every checkpoint (`save_config`) as TOML, so a run can be
-repeated with ``--config <ckpt>/config.toml``. Style follows nanoGPT's configurator (plain values,
-command-line overrides) without its ``exec``.
+A run is one dataclass (`SFTConfig` or `GRIPConfig`) whose groups (`model`, `lora`, `data`, `optim`)
+are dataclasses too. ``--config PRESET.toml`` sets top-level fields from top-level keys and a group
+from each table (``[optim]`` / ``lr = 1e-6``); ``--key=value`` and ``--group.key=value`` then override
+it, wherever ``--config`` stands. Every value is coerced to its field's annotated type, and a bad key
+or value is a `ConfigError` of one line naming the key (scripts print it and exit 2). The resolved
+config is saved beside each checkpoint as TOML, loadable again with ``--config``. Style: nanoGPT's
+configurator (plain values, command-line overrides) without its ``exec``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import tomllib
 import types
@@ -45,8 +34,7 @@ def opt(default: Any, help: str) -> Any:
 
 
 def group(factory: Any, help: str) -> Any:
-    """A nested config group: `factory` is the group's dataclass, or a function returning one with
-    run-specific defaults (GRIP's learning rate differs from SFT's)."""
+    """A nested group: `factory` builds its dataclass (a lambda gives run-specific defaults)."""
     return field(default_factory=factory, metadata={"help": help})
 
 
@@ -216,193 +204,138 @@ class GRIPConfig:
     resume: bool = opt(False, "continue from <out_dir>/latest")
 
 
-# ----------------------------------------------------------------------------- coercion
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "|".join(str(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        args = typing.get_args(tp)
-        inner = _type_name(args[0]) if args else "str"
-        return f"list of {inner}" if (len(args) == 2 and args[1] is Ellipsis) else f"{len(args)} x {inner}"
-    if origin in (Union, types.UnionType):
-        rest = [a for a in typing.get_args(tp) if a is not type(None)]
-        return f"{_type_name(rest[0])} or none"
-    return getattr(tp, "__name__", str(tp))
-
-
-def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Turn `value` (a command-line string or a TOML value) into type `tp`, or raise ConfigError."""
-    origin = typing.get_origin(tp)
-    bad = ConfigError(f"bad value for '{key}': {value!r} (expected {_type_name(tp)})")
-    if origin in (Union, types.UnionType):                    # Optional[X]
-        rest = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        return coerce(value, rest[0], key)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise bad
-        return value
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",")] if value.strip() else []
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(coerce(v, args[0], key) for v in value)
-        if len(value) != len(args):
-            raise bad
-        return tuple(coerce(v, a, key) for v, a in zip(value, args))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise bad
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise bad
-    raise ConfigError(f"field '{key}' has an unsupported type {tp!r}")
-
+# ----------------------------------------------------------------------------- reading
 
 def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
-    """Field name -> (Field, resolved type) for a config dataclass."""
-    hints = typing.get_type_hints(cls, include_extras=False)
+    """Field name -> (Field, resolved type) of a config dataclass."""
+    hints = typing.get_type_hints(cls)
     return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
 
 
 def _is_group(tp: Any) -> bool:
-    return dataclasses.is_dataclass(tp) and isinstance(tp, type)
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "|".join(map(str, args))
+    if origin is tuple:
+        return f"list of {_type_name(args[0])}" if args[-1] is Ellipsis else f"{len(args)} x {_type_name(args[0])}"
+    if origin in (Union, types.UnionType):
+        return f"{_type_name(args[0])} or none"
+    return tp.__name__
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """`value` (a command-line string or a TOML value) as type `tp`, or ConfigError naming `key`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    bad = ConfigError(f"bad value for '{key}': {value!r} (expected {_type_name(tp)})")
+    if origin in (Union, types.UnionType):                     # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return coerce(value, args[0], key)
+    if origin is Literal:
+        if value not in args:
+            raise bad
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",")] if value.strip() else []
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if args[-1] is Ellipsis:
+            return tuple(coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise bad
+        return tuple(coerce(v, a, key) for v, a in zip(value, args))
+    if isinstance(value, tp) and not (tp is not bool and isinstance(value, bool)):
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and tp is bool and value.lower() in _BOOLS:
+        return _BOOLS[value.lower()]
+    if isinstance(value, str) and tp in (int, float):
+        try:
+            return tp(value.replace("_", "") if tp is int else value)
+        except ValueError:
+            pass
+    raise bad
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
 def from_dict(cls: type, data: dict, prefix: str = "", base: Any = None) -> Any:
-    """Build `cls` from a (nested) dict, coercing every value; unknown keys raise ConfigError.
-    Keys not in `data` keep the defaults of `base` (by default `cls()`), so a partial group keeps
-    its run-specific defaults."""
+    """`cls` from a nested dict, every value coerced. Keys not in `data` keep `base`'s values (by
+    default `cls()`), so a partial group keeps its run-specific defaults."""
     base = cls() if base is None else base
-    if not isinstance(data, dict):
-        raise ConfigError(f"'{prefix.rstrip('.')}' must be a table of keys, got {data!r}")
-    fields = _fields(cls)
-    for name in data:
-        if name not in fields:
-            raise ConfigError(f"unknown config key '{prefix}{name}'")
-    kwargs = {}
+    fields, kwargs = _fields(cls), {}
     for name, value in data.items():
-        _, tp = fields[name]
-        if _is_group(tp):
-            kwargs[name] = from_dict(tp, value, f"{prefix}{name}.", base=getattr(base, name))
-        elif isinstance(value, dict):
-            raise ConfigError(f"'{prefix}{name}' is a value, not a group")
-        else:
-            kwargs[name] = coerce(value, tp, prefix + name)
+        key, tp = prefix + name, fields[name][1] if name in fields else None
+        if tp is None or (isinstance(value, dict) and not _is_group(tp)):   # --nogroup.lr=1, --G.x=1
+            while isinstance(value, dict) and value:
+                sub = next(iter(value))
+                key, value = f"{key}.{sub}", value[sub]
+            raise ConfigError(f"unknown config key '{key}'")
+        if _is_group(tp) and not isinstance(value, dict):
+            raise ConfigError(f"'{key}' is a group: give it a table of keys (--{key}.<name>=...)")
+        kwargs[name] = from_dict(tp, value, key + ".", getattr(base, name)) if _is_group(tp) else coerce(value, tp, key)
     return dataclasses.replace(base, **kwargs)
 
 
 def to_dict(cfg: Any) -> dict:
     """The config as a nested dict of plain values (tuples become lists)."""
-    out = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
-            out[f.name] = to_dict(value)
-        else:
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
+    return {f.name: to_dict(v) if dataclasses.is_dataclass(v) else list(v) if isinstance(v, tuple) else v
+            for f in dataclasses.fields(cfg) for v in [getattr(cfg, f.name)]}
 
 
-# ----------------------------------------------------------------------------- command line
-
-def _resolve_key(cls: type, key: str) -> tuple[str, ...]:
-    """'optim.lr' -> ('optim', 'lr'); a bare nested name is accepted when it is unambiguous."""
-    parts = tuple(key.split("."))
-    fields = _fields(cls)
-    if len(parts) == 1 and parts[0] not in fields:
-        owners = [g for g, (_, tp) in fields.items() if _is_group(tp) and parts[0] in _fields(tp)]
-        if len(owners) == 1:
-            return (owners[0], parts[0])
-        if len(owners) > 1:
-            options = ", ".join(f"--{g}.{parts[0]}" for g in owners)
-            raise ConfigError(f"ambiguous config key '{key}': use one of {options}")
-    node = cls
-    for i, part in enumerate(parts):
-        sub = _fields(node) if _is_group(node) else {}
-        if part not in sub:
-            raise ConfigError(f"unknown config key '{key}'")
-        node = sub[part][1]
-        if i < len(parts) - 1 and not _is_group(node):
-            raise ConfigError(f"unknown config key '{key}'")
-    if _is_group(node):
-        raise ConfigError(f"'{key}' is a group; set one of its keys, e.g. --{key}.<name>=...")
-    return parts
-
-
-def _split_argv(cls: type, argv: list[str]) -> tuple[Optional[str], list[tuple[str, str]], bool]:
-    """argv -> (preset path, [(key, raw value)], help wanted)."""
-    preset, pairs, want_help, i = None, [], False, 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-h", "--help"):
-            want_help, i = True, i + 1
-            continue
-        if not arg.startswith("--") or arg == "--":
-            raise ConfigError(f"unexpected argument '{arg}' (use --key=value)")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:                                             # --key value, or a bare --flag
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if nxt is not None and not nxt.startswith("--"):
-                value, i = nxt, i + 1
-            elif key != "config" and _field_type(cls, key) is bool:
-                value = "true"
-            else:
-                raise ConfigError(f"missing value for '--{key}' (use --{key}=value)")
-        if key == "config":
-            preset = value
-        else:
-            pairs.append((key, value))
-        i += 1
-    return preset, pairs, want_help
-
-
-def _field_type(cls: type, key: str) -> Any:
+def _read_toml(path: str) -> dict:
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
     try:
-        parts = _resolve_key(cls, key)
-    except ConfigError:
-        return None
-    node = cls
-    for part in parts:
-        node = _fields(node)[part][1]
-    return node
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def load_config(cls: type, argv: Optional[list[str]] = None, description: str = "") -> Any:
+    """Defaults, then the ``--config`` preset, then ``--key=value`` overrides; ``--help`` prints the
+    fields and exits 0."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        print(format_help(cls, description))
+        raise SystemExit(0)
+    preset, overrides = None, {}
+    args = iter(argv)
+    for arg in args:
+        key, eq, value = arg[2:].partition("=")
+        if not arg.startswith("--") or not key:
+            raise ConfigError(f"unexpected argument '{arg}' (use --key=value)")
+        if key == "config":
+            preset = value if eq else next(args, None)
+            if preset is None:
+                raise ConfigError("missing value for '--config' (use --config PATH)")
+            continue
+        if not eq:
+            raise ConfigError(f"missing value for '--{key}' (use --{key}=value)")
+        *groups, name = key.split(".")
+        node = overrides
+        for part in groups:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"'{part}' is a group: give it a table of keys (--{part}.<name>=...)")
+        node[name] = value
+    data = {}
+    if preset is not None:
+        data = _read_toml(preset)
+        try:
+            from_dict(cls, data)                               # name the file in the error
+        except ConfigError as exc:
+            raise ConfigError(f"{preset}: {exc}") from None
+    cfg = from_dict(cls, _merge(data, overrides))
+    validate(cfg)
+    return cfg
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -410,46 +343,6 @@ def _merge(base: dict, extra: dict) -> dict:
     for k, v in extra.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def load_toml(path: str | os.PathLike) -> dict:
-    """Read a TOML preset, with a one-line error for a missing or malformed file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: {exc}") from None
-
-
-def load_config(cls: type, argv: Optional[list[str]] = None, description: str = "") -> Any:
-    """Defaults, then ``--config`` preset, then overrides; prints help and exits 0 on ``--help``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    preset, pairs, want_help = _split_argv(cls, argv)
-    if want_help:
-        print(format_help(cls, description))
-        raise SystemExit(0)
-    data: dict = {}
-    if preset is not None:
-        data = load_toml(preset)
-        try:
-            from_dict(cls, data)                              # name the file in the error
-        except ConfigError as exc:
-            raise ConfigError(f"{preset}: {exc}") from None
-    for key, raw in pairs:
-        parts = _resolve_key(cls, key)
-        nested: dict = {parts[-1]: raw}
-        for part in reversed(parts[:-1]):
-            nested = {part: nested}
-        data = _merge(data, nested)
-    cfg = from_dict(cls, data)
-    validate(cfg)
-    return cfg
-
-
-parse_args = load_config
 
 
 def load_config_or_exit(cls: type, argv: Optional[list[str]] = None, description: str = "") -> Any:
@@ -463,13 +356,13 @@ def load_config_or_exit(cls: type, argv: Optional[list[str]] = None, description
 
 def validate(cfg: Any) -> None:
     """Range checks that a type alone cannot express; raises ConfigError naming the key."""
-    positive = ["epochs", "batch_size", "grad_accum", "max_seq_len", "G", "k", "batch",
-                "micro_batch", "mu", "max_completion", "steps", "model.hidden_size",
-                "model.num_layers", "model.num_heads", "model.num_kv_heads", "model.vocab_size",
-                "lora.r", "data.lookback", "data.horizon", "data.stride", "data.decimals"]
-    non_negative = ["eps", "beta", "temperature", "keep_best", "keep_last", "eval_every",
-                    "save_every", "log_every", "optim.lr", "optim.weight_decay",
-                    "optim.warmup_steps", "optim.grad_clip", "lora.dropout"]
+    positive = ["epochs", "batch_size", "grad_accum", "max_seq_len", "G", "k", "batch", "micro_batch", "mu",
+                "max_completion", "steps", "model.hidden_size", "model.num_layers", "model.num_heads",
+                "model.num_kv_heads", "model.vocab_size", "lora.r", "data.lookback", "data.horizon",
+                "data.stride", "data.decimals"]
+    non_negative = ["eps", "beta", "temperature", "keep_best", "keep_last", "eval_every", "save_every",
+                    "log_every", "optim.lr", "optim.weight_decay", "optim.warmup_steps", "optim.grad_clip",
+                    "lora.dropout"]
     for keys, ok, what in ((positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0")):
         for key in keys:
             value = _get(cfg, key)
@@ -477,7 +370,7 @@ def validate(cfg: Any) -> None:
                 raise ConfigError(f"bad value for '{key}': {value} (must be {what})")
     if isinstance(cfg, GRIPConfig) and cfg.G < 2:
         raise ConfigError(f"bad value for 'G': {cfg.G} (group advantages need G >= 2)")
-    if not 0.0 <= _get(cfg, "data.synthetic_frac") <= 1.0:
+    if not 0.0 <= cfg.data.synthetic_frac <= 1.0:
         raise ConfigError(f"bad value for 'data.synthetic_frac': {cfg.data.synthetic_frac} (must be in [0, 1])")
     if not 0.0 < _get(cfg, "top_p", 1.0) <= 1.0:
         raise ConfigError(f"bad value for 'top_p': {cfg.top_p} (must be in (0, 1])")
@@ -485,88 +378,49 @@ def validate(cfg: Any) -> None:
     if m.random_init and (m.num_heads % m.num_kv_heads or m.hidden_size % m.num_heads):
         raise ConfigError(f"bad value for 'model.num_heads'/'model.num_kv_heads': {m.num_heads}/{m.num_kv_heads} "
                           f"(num_heads must divide hidden_size {m.hidden_size} and be a multiple of num_kv_heads)")
-    if not cfg.model.random_init and not cfg.model.path:
+    if not m.random_init and not m.path:
         raise ConfigError("'model.path' is empty: give an HF Qwen2 directory or set --model.random_init=true")
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    node = cfg
     for part in key.split("."):
-        if not hasattr(node, part):
-            return default
-        node = getattr(node, part)
-    return node
+        cfg = getattr(cfg, part, default)
+    return cfg
 
 
 def format_help(cls: type, description: str = "") -> str:
-    """Every field with its type, default and help, grouped as in the dataclass."""
-    prog = Path(sys.argv[0]).name or "script"
-    lines = [f"usage: {prog} [--config PRESET.toml] [--key=value ...] [--group.key=value ...]"]
-    if description:
-        lines += ["", description.strip()]
-    lines += ["", "  --config PATH  TOML preset; top-level keys are fields, tables are groups",
-              "  -h, --help     show this message and exit"]
-
-    defaults = cls()                                     # group defaults may differ per run type
-
-    def section(node: type, prefix: str) -> list[str]:
-        out = []
+    """Every field with its type, its run's default and its help, grouped as in the dataclass."""
+    lines = [f"usage: {Path(sys.argv[0]).name or 'script'} [--config PRESET.toml] [--key=value ...] "
+             f"[--group.key=value ...]"] + (["", description.strip()] if description else []) + [
+             "", "  --config PATH  TOML preset; top-level keys are fields, tables are groups",
+             "  -h, --help     show this message and exit", "", "run:"]
+    defaults = cls()
+    sections = [("", cls, None)] + [(f"{n}.", tp, f) for n, (f, tp) in _fields(cls).items() if _is_group(tp)]
+    for prefix, node, group_field in sections:
+        if group_field is not None:
+            lines += ["", f"{prefix[:-1]}: {group_field.metadata['help']}"]
         for name, (f, tp) in _fields(node).items():
-            if _is_group(tp):
-                continue
-            default = _get(defaults, prefix + name)
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            out.append(f"  --{prefix}{name}=<{_type_name(tp)}>  (default: {shown})")
-            out.append(f"      {f.metadata.get('help', '')}")
-        return out
-
-    lines += ["", "run:"] + section(cls, "")
-    for name, (f, tp) in _fields(cls).items():
-        if _is_group(tp):
-            lines += ["", f"{name}: {f.metadata.get('help', '')}"] + section(tp, f"{name}.")
+            if not _is_group(tp):
+                default = _get(defaults, prefix + name)
+                shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+                lines += [f"  --{prefix}{name}=<{_type_name(tp)}>  (default: {shown})", f"      {f.metadata['help']}"]
     return "\n".join(lines)
 
-
-# ----------------------------------------------------------------------------- saving
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)           # JSON escapes are valid TOML
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)  # JSON escapes are TOML
 
 
-def dumps_toml(data: dict) -> str:
-    """A nested dict of plain values as TOML (top-level values first, then one table per group).
-    None has no TOML spelling: such keys are left out, so they load back as their default."""
-    top = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
-    out = "\n".join(top) + "\n"
-    for k, v in data.items():
-        if isinstance(v, dict):
-            body = [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None]
-            out += f"\n[{k}]\n" + "\n".join(body) + "\n"
-    return out
-
-
-def save_config(cfg: Any, path: str | os.PathLike) -> None:
-    """Write the resolved config atomically: TOML for ``*.toml`` (loadable with --config), else JSON."""
+def save_config(cfg: Any, path: str | Path) -> None:
+    """The resolved config as a TOML preset, written atomically. None has no TOML spelling: such keys
+    are left out and load back as their default."""
     data = to_dict(cfg)
-    text = dumps_toml(data) if str(path).endswith(".toml") else json.dumps(data, indent=2) + "\n"
-    write_text_atomic(path, text)
-
-
-def load_saved_config(cls: type, path: str | os.PathLike) -> Any:
-    """Read a config written by `save_config` (TOML or JSON) back into `cls`."""
-    path = Path(path)
-    if str(path).endswith(".toml"):
-        data = load_toml(path)
-    else:
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    return from_dict(cls, data)
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
+    for name, table in data.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    write_text_atomic(path, "\n".join(lines) + "\n")

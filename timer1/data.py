@@ -1,25 +1,14 @@
-"""Series data: CSV reading, date styles and steps, the Time-R1 evaluation protocol, windows, synthetic series.
+"""Series data: CSV reading, the Time-R1 evaluation protocol and splits, windows, synthetic series.
 
-A CSV holds a date column first (optional) and one numeric column per channel. `read_csv` returns a
-`Series`; the windowing functions cut it into univariate `Window`s (one channel, a look-back history
-and the horizon target that follows it), which `timer1.prompts` turns into text.
+`read_csv` reads a date column (optional; layouts in `timer1.dates`, a running number such as nasdaq's
+``1.0`` too) and one numeric column per channel into a `Series`; the windowing functions cut it into
+univariate `Window`s (one channel, a look-back history, the horizon target after it) for
+`timer1.prompts`. A first column named like a date whose cells do not parse gives a running row index
+(with a warning); a numeric first column not named like a date is a channel.
 
-Date styles recognised in the first column (the three of the shared data plus two calendar forms):
-``2016-07-01 00:00:00`` (ISO, also with ``T``), ``2020/1/1 0:00`` (slashes, unpadded), a plain number
-running index such as nasdaq's ``1.0``, a plain date ``2020-01-31`` and a month ``2020-01``. If the
-first column is named like a date (date, time, timestamp, ...) but its cells do not parse, the values
-are still read, ``timestamps`` is None, the dates become a running row index, and a warning is issued:
-callers decide whether that is acceptable. If the first column is numeric and not named like a date,
-there is no date column: every column is a channel (also with a warning).
-
-Missing cells (policy):
-- ``Series.values`` keeps NaN wherever a cell was empty or not a number (``inf`` counts as missing).
-- Inside a window's history, gaps are filled by linear interpolation between the nearest valid
-  neighbours; gaps at the edges take the nearest valid value. A history with no valid value at all
-  cannot be filled and its window is skipped.
-- Target values are never filled. A window whose target has any NaN is EXCLUDED from
-  `paper_windows`, `rolling_windows` and `train_windows` (`paper_windows` warns, because the count then
-  differs from the paper's). Use `make_window` directly to build a window with a NaN target.
+Missing cells: ``Series.values`` keeps NaN (``inf`` too). A window's history is interpolated between
+valid neighbours (edges: the nearest valid value); a target is never filled, and a window whose
+target has a NaN is left out of `paper_windows`, `rolling_windows` and `train_windows`.
 
 The Time-R1 evaluation protocol (official eval code ``eval/dataLoader.py`` of the Time-R1 repository,
 checked against its text): look-back 96 and horizon 96 (nasdaq 36/36); ETTh test region starts at row
@@ -514,14 +503,6 @@ class Protocol:
     n_windows: int
     split: str = "ratio"
     round_inputs: int | None = 3
-
-    def test_start(self, n_rows: int) -> int:
-        """First row of the test region (the first target row of window 0)."""
-        return _bounds(self.split, n_rows)[1]
-
-    def test_end(self, n_rows: int) -> int:
-        """One past the last row of the test region."""
-        return _bounds(self.split, n_rows)[2]
 
 
 def _bounds(split: str, n_rows: int) -> tuple[int, int, int]:

@@ -106,7 +106,7 @@ def format_dates(timestamps: np.ndarray, style: str) -> list[str]:
 
 class DateLabels(Sequence):
     """Row labels written on demand from datetime64 values (or running numbers) and a Step.style
-    template: a 2M-row series keeps 16 MB of int64, not 2M Python strings. Slices are lists."""
+    template: a long series keeps int64 timestamps, not one Python string per row. Slices are lists."""
 
     def __init__(self, positions: np.ndarray, style: str):
         self.positions, self.style = positions, style
@@ -186,7 +186,7 @@ class DateCells:
         layout = (order, sep[0], time_sep[0], b[0] != "", seconds[0] != "")
 
         def ints(field: tuple[str, ...], default: int, dtype) -> np.ndarray:
-            """Narrow integers: a streamed 2M-row column keeps 11 bytes a row, not 56."""
+            """Narrow integers: a streamed column keeps a few bytes a row, not a Python int each."""
             return np.array(field, dtype=dtype) if field[0] != "" else np.full(len(field), default, dtype)
 
         zone_set = set(zones)

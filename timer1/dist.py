@@ -1,20 +1,10 @@
-"""Distributed helpers for ``torchrun`` (DDP), with a single-process fallback.
+"""torchrun/DDP helpers that degrade to no-ops in a single process.
 
-Run a script on one process as ``python train_grip.py`` or on N as
-``torchrun --nproc_per_node=N train_grip.py``: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE (plus
-MASTER_ADDR/MASTER_PORT), `init_distributed` reads them, picks NCCL on GPUs and Gloo on CPU, and
-every helper below degrades to a no-op when there is one process. As in nanoGPT, rank 0 (the
-"master") does the logging and saving, and gradients are synchronised only on the last micro-step
-of an accumulation (`no_sync`).
-
-A worker must not outlive its launcher: torchrun starts each worker in a session of its own, so when
-the launcher is killed (SIGKILL, an OOM kill, a lost ssh session) nothing would stop the workers,
-which would train on and keep writing checkpoints into a run the user believes stopped.
-`die_with_launcher` (called on joining) asks the kernel to kill the worker when its parent dies.
-
-Every rank must run the same collectives in the same order, so each rank must also run the same
-number of forward/backward passes: `equalize` pads a rank's micro-batch list to the global maximum
-with repeats marked as padding, whose loss the caller multiplies by zero.
+``python train_grip.py`` runs one process, ``torchrun --nproc_per_node=N train_grip.py`` N: torchrun
+sets RANK, LOCAL_RANK and WORLD_SIZE, `init_distributed` joins NCCL on GPUs or Gloo on CPU. As in
+nanoGPT, rank 0 logs and saves, and gradients sync only on an accumulation's last micro-step
+(`no_sync`). Every rank must run the same collectives in the same order, hence the same number of
+backward passes: `equalize` pads a rank's micro-batches with repeats whose loss the caller zeroes.
 """
 
 from __future__ import annotations
@@ -36,7 +26,6 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DistInfo:
-    """Where this process sits in the job."""
     rank: int
     local_rank: int
     world_size: int
@@ -49,7 +38,6 @@ class DistInfo:
 
 
 def under_torchrun() -> bool:
-    """True when the launcher's environment variables are present."""
     return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
 
 
@@ -62,11 +50,8 @@ def _env_int(name: str) -> int:
 
 
 def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> DistInfo:
-    """Join the process group if launched by torchrun, else describe a single process.
-
-    `device` forces "cpu" or "cuda"; by default CUDA is used when present (rank r on GPU
-    LOCAL_RANK), else CPU with the Gloo backend.
-    """
+    """Join the process group if launched by torchrun, else describe a single process. `device`
+    forces "cpu" or "cuda"; by default CUDA when present (rank r on GPU LOCAL_RANK), else CPU."""
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available")
@@ -96,12 +81,10 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def die_with_launcher() -> None:
-    """Have the kernel send this process SIGKILL when its parent (the torchrun launcher) dies:
-    ``prctl(PR_SET_PDEATHSIG)`` (prctl(2)), through ctypes. SIGKILL because nobody is left to read a
-    message and no handler must run a collective with peers that are dying too; checkpoints survive a
-    kill at any instant (atomic renames; temporaries are removed at the next start). Linux only (other
-    systems have no such call; NCCL runs are Linux anyway). A launcher that died before this call
-    (during the worker's first second of imports) is not noticed: the worker then fails to join."""
+    """SIGKILL this worker when its parent, the torchrun launcher, dies (``prctl(PR_SET_PDEATHSIG)``,
+    Linux only). torchrun starts workers in sessions of their own, so a killed launcher (OOM, lost ssh)
+    would leave them training into a run the user believes stopped. SIGKILL: no handler may run a
+    collective with dying peers, and checkpoints survive a kill at any instant (atomic renames)."""
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
@@ -114,7 +97,6 @@ def _active() -> bool:
 
 
 def cleanup() -> None:
-    """Leave the process group (safe to call when none was joined)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -137,7 +119,7 @@ def distributed(device: str | None = None, timeout_s: float = 1800.0) -> Iterato
 
 
 def rank() -> int:
-    """This process's rank (from torchrun's RANK before the group is joined, 0 without torchrun)."""
+    """This process's rank (torchrun's RANK before the group is joined, 0 without torchrun)."""
     if _active():
         return dist.get_rank()
     return int(os.environ.get("RANK", "0")) if under_torchrun() else 0
@@ -152,7 +134,6 @@ def is_master() -> bool:
 
 
 def print0(*args: Any, **kwargs: Any) -> None:
-    """print() on rank 0 only, flushed so logs interleave sensibly."""
     if is_master():
         print(*args, **kwargs, flush=True)
 
@@ -170,7 +151,7 @@ def _collective_device() -> torch.device:
 
 
 def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor | float:
-    """Mean over ranks; returns the same kind (tensor or float) it was given. Does not modify input."""
+    """Mean over ranks, of the kind (tensor or float) given; the input is not modified."""
     if not _active():
         return value.clone() if isinstance(value, torch.Tensor) else float(value)
     if isinstance(value, torch.Tensor):
@@ -184,20 +165,10 @@ def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor | float:
 
 
 def all_reduce_max(value: int | float) -> int | float:
-    """The largest of a number over ranks (same type back)."""
     if not _active():
         return value
     buf = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(buf, op=dist.ReduceOp.MAX)
-    return type(value)(buf.item())
-
-
-def all_reduce_min(value: int | float) -> int | float:
-    """The smallest of a number over ranks (same type back)."""
-    if not _active():
-        return value
-    buf = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
-    dist.all_reduce(buf, op=dist.ReduceOp.MIN)
     return type(value)(buf.item())
 
 
@@ -220,18 +191,15 @@ def all_gather_object(obj: Any) -> list:
 
 
 def shard_by_stride(items: Sequence[T], rank: int, world: int) -> list[T]:
-    """Items rank, rank+world, rank+2*world, ...: each item goes to exactly one rank, and shard
-    sizes differ by at most one. Prompts of a GRIP batch are split this way."""
+    """Items rank, rank+world, ...: each item on exactly one rank, shard sizes within one of each other."""
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"shard_by_stride: need 0 <= rank < world, got rank={rank}, world={world}")
     return list(items[rank::world])
 
 
 def equalize(items: Sequence[T]) -> list[tuple[T, bool]]:
-    """Pad this rank's micro-batches to the largest count over ranks, so every rank runs the same
-    number of forward/backward passes (DDP all-reduces once per backward). Returns
-    ``[(item, is_real)]``; padding repeats real items cyclically with ``is_real=False``, and the
-    caller scales their loss by 0 so they add nothing but keep the collectives in step."""
+    """``[(item, is_real)]``: this rank's micro-batches padded to the largest count over ranks with
+    repeats (``is_real=False``, loss scaled by 0), so DDP's one all-reduce per backward stays in step."""
     count = all_reduce_max(len(items))
     if count > 0 and not items:
         raise ValueError("equalize: this rank has no items to repeat as padding; give every rank at least one")
@@ -239,15 +207,14 @@ def equalize(items: Sequence[T]) -> list[tuple[T, bool]]:
 
 
 def no_sync(model: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:
-    """Context for one micro-step: DDP's ``no_sync()`` unless `sync` (the last micro-step) or the
-    model is not DDP-wrapped. Use: ``with no_sync(model, sync=(micro == accum - 1)): loss.backward()``."""
+    """DDP's ``no_sync()`` unless `sync` (the last micro-step) or the model is not DDP-wrapped:
+    ``with no_sync(model, sync=(micro == accum - 1)): loss.backward()``."""
     if sync or not hasattr(model, "no_sync"):
         return contextlib.nullcontext()
     return model.no_sync()
 
 
 def wrap_ddp(model: torch.nn.Module, info: DistInfo, **kwargs: Any) -> torch.nn.Module:
-    """DistributedDataParallel around `model` when there are several ranks, else `model` itself."""
     if not info.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -271,10 +238,8 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def leave_now(code: int) -> None:
-    """End a torchrun worker whose work is done (group left, every file written and closed) without the
-    interpreter's teardown: destroying Gloo's and the TCP store's background threads there can abort
-    the process ("terminate called without an active exception", SIGABRT) on a busy machine, failing
-    a run that finished."""
+    """End a finished torchrun worker without the interpreter's teardown, where destroying Gloo's
+    background threads can abort (SIGABRT) a run that finished."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -1,21 +1,13 @@
 """Export a trained run as a self-contained model directory (how ``checkpoints/timer1-tiny`` is made).
 
-A run directory (``runs/tiny_grip``) holds several ``step_XXXXXX`` checkpoints with optimizer state;
-what users load needs only the inference files. This copies them from the run's best checkpoint
-(``timer1.checkpoint.resolve_checkpoint``) into a new directory, adds the resolved training configs
-of every stage, a ``metrics.json`` summary of ``evaluate.py`` reports and a model card, and swaps
-the directory into place in one rename, so an interrupted export never leaves half a model::
+Copies the inference files of a run's best checkpoint, adds each training stage's resolved config
+and validation metrics (``training/``), a ``metrics.json`` summary of ``evaluate.py`` reports and a
+model card, and swaps the directory into place whole::
 
     python -m timer1.export runs/tiny_grip checkpoints/timer1-tiny \\
         --stage sft=runs/tiny_sft --stage grip=runs/tiny_grip \\
         --report sft=out/eval_sft.json --report grip=out/eval_grip.json \\
         --card checkpoints/timer1-tiny/README.md
-
-Layout written: config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
-generation_config.json, timer1_prompt.json (what ``timer1.policy.load_policy`` reads),
-``training/<stage>.toml`` (each stage's resolved config: rerun it with ``--config``),
-``training/<stage>_metrics.json`` (the validation metrics of the exported step), metrics.json,
-README.md.
 """
 
 from __future__ import annotations
@@ -27,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from timer1.atomic import write_json_atomic
+from timer1.atomic import replacing_directory, write_json_atomic
 from timer1.checkpoint import resolve_checkpoint
 
 INFERENCE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -88,12 +80,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
     summaries = {label: summarise_report(read_report(path)) for label, path in (reports or {}).items()}
     card_text = Path(card).read_text() if card else None         # read before `out` (may hold it) is replaced
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = out.with_name(f".tmp-{out.name}"), out.with_name(f".old-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with replacing_directory(out) as tmp:
         for name in INFERENCE_FILES:
             shutil.copyfile(ckpt / name, tmp / name)
         if staged:
@@ -103,15 +90,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
         write_json_atomic(tmp / "metrics.json", {"source": str(ckpt), "evaluations": summaries})
         if card_text is not None:
             (tmp / "README.md").write_text(card_text)
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def main(argv: list[str] | None = None) -> int:

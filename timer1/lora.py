@@ -6,11 +6,9 @@ the adapted model starts equal to the base) and ``s = alpha / r``, or ``alpha / 
 (Kalajdzievski 2023, arXiv 2312.03732). Facts follow PEFT's ``tuners/lora`` (init, scaling, target
 matching, file layout); the code is ours.
 
-Names are chosen so that checkpoints need no conversion:
-- ``LoRALinear`` keeps the base ``weight``/``bias`` under their names (the same Parameter objects),
-  so ``model.layers.0.self_attn.q_proj.weight`` stays that key and tied weights stay tied;
-- its update lives in ``lora_A.weight`` / ``lora_B.weight``, and PEFT's file key is that name with
-  the prefix ``base_model.model.`` (``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight``).
+``LoRALinear`` keeps the base ``weight``/``bias`` under their names (the same Parameters: keys and
+tied weights unchanged); its update is ``lora_A.weight`` / ``lora_B.weight``, whose PEFT file key
+adds the prefix ``base_model.model.``.
 
 Use it as torchtune does: ``apply_lora`` wraps the targets and freezes everything else;
 ``lora_disabled(model)`` gives the base model's outputs (GRIP's reference policy for the KL term) without
@@ -25,7 +23,6 @@ import json
 import math
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -34,6 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+
+from timer1.atomic import replacing_directory
+from timer1.dist import unwrap
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -58,15 +58,6 @@ class LoRAConfig:
     dropout: float = 0.0
     use_rslora: bool = False
 
-    @property
-    def scale(self) -> float:
-        return lora_scale(self.r, self.alpha, self.use_rslora)
-
-
-def lora_scale(r: int, alpha: float, use_rslora: bool = False) -> float:
-    """alpha / r (LoRA paper), or alpha / sqrt(r) (rsLoRA, stable as r grows)."""
-    return alpha / math.sqrt(r) if use_rslora else alpha / r
-
 
 class LoRALinear(nn.Linear):
     """An ``nn.Linear`` plus a low-rank update ``s * B @ A`` that is never materialised in forward.
@@ -89,7 +80,7 @@ class LoRALinear(nn.Linear):
         self.lora_B = nn.Linear(r, base.out_features, bias=False, device=weight.device, dtype=lora_dtype)
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.r, self.alpha, self.use_rslora = r, alpha, use_rslora
-        self.scale = lora_scale(r, alpha, use_rslora)
+        self.scale = alpha / math.sqrt(r) if use_rslora else alpha / r  # rsLoRA: stable as r grows
         self.disabled = False
         self.reset_lora_parameters()
         self.train(base.training)  # a fresh Dropout is in train mode: follow the wrapped layer
@@ -142,7 +133,7 @@ def find_targets(model: nn.Module, targets: Sequence[str] | str) -> list[str]:
         names = [name for name, _ in model.named_modules() if name and _matches(name, targets)]
     if not names:
         linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"LoRA targets {_show(targets)} match no module of the model; "
+        raise ValueError(f"LoRA targets {targets if isinstance(targets, str) else list(targets)!r} match no module; "
                          f"its linear layers are named {linear}")
     modules = dict(model.named_modules())
     for name in names:
@@ -156,10 +147,6 @@ def _matches(name: str, targets: Sequence[str] | str) -> bool:
     if isinstance(targets, str):
         return re.fullmatch(targets, name) is not None
     return any(name == t or name.endswith("." + t) for t in targets)
-
-
-def _show(targets: Sequence[str] | str) -> str:
-    return repr(targets) if isinstance(targets, str) else repr(list(targets))
 
 
 def apply_lora(
@@ -198,11 +185,6 @@ def apply_lora(
         recorded = tuple(recorded)
     model.lora_config = LoRAConfig(recorded, r, alpha, float(dropout), use_rslora)
     return model
-
-
-def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The trainable LoRA parameters (A and B of every LoRALinear): what the optimizer should get."""
-    return [p for m in lora_modules(model).values() for p in (m.lora_A.weight, m.lora_B.weight)]
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -318,49 +300,29 @@ def _config_from_peft(raw: dict, source: Path) -> LoRAConfig:
 
 
 def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_path: str = "") -> Path:
-    """Write ``path/adapter_config.json`` and ``path/adapter_model.safetensors`` as PEFT lays them out.
-
-    ``peft.PeftModel.from_pretrained(base, path)`` loads the result. The directory is written under a
-    temporary name beside ``path`` and renamed, so a crash never leaves a half-written adapter.
-    """
-    model = _unwrap(model)
-    config = vars(model).get("lora_config")
-    if config is None or not lora_modules(model):
-        raise ValueError("save_adapter: the model has no LoRA adapter (apply_lora or load_adapter first)")
+    """Write ``path/adapter_config.json`` and ``path/adapter_model.safetensors`` as PEFT lays them out
+    (``peft.PeftModel.from_pretrained(base, path)`` loads them), swapped into place whole."""
     path = Path(path)
     if path.exists():
         adapter_files = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
         others = [p.name for p in path.iterdir() if p.name not in adapter_files] if path.is_dir() else [path]
         if others:
             raise ValueError(f"save_adapter: refusing to replace {path}: it holds other files ({others[:3]})")
-    tensors = {PEFT_PREFIX + key: t.to("cpu").contiguous() for key, t in lora_state_dict(model).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    config_text = json.dumps(_peft_config_dict(config, base_model_name_or_path), indent=2, sort_keys=True)
-    (tmp / ADAPTER_CONFIG).write_text(config_text)
-    if path.exists():  # swap: old aside, new in, old removed
-        old = path.parent / f".{path.name}.old{os.getpid()}"
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
+    with replacing_directory(path) as tmp:
+        write_adapter(model, tmp, base_model_name_or_path)
     return path
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model apply_lora saw: DDP keeps it in ``.module``, torch.compile in ``._orig_mod``.
-
-    PEFT's keys are relative to that model, so the wrappers' name prefixes must not reach the file.
-    """
-    for attribute in ("module", "_orig_mod"):
-        inner = getattr(model, attribute, None)
-        if isinstance(inner, nn.Module):
-            return _unwrap(inner)
-    return model
+def write_adapter(model: nn.Module, folder: Path, base_model_name_or_path: str = "") -> None:
+    """The two adapter files of `save_adapter`, written into an existing `folder`."""
+    model = unwrap(model)                       # PEFT's keys are relative to the model DDP wraps
+    config = vars(model).get("lora_config")
+    if config is None or not lora_modules(model):
+        raise ValueError("save_adapter: the model has no LoRA adapter (apply_lora or load_adapter first)")
+    tensors = {PEFT_PREFIX + key: t.to("cpu").contiguous() for key, t in lora_state_dict(model).items()}
+    save_file(tensors, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    config_text = json.dumps(_peft_config_dict(config, base_model_name_or_path), indent=2, sort_keys=True)
+    (folder / ADAPTER_CONFIG).write_text(config_text)
 
 
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:

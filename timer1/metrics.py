@@ -1,12 +1,9 @@
-"""Forecast error metrics, pure numpy.
+"""Forecast error metrics, pure numpy: MSE, MAE, MAPE, MASE, CRPS, and a correlation.
 
-Point metrics take ``pred`` and ``target`` of the same shape (any shape, averaged over all
-entries); probabilistic ones take quantile forecasts or samples with a leading axis. Every input
-must be finite (NaN/inf raise ValueError: mask missing targets before calling, as the evaluation
-does), except the MASE history, where NaN is allowed and skipped.
-
-The paper reports MSE and MAE per window on the raw scale, averaged over windows
-(see ../shared/data/README.md); the others are for analysis.
+Point metrics take ``pred`` and ``target`` of the same shape (averaged over all entries); CRPS takes
+samples with a leading axis. Inputs must be finite (NaN/inf raise ValueError), except the MASE
+history, where NaN is skipped. The paper reports MSE and MAE per window on the raw scale, averaged
+over windows (../shared/data/README.md).
 """
 
 from __future__ import annotations
@@ -58,20 +55,6 @@ def mape(pred, target, eps: float = 1e-8) -> float:
     return float(np.mean(np.abs(pred[keep] - target[keep]) / np.abs(target[keep])))
 
 
-def r2(pred, target) -> float:
-    """Coefficient of determination 1 - SS_res / SS_tot.
-
-    A constant target has SS_tot = 0: the result is 1.0 for a perfect forecast and 0.0 otherwise
-    (scikit-learn's ``force_finite`` convention), never inf/NaN.
-    """
-    pred, target = _pair(pred, target)
-    ss_res = float(np.sum((target - pred) ** 2))
-    ss_tot = float(np.sum((target - target.mean()) ** 2))
-    if ss_tot == 0.0:
-        return 1.0 if ss_res == 0.0 else 0.0
-    return 1.0 - ss_res / ss_tot
-
-
 def correlation(a, b) -> float:
     """Pearson correlation of two equal-length 1-D arrays; 0.0 when either is constant (no linear
     relation can be measured), never NaN. The critic's cycle checks and the SFT teacher use it."""
@@ -81,27 +64,6 @@ def correlation(a, b) -> float:
     a, b = a - a.mean(), b - b.mean()
     denom = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
     return float(np.dot(a, b) / denom) if denom > 0 else 0.0
-
-
-def nrmse(pred, target, norm: str = "range") -> float:
-    """Root mean squared error divided by a scale of the target.
-
-    norm="range": max(target) - min(target) (default); norm="std": population std of the target;
-    norm="mean": |mean(target)|. A zero scale gives 0.0 for a perfect forecast, else NaN.
-    """
-    pred, target = _pair(pred, target)
-    if norm == "range":
-        scale = float(target.max() - target.min())
-    elif norm == "std":
-        scale = float(target.std())
-    elif norm == "mean":
-        scale = float(abs(target.mean()))
-    else:
-        raise ValueError(f"nrmse norm must be 'range', 'std' or 'mean', got {norm!r}")
-    rmse = float(np.sqrt(np.mean((pred - target) ** 2)))
-    if scale == 0.0:
-        return 0.0 if rmse == 0.0 else float("nan")
-    return rmse / scale
 
 
 def mase(pred, target, history) -> float:
@@ -128,24 +90,6 @@ def mase(pred, target, history) -> float:
     if scale == 0.0:
         return 0.0 if error == 0.0 else float("nan")
     return error / scale
-
-
-def pinball_loss(pred, target, quantile: float) -> float:
-    """Quantile (pinball) loss of one quantile forecast: mean of max(q (y - p), (q - 1)(y - p))."""
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    pred, target = _pair(pred, target)
-    diff = target - pred
-    return float(np.mean(np.maximum(quantile * diff, (quantile - 1.0) * diff)))
-
-
-def quantile_loss(preds, target, quantiles) -> float:
-    """Mean pinball loss over several quantiles; ``preds`` is (Q, *target.shape), one row per quantile."""
-    preds = _finite("preds", preds)
-    quantiles = np.asarray(quantiles, dtype=np.float64).reshape(-1)
-    if preds.shape[0] != len(quantiles):
-        raise ValueError(f"preds has {preds.shape[0]} rows but {len(quantiles)} quantiles were given")
-    return float(np.mean([pinball_loss(p, target, q) for p, q in zip(preds, quantiles)]))
 
 
 def crps(samples, target) -> float:

@@ -83,7 +83,6 @@ DATASET_DESCRIPTIONS: dict[str, str] = {
 
 
 def _lookup(table: dict, dataset: str):
-    """Dataset tables are keyed by file stem; match case-insensitively."""
     by_lower = {k.lower(): v for k, v in table.items()}
     return by_lower.get(dataset.lower())
 
@@ -169,14 +168,10 @@ COMPACT_TEMPLATE = (
 def build_prompt(window: Window, *, style: str = "paper", decimals: int | None = 3,
                  dataset: str | None = None, lookback: int | None = None, horizon: int | None = None,
                  digits: int = 2) -> str:
-    """The user message for one window (the chat template is applied by the tokenizer).
-
-    style: "official" (released prompt verbatim), "paper" (five-part framing), "compact" (values only,
-    rescaled with ``CompactScaler.fit(history, digits)``; undo with the same scaler, see
-    `compact_scaler`). decimals: digits after the point in tables; None prints like pandas (the
-    official code's output). lookback: show only the last `lookback` history values;
-    horizon: ask for this many values (default: the window's target length).
-    """
+    """The user message for one window (the tokenizer applies the chat template). style: "official",
+    "paper" or "compact" (rescaled by ``CompactScaler.fit(history, digits)``, see `compact_scaler`).
+    decimals: None prints like pandas (the official code). lookback: show only the last values;
+    horizon: ask for this many (default: the window's)."""
     dataset = dataset or window.dataset
     history, dates = np.asarray(window.history), list(window.history_dates)
     if lookback is not None:
@@ -236,16 +231,11 @@ class CompactScaler:
         if digits < 1:
             raise ValueError(f"CompactScaler.fit: digits must be >= 1, got {digits}")
         low, high = float(x.min()), float(x.max())
-        margin = cls.margin_for(digits)
+        margin = 10 ** digits // 10                     # the minimum's integer: headroom below and above
         span = high - low
         levels = 10 ** digits - 1 - 2 * margin
         scale = float(_short(span / levels if span > 0 else max(abs(low), 1.0) * 10.0 ** -digits))
         return cls(offset=float(_short(low - margin * scale)), scale=scale, digits=digits)
-
-    @staticmethod
-    def margin_for(digits: int) -> int:
-        """The integer the history's minimum maps to (headroom below it, and above its maximum)."""
-        return 10 ** digits // 10
 
     def to_scaled(self, values: Sequence[float]) -> np.ndarray:
         """(n,) real values -> (n,) integers on the compact scale."""

@@ -82,18 +82,6 @@ OFFICIAL = replace(
     change_point_tolerance=0,
     extrema_min_height=0.0,
 )
-VARIANTS = {"paper": PAPER, "official": OFFICIAL}
-
-
-def resolve_options(variant: str | RewardOptions) -> RewardOptions:
-    """``"paper"`` / ``"official"`` -> its preset; a ``RewardOptions`` passes through."""
-    if isinstance(variant, RewardOptions):
-        return variant
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown reward variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    return VARIANTS[variant]
-
-
 # ---------------------------------------------------------------------------------------------
 # format
 
@@ -228,20 +216,20 @@ def seasonal_reward(pred, target, options: RewardOptions = PAPER) -> float:
     (format in {-1, 0}, length <= 0.1, change points <= 0.4) stays ordered as in the paper.
     Official preset: slope 2, weight 0.05 (trend: 0.15).
     """
-    pair = _aligned(pred, target, options.normalize)
-    if pair is None:
-        return 0.0
-    (season_pred, _), (season_true, _) = (decompose(x, options.decomp_kernel) for x in pair)
-    return options.seasonal_weight * bounded_score(_mse(season_pred, season_true), options.seasonal_slope)
+    return _part_reward(pred, target, options, 0, options.seasonal_weight, options.seasonal_slope)
 
 
 def trend_reward(pred, target, options: RewardOptions = PAPER) -> float:
     """Trend part (moving average, window 25, replicated edges) scored like ``seasonal_reward``; range (0, weight]."""
+    return _part_reward(pred, target, options, 1, options.trend_weight, options.trend_slope)
+
+
+def _part_reward(pred, target, options: RewardOptions, part: int, weight: float, slope: float) -> float:
     pair = _aligned(pred, target, options.normalize)
     if pair is None:
         return 0.0
-    (_, trend_pred), (_, trend_true) = (decompose(x, options.decomp_kernel) for x in pair)
-    return options.trend_weight * bounded_score(_mse(trend_pred, trend_true), options.trend_slope)
+    pred_part, true_part = (decompose(x, options.decomp_kernel)[part] for x in pair)  # part 0 seasonal, 1 trend
+    return weight * bounded_score(_mse(pred_part, true_part), slope)
 
 
 def find_extrema(x: np.ndarray, order: int = 2, min_height: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -349,7 +337,9 @@ def compute_reward(completion: str, target, *, variant: str | RewardOptions = "p
     Never raises on the completion (any string, even empty or garbage, gets format -1 and zero
     accuracy); raises ValueError if ``target`` is not a finite, non-empty 1-D array.
     """
-    options = resolve_options(variant)
+    options = variant if isinstance(variant, RewardOptions) else {"paper": PAPER, "official": OFFICIAL}.get(variant)
+    if options is None:
+        raise ValueError(f"unknown reward variant {variant!r}; choose 'official' or 'paper'")
     target = _check_target(target)
     from timer1.prompts import parse_forecast  # at call time: the pure terms (and baselines) need no prompts
 

@@ -1,10 +1,8 @@
-"""Tokenizer: a thin wrapper over the `tokenizers` library with the checkpoints' chat templates in Python.
+"""Tokenizer: a thin wrapper over the `tokenizers` library, with the checkpoints' chat templates in Python.
 
-Reads a Hugging Face tokenizer directory (`tokenizer.json`, plus `tokenizer_config.json` and
-`generation_config.json` when present) and writes the same layout, loadable by `transformers`.
-Also trains the project's own tiny byte-level BPE tokenizer, built the way Qwen2 builds its
-`tokenizer.json` (HF `models/qwen2/tokenization_qwen2.py`): NFC normalizer, a regex Split
-pre-tokenizer that isolates every digit, then byte-level mapping; byte-level decoder.
+Reads and writes a Hugging Face tokenizer directory (`tokenizer.json`, `tokenizer_config.json`,
+`generation_config.json`), and trains the tiny model's byte-level BPE the way Qwen2 builds its
+`tokenizer.json` (NFC, a regex split that isolates every digit, byte-level mapping).
 
 Facts followed (Qwen2.5-Instruct on the Hub):
 - no BOS token; `<|endoftext|>` 151643 is pad, `<|im_end|>` 151645 ends a chat turn;
@@ -130,12 +128,8 @@ CHAT_ROLES = ("system", "user", "assistant")
 
 
 class Tokenizer:
-    """Encode/decode text and render chats the way the checkpoint's chat template does.
-
-    `backend` is a `tokenizers.Tokenizer`; `config` is the tokenizer_config.json dict (kept so that
-    `save_pretrained` round-trips keys we do not use); `eos_ids` overrides the eos resolution
-    (normally taken from generation_config.json).
-    """
+    """Encode/decode text and render chats as the checkpoint's chat template does. `config` is
+    tokenizer_config.json (kept whole, so `save_pretrained` round-trips keys we do not use)."""
 
     def __init__(self, backend: tokenizers.Tokenizer, config: dict | None = None,
                  eos_ids: tuple[int, ...] | None = None):
@@ -144,11 +138,9 @@ class Tokenizer:
         self.eos_ids = tuple(eos_ids) if eos_ids is not None else self._eos_from_config()
         self.pad_id = self._pad_from_config()
 
-    # ---------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "Tokenizer":
-        """Load a HF tokenizer directory: tokenizer.json (required), tokenizer_config.json and
-        generation_config.json (optional)."""
+        """tokenizer.json (required), tokenizer_config.json and generation_config.json (optional)."""
         directory = Path(path)
         if not directory.is_dir():
             raise FileNotFoundError(f"tokenizer directory not found: {directory}")
@@ -168,8 +160,7 @@ class Tokenizer:
         return tokenizer
 
     def _eos_from_config(self) -> tuple[int, ...]:
-        """tokenizer_config's eos_token, else the Qwen convention (<|im_end|> if present, else
-        <|endoftext|>), else none."""
+        """tokenizer_config's eos_token, else Qwen's <|im_end|> or <|endoftext|>, else none."""
         name = _token_content(self.config.get("eos_token"))
         if name is not None:
             return (self._required_id(name, "eos_token"),)
@@ -191,7 +182,6 @@ class Tokenizer:
             raise ValueError(f"tokenizer_config.json {key} {token!r} is not in the vocabulary")
         return token_id
 
-    # ---------------------------------------------------------------- text <-> ids
     @property
     def vocab_size(self) -> int:
         """Number of ids the tokenizer can produce (vocab + added tokens). Qwen2.5: 151,665; the
@@ -217,23 +207,12 @@ class Tokenizer:
             raise ValueError("decode expects non-negative integer token ids")
         return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
 
-    def token_to_id(self, token: str) -> int | None:
-        """Id of a token string (e.g. "<think>"), or None when the vocabulary lacks it."""
-        return self.backend.token_to_id(token)
-
-    # ---------------------------------------------------------------- chat
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """The checkpoint's chat text for `messages` (dicts with "role" and "content").
-
-        The template is tokenizer_config.json's `chat_template`, which must be one of
-        KNOWN_CHAT_TEMPLATES (Qwen2.5-Instruct's or SmolLM2-Instruct's; without the key, as for
-        the project's own tiny tokenizers, Qwen2.5's); any other is a ValueError. Same output as
-        the jinja template without tools: a system turn first (the template's default prompt when
-        messages[0] is not a system message), then each turn as
-        `<|im_start|>{role}\\n{content}<|im_end|>\\n`, then `<|im_start|>assistant\\n` when
-        `add_generation_prompt`. Roles: system, user, assistant. Tools, tool calls and "tool"
-        turns are not supported (a ValueError says so).
-        """
+        """The chat text of `messages` (dicts with "role" and "content") as tokenizer_config.json's
+        `chat_template` renders it without tools; that template must be one of KNOWN_CHAT_TEMPLATES
+        (none given: Qwen2.5's). A system turn first (the template's default prompt unless messages[0]
+        is one), each turn as `<|im_start|>{role}\\n{content}<|im_end|>\\n`, then
+        `<|im_start|>assistant\\n` when `add_generation_prompt`. Tool turns are a ValueError."""
         default_system = self._default_system_prompt()
         _check_messages(messages)
         parts = []
@@ -254,12 +233,9 @@ class Tokenizer:
                              "(Qwen2.5-Instruct's or SmolLM2-Instruct's, verbatim)")
         return KNOWN_CHAT_TEMPLATES[template]
 
-    # ---------------------------------------------------------------- saving
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write tokenizer.json and tokenizer_config.json (atomic writes). Keys read from a loaded
-        tokenizer_config.json are kept. generation_config.json is the model's to write: without it,
-        a reload takes eos_ids from eos_token alone (one id), so write `eos_token_id: list(eos_ids)`
-        there to keep several."""
+        """Write tokenizer.json and tokenizer_config.json atomically. Several eos ids survive a reload
+        only through generation_config.json, the model's file (timer1.policy.save_policy_files)."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         write_text_atomic(directory / "tokenizer.json", self.backend.to_str(pretty=True))
@@ -296,7 +272,6 @@ class Tokenizer:
         return config
 
 
-# -------------------------------------------------------------------- training the tiny tokenizer
 def train_tokenizer(texts, vocab_size: int, *, min_frequency: int = 2,
                     model_max_length: int = 32768) -> Tokenizer:
     """Train a byte-level BPE tokenizer laid out like Qwen2's, for the tiny CPU model.
@@ -343,7 +318,6 @@ def _mark_non_special(backend: tokenizers.Tokenizer, contents: tuple[str, ...]) 
     return tokenizers.Tokenizer.from_str(json.dumps(layout))
 
 
-# -------------------------------------------------------------------- helpers
 def _chat_turn(role: str, content: str) -> str:
     return f"{IM_START}{role}\n{content}{IM_END}\n"
 

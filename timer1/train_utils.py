@@ -1,54 +1,11 @@
-"""Small pieces the two training scripts (train_sft.py, train_grip.py) share. No trainer, no callbacks:
-each script calls these from its own visible loop.
-
-API (stable; both scripts depend on it)::
-
-    build_policy(cfg, device, *, seed=0, adapter="") -> Policy
-        config -> policy (timer1.policy.policy_from_config, prompt format from cfg.data) -> LoRA
-        (load `adapter` if given, else apply_lora from cfg.lora when cfg.lora.enabled) -> on `device`.
-    trainable_parameters(model) -> list[Parameter]      what the optimizer updates (LoRA A/B only with LoRA)
-    build_optimizer(model, optim_cfg) -> torch.optim.AdamW
-        weight decay on matrices only (biases and norm gains are not decayed, as in nanoGPT).
-    lr_at(step, total, optim_cfg) -> float              pure schedule: linear warm-up, then cosine /
-                                                        linear / constant decay to min_lr_ratio * lr
-    set_lr(optimizer, lr)
-    autocast(device)                                    bf16 autocast on CUDA, a no-op on CPU
-    check_writable(out_dir)                             ValueError (one line) if out_dir cannot be written
-    claim_out_dir(out_dir, resume) -> Path              rank 0 checks the run directory (writable; a fresh
-                                                        run refuses a used one) and removes temporaries a
-                                                        killed run left; every rank gets the verdict
-    MetricsLog(path, enabled)                           JSONL metrics, one flushed line per .log(dict);
-        .truncate_after(step)                           on resume: drop lines of steps after the checkpoint
-    Progress(total, start_step=0, enabled=True)         .add_tokens(n) every step; .update(step, loss=..., **more)
-                                                        prints "step 12/300 | loss 1.23 | ... | 850 tok/s | eta 3m04s"
-    evaluate_forecasts(model, tokenizer, windows, fmt, *, max_new_tokens, batch_size=8, info=None) -> dict
-    checkpoint_score(metrics) -> float | None           val_mase (scale-free) of an evaluation step, else None
-        greedy answers (KV-cached sampler, temperature 0) -> forecast_from_completion ->
-        complete_forecast; returns {"val_mse", "val_mae", "val_unparsed", "val_n"} (MSE/MAE per window
-        on the real scale, then averaged; unparsed = answers that were missing or short). With a
-        distributed `info` every rank evaluates its stride-shard and the sums are all-reduced.
-    save_run_checkpoint(out_dir, step, model, policy, optimizer, cfg, info, *, metrics, score, extra) -> Path|None
-        collective (every rank calls it): gathers every rank's RNG state, rank 0 writes
-        out_dir/step_XXXXXX with timer1.checkpoint.save_checkpoint: LoRA adapter (PEFT layout) or the full
-        model, plus the tokenizer, generation_config.json and timer1_prompt.json, so the directory loads
-        with timer1.policy.load_policy(ckpt) (full) or load_policy(base, adapter=ckpt) (LoRA).
-    save_base_model(policy, out_dir) -> Path            a random-init base has no directory of its own:
-                                                        LoRA runs on one save it once to out_dir/base_model
-    resume_run(out_dir, model, optimizer, rank) -> dict  load the newest readable checkpoint's weights into
-                                                        `model`, optimizer state and this rank's RNG state
-                                                        (unreadable newer ones are skipped, with a warning);
-                                                        returns the train state ({"step", "extra", "path"})
-    read_weights(ckpt_dir, dtype) / copy_weights(model, tensors, ckpt_dir)
-                                                        a checkpoint's LoRA or full weights, then into `model`
-    uses_lora(model) -> bool
-    weights_digest(model) -> str                        sha256 of every parameter (DDP tests compare ranks)
-    run_cli(main, config_class, description, argv=None) the scripts' ``__main__``: config, process group,
-                                                        bad input and Ctrl-C as one ``error:`` line
-"""
+"""What train_sft.py and train_grip.py share: policy and optimizer setup, the LR schedule, the run
+directory, metrics log and progress line, validation forecasts, checkpoints and resume. No trainer and
+no callbacks: each script calls these from its own visible loop."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -58,7 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import torch
 from safetensors.torch import load_file
@@ -66,13 +23,15 @@ from safetensors.torch import load_file
 from timer1 import dist
 from timer1.checkpoint import (capture_rng_state, checkpoints_newest_first, clean_stale_temps, latest_checkpoint,
                                read_train_state, restore_train_state, save_checkpoint)
-from timer1.atomic import write_text_atomic
+from timer1.atomic import json_default, write_text_atomic
 from timer1.config import load_config_or_exit
 from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
 from timer1.metrics import mae, mase, mse
-from timer1.policy import Policy, policy_from_config, save_policy, save_policy_files
 from timer1.sampler import generate
 from timer1.task import PromptFormat, complete_forecast, forecast_from_completion, prompt_format_from, prompt_ids
+
+if TYPE_CHECKING:                                   # policy sits above this module: imported where used
+    from timer1.policy import Policy
 
 T = TypeVar("T")
 
@@ -81,13 +40,10 @@ T = TypeVar("T")
 
 
 def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter: str = "") -> Policy:
-    """The policy a run config describes, with LoRA applied (or an adapter loaded), on `device`.
-
-    `cfg` is an SFTConfig or GRIPConfig (uses cfg.model, cfg.lora, cfg.data). A random-init model is
-    built from `seed` identically on every rank. LoRA A matrices draw from torch's global RNG, so seed
-    it before calling (DDP also broadcasts rank 0's parameters when it wraps the model).
-    Raises FileNotFoundError / ValueError (one line) for a missing or broken model/adapter path.
-    """
+    """The policy of an SFTConfig/GRIPConfig, with LoRA applied (or `adapter` loaded), on `device`. A
+    random-init model is built from `seed` alike on every rank; LoRA's A matrices draw from torch's
+    global RNG, so seed it first. A missing or broken model/adapter path is one-line error."""
+    from timer1.policy import policy_from_config
     what = "model" if cfg.model.random_init else f"model.path {cfg.model.path}"
     policy = loaded(what, lambda: policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device))
     if adapter:
@@ -101,9 +57,8 @@ def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter
 
 
 def loaded(what: str, load: Callable[[], T]) -> T:
-    """``load()``, with a failure inside a weights or tokenizer file (a truncated safetensors header, a
-    cut zip) as one ValueError naming `what`, as forecast.py reports a broken --model: the readers raise
-    their own exception types (SafetensorError, RuntimeError, EOFError...), not only ValueError/OSError."""
+    """``load()``, with any failure inside a weights or tokenizer file (a truncated safetensors header,
+    a cut zip: SafetensorError, RuntimeError, EOFError...) as one ValueError naming `what`."""
     try:
         return load()
     except (ValueError, FileNotFoundError):                # ours: already one line naming the path
@@ -113,7 +68,7 @@ def loaded(what: str, load: Callable[[], T]) -> T:
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """Parameters with requires_grad (apply_lora freezes everything but the LoRA A/B matrices)."""
+    """Parameters with requires_grad (apply_lora freezes all but the LoRA A/B matrices)."""
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -131,13 +86,9 @@ def build_optimizer(model: torch.nn.Module, optim_cfg: Any) -> torch.optim.AdamW
 
 
 def lr_at(step: int, total: int, optim_cfg: Any) -> float:
-    """Learning rate of optimizer step `step` (0-based) out of `total`.
-
-    Warm-up: ``lr * (step + 1) / (warmup + 1)`` for the first ``warmup_steps`` steps (nanoGPT), then
-    the decay from ``lr`` to ``min_lr_ratio * lr`` over the remaining steps: cosine
-    ``min + (lr - min) * (1 + cos(pi * p)) / 2``, linear ``lr - (lr - min) * p``, or constant ``lr``,
-    with p = (step - warmup) / (total - warmup) in [0, 1].
-    """
+    """Learning rate of optimizer step `step` (0-based) of `total`: warm-up ``lr * (step + 1) /
+    (warmup + 1)`` (nanoGPT), then from ``lr`` to ``min = min_lr_ratio * lr`` with p = (step - warmup) /
+    (total - warmup): cosine ``min + (lr - min) * (1 + cos(pi p)) / 2``, linear, or constant."""
     peak, warmup = optim_cfg.lr, optim_cfg.warmup_steps
     if step < warmup:
         return peak * (step + 1) / (warmup + 1)
@@ -185,13 +136,10 @@ _RUN_LOCKS: dict[Path, Any] = {}  # open lock files: a lock lives as long as its
 
 
 def claim_out_dir(out_dir: str | os.PathLike, resume: bool) -> Path:
-    """The run directory, writable and ours: a fresh run refuses one that already holds a run (its
-    checkpoints, metrics log and best-checkpoint ranking would mix with the new run's), and any run
-    refuses one that another live process is training into (an flock on ``.run.lock``, released by the
-    kernel however that process ends). Then the temporaries a killed run left are removed
-    (`timer1.checkpoint.clean_stale_temps`), which is safe only because nobody else writes there.
-    Collective: rank 0 alone looks, locks and cleans (another rank's write probe must not be taken for
-    a stale temp), and every rank gets its verdict, so a refusal stops them all."""
+    """The run directory, writable and ours: a fresh run refuses one holding a run (the two would mix),
+    any run one that a live process trains into (an flock on ``.run.lock``, released however that
+    process ends); then a killed run's temporaries are removed, safe only because nobody else writes
+    there. Collective: rank 0 looks, locks and cleans, every rank gets its verdict."""
     problem = None
     if dist.is_master():
         try:
@@ -217,8 +165,8 @@ def _claim(out_dir: Path, resume: bool) -> None:
 
 
 def _lock_run(out_dir: Path) -> None:
-    """Hold an exclusive flock on ``out_dir/.run.lock`` until this process exits; ValueError when a live
-    process holds it. A filesystem without locks (some network mounts) is used unlocked."""
+    """Hold an flock on ``out_dir/.run.lock`` until this process exits; ValueError when a live process
+    holds it. A filesystem without locks (some network mounts) is used unlocked."""
     import fcntl                                   # POSIX: torchrun training runs on Linux (and macOS)
     if out_dir.resolve() in _RUN_LOCKS:            # this process holds it already (a run started in-process again)
         return
@@ -236,10 +184,7 @@ def _lock_run(out_dir: Path) -> None:
 
 
 class MetricsLog:
-    """Append-only JSONL: one object per line, flushed at once so a crash loses nothing logged.
-
-    Only the master rank writes (``enabled=False`` elsewhere). Each record should carry ``step``.
-    """
+    """Append-only JSONL, one flushed record (with its ``step``) per line; rank 0 only (``enabled``)."""
 
     def __init__(self, path: str | os.PathLike, enabled: bool = True):
         self.path = Path(path)
@@ -248,14 +193,14 @@ class MetricsLog:
     def log(self, record: dict) -> None:
         if not self.enabled:
             return
-        line = json.dumps(record, default=_plain_number)
+        line = json.dumps(record, default=json_default)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drop records of steps after `step` (written by a run that went on past its last
-        checkpoint), so a resumed run's log reads like an uninterrupted one. Rewritten atomically."""
+        """Drop records after `step` (a run that went on past its last checkpoint), so a resumed run's
+        log reads like an uninterrupted one."""
         if not self.enabled or not self.path.is_file():
             return
         kept = []
@@ -269,18 +214,9 @@ class MetricsLog:
         write_text_atomic(self.path, "".join(k + "\n" for k in kept))
 
 
-def _plain_number(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot log {type(value).__name__} as JSON")
-
-
 class Progress:
-    """One line per call: ``step 12/300 | loss 1.2345 | 850 tok/s | eta 3m04s | lr 5.0e-05 ...``.
-
-    tokens/s is over the steps since the previous call; the ETA extrapolates the mean step time of
-    this process (a resumed run starts counting at `start_step`).
-    """
+    """One line per call, ``step 12/300 | loss 1.234 | 850 tok/s | eta 3m04s``: tokens/s since the previous
+    call, the ETA from this process's mean step time (a resumed run counts from `start_step`)."""
 
     def __init__(self, total: int, start_step: int = 0, enabled: bool = True):
         self.total, self.start_step, self.enabled = total, start_step, enabled
@@ -291,8 +227,7 @@ class Progress:
         self.tokens_since += int(n)
 
     def update(self, step: int, **values: float) -> str:
-        """`step` is the number of optimizer steps done; `values` are printed in order
-        (floats with 4 significant digits). Returns the line (printed on the master rank)."""
+        """`step`: optimizer steps done; `values` printed in order (floats to 4 digits). Returns the line."""
         now = time.perf_counter()
         rate = self.tokens_since / max(now - self.t_last, 1e-9)
         done = step - self.start_step
@@ -306,9 +241,6 @@ class Progress:
         if self.enabled:
             print(line, flush=True)
         return line
-
-    def tokens_per_second(self) -> float:
-        return self.tokens_since / max(time.perf_counter() - self.t_last, 1e-9)
 
 
 def format_seconds(seconds: float) -> str:
@@ -325,40 +257,43 @@ def format_seconds(seconds: float) -> str:
 # Validation: greedy forecasts on held-out windows
 
 
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`model` in eval mode inside the block (no dropout), back in its previous mode after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt: PromptFormat, *,
                        max_new_tokens: int, batch_size: int = 8, samples: int = 1,
                        info: Optional[dist.DistInfo] = None) -> dict:
-    """Forecast each window and score it on the real scale: one greedy answer (``samples=1``), or slow
-    thinking's median of ``samples`` drafts at temperature 1 (one round, seed 0, so every evaluation
-    of a run draws alike and checkpoints compare on equal terms; what forecast.py does).
+    """``{"val_mse", "val_mae", "val_mase", "val_unparsed", "val_n"}`` of one greedy answer per window
+    (``samples=1``), or of slow thinking's median of ``samples`` drafts (one round, seed 0: every
+    evaluation draws alike; what forecast.py does), averaged over windows on the real scale.
 
-    A missing or short answer is completed with `timer1.task.complete_forecast` (last value
-    repeated / last forecast value extended), a window with no draft kept takes slow thinking's
-    fallback; both count in ``val_unparsed``. Returns ``{"val_mse", "val_mae", "val_mase",
-    "val_unparsed", "val_n"}``: per-window metrics averaged over windows. ``val_mase``
-    (``timer1.metrics.mase``) is scale-free, so it is the checkpoint score: raw MSE over a mix of
-    datasets is decided by the largest-scale one (AQ, ~1e5). With a distributed `info` the windows
-    are split across ranks by stride and the sums all-reduced, so every rank returns the same
-    numbers. No collective inside the model: safe under DDP.
+    A missing or short answer is completed (`timer1.task.complete_forecast`) and counted unparsed.
+    ``val_mase`` is scale-free, so it is the checkpoint score: raw MSE over a mix of datasets is decided
+    by the largest-scale one. With a distributed `info` the windows are sharded by stride and the sums
+    all-reduced, so every rank returns the same numbers.
     """
-    core = dist.unwrap(model)
     shard = list(windows)
     if info is not None and info.distributed:
         shard = dist.shard_by_stride(shard, info.rank, info.world_size)
-    was_training = core.training
-    core.eval()
     sums = torch.zeros(6, dtype=torch.float64)         # mse, mae, mase, windows with a mase, unparsed, n
-    for i in range(0, len(shard), batch_size):
-        chunk = shard[i:i + batch_size]
-        for window, (forecast, complete) in zip(chunk, _forecasts(core, tokenizer, chunk, fmt, max_new_tokens, samples)):
-            scaled = mase(forecast, window.target, window.history)  # NaN for a flat history
-            has_mase = math.isfinite(scaled)
-            sums += torch.tensor([mse(forecast, window.target), mae(forecast, window.target),
-                                  scaled if has_mase else 0.0, float(has_mase), float(not complete), 1.0],
-                                 dtype=torch.float64)
-    if was_training:
-        core.train()
+    with evaluating(dist.unwrap(model)) as core:
+        for i in range(0, len(shard), batch_size):
+            chunk = shard[i:i + batch_size]
+            for window, (forecast, complete) in zip(chunk, _forecasts(core, tokenizer, chunk, fmt, max_new_tokens, samples)):
+                scaled = mase(forecast, window.target, window.history)  # NaN for a flat history
+                has_mase = math.isfinite(scaled)
+                sums += torch.tensor([mse(forecast, window.target), mae(forecast, window.target),
+                                      scaled if has_mase else 0.0, float(has_mase), float(not complete), 1.0],
+                                     dtype=torch.float64)
     if info is not None and info.distributed:
         sums = dist.all_reduce_mean(sums) * info.world_size
     n = max(sums[5].item(), 1.0)
@@ -370,6 +305,7 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
 def _forecasts(model, tokenizer, windows: list, fmt: PromptFormat, max_new_tokens: int, samples: int) -> list:
     """(forecast (H,), was the model's own) per window: greedy, or slow thinking's median of ``samples``."""
     if samples > 1:
+        from timer1.policy import Policy
         from timer1.slow_think import SlowThinkConfig, slow_think
 
         config = SlowThinkConfig(samples=samples, rounds=1, max_new_tokens=max_new_tokens, seed=0)
@@ -382,8 +318,7 @@ def _forecasts(model, tokenizer, windows: list, fmt: PromptFormat, max_new_token
 
 
 def checkpoint_score(metrics: dict) -> Optional[float]:
-    """Lower is better: the scale-free ``val_mase`` of an evaluation (``val_mse`` when no window has
-    one), None for a step without an evaluation."""
+    """Lower is better: ``val_mase`` (``val_mse`` when no window has one); None without an evaluation."""
     if "val_mse" not in metrics:
         return None
     mase_value = metrics.get("val_mase", float("nan"))
@@ -392,18 +327,6 @@ def checkpoint_score(metrics: dict) -> Optional[float]:
 
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
-
-
-class _PolicyFiles:
-    """What `save_checkpoint(tokenizer=...)` saves beside the weights: the tokenizer plus the two
-    small files `timer1.policy.load_policy` reads (generation config with eos/pad ids, prompt format),
-    the same ones `timer1.policy.save_policy` writes."""
-
-    def __init__(self, tokenizer, prompt_format: PromptFormat):
-        self.tokenizer, self.prompt_format = tokenizer, prompt_format
-
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        save_policy_files(self.tokenizer, self.prompt_format, path)
 
 
 def uses_lora(model: torch.nn.Module) -> bool:
@@ -417,13 +340,13 @@ def save_run_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.M
     """Checkpoint after optimizer step `step`. Collective: every rank must call it (RNG states are
     gathered so a resume restores each rank's own); rank 0 writes, the others return None.
     Lower `score` is better (validation MSE); cfg.keep_best / cfg.keep_last drive pruning."""
+    from timer1.policy import save_policy_files
     rng = dist.all_gather_object(capture_rng_state()) if info.distributed else capture_rng_state()
     path = None
     if info.is_master:
-        path = save_checkpoint(out_dir, step, dist.unwrap(model), optimizer, None, rng, cfg, metrics,
-                               adapter_only=uses_lora(model), score=score, higher_is_better=False,
+        path = save_checkpoint(out_dir, step, model, optimizer, rng, cfg, metrics, score=score,
                                keep_best=cfg.keep_best, keep_last=cfg.keep_last, extra=extra,
-                               tokenizer=_PolicyFiles(policy.tokenizer, policy.prompt_format),
+                               write_files=functools.partial(save_policy_files, policy.tokenizer, policy.prompt_format),
                                base_model=str(Path(out_dir) / "base_model") if policy.source == "random"
                                else policy.source)
     dist.barrier()
@@ -431,10 +354,9 @@ def save_run_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.M
 
 
 def save_base_model(policy: Policy, out_dir: str | os.PathLike) -> Path:
-    """A LoRA run on a random-init base saves that base once as ``out_dir/base_model`` (HF layout,
-    tokenizer and prompt format included), so its adapter checkpoints load with
-    ``load_policy(out_dir/base_model, adapter=out_dir/step_XXXXXX)``. Call on the master rank. Always
-    written whole (a fresh run may find the half-written one of a run killed before its first checkpoint)."""
+    """A LoRA run on a random-init base saves that base once as ``out_dir/base_model``, so its adapter
+    checkpoints load with ``load_policy(out_dir/base_model, adapter=out_dir/step_XXXXXX)``. Rank 0."""
+    from timer1.policy import Policy, save_policy
     path = Path(out_dir) / "base_model"
     core = dist.unwrap(policy.model)
     base_state = {k: v for k, v in core.state_dict().items() if ".lora_" not in k}  # LoRALinear keeps `weight`
@@ -456,8 +378,8 @@ def read_weights(ckpt_dir: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
 
 
 def copy_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], ckpt_dir: Path) -> None:
-    """Copy `read_weights` output into `model` in place (LoRA checkpoints need a model that already
-    carries LoRA layers of the same shapes). Every name and shape is checked before any copy."""
+    """Copy `read_weights` output into `model` (with LoRA layers for a LoRA checkpoint); every name and
+    shape is checked before any copy."""
     params = dict(dist.unwrap(model).named_parameters(remove_duplicate=False))  # tied lm_head.weight too
     for key, tensor in tensors.items():
         if key not in params:
@@ -471,8 +393,7 @@ def copy_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], ckpt_
 
 
 def read_checkpoint(ckpt_dir: Path, dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict]:
-    """(weights, train state) of a checkpoint, both read whole before anything is restored; a file that
-    cannot be read is one ValueError naming it (see `loaded`)."""
+    """(weights, train state) of a checkpoint, both read before anything is restored."""
     weights_file = ADAPTER_WEIGHTS if (ckpt_dir / ADAPTER_WEIGHTS).is_file() else "the model weights"
     tensors = loaded(f"{weights_file} of {ckpt_dir.name}", lambda: read_weights(ckpt_dir, dtype))
     state = loaded(f"train_state.pt of {ckpt_dir.name}", lambda: read_train_state(ckpt_dir))
@@ -481,16 +402,10 @@ def read_checkpoint(ckpt_dir: Path, dtype: torch.dtype) -> tuple[dict[str, torch
 
 def resume_run(out_dir: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                rank: int = 0) -> dict:
-    """Load the newest readable checkpoint in `out_dir` into `model` and `optimizer` and restore this
-    rank's RNG state. Returns the train state (``state["step"]`` = optimizer steps already done,
-    ``state["extra"]``, ``state["path"]``).
-
-    A checkpoint whose files cannot be read (truncated by a full disk or a partial copy) is skipped with
-    a warning on stderr naming it and why, and the next older one is tried; it stays on disk and is
-    replaced when the resumed run saves that step again. A checkpoint that reads but does not fit (other
-    shapes, another rank count) is an error, not skipped: an older one would not fit either. Every rank
-    must pick the same checkpoint (checked). FileNotFoundError (one line) when none is usable.
-    """
+    """Load the newest readable checkpoint in `out_dir` into `model` and `optimizer`, restore this
+    rank's RNGs, return its train state (``step``, ``extra``, ``path``). An unreadable checkpoint (a full
+    disk, a partial copy) is skipped with a warning; one that reads but does not fit is an error (an
+    older one would not fit either). Every rank must pick the same one (checked)."""
     dtype = next(dist.unwrap(model).parameters()).dtype
     skipped, found = [], None
     for ckpt in checkpoints_newest_first(out_dir):
@@ -516,12 +431,14 @@ def resume_run(out_dir: str | os.PathLike, model: torch.nn.Module, optimizer: to
     return state
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over every parameter's name and bytes (fp32, CPU): equal digests = equal weights."""
+def weights_digest(model: torch.nn.Module, trainable_only: bool = False) -> str:
+    """sha256 over each parameter's name and fp32 bytes: equal digests, equal weights. DDP runs log each
+    rank's; `trainable_only` hashes what DDP keeps in sync (a 7B LoRA run: megabytes, not the model)."""
     digest = hashlib.sha256()
     for name, param in sorted(dist.unwrap(model).named_parameters()):
-        digest.update(name.encode())
-        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+        if param.requires_grad or not trainable_only:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -531,9 +448,8 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def run_cli(main: Callable[[Any, dist.DistInfo], Any], config_class: type, description: str,
             argv: Optional[list[str]] = None) -> None:
-    """What ``python train_X.py`` / ``torchrun ... train_X.py`` does: read the config, join the process
-    group, run ``main(cfg, info)``. Bad input (ValueError, OSError) ends as one ``error:`` line from
-    rank 0 and exit status 2 (`dist.fail`); Ctrl-C as one line and status 130 (`_interrupted`)."""
+    """The scripts' ``__main__``: config, process group, ``main(cfg, info)``. Bad input (ValueError,
+    OSError) ends as one ``error:`` line and status 2, Ctrl-C as one line and status 130."""
     cfg = load_config_or_exit(config_class, argv, description)
     signal.signal(signal.SIGINT, lambda signum, frame: _interrupted(cfg.out_dir))
     error = None
@@ -550,12 +466,9 @@ def run_cli(main: Callable[[Any, dist.DistInfo], Any], config_class: type, descr
 
 
 def _interrupted(out_dir: str) -> None:
-    """SIGINT (Ctrl-C; torchrun forwards it to every worker): rank 0 prints one line naming the
-    checkpoint a ``--resume=true`` continues from, and every rank leaves at once with os._exit. Not a
-    KeyboardInterrupt: raised inside a collective it gave a traceback per rank plus peers' "Connection
-    closed" errors, and the Gloo teardown at exit aborted the process ("Fatal Python error: Aborted").
-    Leaving at once is safe for the run: a checkpoint is renamed into place whole or not at all, and
-    the temporaries of an unfinished write are removed at the next start."""
+    """SIGINT (torchrun forwards it to every worker): rank 0 names the checkpoint ``--resume=true``
+    continues from and every rank leaves at once. Not a KeyboardInterrupt: raised inside a collective it
+    gave a traceback per rank and an aborted Gloo teardown. Safe: checkpoints are renamed in whole."""
     if dist.is_master():
         try:
             latest = latest_checkpoint(out_dir)
