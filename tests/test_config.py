@@ -114,6 +114,15 @@ def test_structural_errors_are_one_line():
             load_config(SFTConfig, argv)
 
 
+def test_a_bool_field_stands_alone_as_a_switch():
+    base = ["--model.path=m"]
+    assert load_config(SFTConfig, base + ["--resume"]).resume is True
+    assert load_config(SFTConfig, base + ["--resume", "--resume=false"]).resume is False   # the last one wins
+    assert load_config(SFTConfig, base + ["--lora.enabled"]).lora.enabled is True           # inside a group
+    with pytest.raises(ConfigError, match="missing value for '--lora.r'"):
+        load_config(SFTConfig, base + ["--lora.r"])
+
+
 def test_load_config_or_exit_prints_one_line_and_exits_2(capsys):
     with pytest.raises(SystemExit) as info:
         load_config_or_exit(SFTConfig, RANDOM + ["--epochs=many"])

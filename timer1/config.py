@@ -317,8 +317,9 @@ def load_config(cls: type, argv: Optional[list[str]] = None, description: str = 
             if preset is None:
                 raise ConfigError("missing value for '--config' (use --config PATH)")
             continue
-        if not eq:
+        if not eq and not _is_flag(cls, key):
             raise ConfigError(f"missing value for '--{key}' (use --{key}=value)")
+        value = value if eq else "true"                        # a bare switch: --resume
         *groups, name = key.split(".")
         node = overrides
         for part in groups:
@@ -336,6 +337,18 @@ def load_config(cls: type, argv: Optional[list[str]] = None, description: str = 
     cfg = from_dict(cls, _merge(data, overrides))
     validate(cfg)
     return cfg
+
+
+def _is_flag(cls: type, key: str) -> bool:
+    """Whether ``--key`` (dotted into groups) names a bool field, which may stand alone as a switch."""
+    *groups, name = key.split(".")
+    for part in groups:
+        field = _fields(cls).get(part)
+        if field is None or not _is_group(field[1]):
+            return False
+        cls = field[1]
+    field = _fields(cls).get(name)
+    return field is not None and field[1] is bool
 
 
 def _merge(base: dict, extra: dict) -> dict:
