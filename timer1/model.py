@@ -238,6 +238,22 @@ class KVCache:
     def max_len(self) -> int:
         return self.valid.shape[1]
 
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
+        """Store ``k``/``v`` ``(B, Hkv, T, d)`` at slots ``[start, start + T)`` of ``layer`` and return
+        that layer's slots ``[0, start + T)``. ``start`` is an argument, not ``self.length``, so a
+        compiled step reads no Python state of the cache (under ``torch.compile(dynamic=True)`` it
+        is one symbolic int: one graph for every step)."""
+        end = start + k.shape[2]
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def advance(self, T: int, attention_mask: torch.Tensor | None = None) -> None:
+        """After a forward wrote ``T`` slots: move ``length`` on and each row's rotary position by
+        its count of real tokens (all ``T`` without a mask)."""
+        self.next_pos += T if attention_mask is None else attention_mask.to(torch.bool).sum(1)
+        self.length += T
+
     def repeat_rows(self, repeats: int, max_len: int) -> "KVCache":
         """A new cache of ``B * repeats`` rows and ``max_len`` slots, row b copied to rows
         ``b*repeats ... b*repeats + repeats - 1`` (prefill a prompt once, then give each of its
@@ -318,18 +334,14 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=config.attention_bias)
 
-    def forward(self, x, cos, sin, mask, is_causal, cache: KVCache | None):
+    def forward(self, x, cos, sin, mask, is_causal, cache: KVCache | None, start: int = 0):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, d)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, d)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, d)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:  # write the new slots, then attend to everything cached so far
-            start, end = cache.length, cache.length + T
-            cache.k[self.layer_idx][:, :, start:end] = k
-            cache.v[self.layer_idx][:, :, start:end] = v
-            k = cache.k[self.layer_idx][:, :, :end]  # (B, Hkv, S, d)
-            v = cache.v[self.layer_idx][:, :, :end]
+        if cache is not None:  # write slots [start, start + T), then attend to slots [0, start + T)
+            k, v = cache.write(self.layer_idx, k, v, start)  # (B, Hkv, S, d)
         y = _sdpa(q, k, v, mask, is_causal)  # (B, H, T, d)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
@@ -389,8 +401,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, mask, is_causal, cache=None):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, is_causal, cache)
+    def forward(self, x, cos, sin, mask, is_causal, cache=None, start=0):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, is_causal, cache, start)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -454,28 +466,42 @@ class Qwen2(nn.Module):
         Returns:
             ``(B, T, V)`` logits in the model's dtype (or ``(B, T, D)`` hidden states).
         """
+        start, positions, mask, is_causal = self.prepare(input_ids, attention_mask, positions, cache)
+        out = self.core(input_ids, positions, mask, is_causal, cache, start, return_hidden, last_only)
+        if cache is not None:
+            cache.advance(input_ids.shape[1], attention_mask)
+        return out
+
+    def prepare(self, input_ids, attention_mask=None, positions=None, cache: KVCache | None = None):
+        """The Python bookkeeping of a forward, kept out of :meth:`core` so that ``core`` is pure
+        tensor work ``torch.compile`` can trace without graph breaks (the sampler's compiled decode
+        step). Marks the new cache slots valid and returns ``(start, positions, mask, is_causal)``:
+        the first slot written, ``(B, T)`` rotary positions, the SDPA mask (None or bool
+        ``(B|1, 1, T, S)``) and whether SDPA may use ``is_causal``."""
         B, T = input_ids.shape
         device = input_ids.device
         start = cache.length if cache is not None else 0
-        end = start + T
-        if cache is not None and end > cache.max_len:
-            raise ValueError(f"KV cache holds {cache.max_len} positions; {end} needed")
+        if cache is not None and start + T > cache.max_len:
+            raise ValueError(f"KV cache holds {cache.max_len} positions; {start + T} needed")
         real = None if attention_mask is None else attention_mask.to(torch.bool)  # (B, T)
         if positions is None:
             positions = self._default_positions(B, T, real, cache, device)
         mask, is_causal = self._attention_mask(T, start, real, cache, device)
+        return start, positions, mask, is_causal
 
+    def core(self, input_ids, positions, mask, is_causal, cache: KVCache | None = None, start: int = 0,
+             return_hidden: bool = False, last_only: bool = False) -> torch.Tensor:
+        """Embeddings, the blocks, the final norm and ``lm_head`` on prepared inputs (see
+        :meth:`prepare`); writes the cache slots ``[start, start + T)`` but reads no other state
+        of the cache. ``(B, T)`` ids -> ``(B, T|1, V)`` logits (or ``(B, T|1, D)`` hidden states)."""
         x = self.model.embed_tokens(input_ids)  # (B, T, D)
-        cos, sin = rope_cos_sin(positions, self._rope_inv_freq(device), x.dtype)  # (B, 1, T, d)
+        cos, sin = rope_cos_sin(positions, self._rope_inv_freq(input_ids.device), x.dtype)  # (B, 1, T, d)
         use_ckpt = self.gradient_checkpointing and torch.is_grad_enabled() and cache is None
         for layer in self.model.layers:
             if use_ckpt:
                 x = checkpoint(layer, x, cos, sin, mask, is_causal, use_reentrant=False)
             else:
-                x = layer(x, cos, sin, mask, is_causal, cache)
-        if cache is not None:  # the layers wrote slots [start, end)
-            cache.next_pos += T if real is None else real.sum(1)
-            cache.length = end
+                x = layer(x, cos, sin, mask, is_causal, cache, start)
         if last_only:
             x = x[:, -1:]  # (B, 1, D)
         x = self.model.norm(x)

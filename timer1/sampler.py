@@ -6,11 +6,25 @@ token per step, into a static preallocated :class:`~timer1.model.KVCache`. Rows 
 at any eos id; finished rows keep being fed a token (their outputs are ignored) so the batch stays
 rectangular, and their recorded tokens never change.
 
-The sampling functions below are tiny and pure: logits in, tensors out.
+Each decode step is ``model.prepare`` (Python bookkeeping of the cache), ``model.core`` (the tensor
+work) and ``cache.advance``. ``compile=True`` runs ``core`` through ``torch.compile(dynamic=True)``
+(inductor's C++ backend on CPU): the cache length is a symbolic int, so one graph serves every step
+and every cache length (separate graphs only for one row vs several, and with vs without a padding
+mask). It removes eager PyTorch's per-op overhead (~30 small ops per layer), which dominates the
+decode step of small models; the tokens are the same and log-probs agree within float rounding. The
+compile costs 10-30 s once per process and shape (less with inductor's on-disk cache warm), so the
+default (``compile=None``) is a ski-rental rule: decode eagerly until this model has run
+:data:`AUTO_COMPILE_STEPS` decode steps in this process, then compile, so a one-off forecast never
+pays for a compile and a GRIP run or a server pays once (measurements: README, benchmarks/sampler.py).
+
+The sampling functions below are tiny and pure: logits in, tensors out. They stay eager in both
+modes, so a seeded run draws the same random numbers whether or not the model step is compiled.
 """
 
 from __future__ import annotations
 
+import functools
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -19,7 +33,14 @@ import torch
 from timer1.model import KVCache, Qwen2
 
 __all__ = ["Generation", "generate", "KVCache", "sampling_logprobs", "top_k_mask", "top_p_mask",
-           "sample_token"]
+           "sample_token", "AUTO_COMPILE_STEPS"]
+
+AUTO_COMPILE_STEPS = 20_000
+"""``compile=None`` compiles a model's decode step once it has run this many eager decode steps in
+this process: about what the compile costs (10-30 s) over what it saves per step (~1 ms on the tiny
+config, measured in benchmarks/sampler.py), so at most twice the best-in-hindsight cost."""
+
+_eager_steps: "weakref.WeakKeyDictionary[Qwen2, int]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -132,7 +153,8 @@ def _check_args(prompts, max_new_tokens, num_samples, temperature, top_k, top_p,
 @torch.inference_mode()
 def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num_samples: int = 1,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             eos_ids: Sequence[int] = (), seed: int | Sequence[int] | None = None) -> Generation:
+             eos_ids: Sequence[int] = (), seed: int | Sequence[int] | None = None,
+             compile: bool | None = None) -> Generation:
     """Sample ``num_samples`` continuations of each prompt, all rows decoded together.
 
     ``prompts``: a list of token-id lists (different lengths are fine). ``temperature=0`` is greedy.
@@ -140,7 +162,10 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
     last token) or after ``max_new_tokens``. ``seed`` seeds a private ``torch.Generator`` (same seed,
     same model, same device -> same tokens); a list of seeds, one per prompt, gives each prompt its
     own generator, so a prompt's samples are the same whichever prompts share its batch (up to the
-    float rounding of a padded batch); ``None`` uses the global RNG. Returns a
+    float rounding of a padded batch); ``None`` uses the global RNG. ``compile``: True runs the decode
+    step through ``torch.compile``, False eagerly, None (default) eagerly until the model has run
+    :data:`AUTO_COMPILE_STEPS` decode steps in this process (module docstring). Any dtype works
+    (bf16 weights: logits are cast to fp32 before log-softmax and sampling). Returns a
     :class:`Generation` (``.tokens``, ``.logprobs``, ``.finished``), samples of prompt 0 first.
     """
     model = getattr(model, "module", model)
@@ -166,6 +191,7 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
     out_logprobs = torch.zeros(n_rows, max_new_tokens, dtype=torch.float32, device=device)
     done = torch.zeros(n_rows, dtype=torch.bool, device=device)  # (N,) hit eos before this step
     lengths = torch.full((n_rows,), max_new_tokens, dtype=torch.long, device=device)
+    step_fn = _step_function(model, compile, max_new_tokens)
     for step in range(max_new_tokens):
         token, logprob = _draw(logits, temperature, top_k, top_p, generator)  # (N,), (N,)
         out_tokens[:, step] = torch.where(done, 0, token)
@@ -177,7 +203,7 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
             if bool(done.all()):
                 break
         if step + 1 < max_new_tokens:
-            logits = model(token[:, None], cache=cache)[:, -1]  # (N, V)
+            logits = _decode(model, step_fn, token[:, None], cache)  # (N, V)
 
     tokens, logprobs, lengths = out_tokens.tolist(), out_logprobs.tolist(), lengths.tolist()
     return Generation(
@@ -185,6 +211,33 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
         logprobs=[row[:n] for row, n in zip(logprobs, lengths)],
         finished=done.tolist(),
     )
+
+
+def _step_function(model: Qwen2, compile: bool | None, max_new_tokens: int):
+    """``Qwen2.core`` or its compiled twin, as ``compile`` (or the auto rule) says; an eager call adds
+    the decode steps it asks for (``max_new_tokens - 1``) to the model's count."""
+    if compile is None:
+        compile = _eager_steps.get(model, 0) >= AUTO_COMPILE_STEPS
+    if compile:
+        return _compiled_core()
+    _eager_steps[model] = _eager_steps.get(model, 0) + max_new_tokens - 1
+    return Qwen2.core
+
+
+@functools.cache
+def _compiled_core():
+    """``Qwen2.core`` compiled once per process; dynamo guards on the model's structure and recompiles
+    for another one (within its recompile limit)."""
+    return torch.compile(Qwen2.core, dynamic=True)
+
+
+def _decode(model: Qwen2, step_fn, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """One decode step ``(N, 1)`` ids -> ``(N, V)`` logits: the cache bookkeeping in Python around
+    ``step_fn`` (``Qwen2.core``, eager or compiled), exactly what ``model(tokens, cache=cache)`` does."""
+    start, positions, mask, is_causal = model.prepare(tokens, cache=cache)
+    logits = step_fn(model, tokens, positions, mask, is_causal, cache, start, False, True)  # (N, 1, V)
+    cache.advance(1)
+    return logits[:, -1]
 
 
 def _generators(seed, n_prompts: int, device):
