@@ -145,3 +145,21 @@ def test_model_names_and_missing_models(forecaster, monkeypatch, tmp_path):
         Forecaster.from_pretrained("no-such-model")
     with pytest.raises(FileNotFoundError, match="holds neither model weights nor checkpoints"):
         Forecaster.from_pretrained(tmp_path)                      # an empty directory
+
+
+def test_an_adapter_on_the_smollm2_hub_name_gets_the_cached_conversion(monkeypatch, tmp_path):
+    """checkpoints/timer1-smol names its base as PEFT does (the hub id); with no such directory the
+    base is SmolLM2 converted once from the installed GGUF package (timer1.gguf.smollm2_base_dir)."""
+    import json
+    import timer1.gguf
+    from timer1.forecaster import SMOLLM2_HUB_NAME, resolve_model
+
+    adapter = tmp_path / "timer1-smol"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": SMOLLM2_HUB_NAME}))
+    converted = tmp_path / "cache" / "SmolLM2-135M-Instruct"
+    monkeypatch.setattr(timer1.gguf, "smollm2_base_dir", lambda: converted)
+    assert resolve_model(adapter) == (converted, adapter)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "someone/OtherLM"}))
+    with pytest.raises(FileNotFoundError, match="trained on someone/OtherLM, which is not found"):
+        resolve_model(adapter)

