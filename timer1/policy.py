@@ -23,7 +23,8 @@ from timer1.atomic import write_json_atomic
 from timer1.calibrate import read_band_scale
 from timer1.checkpoint import LATEST, resolve_checkpoint
 from timer1.data import synthetic_frame, train_windows
-from timer1.model import Qwen2, Qwen2Config, as_dtype, default_device_dtype
+from timer1.hf_io import as_dtype
+from timer1.model import Qwen2, Qwen2Config
 from timer1.prompts import build_prompt
 from timer1.task import PromptFormat
 from timer1.tokenizer import Tokenizer, train_tokenizer
@@ -50,11 +51,14 @@ class Policy:
 
 def resolve_device(device: str | torch.device | None = None,
                    dtype: str | torch.dtype | None = None) -> tuple[torch.device, torch.dtype]:
-    """``device``/``dtype`` as asked, with ``None``/``"auto"`` meaning cuda+bf16 when present, else cpu+fp32."""
-    auto_device, auto_dtype = default_device_dtype()
-    device = auto_device if device in (None, "auto") else torch.device(device)
+    """``device``/``dtype`` as asked, with ``None``/``"auto"`` meaning cuda when present (in bf16, or
+    fp16 on a GPU without bf16), else cpu+fp32."""
+    if device in (None, "auto"):
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
     if dtype in (None, "auto"):
-        dtype = auto_dtype if device.type == "cuda" else torch.float32
+        dtype = torch.float32 if device.type != "cuda" else (
+            torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     else:
         dtype = as_dtype(dtype)
     return device, dtype

@@ -32,7 +32,7 @@ import torch
 
 from timer1.model import KVCache, Qwen2
 
-__all__ = ["Generation", "generate", "KVCache", "sampling_logprobs", "top_k_mask", "top_p_mask",
+__all__ = ["Generation", "generate", "sampling_logprobs", "top_k_mask", "top_p_mask",
            "sample_token", "AUTO_COMPILE_STEPS"]
 
 AUTO_COMPILE_STEPS = 20_000
