@@ -4,7 +4,7 @@ GRIP is GRPO with two changes, both pure tensor functions here:
 
 1. Non-uniform sampling. Per prompt the old policy samples ``K = k * G`` completions (paper: k=3,
    G=16) and G of them are *selected* by reward (``select_candidates``): "local random sampling"
-   keeps the best of k random draws, "cluster-based random sampling" (the paper's best variant)
+   keeps the best of k random draws, "cluster-based random sampling" (the paper's best choice)
    spreads the G picks over reward clusters so informative low-reward samples stay in the group.
 2. Adaptive weighting. Instead of GRPO's uniform ``1/G`` average over trajectories, each selected
    trajectory gets a weight ``w_i`` (``adaptive_weights``; paper v1: ``softmax`` of the rewards).
@@ -58,7 +58,7 @@ def select_candidates(
       (``k = K // G``) into G disjoint tournaments of k; keep the best of each (first index on
       ties). Tournaments are drawn *without* replacement, so the G picks are distinct and each is
       the best of its own k, which biases the group towards high rewards while keeping randomness.
-    - ``"cluster"`` (cluster-based random sampling, the paper's best variant): cluster the rewards
+    - ``"cluster"`` (cluster-based random sampling, the paper's best choice): cluster the rewards
       with exact 1-D k-means (``n_clusters`` clusters, fewer when there are fewer distinct values;
       see ``kmeans_1d``), shuffle each cluster, then take members round-robin across clusters
       (highest-reward cluster first in each round) until G are taken. Round-robin (rather than

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -83,46 +83,37 @@ def sample_rollout(model: nn.Module, tokenizer, prompts: list[list[int]], *, K: 
 # ----------------------------------------------------------------------------------------------
 # 2. scoring
 
-Scorer = Callable[[str, np.ndarray], dict]
-
 
 def digit_share(text: str) -> float:
     """Fraction of the characters of ``text`` that are ASCII digits (0 for an empty text)."""
     return sum(c in "0123456789" for c in text) / len(text) if text else 0.0
 
 
-def time_r1_scorer(variant: str = "paper", digit_bonus: float = 0.0) -> Scorer:
-    """``compute_reward`` (the paper's or the official reward), plus, when ``digit_bonus > 0``, a
-    ``digits`` term ``digit_bonus * digit_share(text)`` added to the total.
+def score_completion(text: str, target: np.ndarray, reward: str = "paper", digit_bonus: float = 0.0) -> dict:
+    """``compute_reward`` (``reward``: the paper's or the official code's), plus, when ``digit_bonus > 0``,
+    a ``digits`` term ``digit_bonus * digit_share(text)`` added to the total.
 
     The bonus is for smoke runs and tests only: a randomly initialised model never writes the
     ``<think>/<answer>`` format, so every completion gets the same reward, every advantage is 0 and
     no weight moves. The share of digits differs between samples from the first step, is easy to
     learn and is checkable, so the whole gradient path (and DDP's sync of it) gets exercised.
     """
-    def score(text: str, target: np.ndarray) -> dict:
-        terms = compute_reward(text, target, variant=variant)
-        if digit_bonus:
-            terms["digits"] = digit_bonus * digit_share(text)
-            terms["total"] += terms["digits"]
-        return terms
-    return score
+    terms = compute_reward(text, target, variant=reward)
+    if digit_bonus:
+        terms["digits"] = digit_bonus * digit_share(text)
+        terms["total"] += terms["digits"]
+    return terms
 
 
-def score_rollout(rollout: Rollout, targets: Sequence[np.ndarray], *, variant: str = "paper",
-                  digit_bonus: float = 0.0, scorer: Scorer | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """Reward every completion against its prompt's target: rewards ``(B, K)`` (the ``total``) and
-    every term as a ``(B, K)`` array (``format``, ``length``, ``mse``, ...).
-
-    By default the scorer is ``time_r1_scorer(variant, digit_bonus)``; any other
-    ``scorer(text, target) -> dict with "total"`` may replace it.
-    """
+def score_rollout(rollout: Rollout, targets: Sequence[np.ndarray], *, reward: str = "paper",
+                  digit_bonus: float = 0.0) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """Reward every completion against its prompt's target (``score_completion``): rewards ``(B, K)``
+    (the ``total``) and every term as a ``(B, K)`` array (``format``, ``length``, ``mse``, ...)."""
     B, K = len(rollout.prompts), rollout.K
     if len(targets) != B:
         raise ValueError(f"score_rollout: {len(targets)} targets for {B} prompts")
-    if scorer is None:
-        scorer = time_r1_scorer(variant, digit_bonus)
-    scores = [scorer(text, targets[i // K]) for i, text in enumerate(rollout.texts)]  # B*K dicts
+    scores = [score_completion(text, targets[i // K], reward, digit_bonus)
+              for i, text in enumerate(rollout.texts)]  # B*K dicts
     keys = [k for k in (*REWARD_KEYS, "digits", "total") if k in scores[0]]
     terms = {k: np.array([s[k] for s in scores], dtype=np.float64).reshape(B, K) for k in keys}
     rewards = torch.tensor(terms["total"], dtype=torch.float32)  # (B, K)
