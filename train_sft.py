@@ -4,7 +4,7 @@ reasoning habit before GRIP RL. Paper settings: 300 samples, one epoch, lr 5e-5.
 One process (CPU or one GPU):
 
     python train_sft.py --config configs/smoke_sft.toml
-    python train_sft.py --config configs/sft_tiny.toml --out_dir=runs/sft_tiny
+    python train_sft.py --config configs/demo_sft.toml --out_dir=runs/demo_sft
 
 Several processes (DDP; NCCL on GPUs, Gloo on CPU):
 

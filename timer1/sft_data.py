@@ -26,7 +26,7 @@ teacher when one is given, and the counts say how often (``BuildCounts``).
 
 CLI (writes a JSONL of samples, atomically)::
 
-    python -m timer1.sft_data --config configs/sft_tiny.toml --out data/sft_tiny.jsonl
+    python -m timer1.sft_data --config configs/demo_sft.toml --out data/demo_sft.jsonl
     python -m timer1.sft_data --config configs/sft_qwen2.5_7b.toml --out data/sft_etth1.jsonl \\
         --teacher=model --teacher_path=/models/DeepSeek-R1-Distill-Qwen-7B --teacher_k=3
 
