@@ -36,7 +36,7 @@ WEIGHT_MODES = ("softmax", "positive", "uniform")
 ADV_SCALES = ("group-std", "batch-std", "none")
 AGGREGATIONS = ("seq-mean", "token-mean", "batch-token-mean", "constant")
 RATIO_LEVELS = ("token", "sequence")
-OVERLONG_CACHE = 0.2  # DAPO's soft overlong punishment ramps over the last 20% of the budget (4k of 20k)
+OVERLONG_CACHE = 0.2  # DAPO's soft overlong punishment ramps over the last 20% of the budget (its 4k of 20k)
 
 
 # ----------------------------------------------------------------------------------------------

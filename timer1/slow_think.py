@@ -1,10 +1,8 @@
 """Slow-thinking inference: draft -> reflect -> refine (Time-R1, arXiv 2506.10630).
 
-Time-R1 treats forecasting as reasoning: the model writes a chain of thought in ``<think>`` and a
-forecast in ``<answer>``, and it is trained (SFT warm-up, then GRIP) to think slowly, i.e. to
-explore several reasoning paths before settling on an answer (paper Sec. 1 and 3: "slow-thinking",
-GRIP samples and weighs many reasoning paths per prompt). At inference the same idea gives a
-test-time procedure, in three steps:
+The model is trained (SFT, then GRIP, which samples and weighs many reasoning paths per prompt) to
+think in ``<think>`` before it answers in ``<answer>``; at inference the same idea, exploring several
+reasoning paths before settling on an answer (paper Sec. 1 and 3), is a test-time procedure:
 
 1. Draft. Sample ``samples`` reasoning paths for the window with ONE batched ``generate`` call
    (``num_samples=N``: the prompt is prefilled once and its KV cache copied to the N rows).
