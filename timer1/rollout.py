@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from timer1.checkpoint import derive_seed
+from timer1.dist import unwrap
 from timer1.grip import Groups
 from timer1.lora import lora_disabled, lora_modules
 from timer1.model import head_logprobs
@@ -67,7 +68,7 @@ def sample_rollout(model: nn.Module, tokenizer, prompts: list[list[int]], *, K: 
     ``prompts_per_call * K`` rows), call c seeded by ``derive_seed(seed, c)``. Texts are decoded
     without the closing eos so ``compute_reward`` sees the model's words only.
     """
-    core = getattr(model, "module", model)
+    core = unwrap(model)
     step = prompts_per_call if prompts_per_call > 0 else len(prompts)
     tokens, finished = [], []
     for call, start in enumerate(range(0, len(prompts), step)):
@@ -207,7 +208,7 @@ def completion_logprobs(model: nn.Module, batch: TrainBatch, temperature: float 
     reference pass and for every inner update. The hidden state at position ``prompt_len + t - 1``
     predicts completion token t; only those positions reach ``lm_head`` (fp32 log-softmax).
     """
-    core = getattr(model, "module", model)
+    core = unwrap(model)
     hidden = model(batch.input_ids, return_hidden=True)  # (N, L, D)
     N, L, D = hidden.shape
     T = batch.completion_mask.shape[1]
@@ -226,7 +227,7 @@ def swapped_adapter(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Iter
     The reference policy when RL continues an SFT adapter: the SFT adapter itself, at the cost of one
     adapter-sized copy instead of a second model.
     """
-    params = dict(getattr(model, "module", model).named_parameters())
+    params = dict(unwrap(model).named_parameters())
     missing = [name for name in snapshot if name not in params]
     if missing:
         raise ValueError(f"adapter snapshot names a parameter the model does not have: {missing[0]}")
@@ -244,7 +245,7 @@ def swapped_adapter(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Iter
 
 def adapter_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of every LoRA weight (for ``swapped_adapter``)."""
-    core = getattr(model, "module", model)
+    core = unwrap(model)
     return {f"{name}.{part}.weight": getattr(m, part).weight.detach().clone()
             for name, m in lora_modules(core).items() for part in ("lora_A", "lora_B")}
 
@@ -265,7 +266,7 @@ class Reference:
     @contextlib.contextmanager
     def active(self, policy: nn.Module) -> Iterator[nn.Module]:
         """The module whose log-probs are the reference's."""
-        core = getattr(policy, "module", policy)
+        core = unwrap(policy)
         if self.kind == "model":
             yield self.model
         elif self.kind == "adapter":

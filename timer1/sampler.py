@@ -29,6 +29,7 @@ from typing import Sequence
 
 import torch
 
+from timer1.dist import unwrap
 from timer1.model import KVCache, Qwen2
 
 __all__ = ["Generation", "generate", "sampling_logprobs", "top_k_mask", "top_p_mask",
@@ -167,7 +168,7 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
     (bf16 weights: logits are cast to fp32 before log-softmax and sampling). Returns a
     :class:`Generation` (``.tokens``, ``.logprobs``, ``.finished``), samples of prompt 0 first.
     """
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     config = model.config
     _check_args(prompts, max_new_tokens, num_samples, temperature, top_k, top_p, config.vocab_size)
     param = model.lm_head.weight
