@@ -5,28 +5,13 @@
     torchrun --standalone --nproc_per_node=4 train_grip.py --config configs/grip_qwen2.5_7b.toml \
         --model.path=/models/Qwen2.5-7B-Instruct --sft_adapter=runs/sft_qwen2.5_7b
 
-Several nodes: the same torchrun command on each with ``--nnodes=N --node_rank=R --master_addr=NODE0
---master_port=29500``. A stopped run continues with the same command plus ``--resume=true``.
-
-One step, visible in ``main``: draw ``batch`` training windows and split them over ranks; sample
-``k * G`` completions per prompt; score them; select G per prompt (advantages, weights); compute
-reference log-probs; then ``mu`` optimizer updates over the same rollout (so the clip matters), the
-first of which also records the old log-probs (``timer1/rollout.py`` says why that is exact).
-
-Every forward of RL runs with dropout off (the model stays in eval mode): the ratio compares the
-policy that sampled with the policy being updated, and a fresh dropout mask in each forward would
-make it noise (a ratio of 0.45 to 1.8 at the first inner step was measured with LoRA dropout 0.05).
-
-``--sft_adapter=DIR`` continues an SFT adapter and the KL reference is that adapter itself
-(``reference="init"``); ``--reference=base`` uses the base with LoRA off. Without an adapter,
-``model.path`` is the start and the reference (a frozen copy under full fine-tuning). The loss
-options (``loss_agg``, ``adv_scale``, ``eps_high``, ``ratio_level``, ``drop_zero_variance``,
-``overlong``) give GRPO, DAPO, Dr. GRPO and GSPO from the same loop; ``timer1/grip.py`` says what each does:
-
-    GRPO:      --selection=uniform --weights=uniform --k=1
-    DAPO:      --selection=uniform --weights=uniform --k=1 --eps_high=0.28 --loss_agg=batch-token-mean
-               --drop_zero_variance=true --overlong=soft-penalty --beta=0
-    official:  --selection=uniform --weights=uniform --k=1 --loss_agg=token-mean --beta=0.001 --reward=official
+Add ``--resume=true`` to continue a stopped run. One step, visible in ``main``: draw ``batch`` windows
+and split them over ranks; sample ``k * G`` completions per prompt; score them; select G per prompt
+with advantages and weights; reference log-probs; then ``mu`` updates on that rollout (so the clip
+matters). The model stays in eval mode throughout: a fresh dropout mask in each forward would make the
+ratio of sampling and updated policy noise. The KL reference is the SFT adapter (``--sft_adapter``),
+the base with LoRA off (``--reference=base``) or a frozen copy (full fine-tuning). GRPO, DAPO, Dr. GRPO
+and GSPO are config values of the same loop (configs/grpo_tiny.toml, configs/dapo_tiny.toml; timer1/grip.py).
 """
 
 from __future__ import annotations
@@ -177,7 +162,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
                                      prompts_per_call=cfg.rollout_prompts)
         t_gen = time.perf_counter()
         # 3. rewards (B, K); select G per prompt with advantages and weights; the rows that train
-        rewards, terms = score_rollout(rollout, targets, variant=cfg.reward, digit_bonus=cfg.digit_bonus)
+        rewards, terms = score_rollout(rollout, targets, reward=cfg.reward, digit_bonus=cfg.digit_bonus)
         if cfg.overlong == "soft-penalty":
             lengths = torch.tensor([len(c) for c in rollout.completions]).view_as(rewards)  # (B, K)
             penalty = overlong_penalty(lengths, cfg.max_completion)  # (B, K)

@@ -4,7 +4,7 @@ reasoning habit before GRIP RL. Paper settings: 300 samples, one epoch, lr 5e-5.
 One process (CPU or one GPU):
 
     python train_sft.py --config configs/smoke_sft.toml
-    python train_sft.py --config configs/sft_tiny.toml --out_dir=runs/sft_tiny
+    python train_sft.py --config configs/demo_sft.toml --out_dir=runs/demo_sft
 
 Several processes (DDP; NCCL on GPUs, Gloo on CPU):
 
@@ -41,10 +41,11 @@ from timer1.config import SFTConfig, save_config
 from timer1.data import evenly_spaced
 from timer1.model import token_logprobs
 from timer1.sft_data import StatisticalTeacher, build_samples, read_jsonl, train_values
-from timer1.task import load_windows, window_spec_from
-from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, claim_out_dir,
-                                checkpoint_score, evaluate_forecasts, format_seconds, lr_at, resume_run, run_cli, save_base_model,
-                                save_run_checkpoint, set_lr, trainable_parameters, uses_lora, weights_digest)
+from timer1.task import chat_ids, completion_ids, load_windows, window_spec_from
+from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, checkpoint_score,
+                                claim_out_dir, evaluate_forecasts, evaluating, format_seconds, lr_at, resume_run,
+                                run_cli, save_base_model, save_run_checkpoint, set_lr, trainable_parameters,
+                                uses_lora, weights_digest)
 
 BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
 
@@ -62,9 +63,8 @@ class Example:
 def encode(record: dict, tokenizer) -> Example:
     """A {prompt, completion} record as token ids; a plain-text prompt becomes one user message."""
     messages = record["prompt"] if isinstance(record["prompt"], list) else [{"role": "user", "content": record["prompt"]}]
-    prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
-    completion = tokenizer.encode(record["completion"]) + [tokenizer.eos_ids[0]]
-    return Example(prompt + completion, len(prompt))
+    prompt = chat_ids(tokenizer, messages)
+    return Example(prompt + completion_ids(tokenizer, record["completion"]), len(prompt))
 
 
 def statistical_teacher(cfg: SFTConfig, fmt, spec) -> StatisticalTeacher:
@@ -156,16 +156,14 @@ def weighted_nll(model, ids, weights) -> torch.Tensor:
 @torch.no_grad()
 def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int, info) -> float:
     """Mean completion-token NLL over held-out examples (sharded by stride, summed over ranks)."""
-    core = dist.unwrap(model)
-    core.eval()
     shard = dist.shard_by_stride(examples, info.rank, info.world_size)
     totals = torch.zeros(2, dtype=torch.float64)           # nll, tokens
-    for i in range(0, len(shard), batch_size):
-        ids, mask = collate(shard[i:i + batch_size], pad_id, info.device)
-        with autocast(info.device):
-            totals[0] += weighted_nll(core, ids, mask).item()
-        totals[1] += mask.sum().item()
-    core.train()
+    with evaluating(dist.unwrap(model)) as core:
+        for i in range(0, len(shard), batch_size):
+            ids, mask = collate(shard[i:i + batch_size], pad_id, info.device)
+            with autocast(info.device):
+                totals[0] += weighted_nll(core, ids, mask).item()
+            totals[1] += mask.sum().item()
     totals = dist.all_reduce_mean(totals) * info.world_size
     return totals[0].item() / max(totals[1].item(), 1.0)
 

@@ -35,7 +35,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from timer1.data import forecast_window, read_csv  # noqa: E402
-from timer1.policy import load_policy, random_policy, save_policy  # noqa: E402
+from timer1.policy import load_policy, save_policy  # noqa: E402
+from timer1.random_init import random_policy  # noqa: E402
 from timer1.slow_think import SlowThinkConfig, default_max_new_tokens, slow_think  # noqa: E402
 from timer1.task import PromptFormat  # noqa: E402
 

@@ -6,7 +6,7 @@ not a test.
 
 Configs (random weights, fp32 on CPU / bf16 autocast on CUDA, one sequence per step):
 
-* ``tiny``: the ``configs/sft_tiny.toml`` model (hidden 128, 4 layers, 4/2 heads, intermediate 384,
+* ``tiny``: the ``configs/demo_sft.toml`` model (hidden 128, 4 layers, 4/2 heads, intermediate 384,
   vocab 1024), full fine-tuning, sequence 256 (about one compact-prompt SFT sample).
 * ``0.5b-lora``: Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads / 2 kv heads, intermediate
   4864, tied 151,936-row vocabulary), LoRA r=8 on all seven projections, sequence ``--seq_len``

@@ -37,7 +37,8 @@ TINY_CONFIG = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "n
 @pytest.fixture(scope="session")
 def compact_checkpoint(tmp_path_factory) -> Path:
     """A tiny random Qwen2 saved in the HF layout, expecting compact prompts (the CLIs' end-to-end tests)."""
-    from timer1.policy import random_policy, save_policy
+    from timer1.policy import save_policy
+    from timer1.random_init import random_policy
     from timer1.task import PromptFormat
 
     path = tmp_path_factory.mktemp("ckpt") / "tiny"

@@ -209,7 +209,7 @@ def _class_for(preset: Path) -> type:
 def test_every_shipped_preset_parses():
     presets = sorted(CONFIGS.glob("*.toml"))
     names = {p.stem for p in presets}
-    assert {"smoke_sft", "smoke_grip", "sft_tiny", "grip_tiny", "sft_qwen2.5_7b", "grip_qwen2.5_7b"} <= names
+    assert {"smoke_sft", "smoke_grip", "demo_sft", "demo_grip", "sft_qwen2.5_7b", "grip_qwen2.5_7b"} <= names
     for preset in presets:
         cfg = load_config(_class_for(preset), ["--config", str(preset)])
         assert isinstance(cfg, _class_for(preset))

@@ -10,7 +10,8 @@ from conftest import TINY_CONFIG
 from timer1.checkpoint import save_checkpoint
 from timer1.config import SFTConfig
 from timer1.export import INFERENCE_FILES, export, main
-from timer1.policy import load_policy, random_policy, save_policy_files
+from timer1.policy import load_policy, save_policy_files
+from timer1.random_init import random_policy
 from timer1.task import PromptFormat
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from timer1.lora import apply_lora, save_adapter
-from timer1.policy import random_policy
+from timer1.random_init import random_policy
 
 from conftest import TINY_CONFIG as TINY
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from timer1.model import KVCache, Qwen2, Qwen2Config, default_device_dtype, token_logprobs
+from timer1.model import KVCache, Qwen2, Qwen2Config, token_logprobs
+from timer1.policy import resolve_device
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = ["untied", "tied_mha", "sharded"]
@@ -116,7 +117,7 @@ def test_load_in_bfloat16_keeps_rope_in_fp32(tmp_path):
     assert model._rope_inv_freq(torch.device("cpu")).dtype == torch.float32
     # bf16 has ~3 significant digits; the logits must still be close to the fp32 ones
     assert (logits.float() - ref["logits"]).abs().max() < 0.1 * ref["logits"].abs().max()
-    assert default_device_dtype()[1] in (torch.float32, torch.bfloat16, torch.float16)
+    assert resolve_device()[1] in (torch.float32, torch.bfloat16, torch.float16)
 
 
 # -- bad checkpoints -----------------------------------------------------------------------------
@@ -291,8 +292,14 @@ def test_gradient_checkpointing_gives_same_gradients():
         torch.testing.assert_close(p.grad, g, atol=1e-6, rtol=1e-5)
 
 
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """HF's ``[x1, x2] -> [-x2, x1]`` over the last dimension split in two halves."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
 def test_apply_rope_equals_hf_rotate_half_formula():
-    from timer1.model import apply_rope, rope_cos_sin, rotate_half
+    from timer1.model import apply_rope, rope_cos_sin
 
     d = 8
     positions = torch.tensor([[0, 3, 7]])

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from timer1.policy import load_policy, random_policy, save_policy
+from timer1.policy import load_policy, save_policy
+from timer1.random_init import random_policy
 from timer1.sampler import generate
 
 TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

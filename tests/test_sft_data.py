@@ -15,7 +15,8 @@ from timer1 import sft_data as S
 from timer1.baselines import make_baseline
 from timer1.data import Window
 from timer1.metrics import mape
-from timer1.policy import random_policy, save_policy
+from timer1.policy import save_policy
+from timer1.random_init import random_policy
 from timer1.prompts import compact_scaler, parse_forecast
 from timer1.task import PromptFormat, forecast_from_completion, load_windows
 

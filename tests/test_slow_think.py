@@ -8,7 +8,7 @@ import pytest
 import timer1.slow_think as st
 from timer1.baselines import SeasonalNaive
 from timer1.data import Step, forecast_window, synthetic_frame
-from timer1.policy import random_policy
+from timer1.random_init import random_policy
 from timer1.prompts import compact_scaler
 from timer1.sampler import Generation
 from timer1.slow_think import (QUANTILES, SlowThinkConfig, aggregate, backtest_window, choose_answer, conclude,

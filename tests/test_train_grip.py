@@ -20,7 +20,9 @@ from timer1 import dist
 from timer1.config import GRIPConfig, load_config
 from timer1.grip import grip_loss, loss_totals, make_groups
 from timer1.lora import apply_lora, lora_modules, save_adapter
-from timer1.policy import policy_from_config, random_policy, save_policy
+from timer1.policy import save_policy
+from timer1.random_init import random_policy
+from timer1.train_utils import policy_from_config
 from timer1.rollout import Reference, build_batch, completion_logprobs, sample_rollout, score_rollout
 from timer1.task import prompt_format_from
 

@@ -3,7 +3,7 @@
     python -m timer1.calibrate checkpoints/timer1-tiny [--windows 64] [--samples 8]
 
 Slow thinking's band is the spread of its drafts. A small model's drafts are too alike, so their
-10-90% band covers far fewer outcomes than 80% (timer1-tiny v1: 51% at temperature 1). Conformal
+10-90% band covers far fewer outcomes than 80% (README has timer1-tiny's numbers). Conformal
 calibration (Angelopoulos & Bates 2021, "A gentle introduction to conformal prediction", split
 conformal with a scaled band) fixes the band's width without touching the point forecast: each
 quantile is moved away from the median by one factor ``c``,

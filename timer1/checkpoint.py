@@ -169,7 +169,7 @@ def best_checkpoint(out_dir: str | os.PathLike) -> Optional[Path]:
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A directory to load weights from: `path` itself if it holds weights, or, for a run
     directory, its best-scored checkpoint, else its latest. Lets configs name a run
-    (``model.path = "runs/sft_tiny"``) instead of a step."""
+    (``model.path = "runs/demo_sft"``) instead of a step."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint or run directory not found: {path}")

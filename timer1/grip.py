@@ -4,14 +4,14 @@ GRIP is GRPO with two changes, both pure tensor functions here:
 
 1. Non-uniform sampling. Per prompt the old policy samples ``K = k * G`` completions (paper: k=3,
    G=16) and G of them are *selected* by reward (``select_candidates``): "local random sampling"
-   keeps the best of k random draws, "cluster-based random sampling" (the paper's best variant)
+   keeps the best of k random draws, "cluster-based random sampling" (the paper's best choice)
    spreads the G picks over reward clusters so informative low-reward samples stay in the group.
 2. Adaptive weighting. Instead of GRPO's uniform ``1/G`` average over trajectories, each selected
    trajectory gets a weight ``w_i`` (``adaptive_weights``; paper v1: ``softmax`` of the rewards).
 
 Everything else is GRPO: the group-normalised advantage ``A_i = (r_i - mean r) / (std r + 1e-4)``
 (``group_advantages``), the PPO clipped ratio and the k3 KL estimator to the reference policy
-(``grip_loss``). The paper's objective (its Eq. for J_GRIP) is
+(``grip_loss``). The paper's objective (J_GRIP, Sec. 3.3) is
 
     J = sum_i w_i * (1/|o_i|) * sum_t [ min(rho_it A_i, clip(rho_it, 1-eps, 1+eps) A_i) - beta KL_it ]
     rho_it = exp(logp_it - old_logp_it),   KL_it = exp(ref_it - logp_it) - (ref_it - logp_it) - 1
@@ -36,7 +36,7 @@ WEIGHT_MODES = ("softmax", "positive", "uniform")
 ADV_SCALES = ("group-std", "batch-std", "none")
 AGGREGATIONS = ("seq-mean", "token-mean", "batch-token-mean", "constant")
 RATIO_LEVELS = ("token", "sequence")
-OVERLONG_CACHE = 0.2  # DAPO's soft overlong punishment ramps over the last 20% of the budget (4k of 20k)
+OVERLONG_CACHE = 0.2  # DAPO's soft overlong punishment ramps over the last 20% of the budget (its 4k of 20k)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ def select_candidates(
       (``k = K // G``) into G disjoint tournaments of k; keep the best of each (first index on
       ties). Tournaments are drawn *without* replacement, so the G picks are distinct and each is
       the best of its own k, which biases the group towards high rewards while keeping randomness.
-    - ``"cluster"`` (cluster-based random sampling, the paper's best variant): cluster the rewards
+    - ``"cluster"`` (cluster-based random sampling, the paper's best choice): cluster the rewards
       with exact 1-D k-means (``n_clusters`` clusters, fewer when there are fewer distinct values;
       see ``kmeans_1d``), shuffle each cluster, then take members round-robin across clusters
       (highest-reward cluster first in each round) until G are taken. Round-robin (rather than
@@ -277,40 +277,19 @@ def grip_loss(
     totals: LossTotals | None = None,
     const_len: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The GRIP loss ``-J`` (see the module docstring) of a batch, and detached metrics.
+    """The GRIP loss ``-J`` (Time-R1 Sec. 3.3; the module docstring writes ``J`` out) of a batch, and
+    detached metrics (``loss_metrics``).
 
     Inputs: per-token ``logp`` (current policy, carries the gradient), ``old_logp`` (the policy that
     sampled), ``ref_logp`` (the frozen reference; None only when ``beta == 0``) and ``mask`` (True on
     completion tokens), all ``(N, T)``; per-trajectory ``advantages`` and ``weights`` ``(N,)``
-    (None = uniform), both constants.
+    (None = uniform), both constants. ``eps_high`` (DAPO's clip-higher, 0.28) defaults to ``eps``.
 
-    Per token ``obj_it = min(rho A_i, clip(rho, 1-eps, 1+eps_high) A_i) - beta KL_it`` (k3 KL), with
-    ``rho_it = exp(logp_it - old_logp_it)`` (``ratio_level="token"``, paper) or GSPO's length-normalised
-    sequence ratio ``rho_i = exp(mean_t (logp_it - old_logp_it))`` for every token of trajectory i
-    (``"sequence"``). ``eps_high`` (DAPO's clip-higher, 0.28) defaults to ``eps``.
-
-    With ``S_i = sum_t mask_it obj_it`` and the step's totals ``W, N, T_all`` (``totals``; default:
-    this batch's own), ``loss = -sum_i c_i S_i`` where ``c_i`` is, by ``agg``:
-
-    ==================  =================================  ===========================================
-    ``seq-mean``        ``w_i / (W |o_i|)``                 paper: each trajectory's token mean
-    ``token-mean``      ``w_i n / (W t)``                   official code: this micro-batch's token
-                                                           mean (its n rows, t tokens), by its share
-    ``batch-token-mean`` ``w_i N / (W T_all)``              DAPO: one token mean over the whole step
-    ``constant``        ``w_i / (W const_len)``             Dr. GRPO: a fixed divisor (max completion)
-    ==================  =================================  ===========================================
-
-    so with per-group weights summing to 1 and uniform weights, seq-mean is GRPO's mean over
-    trajectories and batch-token-mean is DAPO's token mean. Given the step's ``totals``, the
-    micro-batch losses sum to the step's loss (times the rank count that DDP averages over).
-
-    Padding never leaks in: masked positions are zeroed before any ``exp``, so garbage there (even
-    inf) changes neither loss nor gradient, and an empty row contributes 0.
-
-    Metrics (floats over masked tokens): ``ratio``, ``kl``, ``entropy`` (mean ``-logp`` of the sampled
-    tokens, a Monte-Carlo estimate of the policy's entropy), ``clip_frac_low`` (``A < 0`` and
-    ``rho < 1 - eps``: the clipped branch is the minimum), ``clip_frac_high`` (``A > 0`` and
-    ``rho > 1 + eps_high``), ``clip_frac`` (their sum), ``tokens``, ``loss``.
+    Per token ``obj_it = min(rho A_i, clip(rho, 1-eps, 1+eps_high) A_i) - beta KL_it``
+    (``importance_ratio``, ``clipped_surrogate``, ``k3_kl``); ``S_i = sum_t mask_it obj_it``; and
+    ``loss = -sum_i c_i S_i`` with ``c_i`` by ``agg`` (``aggregate``). Padding never leaks in: masked
+    positions are zeroed before any ``exp``, so garbage there (even inf) changes neither loss nor
+    gradient, and an empty row contributes 0.
     """
     eps_high = eps if eps_high is None else eps_high
     assert agg in AGGREGATIONS and ratio_level in RATIO_LEVELS, f"bad agg {agg!r} or ratio_level {ratio_level!r}"
@@ -319,51 +298,94 @@ def grip_loss(
     assert ref_logp is not None or beta == 0, "ref_logp is required when beta != 0"
     assert agg != "constant" or const_len, "agg='constant' needs const_len"
     live = mask.bool()  # (N, T)
-    live_f = live.float()  # (N, T)
     logp = logp.float()  # (N, T) fp32 math whatever the model dtype
     adv = advantages.detach().float().to(logp.device)[:, None]  # (N, 1) constants
     w = torch.ones(logp.shape[0]) if weights is None else weights.detach().float()  # (N,) constants
     w = w.to(logp.device)  # (N,)
-    lengths = live_f.sum(dim=1)  # (N,) |o_i|
 
-    log_ratio = torch.where(live, logp - old_logp.float(), 0.0)  # (N, T) 0 on padding -> rho 1
-    if ratio_level == "sequence":  # GSPO: one ratio per trajectory, exp of the mean token log-ratio
-        seq_log_ratio = log_ratio.sum(dim=1, keepdim=True) / lengths.clamp_min(1)[:, None]  # (N, 1)
-        log_ratio = torch.where(live, seq_log_ratio.expand_as(log_ratio), 0.0)  # (N, T)
-    ratio = log_ratio.exp()  # (N, T)
-    per_token = torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps_high) * adv)  # (N, T) pessimistic bound
-    kl = torch.zeros_like(logp)  # (N, T)
-    if ref_logp is not None:
-        ref_minus_logp = torch.where(live, ref_logp.float() - logp, 0.0)  # (N, T)
-        kl = ref_minus_logp.exp() - ref_minus_logp - 1  # (N, T) k3 estimator, >= 0, 0 on padding
+    ratio = importance_ratio(logp, old_logp.float(), live, ratio_level)  # (N, T)
+    per_token = clipped_surrogate(ratio, adv, eps, eps_high)  # (N, T)
+    kl = k3_kl(logp, ref_logp, live)  # (N, T)
     if beta != 0:
         per_token = per_token - beta * kl  # (N, T)
-    per_seq = (per_token * live_f).sum(dim=1)  # (N,) S_i
+    per_seq = (per_token * live.float()).sum(dim=1)  # (N,) S_i
+    loss = -aggregate(per_seq, w, live, agg, totals or loss_totals(w, live), const_len)  # ()
+    return loss, loss_metrics(loss, ratio, kl, logp, adv, live, eps, eps_high)
 
-    totals = totals or loss_totals(w, live)
+
+def importance_ratio(logp: torch.Tensor, old_logp: torch.Tensor, live: torch.Tensor,
+                     level: str = "token") -> torch.Tensor:
+    """``rho_it = exp(logp_it - old_logp_it)`` (PPO, GRPO: DeepSeekMath Eq. 3), or with ``level="sequence"``
+    GSPO's length-normalised sequence ratio ``rho_i = exp(mean_t (logp_it - old_logp_it))`` for every
+    token of trajectory i. ``(N, T)`` in and out; 1 on padding."""
+    log_ratio = torch.where(live, logp - old_logp, 0.0)  # (N, T) 0 on padding -> rho 1
+    if level == "sequence":
+        lengths = live.float().sum(dim=1)  # (N,) |o_i|
+        seq_log_ratio = log_ratio.sum(dim=1, keepdim=True) / lengths.clamp_min(1)[:, None]  # (N, 1)
+        log_ratio = torch.where(live, seq_log_ratio.expand_as(log_ratio), 0.0)  # (N, T)
+    return log_ratio.exp()  # (N, T)
+
+
+def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, eps: float, eps_high: float) -> torch.Tensor:
+    """PPO's pessimistic bound ``min(rho A, clip(rho, 1-eps, 1+eps_high) A)``: ``(N, T)``, ``(N, 1)`` -> ``(N, T)``."""
+    return torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps_high) * adv)  # (N, T)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor | None, live: torch.Tensor) -> torch.Tensor:
+    """Per-token KL to the reference by the k3 estimator (Schulman 2020; DeepSeekMath Eq. 4):
+    ``exp(ref - logp) - (ref - logp) - 1 >= 0``, unbiased for KL(pi || ref) under samples of pi.
+    ``(N, T)``, 0 on padding, all 0 without a reference."""
+    if ref_logp is None:
+        return torch.zeros_like(logp)  # (N, T)
+    ref_minus_logp = torch.where(live, ref_logp.float() - logp, 0.0)  # (N, T)
+    return ref_minus_logp.exp() - ref_minus_logp - 1  # (N, T)
+
+
+def aggregate(per_seq: torch.Tensor, w: torch.Tensor, live: torch.Tensor, agg: str, totals: LossTotals,
+              const_len: int | None) -> torch.Tensor:
+    """The objective ``J = sum_i c_i S_i`` from the trajectory sums ``S_i`` ``(N,)``, with the step's
+    totals ``W, N_all, T_all`` (``totals``) and ``c_i`` by ``agg``:
+
+    ==================  =================================  ===========================================
+    ``seq-mean``        ``w_i / (W |o_i|)``                 paper: each trajectory's token mean
+    ``token-mean``      ``w_i n / (W t)``                   official code: this micro-batch's token
+                                                           mean (its n rows, t tokens), by its share
+    ``batch-token-mean`` ``w_i N_all / (W T_all)``          DAPO (its Sec. 3.3): one token mean over the step
+    ``constant``        ``w_i / (W const_len)``             Dr. GRPO: a fixed divisor (max completion)
+    ==================  =================================  ===========================================
+
+    So with per-group weights summing to 1 and uniform weights, seq-mean is GRPO's mean over
+    trajectories and batch-token-mean is DAPO's token mean; given the step's totals, the micro-batch
+    losses sum to the step's loss (times the rank count that DDP averages over).
+    """
+    lengths = live.float().sum(dim=1)  # (N,) |o_i|
     W = max(totals.weight, 1e-30)  # 0 only when every row was dropped: then every w_i is 0 too
     if agg == "seq-mean":
-        objective = (w * (per_seq / lengths.clamp_min(1))).sum() / W  # ()
-    elif agg == "token-mean":
-        objective = (w * per_seq).sum() * logp.shape[0] / (W * lengths.sum().clamp_min(1))  # ()
-    elif agg == "batch-token-mean":
-        objective = (w * per_seq).sum() * totals.rows / (W * max(totals.tokens, 1))  # ()
-    else:
-        objective = (w * per_seq).sum() / (W * const_len)  # ()
-    loss = -objective  # ()
+        return (w * (per_seq / lengths.clamp_min(1))).sum() / W  # ()
+    if agg == "token-mean":
+        return (w * per_seq).sum() * per_seq.shape[0] / (W * lengths.sum().clamp_min(1))  # ()
+    if agg == "batch-token-mean":
+        return (w * per_seq).sum() * totals.rows / (W * max(totals.tokens, 1))  # ()
+    return (w * per_seq).sum() / (W * const_len)  # ()
 
-    with torch.no_grad():
-        n_tok = lengths.sum().clamp_min(1)  # ()
-        low = ((adv < 0) & (ratio < 1 - eps) & live).sum() / n_tok  # ()
-        high = ((adv > 0) & (ratio > 1 + eps_high) & live).sum() / n_tok  # ()
-        metrics = {
-            "loss": loss.item(),
-            "ratio": ((ratio * live_f).sum() / n_tok).item(),
-            "kl": ((kl * live_f).sum() / n_tok).item(),
-            "entropy": (-(logp * live_f).sum() / n_tok).item(),
-            "clip_frac_low": low.item(),
-            "clip_frac_high": high.item(),
-            "clip_frac": (low + high).item(),
-            "tokens": lengths.sum().item(),
-        }
-    return loss, metrics
+
+@torch.no_grad()
+def loss_metrics(loss, ratio, kl, logp, adv, live, eps: float, eps_high: float) -> dict[str, float]:
+    """Means over the live tokens: ``ratio``, ``kl``, ``entropy`` (mean ``-logp`` of the sampled tokens,
+    a Monte-Carlo estimate of the policy's entropy), ``clip_frac_low`` (``A < 0`` and ``rho < 1 - eps``:
+    the clipped branch is the minimum), ``clip_frac_high`` (``A > 0`` and ``rho > 1 + eps_high``),
+    ``clip_frac`` (their sum); and ``tokens``, ``loss``."""
+    live_f = live.float()  # (N, T)
+    n_tok = live_f.sum(dim=1).sum().clamp_min(1)  # ()
+    low = ((adv < 0) & (ratio < 1 - eps) & live).sum() / n_tok  # ()
+    high = ((adv > 0) & (ratio > 1 + eps_high) & live).sum() / n_tok  # ()
+    return {
+        "loss": loss.item(),
+        "ratio": ((ratio * live_f).sum() / n_tok).item(),
+        "kl": ((kl * live_f).sum() / n_tok).item(),
+        "entropy": (-(logp * live_f).sum() / n_tok).item(),
+        "clip_frac_low": low.item(),
+        "clip_frac_high": high.item(),
+        "clip_frac": (low + high).item(),
+        "tokens": live_f.sum(dim=1).sum().item(),
+    }

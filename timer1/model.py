@@ -1,46 +1,27 @@
-"""The Qwen2 / Qwen2.5 decoder, written out by hand, with Hugging Face module names; Llama too.
+"""The Qwen2 / Qwen2.5 decoder (Llama too: the same decoder with other biases), by hand, under HF's names.
 
-Follows Hugging Face ``transformers/models/qwen2/modeling_qwen2.py`` for every formula:
-RMSNorm computed in fp32 and cast back before the weight; rotary embeddings with the half-split
-``rotate_half`` and ``inv_freq = 1 / theta^(arange(0, d, 2) / d)`` in fp32; grouped-query attention
-(q/k/v projections with a bias, o_proj without) scaled by ``head_dim**-0.5``; a SwiGLU MLP
-``down(silu(gate(x)) * up(x))``. Sliding-window attention is off in every Qwen2.5 release and is
-refused here.
+Every formula follows Hugging Face ``transformers/models/qwen2/modeling_qwen2.py``: RMSNorm in fp32,
+cast back before the weight; rotary embeddings with ``inv_freq = 1 / theta^(arange(0, d, 2) / d)`` in
+fp32, applied as HF's half-split ``x * cos + rotate_half(x) * sin``, computed as one ``roll`` against a
+sign-folded sin table (:func:`apply_rope`); grouped-query attention (q/k/v with a bias, o_proj without)
+scaled by ``head_dim**-0.5``; a SwiGLU MLP ``down(silu(gate(x)) * up(x))``. ``model_type: llama``
+(``modeling_llama.py``: SmolLM2, TinyLlama) has no bias by default, ``attention_bias`` puts one on q, k,
+v and o, ``mlp_bias`` on the MLP. A config field this decoder cannot honour is a ValueError
+(``timer1.hf_io``, which also reads and writes the checkpoint directories).
 
-``model_type: llama`` (``modeling_llama.py``: SmolLM2, Llama 1/2, TinyLlama) is the same decoder with
-other biases: none by default, ``attention_bias`` puts one on q, k, v and o, ``mlp_bias`` on the three
-MLP projections (Qwen2 always has its q/k/v bias and no other). A config field this decoder cannot
-honour (another RoPE type, sliding windows, another activation, attention dropout) is a ValueError,
-never an approximation.
+Module names equal HF's (``model.embed_tokens``, ``model.layers.{i}.self_attn.q_proj``, ..., ``lm_head``),
+so loading a checkpoint is a strict ``load_state_dict``; every projection is a plain ``nn.Linear`` that
+LoRA (timer1/lora.py) swaps for a subclass keeping ``weight``/``bias``.
 
-Module names equal Hugging Face's (``model.embed_tokens``, ``model.layers.{i}.self_attn.q_proj``, ...,
-``model.norm``, ``lm_head``), so loading a checkpoint is a strict ``load_state_dict``, no renaming.
-Every projection is a plain ``nn.Linear``; LoRA (timer1/lora.py) swaps them for a subclass that keeps
-``weight``/``bias``.
-
-One forward serves training, scoring and decoding (nanochat's habit):
-
-* ``model(input_ids)`` -> ``(B, T, V)`` logits, causal.
-* ``model(input_ids, attention_mask=m)`` with ``m`` a ``(B, T)`` 0/1 mask of real tokens (left padding):
-  pads are never attended to and each row's rotary positions count its real tokens only, so a
-  left-padded row gives the same logits as the row alone.
-* ``model(input_ids, cache=kv)`` with a :class:`KVCache` (a plain object, never a module buffer, so DDP
-  and ``state_dict`` never see it): new keys/values are written into the preallocated cache and the
-  queries attend to everything cached so far.
-* ``return_hidden=True`` returns the final normed hidden states ``(B, T, D)`` instead of logits
-  (:func:`token_logprobs` applies ``lm_head`` in chunks); ``last_only=True`` computes logits for the
-  last position only (decoding never needs the others).
-
-:func:`token_logprobs` gives differentiable fp32 per-token log-probs (GRIP, SFT scoring).
+One forward serves training, scoring and decoding (nanochat's habit): ``model(input_ids)`` gives
+``(B, T, V)`` causal logits; ``attention_mask`` marks left padding (pads are never attended to and rotary
+positions count real tokens only, so a padded row gives the logits of the row alone); ``cache`` is a
+:class:`KVCache`, a plain object (never a module buffer, so DDP and ``state_dict`` never see it).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -49,235 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def default_device_dtype() -> tuple[torch.device, torch.dtype]:
-    """cuda + bf16 when a GPU is present (bf16 only if the GPU supports it), else cpu + fp32."""
-    if torch.cuda.is_available():
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.device("cuda"), dtype
-    return torch.device("cpu"), torch.float32
-
-
-def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """A torch dtype from a dtype, a name like ``"bfloat16"``/``"torch.float32"``, or None (kept)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    name = dtype.removeprefix("torch.")
-    if name not in _DTYPES:
-        raise ValueError(f"unsupported dtype {dtype!r}; use one of {sorted(_DTYPES)}")
-    return _DTYPES[name]
-
-
-# ----------------------------------------------------------------------------------------------
-# Config
-
-
-@dataclass
-class Qwen2Config:
-    """The fields of a Qwen2 (or Llama) ``config.json`` that the architecture needs, under HF's names.
-
-    :meth:`from_dict` reads both dialects: hub checkpoints (``rope_theta`` and ``torch_dtype`` at the
-    top level) and files written by transformers 5 (``rope_parameters: {rope_theta, rope_type}`` and
-    ``dtype``). :meth:`to_dict` writes the hub dialect, which every transformers version reads.
-    """
-
-    vocab_size: int = 151936
-    hidden_size: int = 896
-    intermediate_size: int = 4864
-    num_hidden_layers: int = 24
-    num_attention_heads: int = 14
-    num_key_value_heads: int = 2
-    head_dim: int | None = None  # absent in Qwen2 configs: hidden_size // num_attention_heads
-    max_position_embeddings: int = 32768
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 10000.0  # HF's default; every Qwen2.5 config says 1e6
-    tie_word_embeddings: bool = False
-    torch_dtype: str = "float32"
-    model_type: str = "qwen2"
-    hidden_act: str = "silu"
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    attention_bias: bool = False  # llama only: a bias on q, k, v and o_proj
-    mlp_bias: bool = False  # llama only: a bias on gate, up and down_proj
-
-    def __post_init__(self):
-        if self.head_dim is None:
-            self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
-                f"num_key_value_heads ({self.num_key_value_heads})"
-            )
-        if self.model_type == "qwen2" and (self.attention_bias or self.mlp_bias):
-            raise ValueError("attention_bias/mlp_bias are llama fields; qwen2 has a fixed q/k/v bias")
-
-    @property
-    def qkv_bias(self) -> bool:
-        """Qwen2 always biases q/k/v; Llama when ``attention_bias``."""
-        return self.model_type == "qwen2" or self.attention_bias
-
-    @classmethod
-    def from_dict(cls, raw: dict, source: str = "config") -> "Qwen2Config":
-        """Build from a parsed ``config.json``; ``source`` names the file in error messages."""
-        _check_supported(raw, source)
-        raw = dict(raw)
-        rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
-        if "rope_theta" in rope:  # transformers-5 dialect
-            raw["rope_theta"] = rope["rope_theta"]
-        if "dtype" in raw and "torch_dtype" not in raw:  # transformers-5 dialect
-            raw["torch_dtype"] = raw["dtype"]
-        names = {f.name for f in fields(cls)}
-        missing = [n for n in ("vocab_size", "hidden_size", "num_hidden_layers") if n not in raw]
-        if missing:
-            raise ValueError(f"{source}: missing field {missing[0]!r}")
-        kept = {k: v for k, v in raw.items() if k in names and v is not None}
-        if "num_key_value_heads" not in kept:
-            kept["num_key_value_heads"] = kept.get("num_attention_heads", cls.num_attention_heads)
-        kept["torch_dtype"] = str(kept.get("torch_dtype", "float32")).removeprefix("torch.")
-        try:
-            return cls(**kept)
-        except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "Qwen2Config":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"missing config file {path}")
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
-        return cls.from_dict(raw, source=str(path))
-
-    def to_dict(self) -> dict:
-        """The hub dialect of ``config.json`` (what Qwen/Qwen2.5-* and HuggingFaceTB/SmolLM2-* carry)."""
-        out = {
-            "architectures": ["LlamaForCausalLM" if self.model_type == "llama" else "Qwen2ForCausalLM"],
-            "model_type": self.model_type,
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "num_key_value_heads": self.num_key_value_heads,
-            "hidden_act": self.hidden_act,
-            "max_position_embeddings": self.max_position_embeddings,
-            "rms_norm_eps": self.rms_norm_eps,
-            "rope_theta": self.rope_theta,
-            "rope_scaling": None,
-            "tie_word_embeddings": self.tie_word_embeddings,
-            "torch_dtype": self.torch_dtype,
-            "attention_dropout": 0.0,
-            "use_cache": True,
-            "bos_token_id": self.bos_token_id,
-            "eos_token_id": self.eos_token_id,
-        }
-        if self.model_type == "llama":  # LlamaConfig's own fields
-            out.update(attention_bias=self.attention_bias, mlp_bias=self.mlp_bias, head_dim=self.head_dim,
-                       pretraining_tp=1)
-        else:  # Qwen2Config's; head_dim only when it is not the default
-            out.update(use_sliding_window=False, sliding_window=self.max_position_embeddings,
-                       max_window_layers=self.num_hidden_layers)
-            if self.head_dim != self.hidden_size // self.num_attention_heads:
-                out["head_dim"] = self.head_dim
-        return out
-
-
-def _check_supported(raw: dict, source: str) -> None:
-    """Refuse, with one line naming the field, a config this decoder would only approximate."""
-    model_type = raw.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"{source}: unsupported model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
-    if raw.get("use_sliding_window"):
-        raise ValueError(f"{source}: use_sliding_window=true is not supported")
-    if any(kind != "full_attention" for kind in raw.get("layer_types") or ()):  # transformers-5 dialect
-        raise ValueError(f"{source}: layer_types other than full_attention are not supported")
-    if raw.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"{source}: unsupported hidden_act {raw['hidden_act']!r} (only silu)")
-    if raw.get("attention_dropout", 0.0):
-        raise ValueError(f"{source}: attention_dropout={raw['attention_dropout']} is not supported (only 0)")
-    rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type != "default":
-        raise ValueError(f"{source}: unsupported rope_type {rope_type!r} (only default RoPE)")
-
-
-# ----------------------------------------------------------------------------------------------
-# KV cache
-
-
-class KVCache:
-    """A static, preallocated key/value cache for decoding (gpt-fast style), a plain object.
-
-    Holds per layer ``k[i], v[i]`` of shape ``(B, n_kv_heads, max_len, head_dim)``; ``length`` slots
-    (the same for every row) are filled. With left-padded prompts some slots hold pads: ``valid``
-    ``(B, max_len)`` marks the real ones and ``next_pos`` ``(B,)`` is each row's next rotary position
-    (its count of real tokens so far). Pass it to ``model(input_ids, cache=cache)``; the forward
-    writes the new keys/values at ``[length, length + T)`` and advances ``length``.
-    """
-
-    def __init__(self, config: Qwen2Config, batch_size: int, max_len: int,
-                 device: torch.device | str, dtype: torch.dtype):
-        shape = (batch_size, config.num_key_value_heads, max_len, config.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
-        self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)  # (B, S)
-        self.next_pos = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
-        self.length = 0
-        self.has_padding = False  # lets decoding skip the mask when no slot is a pad
-
-    @property
-    def batch_size(self) -> int:
-        return self.valid.shape[0]
-
-    @property
-    def max_len(self) -> int:
-        return self.valid.shape[1]
-
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
-        """Store ``k``/``v`` ``(B, Hkv, T, d)`` at slots ``[start, start + T)`` of ``layer`` and return
-        that layer's slots ``[0, start + T)``. ``start`` is an argument, not ``self.length``, so a
-        compiled step reads no Python state of the cache (under ``torch.compile(dynamic=True)`` it
-        is one symbolic int: one graph for every step)."""
-        end = start + k.shape[2]
-        self.k[layer][:, :, start:end] = k
-        self.v[layer][:, :, start:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-
-    def advance(self, T: int, attention_mask: torch.Tensor | None = None) -> None:
-        """After a forward wrote ``T`` slots: move ``length`` on and each row's rotary position by
-        its count of real tokens (all ``T`` without a mask)."""
-        self.next_pos += T if attention_mask is None else attention_mask.to(torch.bool).sum(1)
-        self.length += T
-
-    def repeat_rows(self, repeats: int, max_len: int) -> "KVCache":
-        """A new cache of ``B * repeats`` rows and ``max_len`` slots, row b copied to rows
-        ``b*repeats ... b*repeats + repeats - 1`` (prefill a prompt once, then give each of its
-        GRIP samples a copy)."""
-        if max_len < self.length:
-            raise ValueError(f"max_len {max_len} is shorter than the {self.length} cached slots")
-        new = object.__new__(KVCache)
-        n = self.length
-        rows = torch.arange(self.batch_size, device=self.valid.device).repeat_interleave(repeats)
-
-        def grow(t: torch.Tensor) -> torch.Tensor:  # (B, H, S, D) -> (B*r, H, max_len, D)
-            out = t.new_zeros(t.shape[0] * repeats, t.shape[1], max_len, t.shape[3])
-            out[:, :, :n] = t[rows, :, :n]
-            return out
-
-        new.k = [grow(t) for t in self.k]
-        new.v = [grow(t) for t in self.v]
-        new.valid = self.valid.new_zeros(len(rows), max_len)
-        new.valid[:, :n] = self.valid[rows, :n]
-        new.next_pos = self.next_pos[rows].clone()
-        new.length = n
-        new.has_padding = self.has_padding
-        return new
-
+from timer1 import hf_io
 
 # ----------------------------------------------------------------------------------------------
 # Layers
@@ -297,16 +50,9 @@ class RMSNorm(nn.Module):
         return self.weight * normed.to(x.dtype)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """``[x1, x2] -> [-x2, x1]`` over the last dimension split in two halves (HF/NeoX layout)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype):
     """Rotary tables for integer positions ``(B, T)``, computed in fp32 then cast to ``dtype``:
-    ``cos`` and ``sin_signed`` ``(B, 1, T, head_dim)``, the latter ``[-sin, sin]`` so that
-    ``rotate_half(x) * sin == x.roll(d/2) * sin_signed`` (see :func:`apply_rope`)."""
+    ``cos = [cos, cos]`` and ``sin_signed = [-sin, sin]``, each ``(B, 1, T, head_dim)``."""
     angles = positions[..., None].float() * inv_freq  # (B, T, d/2)
     cos, sin = angles.cos(), angles.sin()
     return (torch.cat((cos, cos), dim=-1).to(dtype)[:, None],
@@ -314,8 +60,9 @@ def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.d
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
-    """HF's ``x * cos + rotate_half(x) * sin``, with the half swap done by one ``roll`` and the sign
-    folded into the table (the same numbers, three fewer ops per call in decoding)."""
+    """HF's ``x * cos + rotate_half(x) * sin`` with ``rotate_half([x1, x2]) = [-x2, x1]``: rolling ``x``
+    by half its width gives ``[x2, x1]`` and the table ``[-sin, sin]`` carries the sign, so the numbers
+    are the same with three fewer ops per call (they add up over a decode step's layers)."""
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin_signed
 
 
@@ -366,7 +113,7 @@ def _sdpa(q, k, v, mask, is_causal):
     if q.shape[1] == k.shape[1]:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
     if T == 1:  # decoding: the G query heads of a kv head become G queries against the same keys,
-        # a plain (B, Hkv, G, S) attention with no copy of the cache (2-3x faster than enable_gqa on CPU)
+        # a plain (B, Hkv, G, S) attention with no copy of the cache (faster than enable_gqa on CPU)
         y = F.scaled_dot_product_attention(q.reshape(B, k.shape[1], H // k.shape[1], d), k, v,
                                            attn_mask=mask)
         return y.reshape(B, H, 1, d)
@@ -420,12 +167,69 @@ class Qwen2Backbone(nn.Module):
 # The causal LM
 
 
+@dataclass
+class Qwen2Config:
+    """The fields of a Qwen2 (or Llama) ``config.json`` that the architecture needs, under HF's names."""
+
+    vocab_size: int = 151936
+    hidden_size: int = 896
+    intermediate_size: int = 4864
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 14
+    num_key_value_heads: int = 2
+    head_dim: int | None = None  # absent in Qwen2 configs: hidden_size // num_attention_heads
+    max_position_embeddings: int = 32768
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0  # HF's default; every Qwen2.5 config says 1e6
+    tie_word_embeddings: bool = False
+    torch_dtype: str = "float32"
+    model_type: str = "qwen2"
+    hidden_act: str = "silu"
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    attention_bias: bool = False  # llama only: a bias on q, k, v and o_proj
+    mlp_bias: bool = False  # llama only: a bias on gate, up and down_proj
+
+    def __post_init__(self):
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_key_value_heads})"
+            )
+        if self.model_type == "qwen2" and (self.attention_bias or self.mlp_bias):
+            raise ValueError("attention_bias/mlp_bias are llama fields; qwen2 has a fixed q/k/v bias")
+
+    @property
+    def qkv_bias(self) -> bool:
+        """Qwen2 always biases q/k/v; Llama when ``attention_bias``."""
+        return self.model_type == "qwen2" or self.attention_bias
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "config") -> Qwen2Config:
+        """From a parsed ``config.json`` of either dialect; ``source`` names the file in error messages."""
+        kept = hf_io.config_fields(raw, {f.name for f in fields(cls)}, source)
+        kept.setdefault("num_key_value_heads", kept.get("num_attention_heads", cls.num_attention_heads))  # HF: MHA
+        try:
+            return cls(**kept)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> Qwen2Config:
+        return cls.from_dict(hf_io.read_json(path), source=str(path))
+
+    def to_dict(self) -> dict:
+        """The hub dialect of ``config.json``."""
+        return hf_io.hub_config(self)
+
+
 class Qwen2(nn.Module):
     """HF's ``Qwen2ForCausalLM``: ``model`` (the backbone) and ``lm_head``.
 
-    Attributes: ``config`` (:class:`Qwen2Config`); ``gradient_checkpointing`` (bool, default False):
-    when True and gradients are on, each block's activations are recomputed in backward (long RL
-    sequences).
+    ``gradient_checkpointing`` (default False): when True and gradients are on, each block's
+    activations are recomputed in backward (long RL sequences).
     """
 
     def __init__(self, config: Qwen2Config):
@@ -440,9 +244,9 @@ class Qwen2(nn.Module):
         self.gradient_checkpointing = False
         self._inv_freq: torch.Tensor | None = None  # made on first use: survives meta init and .to()
 
-    # -- rotary frequencies: a plain attribute, not a buffer, so meta-device construction,
-    #    .to(bfloat16) and state_dict never touch them; always fp32 on the input's device.
     def _rope_inv_freq(self, device: torch.device) -> torch.Tensor:
+        """Rotary frequencies ``(d/2,)``, fp32 on ``device``: a plain attribute, not a buffer, so
+        meta-device construction, ``.to(bfloat16)`` and ``state_dict`` never touch them."""
         if self._inv_freq is None or self._inv_freq.device != device:
             d = self.config.head_dim
             with torch.inference_mode(False):  # a normal tensor even if first made while sampling
@@ -453,18 +257,16 @@ class Qwen2(nn.Module):
     def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
                 return_hidden: bool = False, last_only: bool = False) -> torch.Tensor:
-        """Causal forward over ``input_ids`` ``(B, T)``.
+        """Causal forward over ``input_ids`` ``(B, T)`` -> ``(B, T, V)`` logits in the model's dtype.
 
         Args:
-            attention_mask: ``(B, T)``, 1/True for real tokens and 0/False for (left) padding. Pads
-                are never attended to (a pad query attends to itself only, so it stays finite).
+            attention_mask: ``(B, T)``, 1/True for real tokens and 0/False for (left) padding. A pad
+                query attends to itself only, so it stays finite.
             positions: ``(B, T)`` rotary positions. Default: each row counts its real tokens
                 (``cumsum(mask) - 1``, continuing from ``cache.next_pos`` when a cache is given).
             cache: a :class:`KVCache`; the new tokens are appended after its ``length`` filled slots.
-            return_hidden: return the final normed hidden states ``(B, T, D)`` instead of logits.
-            last_only: compute logits (or hidden states) for the last position only: ``(B, 1, .)``.
-        Returns:
-            ``(B, T, V)`` logits in the model's dtype (or ``(B, T, D)`` hidden states).
+            return_hidden: the final normed hidden states ``(B, T, D)`` instead of logits.
+            last_only: the last position only, ``(B, 1, .)`` (decoding needs no other).
         """
         start, positions, mask, is_causal = self.prepare(input_ids, attention_mask, positions, cache)
         out = self.core(input_ids, positions, mask, is_causal, cache, start, return_hidden, last_only)
@@ -473,11 +275,10 @@ class Qwen2(nn.Module):
         return out
 
     def prepare(self, input_ids, attention_mask=None, positions=None, cache: KVCache | None = None):
-        """The Python bookkeeping of a forward, kept out of :meth:`core` so that ``core`` is pure
-        tensor work ``torch.compile`` can trace without graph breaks (the sampler's compiled decode
-        step). Marks the new cache slots valid and returns ``(start, positions, mask, is_causal)``:
-        the first slot written, ``(B, T)`` rotary positions, the SDPA mask (None or bool
-        ``(B|1, 1, T, S)``) and whether SDPA may use ``is_causal``."""
+        """The Python bookkeeping of a forward, kept out of :meth:`core` so that ``torch.compile`` can
+        trace ``core`` without graph breaks (the sampler's compiled decode step). Marks the new cache
+        slots and returns ``(start, positions, mask, is_causal)``: the first slot written, ``(B, T)``
+        rotary positions, the SDPA mask (None or bool ``(B|1, 1, T, S)``) and SDPA's ``is_causal``."""
         B, T = input_ids.shape
         device = input_ids.device
         start = cache.length if cache is not None else 0
@@ -486,14 +287,16 @@ class Qwen2(nn.Module):
         real = None if attention_mask is None else attention_mask.to(torch.bool)  # (B, T)
         if positions is None:
             positions = self._default_positions(B, T, real, cache, device)
+        if cache is not None:
+            cache.mark(start, T, real)
         mask, is_causal = self._attention_mask(T, start, real, cache, device)
         return start, positions, mask, is_causal
 
     def core(self, input_ids, positions, mask, is_causal, cache: KVCache | None = None, start: int = 0,
              return_hidden: bool = False, last_only: bool = False) -> torch.Tensor:
-        """Embeddings, the blocks, the final norm and ``lm_head`` on prepared inputs (see
-        :meth:`prepare`); writes the cache slots ``[start, start + T)`` but reads no other state
-        of the cache. ``(B, T)`` ids -> ``(B, T|1, V)`` logits (or ``(B, T|1, D)`` hidden states)."""
+        """Embeddings, the blocks, the final norm and ``lm_head`` on prepared inputs: pure tensor work
+        that writes cache slots ``[start, start + T)`` and reads no other cache state.
+        ``(B, T)`` ids -> ``(B, T|1, V)`` logits (or ``(B, T|1, D)`` hidden states)."""
         x = self.model.embed_tokens(input_ids)  # (B, T, D)
         cos, sin = rope_cos_sin(positions, self._rope_inv_freq(input_ids.device), x.dtype)  # (B, 1, T, d)
         use_ckpt = self.gradient_checkpointing and torch.is_grad_enabled() and cache is None
@@ -520,16 +323,9 @@ class Qwen2(nn.Module):
 
     @staticmethod
     def _attention_mask(T, start, real, cache, device):
-        """Returns ``(mask, is_causal)`` for SDPA: ``mask`` is None or bool ``(B|1, 1, T, S)``.
-
-        ``is_causal=True`` is only right when queries and keys start at the same slot (no cache
-        prefix); with a cached prefix the causal mask is offset and must be explicit.
-        """
-        if cache is not None and real is not None:
-            cache.valid[:, start:start + T] = real
-            cache.has_padding = cache.has_padding or not bool(real.all())
-        elif cache is not None:
-            cache.valid[:, start:start + T] = True
+        """``(mask, is_causal)`` for SDPA, reading (never writing) the cache: ``mask`` is None or bool
+        ``(B|1, 1, T, S)``. ``is_causal=True`` is only right when queries and keys start at the same
+        slot; with a cached prefix the causal mask is offset and must be explicit."""
         padded = (cache.has_padding if cache is not None
                   else real is not None and not bool(real.all()))
         if padded and cache is not None and T == 1 and real is None:
@@ -549,145 +345,44 @@ class Qwen2(nn.Module):
             return allowed[:, None], False  # (B, 1, T, S)
         return allowed[None, None], False  # (1, 1, T, S)
 
-    # -- loading and saving ---------------------------------------------------------------------
+    # -- Hugging Face directories (the file formats are timer1.hf_io's)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | str | None = None,
-                        device: torch.device | str = "cpu") -> "Qwen2":
-        """Load a Hugging Face Qwen2/Qwen2.5 or Llama directory (``config.json`` + ``model.safetensors`` or
-        shards listed in ``model.safetensors.index.json``).
+                        device: torch.device | str = "cpu") -> Qwen2:
+        """Load a Hugging Face Qwen2/Qwen2.5 or Llama directory (``config.json`` + ``model.safetensors``
+        or shards listed in ``model.safetensors.index.json``).
 
-        ``dtype=None`` means the checkpoint's dtype (config ``torch_dtype``/``dtype``) on cuda and
-        fp32 on cpu (bf16 matmuls are slow on most CPUs). The model is built on the meta device and
-        each tensor is read straight into ``dtype`` on ``device`` and assigned, so peak memory is
-        about one copy of the weights. Raises FileNotFoundError/ValueError naming the file or tensor
-        for a missing file, a missing/unexpected tensor, a shape mismatch or an unsupported model.
+        ``dtype=None`` means the checkpoint's dtype on cuda and fp32 on cpu (bf16 matmuls are slow on
+        most CPUs). The model is built on the meta device and each tensor is read straight into
+        ``dtype`` on ``device`` and assigned, so peak memory is about one copy of the weights.
         """
-        from safetensors import safe_open
-
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"checkpoint directory not found: {path}")
         config = Qwen2Config.from_json(path / "config.json")
         device = torch.device(device)
-        dtype = as_dtype(dtype)
+        dtype = hf_io.as_dtype(dtype)
         if dtype is None:
-            dtype = as_dtype(config.torch_dtype) if device.type == "cuda" else torch.float32
+            dtype = hf_io.as_dtype(config.torch_dtype) if device.type == "cuda" else torch.float32
         with torch.device("meta"):
             model = cls(config)
-        expected = {name: p.shape for name, p in model.state_dict().items()}
-        if config.tie_word_embeddings:
-            expected.pop("lm_head.weight")
-        state = {}
-        load_device = str(device)  # safetensors wants "cuda:N", not "cuda"
-        if device.type == "cuda" and device.index is None:
-            load_device = f"cuda:{torch.cuda.current_device()}"
-        for file in _weight_files(path):
-            with safe_open(str(file), framework="pt", device=load_device) as f:
-                for name in f.keys():
-                    if name == "lm_head.weight" and config.tie_word_embeddings:
-                        continue  # some tied checkpoints store a copy; the tie wins, as in HF
-                    if name not in expected:
-                        raise ValueError(f"{file}: unexpected tensor {name!r}")
-                    shape = tuple(f.get_slice(name).get_shape())
-                    if shape != tuple(expected[name]):
-                        raise ValueError(f"{file}: tensor {name!r} has shape {shape}, "
-                                         f"config expects {tuple(expected[name])}")
-                    state[name] = f.get_tensor(name).to(device=device, dtype=dtype)
-        missing = sorted(set(expected) - set(state))
-        if missing:
-            raise ValueError(f"{path}: missing tensor {missing[0]!r}"
-                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        model.load_state_dict(state, strict=not config.tie_word_embeddings, assign=True)
-        if config.tie_word_embeddings:
+        shapes = {name: p.shape for name, p in model.state_dict().items()}
+        tied = config.tie_word_embeddings
+        state = hf_io.read_weights(path, shapes, tied=tied, device=device, dtype=dtype)
+        model.load_state_dict(state, strict=not tied, assign=True)
+        if tied:
             model.lm_head.weight = model.model.embed_tokens.weight
         model.config.torch_dtype = str(dtype).removeprefix("torch.")
         return model.eval()
 
     def save_pretrained(self, path: str | os.PathLike, max_shard_size: int | str = "5GB") -> None:
-        """Write HF's layout: ``config.json`` (hub dialect) and ``model.safetensors``, or shards
-        ``model-0000i-of-0000n.safetensors`` plus ``model.safetensors.index.json`` when the weights
-        exceed ``max_shard_size`` (bytes, or a string like ``"500MB"``). Tied ``lm_head.weight`` is not
-        written. Atomic: everything is written to a temporary directory beside ``path`` and renamed;
-        if ``path`` already exists each file is moved in with an atomic replace (config.json last)
-        and stale weight files of an earlier save are removed.
-        """
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        limit = _parse_size(max_shard_size)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        if self.config.tie_word_embeddings:
-            state.pop("lm_head.weight")
-        shards = _split_shards(state, limit)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
-            weight_map = {}
-            for i, shard in enumerate(shards):
-                name = ("model.safetensors" if len(shards) == 1
-                        else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors")
-                save_file(shard, str(tmp / name), metadata={"format": "pt"})
-                weight_map.update({k: name for k in shard})
-            if len(shards) > 1:
-                total = sum(t.numel() * t.element_size() for t in state.values())
-                index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-                (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
-            dtype_name = str(next(iter(state.values())).dtype).removeprefix("torch.")
-            config = {**self.config.to_dict(), "torch_dtype": dtype_name}
-            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            if not path.exists():
-                os.rename(tmp, path)
-                return
-            for old in path.glob("model*.safetensors*"):
-                if not (tmp / old.name).exists():
-                    old.unlink()
-            for new in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
-                os.replace(new, path / new.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _weight_files(path: Path) -> list[Path]:
-    """The safetensors files of a checkpoint: the single file, or the shards its index lists."""
-    single, index = path / "model.safetensors", path / "model.safetensors.index.json"
-    if single.is_file():
-        return [single]
-    if not index.is_file():
-        raise FileNotFoundError(f"missing weights: neither {single} nor {index} exists")
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise ValueError(f"{index}: not a safetensors index ({err!r})") from None
-    files = [path / name for name in sorted(set(weight_map.values()))]
-    for file in files:
-        if not file.is_file():
-            raise FileNotFoundError(f"missing shard {file} (listed in {index.name})")
-    return files
-
-
-def _parse_size(size: int | str) -> int:
-    """``5000000`` or ``"5GB"``/``"500MB"``/``"100KB"`` (decimal units, as HF) -> bytes."""
-    if isinstance(size, int):
-        return size
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?B)\s*", size.upper())
-    if not match:
-        raise ValueError(f"max_shard_size {size!r} is not like 5GB, 500MB, 100KB or an int")
-    return int(float(match[1]) * {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}[match[2]])
-
-
-def _split_shards(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch.Tensor]]:
-    """Greedy split in state-dict order, starting a new shard when the next tensor would overflow."""
-    shards, current, size = [], {}, 0
-    for name, tensor in state.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if current and size + nbytes > limit:
-            shards.append(current)
-            current, size = {}, 0
-        current[name] = tensor
-        size += nbytes
-    shards.append(current)
-    return shards
+        """Write HF's layout, atomically (``hf_io.write_checkpoint``): ``config.json`` in the hub dialect
+        and the weights, sharded above ``max_shard_size``; a tied ``lm_head.weight`` is not written."""
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()
+                 if not (k == "lm_head.weight" and self.config.tie_word_embeddings)}
+        dtype_name = str(next(iter(state.values())).dtype).removeprefix("torch.")
+        hf_io.write_checkpoint(path, state, {**self.config.to_dict(), "torch_dtype": dtype_name}, max_shard_size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -697,19 +392,15 @@ def _split_shards(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, 
 def token_logprobs(model: nn.Module, input_ids: torch.Tensor, *,
                    attention_mask: torch.Tensor | None = None, temperature: float = 1.0,
                    chunk_rows: int | None = None) -> torch.Tensor:
-    """Per-token log-probs of each next token, in fp32, differentiable.
+    """Per-token log-probs of each next token, in fp32, differentiable: ``(B, T)`` ids -> ``(B, T - 1)``.
 
-    Indexing: ``out[b, t] = log p(input_ids[b, t + 1] | input_ids[b, : t + 1])`` for
-    ``t = 0 .. T-2``, so ``out`` is ``(B, T - 1)``: column ``t`` scores the token at position ``t + 1``.
-    For a prompt of length ``P`` followed by a completion, the completion's log-probs are
-    ``out[:, P - 1:]``. The distribution is ``softmax(logits / temperature)`` (the sampling
-    temperature, so GRIP's ratios use the distribution the tokens were drawn from; no top-k/top-p).
-    Positions whose target is padding get a finite but meaningless value: mask them out.
+    ``out[b, t] = log p(input_ids[b, t + 1] | input_ids[b, : t + 1])``, so for a prompt of length
+    ``P`` followed by a completion the completion's log-probs are ``out[:, P - 1:]``. The distribution
+    is ``softmax(logits / temperature)``: GRIP's ratios must use the distribution the tokens were drawn
+    from. Positions whose target is padding get a finite but meaningless value: mask them out.
 
-    Memory: the backbone runs once (``model(..., return_hidden=True)``, so DDP hooks fire), then
-    ``lm_head`` + log-softmax run in fp32 over ``chunk_rows`` rows at a time (:func:`head_logprobs`),
-    so no fp32 ``(B, T, V)`` tensor ever exists, in forward or backward.
-    ``model`` may be a :class:`Qwen2` or a wrapper with ``.module`` (DDP).
+    The backbone runs once through ``model`` (so DDP's hooks fire; ``model`` may wrap a Qwen2 in
+    ``.module``), then :func:`head_logprobs` applies ``lm_head`` in chunks.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 for log-probs, got {temperature}")
@@ -722,10 +413,9 @@ def head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, 
                   chunk_rows: int | None = None) -> torch.Tensor:
     """``log softmax(head(hidden) / temperature)`` at ``targets``: ``(N, T, D)``, ``(N, T)`` -> ``(N, T)`` fp32.
 
-    The logits exist only for the given positions, in fp32, ``chunk_rows`` positions at a time
-    (default: ~256 MB of fp32 logits); when there is more than one chunk, each is checkpointed under
-    autograd, so no fp32 ``(N, T, V)`` tensor is ever held, in forward or backward. A single chunk
-    is kept for backward instead of being recomputed.
+    The fp32 logits exist ``chunk_rows`` positions at a time (default: ~256 MB of them); with more
+    than one chunk each is checkpointed under autograd, so no fp32 ``(N, T, V)`` tensor is ever held,
+    in forward or backward. A single chunk is kept for backward instead of being recomputed.
     """
     N, T, D = hidden.shape
     h, t = hidden.reshape(-1, D), targets.reshape(-1)  # (N*T, D), (N*T,)
@@ -742,3 +432,75 @@ def head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, 
     if not pieces:
         return hidden.new_zeros(N, T, dtype=torch.float32)
     return torch.cat(pieces).view(N, T)  # (N, T)
+
+
+# ----------------------------------------------------------------------------------------------
+# KV cache
+
+
+class KVCache:
+    """A static, preallocated key/value cache for decoding (gpt-fast style), a plain object.
+
+    Per layer ``k[i], v[i]`` ``(B, n_kv_heads, max_len, head_dim)``; ``length`` slots (the same for every
+    row) are filled. With left-padded prompts some slots hold pads: ``valid`` ``(B, max_len)`` marks the
+    real ones and ``next_pos`` ``(B,)`` is each row's next rotary position (its count of real tokens).
+    """
+
+    def __init__(self, config: Qwen2Config, batch_size: int, max_len: int,
+                 device: torch.device | str, dtype: torch.dtype):
+        self.config = config
+        shape = (batch_size, config.num_key_value_heads, max_len, config.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)  # (B, S)
+        self.next_pos = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
+        self.length = 0
+        self.has_padding = False  # lets decoding skip the mask when no slot is a pad
+
+    @property
+    def batch_size(self) -> int:
+        return self.valid.shape[0]
+
+    @property
+    def max_len(self) -> int:
+        return self.valid.shape[1]
+
+    def mark(self, start: int, T: int, real: torch.Tensor | None) -> None:
+        """Before a forward attends to slots ``[start, start + T)``: mark them real, or as ``real``
+        ``(B, T)`` says (left padding)."""
+        self.valid[:, start:start + T] = True if real is None else real
+        self.has_padding = self.has_padding or (real is not None and not bool(real.all()))
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
+        """Store ``k``/``v`` ``(B, Hkv, T, d)`` at slots ``[start, start + T)`` of ``layer`` and return
+        that layer's slots ``[0, start + T)``. ``start`` is an argument, not ``self.length``, so a
+        compiled step reads no Python state of the cache (under ``torch.compile(dynamic=True)`` it
+        is one symbolic int: one graph for every step)."""
+        end = start + k.shape[2]
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def advance(self, T: int, attention_mask: torch.Tensor | None = None) -> None:
+        """After a forward wrote ``T`` slots: move ``length`` on and each row's rotary position by
+        its count of real tokens (all ``T`` without a mask)."""
+        self.next_pos += T if attention_mask is None else attention_mask.to(torch.bool).sum(1)
+        self.length += T
+
+    def repeat_rows(self, repeats: int, max_len: int) -> KVCache:
+        """A new cache of ``B * repeats`` rows and ``max_len`` slots, row b copied to rows
+        ``b*repeats ... b*repeats + repeats - 1``: prefill a prompt once, then give each of its
+        samples a copy."""
+        if max_len < self.length:
+            raise ValueError(f"max_len {max_len} is shorter than the {self.length} cached slots")
+        n = self.length
+        rows = torch.arange(self.batch_size, device=self.valid.device).repeat_interleave(repeats)  # (B*r,)
+        new = KVCache(self.config, len(rows), max_len, self.valid.device, self.k[0].dtype)
+        for old_kv, new_kv in ((self.k, new.k), (self.v, new.v)):
+            for old_t, new_t in zip(old_kv, new_kv):
+                new_t[:, :, :n] = old_t[rows, :, :n]  # (B*r, Hkv, n, d)
+        new.valid[:, :n] = self.valid[rows, :n]
+        new.next_pos = self.next_pos[rows].clone()
+        new.length = n
+        new.has_padding = self.has_padding
+        return new

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from timer1.checkpoint import derive_seed
+from timer1.dist import unwrap
 from timer1.grip import Groups
 from timer1.lora import lora_disabled, lora_modules
 from timer1.model import head_logprobs
@@ -67,7 +68,7 @@ def sample_rollout(model: nn.Module, tokenizer, prompts: list[list[int]], *, K: 
     ``prompts_per_call * K`` rows), call c seeded by ``derive_seed(seed, c)``. Texts are decoded
     without the closing eos so ``compute_reward`` sees the model's words only.
     """
-    core = getattr(model, "module", model)
+    core = unwrap(model)
     step = prompts_per_call if prompts_per_call > 0 else len(prompts)
     tokens, finished = [], []
     for call, start in enumerate(range(0, len(prompts), step)):
@@ -83,46 +84,37 @@ def sample_rollout(model: nn.Module, tokenizer, prompts: list[list[int]], *, K: 
 # ----------------------------------------------------------------------------------------------
 # 2. scoring
 
-Scorer = Callable[[str, np.ndarray], dict]
-
 
 def digit_share(text: str) -> float:
     """Fraction of the characters of ``text`` that are ASCII digits (0 for an empty text)."""
     return sum(c in "0123456789" for c in text) / len(text) if text else 0.0
 
 
-def time_r1_scorer(variant: str = "paper", digit_bonus: float = 0.0) -> Scorer:
-    """``compute_reward`` (the paper's or the official reward), plus, when ``digit_bonus > 0``, a
-    ``digits`` term ``digit_bonus * digit_share(text)`` added to the total.
+def score_completion(text: str, target: np.ndarray, reward: str = "paper", digit_bonus: float = 0.0) -> dict:
+    """``compute_reward`` (``reward``: the paper's or the official code's), plus, when ``digit_bonus > 0``,
+    a ``digits`` term ``digit_bonus * digit_share(text)`` added to the total.
 
     The bonus is for smoke runs and tests only: a randomly initialised model never writes the
     ``<think>/<answer>`` format, so every completion gets the same reward, every advantage is 0 and
     no weight moves. The share of digits differs between samples from the first step, is easy to
     learn and is checkable, so the whole gradient path (and DDP's sync of it) gets exercised.
     """
-    def score(text: str, target: np.ndarray) -> dict:
-        terms = compute_reward(text, target, variant=variant)
-        if digit_bonus:
-            terms["digits"] = digit_bonus * digit_share(text)
-            terms["total"] += terms["digits"]
-        return terms
-    return score
+    terms = compute_reward(text, target, variant=reward)
+    if digit_bonus:
+        terms["digits"] = digit_bonus * digit_share(text)
+        terms["total"] += terms["digits"]
+    return terms
 
 
-def score_rollout(rollout: Rollout, targets: Sequence[np.ndarray], *, variant: str = "paper",
-                  digit_bonus: float = 0.0, scorer: Scorer | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """Reward every completion against its prompt's target: rewards ``(B, K)`` (the ``total``) and
-    every term as a ``(B, K)`` array (``format``, ``length``, ``mse``, ...).
-
-    By default the scorer is ``time_r1_scorer(variant, digit_bonus)``; any other
-    ``scorer(text, target) -> dict with "total"`` may replace it.
-    """
+def score_rollout(rollout: Rollout, targets: Sequence[np.ndarray], *, reward: str = "paper",
+                  digit_bonus: float = 0.0) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """Reward every completion against its prompt's target (``score_completion``): rewards ``(B, K)``
+    (the ``total``) and every term as a ``(B, K)`` array (``format``, ``length``, ``mse``, ...)."""
     B, K = len(rollout.prompts), rollout.K
     if len(targets) != B:
         raise ValueError(f"score_rollout: {len(targets)} targets for {B} prompts")
-    if scorer is None:
-        scorer = time_r1_scorer(variant, digit_bonus)
-    scores = [scorer(text, targets[i // K]) for i, text in enumerate(rollout.texts)]  # B*K dicts
+    scores = [score_completion(text, targets[i // K], reward, digit_bonus)
+              for i, text in enumerate(rollout.texts)]  # B*K dicts
     keys = [k for k in (*REWARD_KEYS, "digits", "total") if k in scores[0]]
     terms = {k: np.array([s[k] for s in scores], dtype=np.float64).reshape(B, K) for k in keys}
     rewards = torch.tensor(terms["total"], dtype=torch.float32)  # (B, K)
@@ -216,7 +208,7 @@ def completion_logprobs(model: nn.Module, batch: TrainBatch, temperature: float 
     reference pass and for every inner update. The hidden state at position ``prompt_len + t - 1``
     predicts completion token t; only those positions reach ``lm_head`` (fp32 log-softmax).
     """
-    core = getattr(model, "module", model)
+    core = unwrap(model)
     hidden = model(batch.input_ids, return_hidden=True)  # (N, L, D)
     N, L, D = hidden.shape
     T = batch.completion_mask.shape[1]
@@ -235,7 +227,7 @@ def swapped_adapter(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Iter
     The reference policy when RL continues an SFT adapter: the SFT adapter itself, at the cost of one
     adapter-sized copy instead of a second model.
     """
-    params = dict(getattr(model, "module", model).named_parameters())
+    params = dict(unwrap(model).named_parameters())
     missing = [name for name in snapshot if name not in params]
     if missing:
         raise ValueError(f"adapter snapshot names a parameter the model does not have: {missing[0]}")
@@ -253,7 +245,7 @@ def swapped_adapter(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Iter
 
 def adapter_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of every LoRA weight (for ``swapped_adapter``)."""
-    core = getattr(model, "module", model)
+    core = unwrap(model)
     return {f"{name}.{part}.weight": getattr(m, part).weight.detach().clone()
             for name, m in lora_modules(core).items() for part in ("lora_A", "lora_B")}
 
@@ -274,7 +266,7 @@ class Reference:
     @contextlib.contextmanager
     def active(self, policy: nn.Module) -> Iterator[nn.Module]:
         """The module whose log-probs are the reference's."""
-        core = getattr(policy, "module", policy)
+        core = unwrap(policy)
         if self.kind == "model":
             yield self.model
         elif self.kind == "adapter":

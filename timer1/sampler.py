@@ -7,15 +7,14 @@ at any eos id; finished rows keep being fed a token (their outputs are ignored) 
 rectangular, and their recorded tokens never change.
 
 Each decode step is ``model.prepare`` (Python bookkeeping of the cache), ``model.core`` (the tensor
-work) and ``cache.advance``. ``compile=True`` runs ``core`` through ``torch.compile(dynamic=True)``
-(inductor's C++ backend on CPU): the cache length is a symbolic int, so one graph serves every step
-and every cache length (separate graphs only for one row vs several, and with vs without a padding
-mask). It removes eager PyTorch's per-op overhead (~30 small ops per layer), which dominates the
-decode step of small models; the tokens are the same and log-probs agree within float rounding. The
-compile costs 10-30 s once per process and shape (less with inductor's on-disk cache warm), so the
-default (``compile=None``) is a ski-rental rule: decode eagerly until this model has run
+work) and ``cache.advance``. ``compile=True`` runs ``core`` through ``torch.compile(dynamic=True)``:
+the cache length is a symbolic int, so one graph serves every step and every cache length (separate
+graphs only for one row vs several, and with vs without a padding mask). It removes eager PyTorch's
+per-op overhead, which dominates the decode step of small models; the tokens are the same and
+log-probs agree within float rounding. The compile itself costs seconds once per process and shape,
+so the default (``compile=None``) is a ski-rental rule: decode eagerly until this model has run
 :data:`AUTO_COMPILE_STEPS` decode steps in this process, then compile, so a one-off forecast never
-pays for a compile and a GRIP run or a server pays once (measurements: README, benchmarks/sampler.py).
+pays for a compile and a GRIP run or a server pays once (timings: README, benchmarks/sampler.py).
 
 The sampling functions below are tiny and pure: logits in, tensors out. They stay eager in both
 modes, so a seeded run draws the same random numbers whether or not the model step is compiled.
@@ -30,15 +29,16 @@ from typing import Sequence
 
 import torch
 
+from timer1.dist import unwrap
 from timer1.model import KVCache, Qwen2
 
-__all__ = ["Generation", "generate", "KVCache", "sampling_logprobs", "top_k_mask", "top_p_mask",
+__all__ = ["Generation", "generate", "sampling_logprobs", "top_k_mask", "top_p_mask",
            "sample_token", "AUTO_COMPILE_STEPS"]
 
 AUTO_COMPILE_STEPS = 20_000
 """``compile=None`` compiles a model's decode step once it has run this many eager decode steps in
-this process: about what the compile costs (10-30 s) over what it saves per step (~1 ms on the tiny
-config, measured in benchmarks/sampler.py), so at most twice the best-in-hindsight cost."""
+this process: about what the compile costs over what it saves per step (benchmarks/sampler.py on the
+tiny config), so at most twice the best-in-hindsight cost (ski rental)."""
 
 _eager_steps: "weakref.WeakKeyDictionary[Qwen2, int]" = weakref.WeakKeyDictionary()
 
@@ -102,9 +102,9 @@ def sample_token(logprobs: torch.Tensor, generator: torch.Generator | Sequence[t
     (each prompt's samples then do not depend on the other prompts of the batch).
 
     Exact (the CDF is summed in fp64; masked tokens add no mass so they are never the first to exceed
-    ``u``) and one random number per row. ``torch.multinomial`` and gpt-fast's exponential race both
-    draw ``B * V`` exponentials, ~20x slower over a 152k vocabulary on CPU; and fp32 exponentials
-    are exactly 0 with probability ~2^-24, which would hand the race to an arbitrary token."""
+    ``u``) and one random number per row, where ``torch.multinomial`` and gpt-fast's exponential race
+    both draw ``B * V`` exponentials (slow over a 152k vocabulary on CPU); and fp32 exponentials are
+    exactly 0 with probability ~2^-24, which would hand the race to an arbitrary token."""
     cdf = logprobs.exp().cumsum(dim=-1, dtype=torch.float64)  # (B, V)
     u = _uniforms(cdf.shape[0], generator, cdf.device)  # (B, 1)
     token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]  # (B,)
@@ -168,7 +168,7 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
     (bf16 weights: logits are cast to fp32 before log-softmax and sampling). Returns a
     :class:`Generation` (``.tokens``, ``.logprobs``, ``.finished``), samples of prompt 0 first.
     """
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     config = model.config
     _check_args(prompts, max_new_tokens, num_samples, temperature, top_k, top_p, config.vocab_size)
     param = model.lm_head.weight

@@ -26,7 +26,7 @@ teacher when one is given, and the counts say how often (``BuildCounts``).
 
 CLI (writes a JSONL of samples, atomically)::
 
-    python -m timer1.sft_data --config configs/sft_tiny.toml --out data/sft_tiny.jsonl
+    python -m timer1.sft_data --config configs/demo_sft.toml --out data/demo_sft.jsonl
     python -m timer1.sft_data --config configs/sft_qwen2.5_7b.toml --out data/sft_etth1.jsonl \\
         --teacher=model --teacher_path=/models/DeepSeek-R1-Distill-Qwen-7B --teacher_k=3
 
@@ -53,7 +53,7 @@ from timer1.baselines import Linear, estimate_period, make_baseline
 from timer1.data import Window, read_csv, split_bounds
 from timer1.metrics import correlation, mape
 from timer1.prompts import compact_scaler, format_values
-from timer1.task import (PromptFormat, WindowSpec, complete_forecast, forecast_from_completion,
+from timer1.task import (PromptFormat, WindowSpec, chat_ids, complete_forecast, forecast_from_completion,
                          prompt_messages, target_completion)
 
 TREND_SPAN = 10  # trends are stated per this many steps, so integers on the compact scale keep resolution
@@ -425,7 +425,7 @@ class ModelTeacher:
         """`num_samples` completions of one chat prompt, decoded to text."""
         from timer1.sampler import generate
         tokenizer = self.policy.tokenizer
-        prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        prompt = chat_ids(tokenizer, messages)
         self.seed += 1                                   # fresh, reproducible draws per call
         out = generate(self.policy.model, [prompt], max_new_tokens=self.max_new_tokens, num_samples=num_samples,
                        temperature=temperature, top_p=self.top_p if temperature > 0 else 1.0,

@@ -1,10 +1,8 @@
 """Slow-thinking inference: draft -> reflect -> refine (Time-R1, arXiv 2506.10630).
 
-Time-R1 treats forecasting as reasoning: the model writes a chain of thought in ``<think>`` and a
-forecast in ``<answer>``, and it is trained (SFT warm-up, then GRIP) to think slowly, i.e. to
-explore several reasoning paths before settling on an answer (paper Sec. 1 and 3: "slow-thinking",
-GRIP samples and weighs many reasoning paths per prompt). At inference the same idea gives a
-test-time procedure, in three steps:
+The model is trained (SFT, then GRIP, which samples and weighs many reasoning paths per prompt) to
+think in ``<think>`` before it answers in ``<answer>``; at inference the same idea, exploring several
+reasoning paths before settling on an answer (paper Sec. 1 and 3), is a test-time procedure:
 
 1. Draft. Sample ``samples`` reasoning paths for the window with ONE batched ``generate`` call
    (``num_samples=N``: the prompt is prefilled once and its KV cache copied to the N rows).
@@ -44,8 +42,8 @@ from timer1.baselines import SeasonalNaive, estimate_period, period_from_step
 from timer1.data import Window
 from timer1.metrics import correlation, mae
 from timer1.sampler import generate
-from timer1.task import (PromptFormat, answer_opening, complete_forecast, forecast_from_completion, prompt_ids,
-                         prompt_messages)
+from timer1.task import (PromptFormat, answer_opening, chat_ids, complete_forecast, forecast_from_completion,
+                         prompt_ids, prompt_messages)
 
 QUANTILES = (0.1, 0.5, 0.9)
 REFINE_MODES = ("resample", "critique")
@@ -423,10 +421,8 @@ def _critique_round(policy, windows, drafts, todo, config, round_index, seeds=No
     for i in todo:
         for draft in drafts[i]:
             if draft.round == round_index - 1 and not draft.passed:
-                messages = _critique_messages(windows[i], policy.prompt_format, draft)
-                text = policy.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
                 owners.append(i)
-                prompts.append(policy.tokenizer.encode(text))
+                prompts.append(chat_ids(policy.tokenizer, _critique_messages(windows[i], policy.prompt_format, draft)))
     new: dict[int, list[str]] = {i: [] for i in todo}
     if prompts:
         seed = _round_seed(config.seed, round_index) if seeds is None else \

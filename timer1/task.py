@@ -55,9 +55,13 @@ def prompt_messages(window: Window, fmt: PromptFormat) -> list[dict]:
 
 
 def prompt_ids(tokenizer, window: Window, fmt: PromptFormat) -> list[int]:
-    """Token ids of the chat-templated prompt, ending with the assistant turn's opening."""
-    text = tokenizer.apply_chat_template(prompt_messages(window, fmt), add_generation_prompt=True)
-    return tokenizer.encode(text)
+    """Token ids of the window's chat-templated prompt, ending with the assistant turn's opening."""
+    return chat_ids(tokenizer, prompt_messages(window, fmt))
+
+
+def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of chat messages, templated, ending with the assistant turn's opening."""
+    return tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
 
 
 def completion_ids(tokenizer, completion: str) -> list[int]:

@@ -15,23 +15,25 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import torch
 from safetensors.torch import load_file
 
 from timer1 import dist
 from timer1.checkpoint import (capture_rng_state, checkpoints_newest_first, clean_stale_temps, latest_checkpoint,
-                               read_train_state, restore_train_state, save_checkpoint)
+                               read_train_state, resolve_checkpoint, restore_train_state, save_checkpoint)
 from timer1.atomic import json_default, write_text_atomic
 from timer1.config import load_config_or_exit
 from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
 from timer1.metrics import mae, mase, mse
+from timer1.model import Qwen2
+from timer1.policy import Policy, load_policy, save_policy, save_policy_files
+from timer1.random_init import random_policy
 from timer1.sampler import generate
+from timer1.slow_think import SlowThinkConfig, slow_think
 from timer1.task import PromptFormat, complete_forecast, forecast_from_completion, prompt_format_from, prompt_ids
-
-if TYPE_CHECKING:                                   # policy sits above this module: imported where used
-    from timer1.policy import Policy
+from timer1.tokenizer import Tokenizer
 
 T = TypeVar("T")
 
@@ -43,7 +45,6 @@ def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter
     """The policy of an SFTConfig/GRIPConfig, with LoRA applied (or `adapter` loaded), on `device`. A
     random-init model is built from `seed` alike on every rank; LoRA's A matrices draw from torch's
     global RNG, so seed it first. A missing or broken model/adapter path is one-line error."""
-    from timer1.policy import policy_from_config
     what = "model" if cfg.model.random_init else f"model.path {cfg.model.path}"
     policy = loaded(what, lambda: policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device))
     if adapter:
@@ -53,6 +54,23 @@ def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter
         apply_lora(policy.model, tuple(lora.targets), lora.r, lora.alpha, lora.dropout, lora.use_rslora)
     policy.model.to(device)                       # LoRA A/B are created on the CPU
     policy.model.train()
+    return policy
+
+
+def policy_from_config(model_cfg, prompt_format: PromptFormat = PromptFormat(), *, seed: int = 0,
+                       device=None) -> Policy:
+    """The policy a run's ``ModelConfig`` describes: with ``random_init`` a random Qwen2 of its dims
+    (tokenizer from ``model_cfg.tokenizer`` or trained on task-like text), else the checkpoint at
+    ``model_cfg.path``, which may be a run directory (its best, else latest, checkpoint)."""
+    if model_cfg.random_init:
+        tokenizer = Tokenizer.from_pretrained(model_cfg.tokenizer) if model_cfg.tokenizer else None
+        policy = random_policy(model_cfg.random_config_dict(), seed=seed, tokenizer=tokenizer,
+                               prompt_format=prompt_format, device=device, dtype=model_cfg.dtype)
+    else:
+        policy = load_policy(resolve_checkpoint(model_cfg.path), tokenizer_path=model_cfg.tokenizer or None,
+                             device=device, dtype=model_cfg.dtype)
+        policy.prompt_format = prompt_format
+    policy.model.gradient_checkpointing = model_cfg.gradient_checkpointing
     return policy
 
 
@@ -305,9 +323,6 @@ def evaluate_forecasts(model: torch.nn.Module, tokenizer, windows: Sequence, fmt
 def _forecasts(model, tokenizer, windows: list, fmt: PromptFormat, max_new_tokens: int, samples: int) -> list:
     """(forecast (H,), was the model's own) per window: greedy, or slow thinking's median of ``samples``."""
     if samples > 1:
-        from timer1.policy import Policy
-        from timer1.slow_think import SlowThinkConfig, slow_think
-
         config = SlowThinkConfig(samples=samples, rounds=1, max_new_tokens=max_new_tokens, seed=0)
         results = slow_think(Policy(model, tokenizer, "validation", fmt), windows, config)
         return [(r.point, r.fallback is None) for r in results]
@@ -340,7 +355,6 @@ def save_run_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.M
     """Checkpoint after optimizer step `step`. Collective: every rank must call it (RNG states are
     gathered so a resume restores each rank's own); rank 0 writes, the others return None.
     Lower `score` is better (validation MSE); cfg.keep_best / cfg.keep_last drive pruning."""
-    from timer1.policy import save_policy_files
     rng = dist.all_gather_object(capture_rng_state()) if info.distributed else capture_rng_state()
     path = None
     if info.is_master:
@@ -356,7 +370,6 @@ def save_run_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.M
 def save_base_model(policy: Policy, out_dir: str | os.PathLike) -> Path:
     """A LoRA run on a random-init base saves that base once as ``out_dir/base_model``, so its adapter
     checkpoints load with ``load_policy(out_dir/base_model, adapter=out_dir/step_XXXXXX)``. Rank 0."""
-    from timer1.policy import Policy, save_policy
     path = Path(out_dir) / "base_model"
     core = dist.unwrap(policy.model)
     base_state = {k: v for k, v in core.state_dict().items() if ".lora_" not in k}  # LoRALinear keeps `weight`
@@ -373,7 +386,6 @@ def read_weights(ckpt_dir: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     every weight of the full model (in `dtype`, on the CPU)."""
     if (ckpt_dir / ADAPTER_WEIGHTS).is_file():
         return {k.removeprefix(PEFT_PREFIX): v for k, v in load_file(str(ckpt_dir / ADAPTER_WEIGHTS)).items()}
-    from timer1.model import Qwen2
     return Qwen2.from_pretrained(ckpt_dir, dtype=dtype, device="cpu").state_dict()
 
 
