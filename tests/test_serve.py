@@ -115,7 +115,7 @@ def test_body_over_the_limit_and_unknown_paths(server):
 
 
 def test_sixteen_concurrent_clients_each_get_their_own_answer(forecaster):
-    fast = Forecaster(forecaster.policy, name="fast", max_new_tokens=48)  # answers stop well before 48 tokens
+    fast = Forecaster(forecaster.policy, name="fast", max_new_tokens=96)  # answers stop well before 96 tokens
     service, port = start(fast)
     bodies = [{"series": series(k, 64 + k % 9), "horizon": 3 + k % 2, "mode": "single"} for k in range(80)]
     expected = {}
