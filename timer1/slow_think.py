@@ -365,19 +365,18 @@ def slow_think(policy, windows: Window | Sequence[Window], config: SlowThinkConf
     """
     single = isinstance(windows, Window)
     windows = [windows] if single else list(windows)
-    tests = [backtest_window(w) for w in windows] if config.backtest else []
-    every = windows + [t for t in tests if t is not None]
+    tests = [(i, t) for i, t in enumerate(map(backtest_window, windows)) if t is not None] if config.backtest else []
+    every = windows + [t for _, t in tests]
     if seeds is not None:
-        seeds = list(seeds) + [seed + BACKTEST_SEED for seed, t in zip(seeds, tests) if t is not None]
+        seeds = list(seeds) + [seeds[i] + BACKTEST_SEED for i, _ in tests]
     drafts = _draft_rounds(policy, every, config, period, log, seeds)
     results = [conclude(w, ds, max(d.round for d in ds), period, policy.band_scale) for w, ds in zip(every, drafts)]
-    if tests:
-        greedy = single_pass(policy, every, max_new_tokens=config.max_new_tokens, period=period)
-        backtested = iter(range(len(windows), len(every)))
-        for i, test in enumerate(tests):
-            if test is not None:
-                k = next(backtested)
-                results[i] = choose_answer(results[i], greedy[i], test, results[k], greedy[k])
+    if tests:   # greedy drafts only where a backtest can choose: each window with one, and its backtest
+        greedy = single_pass(policy, [windows[i] for i, _ in tests] + [t for _, t in tests],
+                             max_new_tokens=config.max_new_tokens, period=period)
+        n = len(tests)
+        for k, (i, test) in enumerate(tests):
+            results[i] = choose_answer(results[i], greedy[k], test, results[len(windows) + k], greedy[n + k])
     results = results[:len(windows)]
     return results[0] if single else results
 
