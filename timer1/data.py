@@ -1,25 +1,14 @@
 """Series data: CSV reading, the Time-R1 evaluation protocol and splits, windows, synthetic series.
 
-`read_csv` reads a date column (optional; layouts in `timer1.dates`, a running number such as nasdaq's
-``1.0`` too) and one numeric column per channel into a `Series`; the windowing functions cut it into
-univariate `Window`s (one channel, a look-back history, the horizon target after it) for
-`timer1.prompts`. A first column named like a date whose cells do not parse gives a running row index
-(with a warning); a numeric first column not named like a date is a channel.
+Missing cells stay NaN in ``Series.values``. A window's history is interpolated between valid
+neighbours; a target is never filled, and a window whose target has a NaN is left out.
 
-Missing cells: ``Series.values`` keeps NaN (``inf`` too). A window's history is interpolated between
-valid neighbours (edges: the nearest valid value); a target is never filled, and a window whose
-target has a NaN is left out of `paper_windows`, `rolling_windows` and `train_windows`.
-
-The Time-R1 evaluation protocol (official eval code ``eval/dataLoader.py`` of the Time-R1 repository,
-checked against its text): look-back 96 and horizon 96 (nasdaq 36/36); ETTh test region starts at row
-12*30*24 + 4*30*24 = 11520 and ends at 12*30*24 + 8*30*24 = 14400 (Informer split; ETTm: times 4);
-every other set uses ``num_test = int(0.2 * T)`` and the test region starts at ``T - num_test``
-(the Time-Series-Library ``Dataset_Custom`` rule, which the official code repeats; note
-``T - int(0.2*T)`` can differ from ``int(0.8*T)`` by one row). Window i of a channel has its history in
-rows ``[start - L + i*stride, start + i*stride)`` and its target in the H rows after; stride is L
-(nasdaq: 1); the first 10 windows per channel are used. Inputs of non-ETT sets are rounded to 3
-decimals (targets are not). That gives 70 samples for ETTh1/ETTh2, 80 exchange, 110 per AQ set,
-70 wind, 50 nasdaq.
+The Time-R1 evaluation protocol (official ``eval/dataLoader.py``): look-back 96 and horizon 96
+(nasdaq 36/36). ETTh's test region is rows [11520, 14400) (Informer's 12/4/4-month split; ETTm: times
+4); every other set starts it at ``T - int(0.2 * T)`` (Time-Series-Library ``Dataset_Custom``; this can
+differ from ``int(0.8*T)`` by one row). Window i has its history in rows
+``[start - L + i*stride, start + i*stride)`` and its target in the H rows after; stride is L (nasdaq: 1);
+the first 10 windows per channel are used. Inputs of non-ETT sets are rounded to 3 decimals.
 """
 
 from __future__ import annotations
@@ -41,9 +30,9 @@ from timer1.atomic import write_text_atomic
 from timer1.dates import (DateCells, DateLabels, Step, classify_step, date_components, format_dates,
                           grid_positions, parse_dates)
 
-ETT_HOURLY_TRAIN_END = 12 * 30 * 24          # 8640: 12 months of hours
-ETT_HOURLY_VAL_END = 12 * 30 * 24 + 4 * 30 * 24  # 11520: + 4 months
-ETT_HOURLY_TEST_END = 12 * 30 * 24 + 8 * 30 * 24  # 14400: + 4 more months
+ETT_HOURLY_TRAIN_END = 12 * 30 * 24               # 12 months of hours
+ETT_HOURLY_VAL_END = 12 * 30 * 24 + 4 * 30 * 24   # + 4 months
+ETT_HOURLY_TEST_END = 12 * 30 * 24 + 8 * 30 * 24  # + 4 more months
 _THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _DECIMAL_COMMA_RE = re.compile(r"[ \t]*[+-]?\d+,\d+[ \t]*")
 DATE_COLUMN_NAMES = {"date", "time", "timestamp", "datetime", "ds", "index", "t"}
@@ -83,7 +72,6 @@ class Series:
         return len(self.values)
 
     def column(self, channel: str) -> np.ndarray:
-        """(T,) values of one channel; ValueError naming the channel if it is absent."""
         if channel not in self.channels:
             raise ValueError(f"series {self.name}: no channel {channel!r} (has {', '.join(self.channels)})")
         return self.values[:, self.channels.index(channel)]
@@ -101,7 +89,7 @@ class CsvDialect:
     decimal_comma: bool
 
     def note(self) -> str | None:
-        """A sentence for anything other than UTF-8, commas between fields and decimal points."""
+        """A warning for anything other than UTF-8, commas between fields and decimal points."""
         parts = []
         if self.encoding == "latin-1":
             parts.append("not UTF-8, read as Latin-1")
@@ -115,9 +103,8 @@ class CsvDialect:
 
 
 def sniff_dialect(path: Path) -> CsvDialect:
-    """Guess encoding (BOM, else UTF-8 if the head decodes, else Latin-1), the delimiter among
-    ``, ; TAB |`` (``csv.Sniffer`` on the first lines) and decimal commas (only possible when the
-    delimiter is not a comma: a value cell like ``1,5``)."""
+    """Guess encoding (BOM, else UTF-8 if the head decodes, else Latin-1), the delimiter
+    (``csv.Sniffer`` on the first lines) and decimal commas (only with a non-comma delimiter)."""
     with open(path, "rb") as f:
         head = f.read(SAMPLE_BYTES)
     encoding = _sniff_encoding(head, complete=len(head) < SAMPLE_BYTES)
@@ -146,7 +133,7 @@ def _sniff_encoding(head: bytes, complete: bool) -> str:
     return "utf-8-sig"  # drops a UTF-8 byte-order mark when there is one
 
 
-def _cells_to_floats(cells: Sequence[str], decimal_comma: bool = False) -> np.ndarray:
+def _cells_to_floats(cells: Sequence[str], decimal_comma: bool) -> np.ndarray:
     """Parse one column; empty/unparseable/infinite cells become NaN."""
     if decimal_comma:
         cells = [c.replace(",", ".") for c in cells]
@@ -179,8 +166,8 @@ def _index_numbers(cells: Sequence[str]) -> tuple[np.ndarray, int] | None:
 
 @dataclass
 class _Block:
-    """Up to BLOCK_ROWS rows of the kept columns, parsed: the first column as dates or as numbers,
-    each kept value column as floats, and the file line of every row (for messages)."""
+    """Up to BLOCK_ROWS parsed rows: the first column as dates or numbers, the kept value columns,
+    and the file line of every row (for messages)."""
 
     dates: DateCells | None
     numbers: tuple[np.ndarray, int] | None
@@ -252,13 +239,10 @@ def read_csv(path: str | os.PathLike, columns: Sequence[str] | None = None,
              progress: Callable[[int, int], None] | None = None) -> Series:
     """Read a time-series CSV (first column dates, then one numeric column per channel).
 
-    The file streams in BLOCK_ROWS rows at a time and only the dates and the kept columns are
-    stored, as numpy arrays (``columns``: the channels wanted, None for all), so memory follows what
-    is used, not the file. ``progress(bytes_read, file_size)`` is called after each block.
-    Encoding, delimiter and decimal commas are guessed (`sniff_dialect`, a warning says what was
-    not plain UTF-8 with commas). Rows are put in date order when they are not (newest first, or
-    shuffled onto one regular step, with a warning); duplicated dates, or shuffled dates with no
-    consistent step, are an error naming lines. Gaps in a regular step are reported.
+    The file streams in BLOCK_ROWS rows at a time and only the kept ``columns`` (None: all) are
+    stored, so memory follows what is used, not the file. Rows are put in date order when they are
+    not (newest first, or shuffled onto one regular step, with a warning); duplicated dates, or
+    shuffled dates with no consistent step, are an error naming lines.
     """
     path = Path(path)
     if not path.exists():
@@ -304,10 +288,8 @@ def read_csv(path: str | os.PathLike, columns: Sequence[str] | None = None,
 
 def series_from_values(values: Sequence[float], dates: Sequence[str] | None = None, name: str = "series",
                        channel: str = "value") -> Series:
-    """A one-channel Series from an array (NaN / None for missing values) and optional date strings in
-    any layout `read_csv` reads (else a running index 0..n-1): how the Python API (timer1.forecaster)
-    gets the same `forecast_window` repairs as a CSV. Dates must be distinct and in time order
-    (ValueError naming the first that is not); gaps in their step are repaired like a CSV's."""
+    """A one-channel Series from values (NaN / None for missing) and optional increasing date
+    strings: how the Python API gets the same `forecast_window` repairs as a CSV."""
     column = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if column.ndim != 1:
         raise ValueError(f"{name}: values must be one-dimensional, got shape {column.shape}")
@@ -330,10 +312,8 @@ def series_from_values(values: Sequence[float], dates: Sequence[str] | None = No
 
 
 def _date_column(path: Path, name: str, blocks: list[_Block]):
-    """(timestamps, sort keys, step draft) of the first column. Dates: datetime64 and their int64
-    seconds; a running number under a date-like name: the numbers; a numeric first column named
-    otherwise is no date column (all None: it becomes a channel); anything else warns and the rows
-    are numbered."""
+    """(timestamps, sort keys, step draft) of the first column; all None when it is a channel
+    (numeric and not named like a date)."""
     cells = DateCells.merge([b.dates for b in blocks])
     parsed = None if cells is None else cells.resolve()
     if parsed is not None:
@@ -351,12 +331,8 @@ def _date_column(path: Path, name: str, blocks: list[_Block]):
 
 
 def _chronological(path: Path, keys: np.ndarray | None, lines: np.ndarray, step: Step) -> np.ndarray | None:
-    """The row order that puts the dates in time order, None when they already are.
-
-    Newest-first files are reversed, and shuffled rows sorted when, once sorted, every date sits on one
-    regular step (a warning says so either way). A date on two rows, or shuffled dates that fit no
-    regular step, is an error naming the lines: guessing an order there would forecast garbage.
-    """
+    """The row order that puts the dates in time order, None when they already are. Shuffled dates
+    that fit no regular step are an error: guessing an order there would forecast garbage."""
     if keys is None or len(keys) < 2:
         return None
     diffs = np.diff(keys)
@@ -444,10 +420,8 @@ def future_dates(series_or_last: Series | np.datetime64 | str | float, step: Ste
                  n: int = 1) -> list[str]:
     """The n dates after the last one, continuing its step and written in its style.
 
-    Calendar steps (monthly, quarterly, yearly): if the last date is the last day of its month,
-    the continuation stays on month ends (Jan 31 -> Feb 28/29 -> Mar 31); otherwise it keeps the
-    same day of the month, clipped to the month's length (Jan 15 -> Feb 15). Fixed steps add
-    `step.seconds`; an index adds its increment.
+    Calendar steps from a month's last day stay on month ends (Jan 31 -> Feb 28/29 -> Mar 31);
+    otherwise they keep the day of the month, clipped to the month's length.
     """
     if isinstance(series_or_last, Series):
         step = step or series_or_last.step
@@ -490,23 +464,18 @@ def future_dates(series_or_last: Series | np.datetime64 | str | float, step: Ste
 
 @dataclass(frozen=True)
 class Protocol:
-    """How the paper evaluates one dataset.
-
-    split: "ett_hourly" (Informer 12/4/4 months of hours), "ett_minute" (the same in 15-minute rows)
-    or "ratio" (70/10/20 with num_test = int(0.2*T)). round_inputs: decimals the history is rounded
-    to (3 for non-ETT sets), None to keep it raw.
-    """
+    """How the paper evaluates one dataset."""
 
     lookback: int
     horizon: int
     stride: int
     n_windows: int
-    split: str = "ratio"
-    round_inputs: int | None = 3
+    split: str = "ratio"             # "ett_hourly", "ett_minute" (15-minute rows) or "ratio" (70/10/20)
+    round_inputs: int | None = 3     # decimals the history is rounded to, None: raw
 
 
 def _bounds(split: str, n_rows: int) -> tuple[int, int, int]:
-    """(train_end, val_end, test_end) for a split rule."""
+    """(train_end, val_end, test_end)."""
     if split in ("ett_hourly", "ett_minute"):
         scale = 1 if split == "ett_hourly" else 4
         train_end, val_end, test_end = (ETT_HOURLY_TRAIN_END * scale, ETT_HOURLY_VAL_END * scale,
@@ -547,7 +516,7 @@ def split_bounds(series: Series, dataset: str | None = None) -> tuple[int, int]:
 
 
 def split_test_region(series: Series, dataset: str | None = None) -> tuple[int, int]:
-    """(test_start, test_end) rows of the test region (ETTh ends at row 14400, others at T)."""
+    """(test_start, test_end) rows of the test region."""
     _, val_end, test_end = _bounds(protocol_for(dataset or series.name).split, len(series))
     return val_end, test_end
 
@@ -562,7 +531,7 @@ class Window:
     dataset: str
     channel: str
     history: np.ndarray        # (L,) float64, gaps interpolated
-    target: np.ndarray         # (H,) float64, never filled (may hold NaN only if built by make_window)
+    target: np.ndarray         # (H,) float64, never filled
     history_dates: list[str]   # (L,) dates as written in the file
     target_dates: list[str]    # (H,)
     start: int                 # row of the first history value
@@ -641,11 +610,9 @@ def _some(dates: list[str], shown: int = 3) -> str:
 
 
 def glitches(history: np.ndarray) -> np.ndarray:
-    """(L,) bool: isolated values (a run of one) more than OUTLIER_MADS robust deviations from the
-    median (MAD scaled by 1.4826, or the scaled mean absolute deviation when over half the values are
-    equal). One 1e9 glitch would otherwise set the whole compact scale (timer1.prompts.CompactScaler
-    spans min..max) and every other value would print as the same integer. Runs of two or more are
-    kept: a level shift is a real change, not a glitch (Hampel filter, restricted to single points)."""
+    """(L,) bool: isolated values more than OUTLIER_MADS scaled MADs from the median (a Hampel filter
+    restricted to single points: a run of two or more is a level shift, kept). One 1e9 glitch would
+    otherwise set the whole compact scale and every other value would print as the same integer."""
     x = np.asarray(history, dtype=np.float64)
     finite = np.isfinite(x)
     if finite.sum() < 3:
@@ -661,7 +628,7 @@ def glitches(history: np.ndarray) -> np.ndarray:
 
 def _grid_tail(series: Series, channel: str, lookback: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The last `lookback` steps of the regular grid: values (NaN where the file has no row), a mask
-    of the steps with no row, and their dates. Dates off any grid, or a running index: the last rows."""
+    of those missing steps, and their dates. Dates off any grid: the last rows."""
     column = series.column(channel)
     positions = None if series.timestamps is None else grid_positions(series.timestamps, series.step)
     if positions is None:
@@ -685,13 +652,9 @@ def _grid_tail(series: Series, channel: str, lookback: int) -> tuple[np.ndarray,
 
 def forecast_window(series: Series, channel: str, lookback: int, horizon: int,
                     round_inputs: int | None = None, dataset: str | None = None) -> tuple[Window, Repairs]:
-    """The window for a real forecast, and what was repaired in it.
-
-    History: the last `lookback` steps of the regular grid (steps with no row in the file count as
-    missing), missing and non-number cells and isolated glitches (`glitches`) interpolated; refused
-    (ValueError) when more than MAX_REPAIRED_SHARE of it needed repair. Target: the next `horizon`
-    dates continued by `future_dates` and unknown values (all NaN, never invented).
-    """
+    """The window for a real forecast, and what was repaired in it: missing steps, non-number cells
+    and glitches of the look-back are interpolated, refused when more than MAX_REPAIRED_SHARE. The
+    target is `horizon` future dates with NaN values."""
     if horizon <= 0:
         raise ValueError(f"series {series.name}: horizon must be positive, got {horizon}")
     values, missing, dates = _grid_tail(series, channel, lookback)
@@ -712,21 +675,17 @@ def forecast_window(series: Series, channel: str, lookback: int, horizon: int,
     return window, repairs
 
 
-def _usable(series: Series, channel: str, start: int, lookback: int, horizon: int) -> bool:
-    """A window is usable when its target is complete and its history has a valid value."""
-    column = series.column(channel)
-    history = column[start:start + lookback]
-    target = column[start + lookback:start + lookback + horizon]
-    return bool(np.isfinite(target).all() and np.isfinite(history).any())
-
-
 def _windows_at(series: Series, starts: Sequence[int], lookback: int, horizon: int,
                 channels: Sequence[str] | None, round_inputs: int | None, dataset: str | None,
                 on_skip: Callable[[str, int], None] | None = None) -> list[Window]:
+    """Windows at `starts` whose target is complete and whose history has a valid value."""
     out = []
     for channel in (channels or series.channels):
+        column = series.column(channel)
         for start in starts:
-            if _usable(series, channel, start, lookback, horizon):
+            history = column[start:start + lookback]
+            target = column[start + lookback:start + lookback + horizon]
+            if np.isfinite(target).all() and np.isfinite(history).any():
                 out.append(make_window(series, channel, start, lookback, horizon, round_inputs, dataset))
             elif on_skip is not None:
                 on_skip(channel, start)
@@ -735,13 +694,8 @@ def _windows_at(series: Series, starts: Sequence[int], lookback: int, horizon: i
 
 def paper_windows(series: Series, dataset: str | None = None,
                   channels: Sequence[str] | None = None) -> list[Window]:
-    """The paper's test samples: the first 10 windows per channel of the test region.
-
-    Window i: history rows [test_start - L + i*stride, test_start + i*stride), target the next H rows.
-    Channels come in file order (the official code follows its own table, e.g. nasdaq Close, Open,
-    Volume, Low, High); the set of samples is the same.
-    Windows with a missing target value are skipped with a warning (the paper's data has none).
-    """
+    """The paper's test samples: the first 10 windows per channel of the test region, channels in
+    file order (the official code's order differs; the set is the same)."""
     dataset = dataset or series.name
     p = protocol_for(dataset)
     test_start, test_end = split_test_region(series, dataset)
@@ -757,8 +711,7 @@ def paper_windows(series: Series, dataset: str | None = None,
 def rolling_windows(series: Series, lookback: int, horizon: int, stride: int | None = None,
                     channels: Sequence[str] | None = None, dataset: str | None = None,
                     round_inputs: int | None = None) -> list[Window]:
-    """Rolling-origin windows over the whole test region: the first target starts at the test start,
-    origins advance by `stride` (default: horizon, so targets do not overlap) while the target fits."""
+    """Rolling-origin windows over the whole test region, origins `stride` apart (default: horizon)."""
     stride = stride or horizon
     test_start, test_end = split_test_region(series, dataset)
     first = test_start - lookback
@@ -770,11 +723,8 @@ def train_windows(series: Series, lookback: int, horizon: int, stride: int,
                   channels: Sequence[str] | None = None, rng: np.random.Generator | int | None = None,
                   max_windows: int | None = None, dataset: str | None = None,
                   round_inputs: int | None = None) -> list[Window]:
-    """Windows whose history AND target lie in the train region [0, train_end).
-
-    With `max_windows` (None or 0: no cap), a random subset of that size is returned in row order,
-    drawn with `rng` (a Generator or a seed; default seed 0).
-    """
+    """Windows inside the train region [0, train_end); at most `max_windows` (0: all), a random
+    subset kept in row order."""
     train_end, _ = split_bounds(series, dataset)
     windows = region_windows(series, 0, train_end, lookback, horizon, stride, channels, dataset, round_inputs)
     if max_windows and len(windows) > max_windows:
@@ -806,9 +756,8 @@ def validation_windows(series: Series, lookback: int, horizon: int, stride: int,
 # Synthetic series
 
 def evenly_spaced(items: Sequence, n: int) -> list:
-    """n items spread evenly over the list, first and last included (all of them when n <= 0 or
-    n >= len). Used to pick validation and quick-evaluation windows: the windows of a dataset are
-    ordered channel by channel, so taking the first n would see the first channel only."""
+    """n items spread evenly over the list, first and last included (all when n <= 0). Windows come
+    channel by channel, so the first n would see the first channel only."""
     if n <= 0 or n >= len(items):
         return list(items)
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
@@ -818,12 +767,8 @@ def synthetic_series(length: int, seed: int, *, level: float = 10.0, trend: floa
                      periods: Sequence[tuple[float, float]] = ((24.0, 1.0),), level_shifts: int = 0,
                      shift_size: float = 3.0, spikes: int = 0, spike_size: float = 5.0,
                      noise: float = 0.1) -> np.ndarray:
-    """A seeded (length,) series: level + trend*t + sum of sines + level shifts + spikes + noise.
-
-    periods: (period, amplitude) pairs, each sine with a random phase. level_shifts: that many steps
-    at random rows, each of +-shift_size. spikes: that many single-row outliers of +-spike_size.
-    noise: std of Gaussian noise. The same seed gives the same series.
-    """
+    """A seeded (length,) series: level + trend*t + sines of (period, amplitude) with random phases
+    + `level_shifts` steps of +-shift_size + `spikes` single-row outliers + Gaussian noise."""
     if length <= 0:
         raise ValueError(f"synthetic_series: length must be positive, got {length}")
     rng = np.random.default_rng(seed)

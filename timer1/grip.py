@@ -17,10 +17,8 @@ Everything else is GRPO: the group-normalised advantage ``A_i = (r_i - mean r) /
     rho_it = exp(logp_it - old_logp_it),   KL_it = exp(ref_it - logp_it) - (ref_it - logp_it) - 1
 
 and the loss is ``-J`` (normalised by ``sum_i w_i``). Uniform selection plus uniform weights is
-exactly GRPO; a group of two (G=2) is pairwise ranking RL. The choices the field settled on since
-(DAPO's clip-higher, token-level loss and overlong shaping, Dr. GRPO's constant divisor and no std
-scaling, GSPO's sequence-level ratio, batch-level advantage scaling) are arguments of the same
-functions; the paper's choice is always the default.
+exactly GRPO. Later variants (DAPO, Dr. GRPO, GSPO, ScaleRL) are arguments of the same functions;
+the paper's choice is always the default.
 
 Shapes: K candidates per prompt, B prompts, G selected per prompt, N = B * G trajectories,
 T completion tokens (right-padded, ``mask`` marks real tokens).
@@ -52,22 +50,13 @@ def select_candidates(
 ) -> torch.Tensor:
     """Pick G of the K candidate completions of ONE prompt by their rewards; returns sorted indices (G,).
 
-    ``rewards`` is ``(K,)`` with ``K >= G`` (the paper samples ``K = k * G``). Strategies:
-
-    - ``"local"`` (local random sampling): shuffle the K candidates and cut the first ``G * k``
-      (``k = K // G``) into G disjoint tournaments of k; keep the best of each (first index on
-      ties). Tournaments are drawn *without* replacement, so the G picks are distinct and each is
-      the best of its own k, which biases the group towards high rewards while keeping randomness.
-    - ``"cluster"`` (cluster-based random sampling, the paper's best choice): cluster the rewards
-      with exact 1-D k-means (``n_clusters`` clusters, fewer when there are fewer distinct values;
-      see ``kmeans_1d``), shuffle each cluster, then take members round-robin across clusters
-      (highest-reward cluster first in each round) until G are taken. Round-robin (rather than
-      proportional) allocation keeps a rare low-reward level represented, which is what gives the
-      group contrast; a cluster that runs out is skipped.
-    - ``"uniform"`` (GRPO): all candidates when ``K == G``, else G drawn uniformly without replacement.
-
-    Randomness comes only from ``generator`` (a CPU ``torch.Generator``), so a seeded generator
-    reproduces the picks. The result lives on ``rewards.device``.
+    - ``"local"`` (local random sampling): G disjoint random tournaments of ``k = K // G``
+      candidates; keep the best of each.
+    - ``"cluster"`` (cluster-based random sampling, the paper's best): cluster the rewards with
+      ``kmeans_1d``, shuffle each cluster, then take members round-robin across clusters (highest
+      first). Round-robin rather than proportional keeps a rare low-reward level represented, which
+      is what gives the group contrast.
+    - ``"uniform"`` (GRPO): G drawn uniformly without replacement.
     """
     K = rewards.shape[0]
     assert strategy in STRATEGIES, f"selection must be one of {STRATEGIES}, got {strategy!r}"
@@ -77,28 +66,21 @@ def select_candidates(
     if strategy == "uniform":
         picks = torch.arange(K) if K == G else torch.randperm(K, generator=generator)[:G]  # (G,)
     elif strategy == "local":
-        picks = _local_tournaments(values, G, generator)
+        k = K // G
+        order = torch.randperm(K, generator=generator)[: G * k].view(G, k)  # (G, k) disjoint tournaments
+        best = values[order].argmax(dim=1, keepdim=True)  # (G, 1) position of each tournament's winner
+        picks = order.gather(1, best).squeeze(1)  # (G,)
     else:
         picks = _cluster_round_robin(values, G, n_clusters, generator)
     return picks.sort().values.to(rewards.device)  # (G,)
 
 
-def _local_tournaments(values: torch.Tensor, G: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Best of k random candidates, G times, over disjoint tournaments (see ``select_candidates``)."""
-    k = values.shape[0] // G
-    order = torch.randperm(values.shape[0], generator=generator)[: G * k].view(G, k)  # (G, k)
-    best = values[order].argmax(dim=1, keepdim=True)  # (G, 1) position of each tournament's winner
-    return order.gather(1, best).squeeze(1)  # (G,)
-
-
 def kmeans_1d(values: torch.Tensor, n_clusters: int) -> torch.Tensor:
     """Exact 1-D k-means; returns labels (K,) with 0 = the highest-mean cluster.
 
-    In one dimension the optimal clusters are contiguous runs of the sorted values, so the
-    global optimum of the within-cluster sum of squares is found by dynamic programming
-    (Wang & Song 2011, "Ckmeans.1d.dp") instead of Lloyd iterations: deterministic, no
-    initialisation to get wrong (quantile starts miss a rare reward level). Uses
-    ``min(n_clusters, distinct values)`` clusters, each non-empty. Cost O(C K^2), tiny for K = k*G.
+    In one dimension the optimal clusters are contiguous runs of the sorted values, so dynamic
+    programming finds the global optimum (Wang & Song 2011, "Ckmeans.1d.dp"): deterministic, no
+    initialisation to get wrong (quantile starts miss a rare reward level).
     """
     assert n_clusters >= 1
     K = values.shape[0]
@@ -135,7 +117,6 @@ def kmeans_1d(values: torch.Tensor, n_clusters: int) -> torch.Tensor:
 def _cluster_round_robin(
     values: torch.Tensor, G: int, n_clusters: int, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Round-robin draw across reward clusters (see ``select_candidates``)."""
     labels = kmeans_1d(values, n_clusters)  # (K,)
     n_used = int(labels.max()) + 1
     shuffled = torch.randperm(values.shape[0], generator=generator)  # (K,) random order inside clusters
@@ -167,10 +148,8 @@ def select_groups(
 def group_advantages(rewards: torch.Tensor, scale: str = "group-std") -> torch.Tensor:
     """Advantages over the last dim (..., G): ``A_i = (r_i - mean_group r) / (s + 1e-4)``.
 
-    ``scale`` picks ``s``: ``"group-std"`` (paper, GRPO) the group's unbiased std, as TRL and verl;
-    ``"batch-std"`` (ScaleRL) one unbiased std over every reward given, so groups whose rewards
-    differ only by noise are not blown up to unit scale; ``"none"`` (Dr. GRPO) no division.
-    A group of one has no relative signal: its advantage is 0 (torch's unbiased std would be NaN).
+    ``s``: the group's std (``"group-std"``, paper), one std over every reward (``"batch-std"``,
+    ScaleRL: noise-only groups are not blown up to unit scale), or 1 (``"none"``, Dr. GRPO).
     """
     assert scale in ADV_SCALES, f"adv_scale must be one of {ADV_SCALES}, got {scale!r}"
     assert rewards.dim() > 0, "rewards need a group dim (..., G)"
@@ -187,9 +166,7 @@ def adaptive_weights(rewards: torch.Tensor, mode: str = "softmax", lam: float = 
     """Per-group trajectory weights over the last dim (..., G), each group summing to 1.
 
     - ``"softmax"`` (paper v1): ``w_i = exp(R_i) / sum_j exp(R_j)`` on the raw rewards.
-    - ``"positive"`` (the paper's later revision): ``w_i ∝ max(R_i - mean R, 0) + lam``; ``lam > 0``
-      keeps below-average trajectories in the update with a small weight; with ``lam = 0`` a
-      constant group (all zeros) falls back to uniform.
+    - ``"positive"`` (the paper's later revision): ``w_i ∝ max(R_i - mean R, 0) + lam``.
     - ``"uniform"`` (GRPO): ``1/G``.
     """
     assert mode in WEIGHT_MODES, f"weights must be one of {WEIGHT_MODES}, got {mode!r}"
@@ -209,9 +186,7 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """DAPO's soft overlong punishment (Yu et al. 2025, Eq. 13) added to the reward of each completion.
 
     ``0`` up to ``max_len - L_cache`` tokens, then a linear ramp down to ``-1`` at ``max_len``
-    (``L_cache = OVERLONG_CACHE * max_len``). Completions cannot exceed ``max_len`` here (the
-    sampler stops there), so DAPO's ``-1`` beyond the budget is the ramp's end.
-    """
+    (``L_cache = OVERLONG_CACHE * max_len``)."""
     cache = max(1.0, OVERLONG_CACHE * max_len)
     return ((max_len - cache - lengths.float()) / cache).clamp(-1.0, 0.0)  # (...,)
 
@@ -233,10 +208,7 @@ class Groups:
 
 def make_groups(rewards: torch.Tensor, G: int, *, selection: str = "cluster", weighting: str = "softmax",
                 adv_scale: str = "group-std", generator: torch.Generator | None = None) -> Groups:
-    """Rewards of all candidates (B, K) -> the G selected per prompt, with advantages and weights.
-
-    Flatten the ``(B, G)`` results row-major to get the ``(N,)`` per-trajectory inputs of ``grip_loss``.
-    """
+    """Rewards of all candidates (B, K) -> the G selected per prompt, with advantages and weights."""
     index = select_groups(rewards, G, selection, generator)  # (B, G)
     chosen = rewards.gather(1, index)  # (B, G)
     return Groups(index, chosen, group_advantages(chosen, adv_scale), adaptive_weights(chosen, weighting))
@@ -257,7 +229,7 @@ class LossTotals:
 
 
 def loss_totals(weights: torch.Tensor, mask: torch.Tensor) -> LossTotals:
-    """The totals of one batch ``weights (N,)``, ``mask (N, T)`` (rows of weight 0 train nothing: not counted)."""
+    """The totals of one batch (rows of weight 0 train nothing: not counted)."""
     return LossTotals(float(weights.sum()), int((weights > 0).sum()), int(mask.sum()))
 
 
@@ -277,19 +249,12 @@ def grip_loss(
     totals: LossTotals | None = None,
     const_len: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The GRIP loss ``-J`` (Time-R1 Sec. 3.3; the module docstring writes ``J`` out) of a batch, and
-    detached metrics (``loss_metrics``).
+    """The GRIP loss ``-J`` (Time-R1 Sec. 3.3, written out in the module docstring) and metrics.
 
-    Inputs: per-token ``logp`` (current policy, carries the gradient), ``old_logp`` (the policy that
-    sampled), ``ref_logp`` (the frozen reference; None only when ``beta == 0``) and ``mask`` (True on
-    completion tokens), all ``(N, T)``; per-trajectory ``advantages`` and ``weights`` ``(N,)``
-    (None = uniform), both constants. ``eps_high`` (DAPO's clip-higher, 0.28) defaults to ``eps``.
-
-    Per token ``obj_it = min(rho A_i, clip(rho, 1-eps, 1+eps_high) A_i) - beta KL_it``
-    (``importance_ratio``, ``clipped_surrogate``, ``k3_kl``); ``S_i = sum_t mask_it obj_it``; and
-    ``loss = -sum_i c_i S_i`` with ``c_i`` by ``agg`` (``aggregate``). Padding never leaks in: masked
-    positions are zeroed before any ``exp``, so garbage there (even inf) changes neither loss nor
-    gradient, and an empty row contributes 0.
+    Per token ``obj_it = min(rho A_i, clip(rho, 1-eps, 1+eps_high) A_i) - beta KL_it``;
+    ``S_i = sum_t mask_it obj_it``; ``loss = -sum_i c_i S_i`` with ``c_i`` by ``agg``. Masked
+    positions are zeroed before any ``exp``, so garbage there (even inf) cannot leak in.
+    ``weights=None`` is uniform; ``eps_high`` (DAPO's clip-higher) defaults to ``eps``.
     """
     eps_high = eps if eps_high is None else eps_high
     assert agg in AGGREGATIONS and ratio_level in RATIO_LEVELS, f"bad agg {agg!r} or ratio_level {ratio_level!r}"
@@ -354,9 +319,7 @@ def aggregate(per_seq: torch.Tensor, w: torch.Tensor, live: torch.Tensor, agg: s
     ``constant``        ``w_i / (W const_len)``             Dr. GRPO: a fixed divisor (max completion)
     ==================  =================================  ===========================================
 
-    So with per-group weights summing to 1 and uniform weights, seq-mean is GRPO's mean over
-    trajectories and batch-token-mean is DAPO's token mean; given the step's totals, the micro-batch
-    losses sum to the step's loss (times the rank count that DDP averages over).
+    Given the step's totals, the micro-batch losses sum to the step's loss.
     """
     lengths = live.float().sum(dim=1)  # (N,) |o_i|
     W = max(totals.weight, 1e-30)  # 0 only when every row was dropped: then every w_i is 0 too
@@ -371,10 +334,8 @@ def aggregate(per_seq: torch.Tensor, w: torch.Tensor, live: torch.Tensor, agg: s
 
 @torch.no_grad()
 def loss_metrics(loss, ratio, kl, logp, adv, live, eps: float, eps_high: float) -> dict[str, float]:
-    """Means over the live tokens: ``ratio``, ``kl``, ``entropy`` (mean ``-logp`` of the sampled tokens,
-    a Monte-Carlo estimate of the policy's entropy), ``clip_frac_low`` (``A < 0`` and ``rho < 1 - eps``:
-    the clipped branch is the minimum), ``clip_frac_high`` (``A > 0`` and ``rho > 1 + eps_high``),
-    ``clip_frac`` (their sum); and ``tokens``, ``loss``."""
+    """Means over the live tokens; ``entropy`` is the mean ``-logp`` of the sampled tokens (a
+    Monte-Carlo estimate), ``clip_frac_low/high`` count tokens where the clipped branch is the minimum."""
     live_f = live.float()  # (N, T)
     n_tok = live_f.sum(dim=1).sum().clamp_min(1)  # ()
     low = ((adv < 0) & (ratio < 1 - eps) & live).sum() / n_tok  # ()
