@@ -3,17 +3,11 @@
 A frozen linear map ``W`` gets a trainable low-rank update: ``y = x W^T + b + s * dropout(x) A^T B^T``
 with ``A`` of shape ``(r, in)`` (kaiming-uniform, a=sqrt(5)), ``B`` of shape ``(out, r)`` (zeros, so
 the adapted model starts equal to the base) and ``s = alpha / r``, or ``alpha / sqrt(r)`` with rsLoRA
-(Kalajdzievski 2023, arXiv 2312.03732). Facts follow PEFT's ``tuners/lora`` (init, scaling, target
-matching, file layout); the code is ours.
+(Kalajdzievski 2023, arXiv 2312.03732). Facts follow PEFT's ``tuners/lora``; the code is ours.
 
-``LoRALinear`` keeps the base ``weight``/``bias`` under their names (the same Parameters: keys and
-tied weights unchanged); its update is ``lora_A.weight`` / ``lora_B.weight``, whose PEFT file key
-adds the prefix ``base_model.model.``.
-
-Use it as torchtune does: ``apply_lora`` wraps the targets and freezes everything else;
-``lora_disabled(model)`` gives the base model's outputs (GRIP's reference policy for the KL term) without
-a second copy of the weights; ``merge_lora`` folds ``s * B @ A`` into ``W`` for deployment. Full
-fine-tuning is simply not calling ``apply_lora``.
+As in torchtune, ``LoRALinear`` keeps the base ``weight``/``bias`` names, and ``lora_disabled(model)``
+gives the base model's outputs (GRIP's reference policy for the KL term) without a second copy of
+the weights.
 """
 
 from __future__ import annotations
@@ -46,11 +40,7 @@ PEFT_FORMAT_VERSION = "0.21.2"
 
 @dataclass(frozen=True)
 class LoRAConfig:
-    """What ``apply_lora`` did to a model; ``save_adapter`` writes it as PEFT's adapter_config.json.
-
-    ``targets`` is either a tuple of module names (a module matches if its full name equals one or ends
-    in ``"." + name``) or a single regular expression matched against the full name (PEFT's rules).
-    """
+    """What ``apply_lora`` did to a model; ``save_adapter`` writes it as PEFT's adapter_config.json."""
 
     targets: tuple[str, ...] | str
     r: int = 8
@@ -60,11 +50,8 @@ class LoRAConfig:
 
 
 class LoRALinear(nn.Linear):
-    """An ``nn.Linear`` plus a low-rank update ``s * B @ A`` that is never materialised in forward.
-
-    It is still an ``nn.Linear`` (``isinstance`` checks in other code keep working) and shares the
-    wrapped layer's ``weight``/``bias`` Parameters. ``disabled = True`` makes it the base layer.
-    """
+    """An ``nn.Linear`` sharing the wrapped layer's Parameters, plus a low-rank update ``s * B @ A``
+    that is never materialised in forward. ``disabled = True`` makes it the base layer."""
 
     def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0, use_rslora: bool = False):
         # Build the nn.Linear shell on the meta device (no allocation, no init), then adopt the base's
@@ -87,7 +74,7 @@ class LoRALinear(nn.Linear):
 
     @torch.no_grad()
     def reset_lora_parameters(self) -> None:
-        """A kaiming-uniform (a=sqrt(5), as nn.Linear and PEFT), B zero: the update starts at exactly 0."""
+        """A kaiming-uniform (as nn.Linear and PEFT), B zero: the update starts at exactly 0."""
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
 
@@ -101,7 +88,7 @@ class LoRALinear(nn.Linear):
 
     @torch.no_grad()
     def delta_weight(self) -> torch.Tensor:
-        """s * B @ A, shape (out, in), computed in fp32 (used by merge_lora only)."""
+        """s * B @ A, shape (out, in), in fp32."""
         return (self.lora_B.weight.float() @ self.lora_A.weight.float()) * self.scale
 
     def extra_repr(self) -> str:
@@ -118,12 +105,9 @@ def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
 
 
 def find_targets(model: nn.Module, targets: Sequence[str] | str) -> list[str]:
-    """Names of the modules ``targets`` selects, with PEFT's rules; errors if none or a non-Linear.
-
-    A list matches a module whose full name equals an entry or ends in ``"." + entry``; a string is a
-    regular expression that must match the full name (``re.fullmatch``); ``"all-linear"`` selects every
-    ``nn.Linear`` except the output head ``lm_head``.
-    """
+    """Names of the modules ``targets`` selects, with PEFT's rules: a list entry matches a full name or
+    its ``"." + entry`` suffix, a string is a regex over the full name, ``"all-linear"`` is every
+    ``nn.Linear`` but the output head."""
     if isinstance(targets, str) and targets.lower() == ALL_LINEAR:
         names = [
             name for name, m in model.named_modules()
@@ -157,11 +141,7 @@ def apply_lora(
     dropout: float = 0.0,
     use_rslora: bool = False,
 ) -> nn.Module:
-    """Wrap the target linear layers in LoRALinear (in place), freeze every other parameter, return ``model``.
-
-    Only ``lora_A``/``lora_B`` weights remain trainable. Applying twice is refused: merge the first
-    adapter (``merge_lora``) or start again from the base model.
-    """
+    """Wrap the target linear layers in LoRALinear (in place), freeze every other parameter, return ``model``."""
     if not isinstance(r, int) or r <= 0:
         raise ValueError(f"LoRA rank r must be a positive integer, got {r!r}")
     if not alpha > 0:
@@ -199,10 +179,7 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 @contextlib.contextmanager
 def lora_disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Run the base model inside the block (every LoRA update switched off), restore afterwards.
-
-    This is the reference policy of GRIP's KL term at no memory cost. A model without LoRA is an error:
-    silently returning the trained policy as the "reference" would make the KL term zero.
-    """
+    A model without LoRA is an error: the trained policy as "reference" would make the KL term zero."""
     modules = list(lora_modules(model).values())
     if not modules:
         raise ValueError("lora_disabled needs a model with LoRA layers (apply_lora/load_adapter); "
@@ -220,11 +197,7 @@ def lora_disabled(model: nn.Module) -> Iterator[nn.Module]:
 @torch.no_grad()
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold each update into its weight (``W += s * B @ A``) and put back plain nn.Linear layers, in place.
-
-    The result has the base's module and state-dict names, so it saves as an ordinary checkpoint.
-    Parameters stay frozen as apply_lora left them. A weight shared with another module (a tied
-    ``lm_head``) is refused, because merging would silently change the embedding too.
-    """
+    A weight shared with another module (a tied ``lm_head``) is refused: merging would change both."""
     modules = lora_modules(model)
     if not modules:
         raise ValueError("merge_lora: the model has no LoRA layers")
@@ -300,8 +273,8 @@ def _config_from_peft(raw: dict, source: Path) -> LoRAConfig:
 
 
 def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_path: str = "") -> Path:
-    """Write ``path/adapter_config.json`` and ``path/adapter_model.safetensors`` as PEFT lays them out
-    (``peft.PeftModel.from_pretrained(base, path)`` loads them), swapped into place whole."""
+    """Write the adapter as PEFT lays it out (``peft.PeftModel.from_pretrained(base, path)`` loads
+    it), swapped into place whole."""
     path = Path(path)
     if path.exists():
         adapter_files = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
@@ -327,11 +300,7 @@ def write_adapter(model: nn.Module, folder: Path, base_model_name_or_path: str =
 
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Apply LoRA as ``path/adapter_config.json`` says, then load ``adapter_model.safetensors`` strictly.
-
-    Everything is checked before the model is touched: a missing file, an unsupported option, a tensor
-    that names no targeted module, a missing tensor or a shape that differs (an adapter made for another
-    base model) each raise a one-line error and leave the model unchanged.
-    """
+    Everything is checked before the model is touched."""
     path = Path(path)
     config_file, weights_file = path / ADAPTER_CONFIG, path / ADAPTER_WEIGHTS
     if not config_file.is_file():
@@ -349,7 +318,11 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     tensors = load_file(str(weights_file))
     if lora_modules(model):
         raise ValueError(f"load_adapter: LoRA is already applied to this model; load {path} into the base")
-    expected = _expected_shapes(model, find_targets(model, config.targets), config.r)
+    expected = {}                               # PEFT file key -> the shape this model needs
+    for name in find_targets(model, config.targets):
+        linear = model.get_submodule(name)
+        expected[f"{PEFT_PREFIX}{name}.lora_A.weight"] = (config.r, linear.in_features)
+        expected[f"{PEFT_PREFIX}{name}.lora_B.weight"] = (linear.out_features, config.r)
     _check_tensors(tensors, expected, model, weights_file)
     apply_lora(model, config.targets, config.r, config.alpha, config.dropout, config.use_rslora)
     params = dict(model.named_parameters())
@@ -357,16 +330,6 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         for key, tensor in tensors.items():
             params[key.removeprefix(PEFT_PREFIX)].copy_(tensor)
     return model
-
-
-def _expected_shapes(model: nn.Module, names: list[str], r: int) -> dict[str, tuple[int, ...]]:
-    """PEFT file key -> the shape this model needs, for every LoRA tensor the config implies."""
-    shapes = {}
-    for name in names:
-        linear = model.get_submodule(name)
-        shapes[f"{PEFT_PREFIX}{name}.lora_A.weight"] = (r, linear.in_features)
-        shapes[f"{PEFT_PREFIX}{name}.lora_B.weight"] = (linear.out_features, r)
-    return shapes
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]],

@@ -1,22 +1,14 @@
 """The Qwen2 / Qwen2.5 decoder (Llama too: the same decoder with other biases), by hand, under HF's names.
 
-Every formula follows Hugging Face ``transformers/models/qwen2/modeling_qwen2.py``: RMSNorm in fp32,
-cast back before the weight; rotary embeddings with ``inv_freq = 1 / theta^(arange(0, d, 2) / d)`` in
-fp32, applied as HF's half-split ``x * cos + rotate_half(x) * sin``, computed as one ``roll`` against a
-sign-folded sin table (:func:`apply_rope`); grouped-query attention (q/k/v with a bias, o_proj without)
-scaled by ``head_dim**-0.5``; a SwiGLU MLP ``down(silu(gate(x)) * up(x))``. ``model_type: llama``
-(``modeling_llama.py``: SmolLM2, TinyLlama) has no bias by default, ``attention_bias`` puts one on q, k,
-v and o, ``mlp_bias`` on the MLP. A config field this decoder cannot honour is a ValueError
-(``timer1.hf_io``, which also reads and writes the checkpoint directories).
+Every formula follows Hugging Face ``transformers/models/qwen2/modeling_qwen2.py`` (and
+``modeling_llama.py``: no q/k/v bias by default, ``attention_bias`` / ``mlp_bias`` add them). Module
+names equal HF's, so loading a checkpoint is a strict ``load_state_dict``; every projection is a plain
+``nn.Linear`` that LoRA (timer1/lora.py) swaps for a subclass keeping ``weight``/``bias``.
 
-Module names equal HF's (``model.embed_tokens``, ``model.layers.{i}.self_attn.q_proj``, ..., ``lm_head``),
-so loading a checkpoint is a strict ``load_state_dict``; every projection is a plain ``nn.Linear`` that
-LoRA (timer1/lora.py) swaps for a subclass keeping ``weight``/``bias``.
-
-One forward serves training, scoring and decoding (nanochat's habit): ``model(input_ids)`` gives
-``(B, T, V)`` causal logits; ``attention_mask`` marks left padding (pads are never attended to and rotary
-positions count real tokens only, so a padded row gives the logits of the row alone); ``cache`` is a
-:class:`KVCache`, a plain object (never a module buffer, so DDP and ``state_dict`` never see it).
+One forward serves training, scoring and decoding (nanochat's habit). ``attention_mask`` marks left
+padding (pads are never attended to and rotary positions count real tokens only, so a padded row gives
+the logits of the row alone); ``cache`` is a :class:`KVCache`, a plain object (never a module buffer,
+so DDP and ``state_dict`` never see it).
 """
 
 from __future__ import annotations
@@ -106,9 +98,8 @@ _HAS_GQA = _sdpa_gqa_supported()
 
 
 def _sdpa(q, k, v, mask, is_causal):
-    """SDPA with k/v heads shared by groups of query heads (repeated when torch lacks enable_gqa).
-
-    ``q`` ``(B, H, T, d)``, ``k``/``v`` ``(B, Hkv, S, d)``, ``mask`` None or ``(B|1, 1, T, S)``."""
+    """SDPA with k/v heads shared by groups of query heads: ``q`` ``(B, H, T, d)``, ``k``/``v``
+    ``(B, Hkv, S, d)``, ``mask`` None or ``(B|1, 1, T, S)``."""
     B, H, T, d = q.shape
     if q.shape[1] == k.shape[1]:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
@@ -226,11 +217,7 @@ class Qwen2Config:
 
 
 class Qwen2(nn.Module):
-    """HF's ``Qwen2ForCausalLM``: ``model`` (the backbone) and ``lm_head``.
-
-    ``gradient_checkpointing`` (default False): when True and gradients are on, each block's
-    activations are recomputed in backward (long RL sequences).
-    """
+    """HF's ``Qwen2ForCausalLM``: ``model`` (the backbone) and ``lm_head``."""
 
     def __init__(self, config: Qwen2Config):
         super().__init__()
@@ -241,12 +228,12 @@ class Qwen2(nn.Module):
                                  device="meta" if tied else None)
         if tied:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.gradient_checkpointing = False
+        self.gradient_checkpointing = False  # recompute block activations in backward (long RL sequences)
         self._inv_freq: torch.Tensor | None = None  # made on first use: survives meta init and .to()
 
     def _rope_inv_freq(self, device: torch.device) -> torch.Tensor:
-        """Rotary frequencies ``(d/2,)``, fp32 on ``device``: a plain attribute, not a buffer, so
-        meta-device construction, ``.to(bfloat16)`` and ``state_dict`` never touch them."""
+        """Rotary ``1 / theta^(arange(0, d, 2) / d)`` in fp32: a plain attribute, not a buffer, so
+        meta-device construction, ``.to(bfloat16)`` and ``state_dict`` never touch it."""
         if self._inv_freq is None or self._inv_freq.device != device:
             d = self.config.head_dim
             with torch.inference_mode(False):  # a normal tensor even if first made while sampling
@@ -257,17 +244,9 @@ class Qwen2(nn.Module):
     def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
                 return_hidden: bool = False, last_only: bool = False) -> torch.Tensor:
-        """Causal forward over ``input_ids`` ``(B, T)`` -> ``(B, T, V)`` logits in the model's dtype.
-
-        Args:
-            attention_mask: ``(B, T)``, 1/True for real tokens and 0/False for (left) padding. A pad
-                query attends to itself only, so it stays finite.
-            positions: ``(B, T)`` rotary positions. Default: each row counts its real tokens
-                (``cumsum(mask) - 1``, continuing from ``cache.next_pos`` when a cache is given).
-            cache: a :class:`KVCache`; the new tokens are appended after its ``length`` filled slots.
-            return_hidden: the final normed hidden states ``(B, T, D)`` instead of logits.
-            last_only: the last position only, ``(B, 1, .)`` (decoding needs no other).
-        """
+        """Causal forward over ``input_ids`` ``(B, T)`` -> ``(B, T, V)`` logits in the model's dtype
+        (``return_hidden``: the final normed hidden states; ``last_only``: the last position only).
+        A pad query attends to itself only, so it stays finite."""
         start, positions, mask, is_causal = self.prepare(input_ids, attention_mask, positions, cache)
         out = self.core(input_ids, positions, mask, is_causal, cache, start, return_hidden, last_only)
         if cache is not None:
@@ -276,9 +255,8 @@ class Qwen2(nn.Module):
 
     def prepare(self, input_ids, attention_mask=None, positions=None, cache: KVCache | None = None):
         """The Python bookkeeping of a forward, kept out of :meth:`core` so that ``torch.compile`` can
-        trace ``core`` without graph breaks (the sampler's compiled decode step). Marks the new cache
-        slots and returns ``(start, positions, mask, is_causal)``: the first slot written, ``(B, T)``
-        rotary positions, the SDPA mask (None or bool ``(B|1, 1, T, S)``) and SDPA's ``is_causal``."""
+        trace ``core`` without graph breaks. Marks the new cache slots; returns the first slot
+        written, rotary positions, the SDPA mask and SDPA's ``is_causal``."""
         B, T = input_ids.shape
         device = input_ids.device
         start = cache.length if cache is not None else 0
@@ -295,8 +273,7 @@ class Qwen2(nn.Module):
     def core(self, input_ids, positions, mask, is_causal, cache: KVCache | None = None, start: int = 0,
              return_hidden: bool = False, last_only: bool = False) -> torch.Tensor:
         """Embeddings, the blocks, the final norm and ``lm_head`` on prepared inputs: pure tensor work
-        that writes cache slots ``[start, start + T)`` and reads no other cache state.
-        ``(B, T)`` ids -> ``(B, T|1, V)`` logits (or ``(B, T|1, D)`` hidden states)."""
+        that writes cache slots ``[start, start + T)`` and reads no other cache state."""
         x = self.model.embed_tokens(input_ids)  # (B, T, D)
         cos, sin = rope_cos_sin(positions, self._rope_inv_freq(input_ids.device), x.dtype)  # (B, 1, T, d)
         use_ckpt = self.gradient_checkpointing and torch.is_grad_enabled() and cache is None
@@ -323,9 +300,8 @@ class Qwen2(nn.Module):
 
     @staticmethod
     def _attention_mask(T, start, real, cache, device):
-        """``(mask, is_causal)`` for SDPA, reading (never writing) the cache: ``mask`` is None or bool
-        ``(B|1, 1, T, S)``. ``is_causal=True`` is only right when queries and keys start at the same
-        slot; with a cached prefix the causal mask is offset and must be explicit."""
+        """``(mask, is_causal)`` for SDPA. ``is_causal=True`` is only right when queries and keys
+        start at the same slot; with a cached prefix the causal mask is offset and must be explicit."""
         padded = (cache.has_padding if cache is not None
                   else real is not None and not bool(real.all()))
         if padded and cache is not None and T == 1 and real is None:
@@ -350,12 +326,9 @@ class Qwen2(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | str | None = None,
                         device: torch.device | str = "cpu") -> Qwen2:
-        """Load a Hugging Face Qwen2/Qwen2.5 or Llama directory (``config.json`` + ``model.safetensors``
-        or shards listed in ``model.safetensors.index.json``).
-
-        ``dtype=None`` means the checkpoint's dtype on cuda and fp32 on cpu (bf16 matmuls are slow on
-        most CPUs). The model is built on the meta device and each tensor is read straight into
-        ``dtype`` on ``device`` and assigned, so peak memory is about one copy of the weights.
+        """Load a Hugging Face Qwen2/Qwen2.5 or Llama directory. ``dtype=None``: the checkpoint's
+        dtype on cuda, fp32 on cpu (bf16 matmuls are slow on most CPUs). The model is built on the
+        meta device and each tensor read straight into place: peak memory is one copy of the weights.
         """
         path = Path(path)
         if not path.is_dir():
@@ -377,8 +350,7 @@ class Qwen2(nn.Module):
         return model.eval()
 
     def save_pretrained(self, path: str | os.PathLike, max_shard_size: int | str = "5GB") -> None:
-        """Write HF's layout, atomically (``hf_io.write_checkpoint``): ``config.json`` in the hub dialect
-        and the weights, sharded above ``max_shard_size``; a tied ``lm_head.weight`` is not written."""
+        """Write HF's layout atomically; a tied ``lm_head.weight`` is not written."""
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()
                  if not (k == "lm_head.weight" and self.config.tie_word_embeddings)}
         dtype_name = str(next(iter(state.values())).dtype).removeprefix("torch.")
@@ -394,13 +366,10 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, *,
                    chunk_rows: int | None = None) -> torch.Tensor:
     """Per-token log-probs of each next token, in fp32, differentiable: ``(B, T)`` ids -> ``(B, T - 1)``.
 
-    ``out[b, t] = log p(input_ids[b, t + 1] | input_ids[b, : t + 1])``, so for a prompt of length
-    ``P`` followed by a completion the completion's log-probs are ``out[:, P - 1:]``. The distribution
-    is ``softmax(logits / temperature)``: GRIP's ratios must use the distribution the tokens were drawn
-    from. Positions whose target is padding get a finite but meaningless value: mask them out.
-
-    The backbone runs once through ``model`` (so DDP's hooks fire; ``model`` may wrap a Qwen2 in
-    ``.module``), then :func:`head_logprobs` applies ``lm_head`` in chunks.
+    ``out[b, t] = log p(input_ids[b, t + 1] | input_ids[b, : t + 1])``: a completion after a prompt of
+    length ``P`` is ``out[:, P - 1:]``. The distribution is ``softmax(logits / temperature)``: GRIP's
+    ratios must use the distribution the tokens were drawn from. The backbone runs through ``model``
+    so DDP's hooks fire.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 for log-probs, got {temperature}")
@@ -413,9 +382,8 @@ def head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, 
                   chunk_rows: int | None = None) -> torch.Tensor:
     """``log softmax(head(hidden) / temperature)`` at ``targets``: ``(N, T, D)``, ``(N, T)`` -> ``(N, T)`` fp32.
 
-    The fp32 logits exist ``chunk_rows`` positions at a time (default: ~256 MB of them); with more
-    than one chunk each is checkpointed under autograd, so no fp32 ``(N, T, V)`` tensor is ever held,
-    in forward or backward. A single chunk is kept for backward instead of being recomputed.
+    The fp32 logits exist ``chunk_rows`` positions at a time, each chunk checkpointed under autograd,
+    so no fp32 ``(N, T, V)`` tensor is ever held, in forward or backward.
     """
     N, T, D = hidden.shape
     h, t = hidden.reshape(-1, D), targets.reshape(-1)  # (N*T, D), (N*T,)
@@ -472,10 +440,9 @@ class KVCache:
         self.has_padding = self.has_padding or (real is not None and not bool(real.all()))
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
-        """Store ``k``/``v`` ``(B, Hkv, T, d)`` at slots ``[start, start + T)`` of ``layer`` and return
-        that layer's slots ``[0, start + T)``. ``start`` is an argument, not ``self.length``, so a
-        compiled step reads no Python state of the cache (under ``torch.compile(dynamic=True)`` it
-        is one symbolic int: one graph for every step)."""
+        """Store ``k``/``v`` at slots ``[start, start + T)`` of ``layer`` and return its slots
+        ``[0, start + T)``. ``start`` is an argument, not ``self.length``, so a compiled step reads
+        no Python state of the cache (one graph for every step)."""
         end = start + k.shape[2]
         self.k[layer][:, :, start:end] = k
         self.v[layer][:, :, start:end] = v
@@ -488,9 +455,8 @@ class KVCache:
         self.length += T
 
     def repeat_rows(self, repeats: int, max_len: int) -> KVCache:
-        """A new cache of ``B * repeats`` rows and ``max_len`` slots, row b copied to rows
-        ``b*repeats ... b*repeats + repeats - 1``: prefill a prompt once, then give each of its
-        samples a copy."""
+        """A new cache of ``B * repeats`` rows and ``max_len`` slots, each row repeated in place:
+        prefill a prompt once, then give each of its samples a copy."""
         if max_len < self.length:
             raise ValueError(f"max_len {max_len} is shorter than the {self.length} cached slots")
         n = self.length
