@@ -3,36 +3,21 @@
 For each training window (train region only, never test):
 
 1. the teacher writes k candidate answers, each a reasoning and a forecast;
-2. the candidate with the lowest MAPE against the true future is kept (``timer1.metrics.mape``);
+2. the candidate with the lowest MAPE against the true future is kept;
 3. the teacher is shown the history, the true values and that reasoning, and writes a revised
    reasoning that leads to the truth;
-4. the target is ``<think>revised reasoning</think>\\n<answer>true values</answer>``, written by
-   ``timer1.task.target_completion`` in the run's prompt style (paper/official tables or compact integers).
+4. the target is ``<think>revised reasoning</think>\\n<answer>true values</answer>``.
 
-The paper's teacher was DeepSeek-R1. Offline, two teachers stand behind the same :class:`Teacher`
-protocol (``candidates(window, k)`` and ``refine(window, best)``):
+The paper's teacher was DeepSeek-R1. Offline, :class:`ModelTeacher` samples any local Qwen2-architecture
+checkpoint (DeepSeek-R1-Distill-Qwen is one); :class:`StatisticalTeacher` needs no model: its candidates
+are the naive baselines and its reasoning states the history's level, range, trend and period, and how
+the true future differs. A teacher that fails on a window falls back to the statistical one.
 
-- :class:`ModelTeacher`: any local Qwen2-architecture checkpoint (DeepSeek-R1-Distill-Qwen is one)
-  sampled with our KV-cached sampler, with the two prompts written out below
-  (``CANDIDATE_PROMPT``, ``REFINE_PROMPT``);
-- :class:`StatisticalTeacher`: no model. Its candidates are the naive baselines (seasonal naive,
-  drift, linear, mean, last); its reasoning states the history's level, range, trend and dominant
-  period on the scale the prompt shows, and why the method follows; the revision adds how the true
-  future differs (level shift, trend, whether the cycle holds). Short by default (a tiny model
-  trains on it); ``verbosity="long"`` writes full sentences for paper-style prompts.
-
-A teacher whose candidates do not parse (or whose revision is empty) falls back to the statistical
-teacher when one is given, and the counts say how often (``BuildCounts``).
-
-CLI (writes a JSONL of samples, atomically)::
+CLI (writes a JSONL of samples that ``train_sft.py`` reads with ``--data.sft_jsonl=...``)::
 
     python -m timer1.sft_data --config configs/demo_sft.toml --out data/demo_sft.jsonl
     python -m timer1.sft_data --config configs/sft_qwen2.5_7b.toml --out data/sft_etth1.jsonl \\
         --teacher=model --teacher_path=/models/DeepSeek-R1-Distill-Qwen-7B --teacher_k=3
-
-Each line: {"prompt": chat messages, "completion", "prompt_style", "dataset", "channel", "start",
-"teacher", "method", "mape"}. ``train_sft.py`` reads it with ``--data.sft_jsonl=...`` (or builds
-samples on the fly with the statistical teacher when that key is empty).
 """
 
 from __future__ import annotations
@@ -42,6 +27,7 @@ import math
 import os
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Protocol, Sequence
@@ -62,8 +48,7 @@ METHODS = ("seasonal_naive", "drift", "linear", "mean", "last")  # candidate ord
 
 @dataclass
 class Candidate:
-    """One teacher answer: its reasoning, its forecast on the real scale (None if it did not parse),
-    the method that produced it and, for a model teacher, the raw completion."""
+    """One teacher answer; `forecast` on the real scale, None if it did not parse."""
 
     reasoning: str
     forecast: Optional[np.ndarray]
@@ -109,8 +94,8 @@ class SFTSample:
 
 
 def candidate_mape(candidate: Candidate, window: Window) -> float:
-    """MAPE of a candidate against the true target (inf if it did not parse; a short forecast is
-    extended with its last value first, as evaluation does; NaN from an all-zero target -> inf)."""
+    """MAPE of a candidate against the true target (inf if it did not parse); a short forecast is
+    extended with its last value first, as evaluation does."""
     if candidate.forecast is None or len(candidate.forecast) == 0:
         return math.inf
     forecast, _ = complete_forecast(candidate.forecast, window)
@@ -185,19 +170,15 @@ def display_values(values: np.ndarray, window: Window, fmt: PromptFormat) -> np.
 
 @dataclass(frozen=True)
 class SeriesStats:
-    """What the reasoning states about a stretch of values (on the display scale).
+    """What the reasoning states about a stretch of values (on the display scale)."""
 
-    ``level``/``low``/``high``: mean / min / max of the last ``recent`` values; ``slope``: the
-    least-squares slope per step over all values; ``period``: ``estimate_period`` (1 = no cycle) and
-    ``acf`` its autocorrelation; ``mean``: of all values."""
-
-    level: float
+    level: float      # mean, min and max of the last `recent` values
     low: float
     high: float
     recent: int
-    slope: float
-    period: int
-    acf: float
+    slope: float      # least-squares slope per step over all values
+    period: int       # 1 = no cycle
+    acf: float        # autocorrelation at `period`
     mean: float       # of the whole window (what the "mean" candidate repeats)
 
 
@@ -233,10 +214,9 @@ def autocorrelation(x: np.ndarray, lag: int) -> float:
 class StatisticalTeacher:
     """A teacher with no model: baseline forecasts as candidates, a written analysis as reasoning.
 
-    `train_values` maps (dataset, channel) to that channel's train-region values; with them the
-    "linear" candidate is the DLinear-style baseline fitted there, without them (synthetic series)
-    it is the least-squares line through the history, extended. Numbers are stated on the scale the
-    prompt shows (compact: the integer scale), rounded as the prompt rounds them.
+    The "linear" candidate is the DLinear-style baseline fitted on `train_values` (dataset, channel)
+    when given, else the least-squares line through the history. Numbers are stated on the scale
+    the prompt shows, rounded as the prompt rounds them.
     """
 
     name = "statistical"
@@ -262,10 +242,8 @@ class StatisticalTeacher:
         return format_values([value], decimals)[0]
 
     def rate(self, value: float) -> str:
-        """A signed change (a level shift, a trend per `TREND_SPAN` steps) written as the prompt writes
-        values: integers on the compact scale (+3, -12, +0), the prompt's decimals otherwise. Never
-        more digits than the values themselves carry: a model trained on "-0.0012/step" learns to
-        emit zeros until the token budget runs out."""
+        """A signed change written as the prompt writes values. Never more digits than the values
+        carry: a model trained on "-0.0012/step" learns to emit zeros until the token budget runs out."""
         if not math.isfinite(value):
             value = 0.0
         text = self.num(abs(value))
@@ -401,12 +379,8 @@ def extract_reasoning(text: str, max_chars: int = 8000) -> str:
 
 
 class ModelTeacher:
-    """A local Qwen2-architecture checkpoint as the teacher (the paper used DeepSeek-R1).
-
-    Candidates: `k` samples of ``CANDIDATE_PROMPT`` at `temperature`, parsed with
-    ``timer1.task.forecast_from_completion`` (in the student's prompt format `fmt`). Revision: one
-    greedy completion of ``REFINE_PROMPT``. Build with :meth:`from_path` or from a loaded policy.
-    """
+    """A local Qwen2-architecture checkpoint as the teacher: `k` samples of ``CANDIDATE_PROMPT`` as
+    candidates, one greedy completion of ``REFINE_PROMPT`` as the revision."""
 
     name = "model"
 
@@ -457,8 +431,7 @@ class ModelTeacher:
 
 
 def train_values(spec: WindowSpec) -> dict[tuple[str, str], np.ndarray]:
-    """(dataset, channel) -> the channel's train-region values (rows [0, train_end)), for fitting
-    the linear candidate. Never reads past the train region."""
+    """(dataset, channel) -> the channel's train-region values, for fitting the linear candidate."""
     out = {}
     for name in spec.datasets:
         series = read_csv(Path(spec.data_dir) / f"{name}.csv")
@@ -477,8 +450,7 @@ def write_jsonl(samples: Sequence[SFTSample], path: str | os.PathLike) -> Path:
 
 def read_jsonl(path: str | os.PathLike, prompt_style: Optional[str] = None) -> list[dict]:
     """SFT records from a JSONL file: each needs ``prompt`` (chat messages or a string) and a
-    non-empty ``completion``. Invalid lines are skipped; a file with none valid, or records written for
-    another prompt style than `prompt_style`, raise ValueError (one line naming the file)."""
+    non-empty ``completion``. Invalid lines are skipped."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SFT data file not found: {path}")
@@ -566,9 +538,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    methods: dict[str, int] = {}
-    for sample in samples:
-        methods[sample.method] = methods.get(sample.method, 0) + 1
+    methods = Counter(sample.method for sample in samples)
     print(f"wrote {len(samples)} samples to {out} ({counts}); methods: "
           + ", ".join(f"{m} {n}" for m, n in sorted(methods.items())))
     return 0
