@@ -1,31 +1,20 @@
 """The Time-R1 reward (paper Sec. 3.3, arXiv 2506.10630): format + length + accuracy terms, summed.
 
-Every term is a pure function of numpy arrays (or of the completion text, for ``format``), and
-``compute_reward`` adds them up for one completion:
-
     total = format + length + mse + seasonal + trend + change_point
 
-Two variants are selectable by name (or pass your own ``RewardOptions``):
+Two variants (or pass your own ``RewardOptions``):
 
-- ``"paper"`` (default) follows the paper's equations, with the choices the paper leaves open made
-  explicit below (normalisation by the TARGET's mean and population std, bounded seasonal/trend
-  terms, extrema matched within a tolerance window).
-- ``"official"`` mirrors the released code (github.com/lqzxt/Time-R1, ``reward/reward.py`` at
-  commit be9d12c; the repository's ``verl/utils/reward_score/time_series.py`` holds an older
-  ``1 - MSE/100`` on raw values, not reproduced here):
-  ``0.6 * 2 * (1 - sigmoid(2 * MSE))`` for accuracy, ``0.05`` / ``0.15`` times the same shape for
-  seasonal / trend, change points weighted 0.1 and matched at the exact same index, a lenient
-  format check (``re.search('<think>.*?</think>\\n<answer>.*?</answer>')``), and normalisation of
-  BOTH series by the parsed answer's own mean and max absolute deviation (computed over the whole
-  parsed answer, including values past the horizon, as that code does).
-  Deliberate differences kept even in this variant: we never crash (the official change-point term
-  divides by zero when the target has no extremum and indexes out of range on answers shorter than 3),
-  accuracy terms are 0 when the answer is shorter than the target (the official change-point term
-  still scores a short answer), and extrema use this module's detector (the official one marks
-  every point that is >= its 2 neighbours on each side, so plateaus and the series' ends count).
+- ``"paper"`` (default) follows the paper's equations, with the choices it leaves open made explicit
+  (normalisation by the TARGET's mean and population std, bounded seasonal/trend terms, extrema
+  matched within a tolerance window).
+- ``"official"`` mirrors the released code (github.com/lqzxt/Time-R1, ``reward/reward.py`` at commit
+  be9d12c): ``0.6 * 2 * (1 - sigmoid(2 * MSE))`` for accuracy, ``0.05`` / ``0.15`` times the same
+  shape for seasonal / trend, change points weighted 0.1 and matched at the exact index, a lenient
+  format check, and both series normalised by the parsed answer's own mean and max absolute
+  deviation. Unlike that code this never crashes (it divides by zero when the target has no
+  extremum), scores 0 for an answer shorter than the target, and uses this module's extrema detector.
 
-The forecast is read from the completion by ``timer1.prompts.parse_forecast`` (the same parser the
-evaluation uses); this module never parses numbers itself.
+The forecast is read by ``timer1.prompts.parse_forecast``, the same parser the evaluation uses.
 """
 
 from __future__ import annotations
@@ -98,11 +87,7 @@ _OFFICIAL = re.compile(r"<think>(.*?)</think>\n<answer>(.*?)</answer>", re.DOTAL
 
 def format_reward(text: str, strict: bool = True) -> float:
     """0.0 if ``text`` is ``<think>...</think>`` then ``<answer>...</answer>``, else -1.0 (paper).
-
-    strict=True: the full text must match (see ``_STRICT``) and neither block may contain any of the
-    four tags (so no nested or repeated blocks). strict=False is the official check: the pattern
-    ``<think>..</think>\\n<answer>..</answer>`` (exactly one newline between) anywhere in the text.
-    """
+    strict=False is the official check: the pattern anywhere in the text."""
     if not isinstance(text, str):
         return -1.0
     if not strict:
@@ -129,10 +114,9 @@ def length_reward(pred: np.ndarray | None, target: np.ndarray, weight: float = 0
 def normalize_pair(pred: np.ndarray, target: np.ndarray, mode: str = "target") -> tuple[np.ndarray, np.ndarray]:
     """Apply one affine map to both series so the accuracy terms are scale-free.
 
-    mode="target" (paper): z = (x - mean(target)) / std(target), population std; std < 1e-8 counts as 1
-    (a constant target is then only centred). mode="prediction" (official code's ``reworad_norm``):
-    z = (x - mean(pred)) / max|pred - mean(pred)|, denominator floored at 1e-8; ``pred`` here is the
-    whole parsed answer (the caller truncates afterwards, as the official code does).
+    mode="target" (paper): z = (x - mean(target)) / std(target), a constant target only centred.
+    mode="prediction" (official code's ``reworad_norm``): z = (x - mean(pred)) / max|pred - mean(pred)|
+    over the whole parsed answer (the caller truncates afterwards, as the official code does).
     """
     if mode == "target":
         center, scale = float(np.mean(target)), float(np.std(target))
@@ -146,11 +130,7 @@ def normalize_pair(pred: np.ndarray, target: np.ndarray, mode: str = "target") -
 
 
 def moving_average(x: np.ndarray, kernel: int = 25) -> np.ndarray:
-    """Centred moving average with replicated edges (Autoformer/DLinear ``moving_avg``, stride 1).
-
-    The series is padded with (kernel-1)//2 copies of its first and last value, then averaged over
-    ``kernel`` points, so the output has the input's length (kernel must be odd).
-    """
+    """Centred moving average with replicated edges (Autoformer/DLinear ``moving_avg``, stride 1)."""
     if kernel < 1 or kernel % 2 == 0:
         raise ValueError(f"moving-average kernel must be a positive odd integer, got {kernel}")
     x = np.asarray(x, dtype=np.float64)
@@ -172,10 +152,7 @@ def decompose(x: np.ndarray, kernel: int = 25) -> tuple[np.ndarray, np.ndarray]:
 # accuracy terms: each takes the full parsed answer and the target; 0 if the answer is too short
 
 def bounded_score(mse: float, slope: float) -> float:
-    """``2 * (1 - sigmoid(slope * mse))``: 1 at mse = 0, decreasing towards 0; range (0, 1] for mse >= 0.
-
-    Written as 2 / (1 + exp(slope*mse)) with the exponent capped, so a huge error gives ~0, not overflow.
-    """
+    """``2 * (1 - sigmoid(slope * mse))`` = ``2 / (1 + exp(slope * mse))``, exponent capped: range (0, 1]."""
     return 2.0 / (1.0 + math.exp(min(slope * mse, 700.0)))
 
 
@@ -210,17 +187,14 @@ def seasonal_reward(pred, target, options: RewardOptions = PAPER) -> float:
     """Seasonal part (x - moving average, window 25) of the normalised series, scored like ``mse``.
 
     The paper writes this term as a raw MSE yet adds it to rewards where larger is better; we use the
-    MSE term's bounded shape, ``weight * 2 * (1 - sigmoid(slope * MSE_seasonal))``, range (0, weight].
-    Paper preset: slope 0.3 and weight 0.5 for seasonal and trend alike, so the two parts of the
-    decomposition together weigh as much as the whole-series MSE term (max 1.0) and the shape
-    (format in {-1, 0}, length <= 0.1, change points <= 0.4) stays ordered as in the paper.
-    Official preset: slope 2, weight 0.05 (trend: 0.15).
+    MSE term's bounded shape. Weight 0.5 for seasonal and trend alike makes the two parts together
+    weigh as much as the whole-series MSE term.
     """
     return _part_reward(pred, target, options, 0, options.seasonal_weight, options.seasonal_slope)
 
 
 def trend_reward(pred, target, options: RewardOptions = PAPER) -> float:
-    """Trend part (moving average, window 25, replicated edges) scored like ``seasonal_reward``; range (0, weight]."""
+    """Trend part (the moving average) scored like ``seasonal_reward``."""
     return _part_reward(pred, target, options, 1, options.trend_weight, options.trend_slope)
 
 
@@ -235,12 +209,9 @@ def _part_reward(pred, target, options: RewardOptions, part: int, weight: float,
 def find_extrema(x: np.ndarray, order: int = 2, min_height: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Indices of local maxima and minima of ``x``.
 
-    Index i (never the first or last point: an end is not a turning point) is a maximum when
-    - x[i] is the largest of x[i-order : i+order+1] (the window is cut at the ends),
-    - x[i] > x[i-1] (a flat top counts once, at its first point), and
-    - x[i] rises above BOTH sides of the window by more than 0 and by at least ``min_height``
-      (height = x[i] - max(min(left side), min(right side)): a cheap prominence within the window).
-    Minima are the maxima of -x. A flat top wider than ``order`` is therefore not an extremum.
+    Index i (never an end point) is a maximum when it is the largest of x[i-order : i+order+1], above
+    x[i-1] (a flat top counts once), and rises above BOTH sides of the window by at least
+    ``min_height`` (a cheap prominence). Minima are the maxima of -x.
     """
     x = np.asarray(x, dtype=np.float64)
 
@@ -260,11 +231,8 @@ def find_extrema(x: np.ndarray, order: int = 2, min_height: float = 0.0) -> tupl
 
 
 def count_matches(true_idx: np.ndarray, pred_idx: np.ndarray, tolerance: int) -> int:
-    """Size of the largest one-to-one matching with |t - p| <= tolerance.
-
-    Greedy over sorted indices (each true extremum takes the earliest unused prediction in range)
-    is optimal for intervals on a line.
-    """
+    """Size of the largest one-to-one matching with |t - p| <= tolerance (greedy over sorted indices
+    is optimal for intervals on a line)."""
     pred_sorted = sorted(int(p) for p in pred_idx)
     used, matched = [False] * len(pred_sorted), 0
     for t in sorted(int(t) for t in true_idx):
@@ -278,13 +246,8 @@ def count_matches(true_idx: np.ndarray, pred_idx: np.ndarray, tolerance: int) ->
 def change_point_reward(pred, target, options: RewardOptions = PAPER) -> float:
     """``w * matched maxima / true maxima + w * matched minima / true minima`` (paper: w = 0.2).
 
-    Extrema come from ``find_extrema`` on the normalised target and normalised prediction (the same
-    affine map, so ``extrema_min_height`` is in target-std units under the paper preset). A true
-    extremum is matched by at most one predicted extremum of the same kind within
-    ``change_point_tolerance`` steps. If the target has no extremum of a kind, that half scores w
-    when the prediction has none of that kind either, else 0. Range [0, 2w].
-    Like the paper's formula this is recall only: spurious predicted extrema cost nothing (except
-    when the target has none of that kind); the mse/seasonal terms are what penalise a wiggly answer.
+    If the target has no extremum of a kind, that half scores w when the prediction has none either.
+    Like the paper's formula this is recall only; the mse/seasonal terms penalise a wiggly answer.
     """
     pair = _aligned(pred, target, options.normalize)
     if pair is None:
@@ -332,11 +295,8 @@ def reward_terms(pred: np.ndarray | None, target, options: RewardOptions = PAPER
 
 
 def compute_reward(completion: str, target, *, variant: str | RewardOptions = "paper") -> dict[str, float]:
-    """Every reward term of one completion and their sum under ``total``.
-
-    Never raises on the completion (any string, even empty or garbage, gets format -1 and zero
-    accuracy); raises ValueError if ``target`` is not a finite, non-empty 1-D array.
-    """
+    """Every reward term of one completion and their sum under ``total``. Never raises on the
+    completion; raises ValueError if ``target`` is not a finite, non-empty 1-D array."""
     options = variant if isinstance(variant, RewardOptions) else {"paper": PAPER, "official": OFFICIAL}.get(variant)
     if options is None:
         raise ValueError(f"unknown reward variant {variant!r}; choose 'official' or 'paper'")
