@@ -2,12 +2,10 @@
 
 Prompt styles (`build_prompt`):
 - "official": the released evaluation prompt, word for word (Time-R1 repository, ``eval/prompt.py``;
-  its missing space in "dates.The data" is kept). The history table imitates pandas'
-  ``DataFrame.to_string(index=False)`` of a ``date``/channel frame, as that code prints it.
+  its missing space in "dates.The data" is kept), with the history as pandas prints it.
 - "paper": the paper's five parts (Sec. 3.1: task definition, dataset description, channel
   information, testing data with timestamps, format instruction), built around the same sentences.
-- "compact": for small models: no dates, values affinely rescaled to small integers (LLMTime /
-  Chronos-style scaling; see `CompactScaler`), a one-line instruction that states the scaling.
+- "compact": for small models: no dates, values affinely rescaled to small integers (`CompactScaler`).
 
 Answer layout (`format_answer`), the official output format filled in:
 
@@ -23,7 +21,7 @@ Answer layout (`format_answer`), the official output format filled in:
     </answer>
 
 The header row matters: the official parser (``eval/utils.py`` ``get_result``) drops the first line of
-the fenced block. `parse_forecast` reads this layout and many near-misses (see its docstring).
+the fenced block.
 """
 
 from __future__ import annotations
@@ -116,9 +114,7 @@ def format_values(values: Sequence[float], decimals: int | None) -> list[str]:
 def format_table(dates: Sequence[str], values: Sequence[float], channel: str,
                  decimals: int | None = None) -> str:
     """A ``date <channel>`` table laid out as pandas ``DataFrame.to_string(index=False)`` prints it
-    (the official prompt's table): columns right-aligned, one space apart; the float column is at
-    least one wider than its header. Checked against pandas 3.1 on the first paper window of every
-    channel of the seven datasets."""
+    (the official prompt's table)."""
     cells = format_values(values, decimals)
     date_width = max([len("date"), *map(len, dates)])
     value_width = max([len(channel) + 1, *map(len, cells)])  # pandas keeps a space before a float header
@@ -168,10 +164,8 @@ COMPACT_TEMPLATE = (
 def build_prompt(window: Window, *, style: str = "paper", decimals: int | None = 3,
                  dataset: str | None = None, lookback: int | None = None, horizon: int | None = None,
                  digits: int = 2) -> str:
-    """The user message for one window (the tokenizer applies the chat template). style: "official",
-    "paper" or "compact" (rescaled by ``CompactScaler.fit(history, digits)``, see `compact_scaler`).
-    decimals: None prints like pandas (the official code). lookback: show only the last values;
-    horizon: ask for this many (default: the window's)."""
+    """The user message for one window. decimals=None prints like pandas (the official code);
+    lookback shows only the last values; horizon asks for this many (default: the window's)."""
     dataset = dataset or window.dataset
     history, dates = np.asarray(window.history), list(window.history_dates)
     if lookback is not None:
@@ -208,14 +202,11 @@ class CompactScaler:
     """Affine map real = v * scale + offset, so the history becomes fixed-width integers.
 
     With ``digits`` = d the history's minimum maps to m = 10**d // 10 and its maximum to
-    10**d - 1 - m (d=2: 10 .. 89), so every value of the history, and of a future that strays up to
-    about 12% of the range outside it, is written with exactly d digits (zero-padded: "07").
+    10**d - 1 - m (d=2: 10 .. 89), leaving headroom for a future that strays outside the range.
     A fixed width puts the value k steps back a fixed number of tokens back, which a small
     attention model can learn to look up (LLMTime, Gruver et al. 2023, writes fixed precision for
-    the same reason). scale = range / (10**d - 1 - 2m) and offset = min - m * scale, both rounded
-    to the 6 significant digits the prompt states, so decoding with the printed numbers is exact.
-    A flat history gets scale = max(|min|, 1) * 10**-d. Forecasts may leave the width (negative
-    or longer integers parse fine); `decode` undoes the map.
+    the same reason). scale and offset are rounded to the 6 significant digits the prompt states,
+    so decoding with the printed numbers is exact.
     """
 
     offset: float
@@ -314,11 +305,7 @@ def _list_numbers(line: str) -> list[float] | None:
 
 
 def _row_value(line: str) -> float | None:
-    """The value of a table row: its last token, if that is wholly a number.
-
-    ``2017-10-24 00:00:00 12.3`` -> 12.3; ``| 2017-10-24 | 12.3 |`` -> 12.3; ``date OT`` -> None;
-    ``date PM2.5`` -> None (a header word is not a number); ``2017-10-24,12.3`` -> 12.3.
-    """
+    """The value of a table row: its last token, if that is wholly a number (``date PM2.5`` -> None)."""
     tokens = [t for t in _ROW_SPLIT.split(line) if t.strip(_WRAPPERS + "-")]
     if not tokens:
         return None
@@ -331,10 +318,7 @@ def _row_value(line: str) -> float | None:
 
 def _numbers_in(region: str) -> list[float]:
     """Numbers of a text region: one value per table row, or a list of values (compact answers).
-
-    List mode applies when every line that has a value is made only of numbers, and either there is
-    one such line or some line holds 3+ numbers; rows of exactly two numbers (nasdaq's ``996.0 0.603``
-    index-value rows) stay rows.
+    Rows of exactly two numbers (nasdaq's ``996.0 0.603`` index-value rows) stay rows.
     """
     lines = [ln.translate(_MINUS_SIGNS) for ln in region.splitlines()]
     lines = [ln for ln in lines if ln.strip() and not set(ln.strip()) <= set("|-:+= ")]  # table rules
@@ -367,11 +351,9 @@ def _answer_region(text: str) -> str:
 def parse_forecast(completion) -> np.ndarray | None:
     """The forecast values of a completion as a finite float64 array, or None if there are none.
 
-    Reads the `format_answer` layout and its near-misses: markdown tables (``| date | value |``),
-    no header, prose around the block, missing closing tags or fences, scientific notation, negative
-    numbers (also with a unicode minus), thousands separators in a token of their own (``1,234.5``),
-    a comma-separated list of values (compact answers). A row's value is its LAST token, so the
-    numbers inside dates and times are never taken for values. Never raises, whatever the input.
+    Reads the `format_answer` layout and its near-misses (markdown tables, missing tags or fences,
+    prose around the block, compact lists). A row's value is its LAST token, so the numbers inside
+    dates are never taken for values. Never raises, whatever the input.
     """
     try:
         if isinstance(completion, (bytes, bytearray)):
