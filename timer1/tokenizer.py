@@ -1,17 +1,12 @@
 """Tokenizer: a thin wrapper over the `tokenizers` library, with the checkpoints' chat templates in Python.
 
-Reads and writes a Hugging Face tokenizer directory (`tokenizer.json`, `tokenizer_config.json`,
-`generation_config.json`), and trains the tiny model's byte-level BPE the way Qwen2 builds its
-`tokenizer.json` (NFC, a regex split that isolates every digit, byte-level mapping).
+Also trains the tiny model's byte-level BPE the way Qwen2 builds its `tokenizer.json` (NFC, a regex
+split that isolates every digit, byte-level mapping).
 
-Facts followed (Qwen2.5-Instruct on the Hub):
-- no BOS token; `<|endoftext|>` 151643 is pad, `<|im_end|>` 151645 ends a chat turn;
-- generation_config.json lists `eos_token_id: [151645, 151643]`, tokenizer_config.json names
-  `eos_token: "<|im_end|>"`; the first wins when both exist.
-
-SmolLM2-Instruct (HuggingFaceTB, as stored in its GGUF and written by timer1.gguf): `<|im_start|>` 1 is
-bos (never added to encoded text), `<|im_end|>` 2 is eos and pad; its chat template is the same ChatML
-turns as Qwen2.5's with its own default system prompt.
+Facts followed (Qwen2.5-Instruct on the Hub): no BOS token; `<|endoftext|>` 151643 is pad, `<|im_end|>`
+151645 ends a chat turn; generation_config.json's `eos_token_id: [151645, 151643]` wins over
+tokenizer_config.json's `eos_token`. SmolLM2-Instruct renders the same ChatML turns with its own
+default system prompt.
 """
 
 from __future__ import annotations
@@ -184,21 +179,19 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
-        """Number of ids the tokenizer can produce (vocab + added tokens). Qwen2.5: 151,665; the
-        model's embedding may have more rows (151,936), which is fine."""
+        """Number of ids the tokenizer can produce (vocab + added tokens); the model's embedding may
+        have more rows."""
         return self.backend.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`. No BOS is added (Qwen has none); special tokens written in the
-        text, such as <|im_start|>, become their single ids."""
+        """Token ids of `text`; no BOS is added, special tokens in the text become their single ids."""
         if not isinstance(text, str):
             raise ValueError(f"encode expects a str, got {type(text).__name__}")
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        """Text of `ids` (a list of ints or a 1-D tensor). With skip_special_tokens the control
-        tokens (<|im_end|> ...) are dropped; non-special added tokens such as <think> stay.
-        Ids past the tokenizer's range (the model's padded vocab rows) decode to nothing, as in HF."""
+        """Text of `ids` (a list of ints or a 1-D tensor). skip_special_tokens drops control tokens
+        (<|im_end|> ...) but keeps <think> and friends; ids past the vocab decode to nothing, as in HF."""
         try:  # operator.index takes Python and numpy integers, refuses floats and strings
             ids = [operator.index(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
         except TypeError:
@@ -208,11 +201,8 @@ class Tokenizer:
         return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """The chat text of `messages` (dicts with "role" and "content") as tokenizer_config.json's
-        `chat_template` renders it without tools; that template must be one of KNOWN_CHAT_TEMPLATES
-        (none given: Qwen2.5's). A system turn first (the template's default prompt unless messages[0]
-        is one), each turn as `<|im_start|>{role}\\n{content}<|im_end|>\\n`, then
-        `<|im_start|>assistant\\n` when `add_generation_prompt`. Tool turns are a ValueError."""
+        """The chat text of `messages` exactly as tokenizer_config.json's `chat_template` (one of
+        KNOWN_CHAT_TEMPLATES; none given: Qwen2.5's) renders it, without jinja and without tools."""
         default_system = self._default_system_prompt()
         _check_messages(messages)
         parts = []
@@ -243,8 +233,7 @@ class Tokenizer:
         write_text_atomic(directory / "tokenizer_config.json", config_text)
 
     def _config_to_save(self) -> dict:
-        """HF tokenizer_config.json fields (Qwen2.5 layout), the loaded ones taking precedence
-        except for what this object defines (eos, pad, added tokens)."""
+        """HF tokenizer_config.json fields (Qwen2.5 layout), the loaded ones taking precedence."""
         config = {
             "add_bos_token": False,
             "add_prefix_space": False,
@@ -276,14 +265,9 @@ def train_tokenizer(texts, vocab_size: int, *, min_frequency: int = 2,
                     model_max_length: int = 32768) -> Tokenizer:
     """Train a byte-level BPE tokenizer laid out like Qwen2's, for the tiny CPU model.
 
-    - pipeline as Qwen2's tokenizer.json: NFC, Split(QWEN2_SPLIT_REGEX, isolated) then ByteLevel
-      (no prefix space, no regex of its own); ByteLevel decoder. Digits are one token each.
-    - ids 0, 1, 2 are <|endoftext|>, <|im_start|>, <|im_end|> (special, Qwen's relative order;
-      Qwen's own vocab puts them after the BPE tokens at 151643..151645) and ids 3..6 are
-      <think>, </think>, <answer>, </answer> as non-special added tokens. Fixed low ids do not
-      depend on the corpus, so configs and tests can name them.
-    - `vocab_size` counts everything (specials, 256 byte symbols, merges); a small corpus may
-      stop short of it. eos is <|im_end|>, pad <|endoftext|>.
+    Ids 0, 1, 2 are <|endoftext|>, <|im_start|>, <|im_end|> (special, Qwen's relative order) and
+    3..6 are <think>, </think>, <answer>, </answer> as non-special added tokens: fixed low ids do not
+    depend on the corpus. `vocab_size` counts everything; a small corpus may stop short of it.
     """
     reserved = QWEN_SPECIAL_TOKENS + REASONING_TOKENS
     minimum = len(reserved) + len(pre_tokenizers.ByteLevel.alphabet())
@@ -303,19 +287,13 @@ def train_tokenizer(texts, vocab_size: int, *, min_frequency: int = 2,
         special_tokens=list(reserved), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     backend.train_from_iterator(texts, trainer=trainer)
-    backend = _mark_non_special(backend, REASONING_TOKENS)
+    layout = json.loads(backend.to_str())  # the trainer made every reserved token special: flip the tags
+    for added in layout["added_tokens"]:
+        if added["content"] in REASONING_TOKENS:
+            added["special"] = False
+    backend = tokenizers.Tokenizer.from_str(json.dumps(layout))
     config = {"eos_token": IM_END, "pad_token": ENDOFTEXT, "model_max_length": model_max_length}
     return Tokenizer(backend, config)
-
-
-def _mark_non_special(backend: tokenizers.Tokenizer, contents: tuple[str, ...]) -> tokenizers.Tokenizer:
-    """The BPE trainer registers all reserved tokens as special; flip `contents` to ordinary
-    added tokens (still matched whole, never split) by editing the serialized tokenizer."""
-    layout = json.loads(backend.to_str())
-    for added in layout["added_tokens"]:
-        if added["content"] in contents:
-            added["special"] = False
-    return tokenizers.Tokenizer.from_str(json.dumps(layout))
 
 
 def _chat_turn(role: str, content: str) -> str:
