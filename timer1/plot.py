@@ -1,19 +1,14 @@
 """Small SVG pictures with no plotting dependency: valid XML, written atomically, open in any browser.
 
-Forecasts (`render_svg`, forecast.py --plot): one panel per channel with the history's tail (grey
-line), the forecast (blue line), the 10-90% band of the slow-thinking drafts (light blue polygon), a
-dashed line where the forecast starts, date labels on the x axis, min/max labels on the y axis.
-
-Charts (`render_charts`): a grid of panels, each either lines (`Lines`: y against x, one ``<path
-class="series">`` per named series, e.g. training curves) or bars (`Bars`: one ``<path class="bar">``
-per named value, e.g. a method's MSE); every panel has a title, axis labels and a legend.
+Forecasts (`render_svg`, forecast.py --plot): one panel per channel with the history's tail, the
+forecast and the 10-90% band of the slow-thinking drafts. Charts (`render_charts`): a grid of line
+(`Lines`) or bar (`Bars`) panels, e.g. training curves or a method's MSE.
 
     python -m timer1.plot RUN_DIR [--out curves.svg]
     python -m timer1.plot RUN_A RUN_B ... --out compare.svg [--keys reward val_mase]
 
-draws a training run's ``metrics.jsonl`` (SFT or GRIP): loss, reward and each reward term, KL, clip
-fractions, validation MSE and MASE, tokens/s: whichever the log holds, one panel each. Several runs
-are compared: one panel per key, one line per run (the RL comparison of README).
+draws a training run's ``metrics.jsonl`` (SFT or GRIP), one panel per logged quantity; several runs
+are compared with one panel per key, one line per run.
 """
 
 from __future__ import annotations
@@ -54,16 +49,19 @@ def _points(xs: np.ndarray, ys: np.ndarray) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys) if np.isfinite(y))
 
 
+def _span(values: np.ndarray) -> tuple[float, float]:
+    """(low, high) of the finite values, widened by 1 each way when they are all equal."""
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return (low - 1.0, high + 1.0) if low == high else (low, high)
+
+
 def _panel_svg(panel: Panel, top: float, width: int, height: int) -> list[str]:
     history = np.asarray(panel.history, dtype=np.float64)  # (L,)
     forecast = np.asarray(panel.forecast, dtype=np.float64)  # (H,)
     low = forecast if panel.low is None else np.asarray(panel.low, dtype=np.float64)
     high = forecast if panel.high is None else np.asarray(panel.high, dtype=np.float64)
-    everything = np.concatenate([history, forecast, low, high])
-    everything = everything[np.isfinite(everything)]
-    y_min, y_max = (float(everything.min()), float(everything.max())) if everything.size else (0.0, 1.0)
-    if y_max == y_min:
-        y_min, y_max = y_min - 1.0, y_max + 1.0
+    y_min, y_max = _span(np.concatenate([history, forecast, low, high]))
     n = len(history) + len(forecast)
     x0, x1 = MARGIN["left"], width - MARGIN["right"]
     y0, y1 = top + MARGIN["top"], top + height - MARGIN["bottom"]
@@ -123,10 +121,8 @@ def render_svg(panels: Sequence[Panel], title: str = "") -> str:
 
 
 def write_svg(path: str | os.PathLike, panels: Sequence[Panel], title: str = "") -> Path:
-    """Render and write atomically (temp file in the same directory, then rename)."""
-    path = Path(path)
-    text = render_svg(panels, title)
-    return write_text_atomic(path, text)
+    """Render and write atomically."""
+    return write_text_atomic(Path(path), render_svg(panels, title))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,12 +172,6 @@ def _frame(left: float, top: float, chart_title: str, x_label: str, y_label: str
         out.append(f'<text class="y-label" x="{left + 12:.0f}" y="{(y0 + y1) / 2:.0f}" text-anchor="middle" '
                    f'font-size="11" transform="rotate(-90 {left + 12:.0f} {(y0 + y1) / 2:.0f})">{escape(y_label)}</text>')
     return out, (x0, y0, x1, y1)
-
-
-def _span(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    return (low - 1.0, high + 1.0) if low == high else (low, high)
 
 
 def _legend(names: Sequence[str], x0: float, x1: float, y: float) -> list[str]:
@@ -295,6 +285,12 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
+def _logged(records: list[dict], key: str) -> tuple[list, list]:
+    """(steps, values) of the records that logged a number under `key`."""
+    points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    return [x for x, _ in points], [y for _, y in points]
+
+
 def _keys(pattern: str, records: list[dict]) -> list[str]:
     names = dict.fromkeys(k for r in records for k in r)
     if pattern.endswith("*"):
@@ -308,9 +304,9 @@ def run_panels(records: list[dict]) -> list[Lines]:
     for panel_title, y_label, patterns in RUN_PANELS:
         series = {}
         for key in dict.fromkeys(k for p in patterns for k in _keys(p, records)):
-            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
-            if points:
-                series[key] = ([x for x, _ in points], [y for _, y in points])
+            xs, ys = _logged(records, key)
+            if xs:
+                series[key] = (xs, ys)
         if series:
             panels.append(Lines(panel_title, "optimizer step", y_label, series))
     return panels
@@ -318,7 +314,7 @@ def run_panels(records: list[dict]) -> list[Lines]:
 
 def moving_average(ys: Sequence[float], window: int) -> list[float]:
     """Trailing mean over the last ``window`` values (fewer at the start): per-step RL rewards are
-    noisy at a batch of a few prompts, their trend is what a comparison reads."""
+    noisy, their trend is what a comparison reads."""
     values = np.asarray(ys, dtype=np.float64)
     sums = np.cumsum(np.concatenate([[0.0], values]))
     starts = np.maximum(np.arange(1, len(values) + 1) - window, 0)
@@ -331,10 +327,9 @@ def compare_panels(runs: dict[str, list[dict]], keys: Sequence[str], smooth: int
     for key in keys:
         series = {}
         for name, records in runs.items():
-            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
-            if points:
-                xs, ys = [x for x, _ in points], [y for _, y in points]
-                series[name] = (xs, moving_average(ys, smooth) if len(points) > smooth else ys)
+            xs, ys = _logged(records, key)
+            if xs:
+                series[name] = (xs, moving_average(ys, smooth) if len(xs) > smooth else ys)
         if not series:
             raise ValueError(f"no run logged {key!r}")
         smoothed = any(len(xs) > smooth for xs, _ in series.values()) and smooth > 1
