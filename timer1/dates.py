@@ -6,14 +6,11 @@ Layouts recognised (one per column, never mixed):
 - year last: ``07/01/1950``, ``31.12.2020 23:00``. Which of the first two fields is the day is read
   from the values (a field above 12 is a day); when both orders give valid dates, the one with the
   more regular step wins, month first (US) on a tie, and a warning says which was chosen;
-- an optional UTC offset after the time, ``Z``, ``+02:00`` or ``+0200`` (ISO 8601). With one offset
-  in the whole column the dates stay in that wall time and the offset is written back unchanged; with
-  several (summer time) they are converted to UTC and written with ``+00:00`` (a warning says so).
+- an optional UTC offset after the time, ``Z``, ``+02:00`` or ``+0200`` (ISO 8601). One offset in the
+  whole column is kept as written; several (summer time) are converted to UTC, with a warning.
 
-Parsing is one regex pass over a joined block of cells (C speed) and integer fields -> datetime64 with
-numpy, so a column can be parsed chunk by chunk (`DateCells.parse`, `DateCells.merge`) as
-`timer1.data.read_csv` streams a file. `DateLabels` writes dates only when they are read, so a long
-series holds int64 timestamps instead of one Python string per row.
+Parsing is one regex pass over a joined block of cells, then numpy, so a column can be parsed chunk by
+chunk as `timer1.data.read_csv` streams a file.
 """
 
 from __future__ import annotations
@@ -37,10 +34,9 @@ _YEAR_LAST_RE = re.compile(r"^[ \t]*(\d{1,2})([-/.])(\d{1,2})\2(\d{4})" + _TIME 
 class Step:
     """The step between consecutive rows, and how dates are written.
 
-    kind: "seconds", "minutes", "hourly", "daily", "weekly" (fixed length `seconds`),
-          "monthly", "quarterly", "yearly" (calendar steps of `months` months; `seconds` holds the
-          median spacing for information, future dates follow the calendar), or "index" (a running
-          number; `seconds` is then its increment).
+    kind: "seconds", "minutes", "hourly", "daily", "weekly" (fixed length `seconds`), "monthly",
+          "quarterly", "yearly" (calendar steps of `months` months), or "index" (a running number
+          whose increment is `seconds`).
     style: a `str.format` template over Y m d H M S (dates) or i (index) that rewrites a date in
           the input's own layout, e.g. ``"{Y:04d}/{m}/{d} {H}:{M:02d}"`` for ``2020/1/1 0:00``.
     """
@@ -105,8 +101,8 @@ def format_dates(timestamps: np.ndarray, style: str) -> list[str]:
 
 
 class DateLabels(Sequence):
-    """Row labels written on demand from datetime64 values (or running numbers) and a Step.style
-    template: a long series keeps int64 timestamps, not one Python string per row. Slices are lists."""
+    """Row labels written on demand from datetime64 values (or running numbers): a long series keeps
+    int64 timestamps, not one Python string per row. Slices are lists."""
 
     def __init__(self, positions: np.ndarray, style: str):
         self.positions, self.style = positions, style
@@ -257,8 +253,8 @@ class DateCells:
         month_key, day_key = ("a", "b") if order == "md" else ("b", "a")
 
         def pad(key: str) -> str:
-            """Zero-padding of a field: seen ("01") or not ("1"); if every value has two digits,
-            ISO-like dashes and German dots pad, slashes do not (the wind file's 2020/1/1 0:00)."""
+            """Zero-padding of a field as seen; if every value has two digits, dashes and dots pad,
+            slashes do not (the wind file's 2020/1/1 0:00)."""
             if self.one_digit[key]:
                 return ""
             if self.leading_zero[key]:
@@ -290,14 +286,13 @@ def _grid_steps(timestamps: np.ndarray) -> float:
 def parse_dates(cells: Sequence[str]) -> tuple[np.ndarray, str] | None:
     """Parse date strings of one layout into datetime64[s] and a template that rewrites them;
     None when any cell does not match, the layouts are mixed, or a date is impossible."""
-    cells_of_one_layout = DateCells.parse(cells)
-    return None if cells_of_one_layout is None else cells_of_one_layout.resolve()
+    parsed = DateCells.parse(cells)
+    return None if parsed is None else parsed.resolve()
 
 
 def grid_positions(timestamps: np.ndarray, step: Step) -> np.ndarray | None:
-    """How many steps after the first date each date lies (int64, increasing), when every date sits
-    on the step's grid; None when some date falls between steps. Calendar steps count months (the
-    day of the month may wander: month ends, first business days); fixed steps count seconds."""
+    """How many steps after the first date each date lies, when every date sits on the step's grid;
+    None when some date falls between steps. Calendar steps count months (the day may wander)."""
     ts = np.asarray(timestamps).astype("datetime64[s]")
     if step.is_calendar:
         c = date_components(ts)
