@@ -2,16 +2,13 @@
 
 One GRIP step (paper Sec. 3.3; the objective is ``timer1.grip``) on B prompts:
 
-1. ``sample_rollout``: the current policy samples ``K = k * G`` completions per prompt with the
-   KV-cached sampler at the run's temperature;
-2. ``score_rollout``: each completion is decoded and scored by ``compute_reward`` against the
-   window's target on the completion's scale (``task.reward_target``) -> rewards ``(B, K)``;
+1. ``sample_rollout``: the current policy samples ``K = k * G`` completions per prompt;
+2. ``score_rollout``: each completion is scored by ``compute_reward`` -> rewards ``(B, K)``;
 3. ``timer1.grip.make_groups``: G of the K are selected per prompt, with advantages and weights;
-4. ``build_batch``: the selected trajectories become one right-padded token batch, each row its
-   prompt then its completion then padding, so a plain causal forward with no mask is exact
-   (padding only ever follows real tokens), and flash/memory-efficient attention kernels apply;
+4. ``build_batch``: the selected trajectories become one right-padded token batch, so a plain
+   causal forward with no mask is exact (padding only ever follows real tokens);
 5. ``completion_logprobs``: the one function that turns a batch into per-token log-probs
-   ``(N, T)``; the reference pass (``Reference.active``) and every update use it alike.
+   ``(N, T)``; the reference pass and every update use it alike.
 
 Old log-probs are not a separate pass: at the first inner update of a rollout the weights are
 still the sampling weights, so ``old = logp.detach()`` of that forward is the old policy by
@@ -62,12 +59,7 @@ def sample_rollout(model: nn.Module, tokenizer, prompts: list[list[int]], *, K: 
                    temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
                    prompts_per_call: int = 0) -> Rollout:
     """Sample K completions per prompt from ``model`` as it is now (the old policy of this step).
-
-    The caller keeps the model in eval mode (train_grip does, for every forward: see its docstring).
-    ``prompts_per_call > 0`` samples that many prompts per sampler call (the KV cache holds
-    ``prompts_per_call * K`` rows), call c seeded by ``derive_seed(seed, c)``. Texts are decoded
-    without the closing eos so ``compute_reward`` sees the model's words only.
-    """
+    ``prompts_per_call > 0`` bounds the KV cache to ``prompts_per_call * K`` rows per sampler call."""
     core = unwrap(model)
     step = prompts_per_call if prompts_per_call > 0 else len(prompts)
     tokens, finished = [], []
@@ -91,13 +83,11 @@ def digit_share(text: str) -> float:
 
 
 def score_completion(text: str, target: np.ndarray, reward: str = "paper", digit_bonus: float = 0.0) -> dict:
-    """``compute_reward`` (``reward``: the paper's or the official code's), plus, when ``digit_bonus > 0``,
-    a ``digits`` term ``digit_bonus * digit_share(text)`` added to the total.
+    """``compute_reward``, plus a ``digits`` term ``digit_bonus * digit_share(text)`` in the total.
 
-    The bonus is for smoke runs and tests only: a randomly initialised model never writes the
-    ``<think>/<answer>`` format, so every completion gets the same reward, every advantage is 0 and
-    no weight moves. The share of digits differs between samples from the first step, is easy to
-    learn and is checkable, so the whole gradient path (and DDP's sync of it) gets exercised.
+    The bonus is for smoke runs and tests only: a random model never writes the format, so every
+    reward is equal and no weight moves; the share of digits differs between samples from the first
+    step, so the whole gradient path (and DDP's sync of it) gets exercised.
     """
     terms = compute_reward(text, target, variant=reward)
     if digit_bonus:
@@ -108,8 +98,7 @@ def score_completion(text: str, target: np.ndarray, reward: str = "paper", digit
 
 def score_rollout(rollout: Rollout, targets: Sequence[np.ndarray], *, reward: str = "paper",
                   digit_bonus: float = 0.0) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """Reward every completion against its prompt's target (``score_completion``): rewards ``(B, K)``
-    (the ``total``) and every term as a ``(B, K)`` array (``format``, ``length``, ``mse``, ...)."""
+    """Reward every completion against its prompt's target: the totals ``(B, K)`` and every term."""
     B, K = len(rollout.prompts), rollout.K
     if len(targets) != B:
         raise ValueError(f"score_rollout: {len(targets)} targets for {B} prompts")
@@ -127,11 +116,8 @@ def score_rollout(rollout: Rollout, targets: Sequence[np.ndarray], *, reward: st
 
 @dataclass
 class TrainBatch:
-    """The selected trajectories as tensors, group-major (a prompt's kept rows are consecutive).
-
-    Row i of ``input_ids`` is its prompt (``prompt_lens[i]`` tokens), its completion, then padding;
-    per-token tensors are ``(N, T)`` over completion positions (column t = completion token t).
-    """
+    """The selected trajectories as tensors, group-major: row i of ``input_ids`` is its prompt, its
+    completion, then padding; per-token tensors are ``(N, T)`` over completion positions."""
 
     input_ids: torch.Tensor  # (N, L) long, right-padded
     prompt_lens: torch.Tensor  # (N,) long
@@ -167,12 +153,8 @@ class TrainBatch:
 
 
 def build_batch(rollout: Rollout, groups: Groups, pad_id: int, keep: torch.Tensor | None = None) -> TrainBatch:
-    """The selected completions (``groups.index`` ``(B, G)`` into each prompt's K) as a TrainBatch.
-
-    ``keep`` ``(B, G)`` bool drops rows (zero-variance groups, overlong completions). A rank left
-    with no row keeps its first one with weight 0 and no completion tokens, a placeholder that
-    trains nothing but keeps DDP's collectives in step with the other ranks.
-    """
+    """The selected completions as a TrainBatch; ``keep`` ``(B, G)`` drops rows. A rank left with
+    no row keeps a weight-0 placeholder that keeps DDP's collectives in step with the other ranks."""
     B, G = groups.index.shape
     keep = torch.ones(B, G, dtype=torch.bool) if keep is None else keep.clone()
     placeholder = not bool(keep.any())
@@ -201,12 +183,8 @@ def build_batch(rollout: Rollout, groups: Groups, pad_id: int, keep: torch.Tenso
 
 def completion_logprobs(model: nn.Module, batch: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
     """Per-token log-probs ``(N, T)`` fp32 of each completion token under ``softmax(logits / temperature)``
-    (the sampling distribution), 0 on padding; differentiable when gradients are on.
-
-    One causal forward over the right-padded rows, no attention mask (nothing real follows a pad),
-    so under DDP, autocast and gradient checkpointing alike the same kernels run for the
-    reference pass and for every inner update. The hidden state at position ``prompt_len + t - 1``
-    predicts completion token t; only those positions reach ``lm_head`` (fp32 log-softmax).
+    (the sampling distribution), 0 on padding. Only the positions that predict a completion token
+    reach ``lm_head``.
     """
     core = unwrap(model)
     hidden = model(batch.input_ids, return_hidden=True)  # (N, L, D)
@@ -222,11 +200,8 @@ def completion_logprobs(model: nn.Module, batch: TrainBatch, temperature: float 
 
 @contextlib.contextmanager
 def swapped_adapter(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Iterator[nn.Module]:
-    """Run with the LoRA weights temporarily replaced by ``snapshot`` (name -> tensor), restored after.
-
-    The reference policy when RL continues an SFT adapter: the SFT adapter itself, at the cost of one
-    adapter-sized copy instead of a second model.
-    """
+    """Run with the LoRA weights temporarily replaced by ``snapshot``, restored after: the reference
+    policy when RL continues an SFT adapter, at the cost of one adapter-sized copy."""
     params = dict(unwrap(model).named_parameters())
     missing = [name for name in snapshot if name not in params]
     if missing:
@@ -252,12 +227,8 @@ def adapter_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 @dataclass
 class Reference:
-    """Where the reference policy of the KL term comes from (exactly one way):
-
-    - ``kind="base"``: the policy's own weights with every LoRA update switched off (``lora_disabled``);
-    - ``kind="adapter"``: the policy with its LoRA weights swapped for ``snapshot`` (the SFT adapter);
-    - ``kind="model"``: a separate frozen ``model`` (full fine-tuning: a second copy of the weights).
-    """
+    """Where the reference policy of the KL term comes from: ``"base"`` (LoRA switched off),
+    ``"adapter"`` (LoRA weights swapped for ``snapshot``) or ``"model"`` (a separate frozen copy)."""
 
     kind: str
     model: nn.Module | None = None
