@@ -7,17 +7,14 @@ at any eos id; finished rows keep being fed a token (their outputs are ignored) 
 rectangular, and their recorded tokens never change.
 
 Each decode step is ``model.prepare`` (Python bookkeeping of the cache), ``model.core`` (the tensor
-work) and ``cache.advance``. ``compile=True`` runs ``core`` through ``torch.compile(dynamic=True)``:
-the cache length is a symbolic int, so one graph serves every step and every cache length (separate
-graphs only for one row vs several, and with vs without a padding mask). It removes eager PyTorch's
-per-op overhead, which dominates the decode step of small models; the tokens are the same and
-log-probs agree within float rounding. The compile itself costs seconds once per process and shape,
-so the default (``compile=None``) is a ski-rental rule: decode eagerly until this model has run
-:data:`AUTO_COMPILE_STEPS` decode steps in this process, then compile, so a one-off forecast never
-pays for a compile and a GRIP run or a server pays once (timings: README, benchmarks/sampler.py).
+work) and ``cache.advance``. ``compile=True`` runs ``core`` through ``torch.compile(dynamic=True)``
+(the cache length is a symbolic int: one graph for every step), which removes eager PyTorch's per-op
+overhead that dominates the decode step of small models. The compile itself costs seconds, so the
+default is a ski-rental rule: decode eagerly until this model has run :data:`AUTO_COMPILE_STEPS`
+decode steps in this process, then compile.
 
-The sampling functions below are tiny and pure: logits in, tensors out. They stay eager in both
-modes, so a seeded run draws the same random numbers whether or not the model step is compiled.
+The sampling functions are tiny and pure and stay eager in both modes, so a seeded run draws the same
+random numbers whether or not the model step is compiled.
 """
 
 from __future__ import annotations
@@ -36,28 +33,19 @@ __all__ = ["Generation", "generate", "sampling_logprobs", "top_k_mask", "top_p_m
            "sample_token", "AUTO_COMPILE_STEPS"]
 
 AUTO_COMPILE_STEPS = 20_000
-"""``compile=None`` compiles a model's decode step once it has run this many eager decode steps in
-this process: about what the compile costs over what it saves per step (benchmarks/sampler.py on the
-tiny config), so at most twice the best-in-hindsight cost (ski rental)."""
+"""About what the compile costs over what it saves per step (benchmarks/sampler.py), so the auto
+rule pays at most twice the best-in-hindsight cost (ski rental)."""
 
 _eager_steps: "weakref.WeakKeyDictionary[Qwen2, int]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
 class Generation:
-    """What :func:`generate` returns.
+    """What :func:`generate` returns; sample ``i`` continues prompt ``i // num_samples``."""
 
-    ``tokens[i]``: the new tokens of sample ``i`` (prompt not included); samples are ordered prompt
-    by prompt, the ``num_samples`` samples of prompt 0 first, so sample ``i`` continues prompt
-    ``i // num_samples``. If a row hit an eos id, that eos token is its last token.
-    ``logprobs[i][t]``: log-prob of ``tokens[i][t]`` under the distribution it was drawn from
-    (tempered, then top-k/top-p masked and renormalised); 0.0 for greedy (``temperature=0``, a
-    point mass). ``finished[i]``: True if the row stopped on an eos id.
-    """
-
-    tokens: list[list[int]] = field(default_factory=list)
-    logprobs: list[list[float]] = field(default_factory=list)
-    finished: list[bool] = field(default_factory=list)
+    tokens: list[list[int]] = field(default_factory=list)     # new tokens, a hit eos kept last
+    logprobs: list[list[float]] = field(default_factory=list)  # under the (masked) distribution drawn from; 0 greedy
+    finished: list[bool] = field(default_factory=list)        # stopped on an eos id
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,15 +84,11 @@ def sampling_logprobs(logits: torch.Tensor, temperature: float, top_k: int = 0,
 
 
 def sample_token(logprobs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
-    """Draw one token per row from ``exp(logprobs)`` ``(B, V)`` -> ``(B,)`` by inverting the CDF:
-    ``u ~ U[0, total)``, the token is the first whose cumulative mass exceeds ``u``. ``generator``
-    may be a list of P generators: then rows come in P equal blocks and block p draws from the p-th
-    (each prompt's samples then do not depend on the other prompts of the batch).
+    """Draw one token per row from ``exp(logprobs)`` ``(B, V)`` -> ``(B,)`` by inverting the fp64 CDF.
+    A list of P generators draws rows in P equal blocks, one per prompt.
 
-    Exact (the CDF is summed in fp64; masked tokens add no mass so they are never the first to exceed
-    ``u``) and one random number per row, where ``torch.multinomial`` and gpt-fast's exponential race
-    both draw ``B * V`` exponentials (slow over a 152k vocabulary on CPU); and fp32 exponentials are
-    exactly 0 with probability ~2^-24, which would hand the race to an arbitrary token."""
+    One random number per row, where ``torch.multinomial`` and gpt-fast's exponential race draw
+    ``B * V`` (slow over a large vocabulary on CPU)."""
     cdf = logprobs.exp().cumsum(dim=-1, dtype=torch.float64)  # (B, V)
     u = _uniforms(cdf.shape[0], generator, cdf.device)  # (B, 1)
     token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]  # (B,)
@@ -157,16 +141,9 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
              compile: bool | None = None) -> Generation:
     """Sample ``num_samples`` continuations of each prompt, all rows decoded together.
 
-    ``prompts``: a list of token-id lists (different lengths are fine). ``temperature=0`` is greedy.
-    ``top_k=0`` and ``top_p=1`` switch those filters off. Each row stops after an eos id (kept as its
-    last token) or after ``max_new_tokens``. ``seed`` seeds a private ``torch.Generator`` (same seed,
-    same model, same device -> same tokens); a list of seeds, one per prompt, gives each prompt its
-    own generator, so a prompt's samples are the same whichever prompts share its batch (up to the
-    float rounding of a padded batch); ``None`` uses the global RNG. ``compile``: True runs the decode
-    step through ``torch.compile``, False eagerly, None (default) eagerly until the model has run
-    :data:`AUTO_COMPILE_STEPS` decode steps in this process (module docstring). Any dtype works
-    (bf16 weights: logits are cast to fp32 before log-softmax and sampling). Returns a
-    :class:`Generation` (``.tokens``, ``.logprobs``, ``.finished``), samples of prompt 0 first.
+    ``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` switch those filters off. A list of
+    seeds, one per prompt, makes a prompt's samples independent of the prompts sharing its batch.
+    Logits are cast to fp32 before log-softmax and sampling, whatever the model's dtype.
     """
     model = unwrap(model)
     config = model.config
