@@ -1,14 +1,10 @@
 """One forecasting example as the model sees it, shared by SFT, GRIP, slow thinking and evaluation.
 
-A :class:`Window` (history, dates, target) becomes a chat prompt (``prompt_ids``); the model's
-completion becomes a forecast on the series' real scale (``forecast_from_completion``); a target
-becomes the text the model should have written (``target_completion``). With the compact style the
-model reads and writes rescaled integers (LLMTime / Chronos habit, so a tiny model needs few digits),
-and this module is the one place that undoes the scaling: every caller works on the real scale.
-
-Rewards are scale-free (mse/seasonal/trend are computed after normalising by the target's own mean
-and std, change points and length do not depend on scale), so GRIP scores a compact completion
-against ``reward_target`` on the compact scale and gets the same reward as on the real scale.
+A :class:`Window` becomes a chat prompt (``prompt_ids``); the model's completion becomes a forecast on
+the series' real scale (``forecast_from_completion``); a target becomes the text the model should have
+written (``target_completion``). With the compact style the model reads and writes rescaled integers,
+and this module is the one place that undoes the scaling. Rewards are scale-free, so GRIP scores a
+compact completion against ``reward_target`` on the compact scale.
 """
 
 from __future__ import annotations
@@ -28,9 +24,8 @@ STYLES = ("official", "paper", "compact")
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How windows are written: ``style`` official | paper | compact, ``decimals`` printed in the
-    official/paper tables (None prints like the official code's pandas table), ``digits`` of the
-    compact integer scale, an optional ``system`` message (None = the tokenizer's default)."""
+    """How windows are written; ``decimals=None`` prints like the official code's pandas table,
+    ``system=None`` keeps the tokenizer's default system message."""
 
     style: str = "paper"
     decimals: int | None = 3
@@ -95,9 +90,8 @@ def reward_target(window: Window, fmt: PromptFormat) -> np.ndarray:
 
 
 def forecast_from_completion(completion: str, window: Window, fmt: PromptFormat) -> np.ndarray | None:
-    """The forecast a completion states, on the real scale: at most ``window.horizon`` values
-    (fewer when the answer is short), or None when nothing parses. Compact answers are clipped to
-    the history's range widened by one range on each side (see the comment below)."""
+    """The forecast a completion states, on the real scale: at most ``window.horizon`` values, or
+    None when nothing parses."""
     numbers = parse_forecast(completion)
     if numbers is None:
         return None
@@ -111,11 +105,8 @@ def forecast_from_completion(completion: str, window: Window, fmt: PromptFormat)
 
 
 def complete_forecast(values: np.ndarray | None, window: Window) -> tuple[np.ndarray, bool]:
-    """A full-length forecast from a possibly short or missing one, and whether it was complete.
-
-    Short answers are extended with their last value; a missing answer becomes the last observed
-    value repeated (the 'last value' fallback the evaluation reports beside dropping).
-    """
+    """A full-length forecast from a possibly short or missing one, and whether it was complete:
+    short answers are extended with their last value, a missing one is the last observed value."""
     H = window.horizon
     if values is None or len(values) == 0:
         return np.full(H, float(window.history[-1])), False
@@ -171,11 +162,9 @@ FILE_VALIDATION_SHARE = 0.2   # of a user file's rows, the last part: held out f
 
 
 def file_windows(spec: WindowSpec, region: str) -> list[Window]:
-    """Windows from the user's own CSV files (``data.files``), each read as forecast.py reads a file
-    (timer1.data.read_csv: any date layout, delimiter, order) and split by time: training windows lie
-    wholly in the first 1 - FILE_VALIDATION_SHARE of its rows (every shape of ``spec.train_shapes``),
-    validation windows forecast targets in the last part from the look-back before them (as the
-    paper's test windows do). Channels as for datasets; ValueError when a file is too short to split."""
+    """Windows from the user's own CSV files, split by time: training windows lie wholly in the first
+    1 - FILE_VALIDATION_SHARE of the rows, validation windows forecast the last part from the
+    look-back before it (as the paper's test windows do)."""
     out: list[Window] = []
     for file in spec.files:
         series = read_csv(file)
@@ -198,14 +187,9 @@ def file_windows(spec: WindowSpec, region: str) -> list[Window]:
 def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list[Window]:
     """Training (``region="train"``) or held-out validation (``"val"``) windows for a run.
 
-    Each dataset contributes windows lying wholly inside its train (or validation) region, training
-    windows in every shape of ``spec.train_shapes`` (validation ones in the main shape only, so scores
-    stay comparable); with ``synthetic_frac`` > 0 synthetic windows are added so they make up that
-    fraction of the result.
-    ``max_windows`` caps the real windows (a seeded random subset). ``channels`` are taken from each
-    dataset that has them (a dataset with none of them gives all its channels); a channel that no
-    dataset has is a ValueError naming it (a typo would otherwise train on everything). Raises
-    ValueError when nothing usable is found, naming the datasets.
+    Validation windows come in the main shape only, so scores stay comparable. ``max_windows`` caps
+    the real windows (a seeded random subset); synthetic windows then make up ``synthetic_frac``. A
+    channel that no dataset has is an error (a typo would otherwise train on everything).
     """
     if region not in ("train", "val"):
         raise ValueError(f"region must be train or val, got {region!r}")
@@ -236,8 +220,7 @@ def load_windows(spec: WindowSpec, region: str = "train", seed: int = 0) -> list
 
 
 def _check_channels(spec: WindowSpec, datasets: list) -> None:
-    """ValueError naming the first asked channel that none of the (name, Series) datasets has. Without
-    datasets (synthetic series only) channels select nothing, so nothing is checked."""
+    """ValueError naming the first asked channel that none of the (name, Series) datasets has."""
     present = {channel for _, series in datasets for channel in series.channels}
     missing = [c for c in spec.channels if c not in present]
     if datasets and missing:
@@ -246,9 +229,9 @@ def _check_channels(spec: WindowSpec, datasets: list) -> None:
 
 
 def _synthetic_windows(spec: WindowSpec, shapes, n_real: int, seed: int) -> list[Window]:
-    """Enough synthetic windows that they are ``synthetic_frac`` of the total (all of it with no real data),
-    each of a random shape from ``shapes``: level, trend, one or two cycles with random harmonics (so
-    cycles are not all sines), level shifts, spikes and noise, each drawn at random."""
+    """Enough synthetic windows that they are ``synthetic_frac`` of the total, each of a random shape:
+    level, trend, one or two cycles with random harmonics (so cycles are not all sines), level
+    shifts, spikes and noise, each drawn at random."""
     frac = spec.synthetic_frac
     if frac <= 0:
         return []
@@ -274,10 +257,8 @@ def _synthetic_windows(spec: WindowSpec, shapes, n_real: int, seed: int) -> list
 def evaluation_windows(series, dataset: str, protocol: str = "paper", *, lookback: int | None = None,
                        horizon: int | None = None, stride: int | None = None,
                        limit: int = 0) -> tuple[list[Window], int, int]:
-    """The test windows evaluate.py scores, and their look-back and horizon: the paper's (first 10 per
-    channel of the test region, ``timer1.data.paper_windows``) or a rolling origin over the test
-    region (``protocol="rolling"``: ``lookback``/``horizon`` default to the dataset's protocol,
-    ``stride`` to the horizon); ``limit`` keeps that many spread evenly over all of them."""
+    """The test windows evaluate.py scores, and their look-back and horizon: the paper's or a rolling
+    origin over the test region; ``limit`` keeps that many spread evenly over all of them."""
     spec = protocol_for(dataset)
     if protocol == "paper":
         windows, lookback, horizon = paper_windows(series, dataset), spec.lookback, spec.horizon
