@@ -7,9 +7,7 @@ or a PEFT LoRA adapter), ``train_state.pt`` (step, optimizer, RNG states, extra)
 
 A checkpoint is written into ``.tmp-step_000120``, fsynced and only then renamed into place, and
 ``latest`` is rewritten after that: a crash mid-save leaves the previous checkpoint as ``latest``
-and no half-written directory under a checkpoint name. A kill leaves only temporaries, which
-`clean_stale_temps` removes at the next start; a checkpoint damaged some other way (a full disk, a
-partial copy) is skipped on resume (`checkpoints_newest_first` lists the candidates).
+and no half-written directory under a checkpoint name.
 """
 
 from __future__ import annotations
@@ -55,8 +53,7 @@ def seed_everything(seed: int) -> None:
 
 def derive_seed(*keys: int) -> int:
     """A seed for one use, e.g. ``derive_seed(seed, step, rank, call)``: NumPy's SeedSequence hashes the
-    whole tuple, so distinct tuples give unrelated seeds (``base * 1024 + rank + call`` made rank r's
-    call c+1 equal rank r+1's call c)."""
+    whole tuple, so distinct tuples give unrelated seeds (arithmetic mixing makes them collide)."""
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
 
 
@@ -126,10 +123,9 @@ def checkpoints_newest_first(out_dir: str | os.PathLike) -> list[Path]:
 
 
 def clean_stale_temps(out_dir: str | os.PathLike) -> list[str]:
-    """Remove the temporaries a killed run left in `out_dir` and in its ``base_model`` (see
-    STALE_TEMP) and return their names. ``.old-step_X`` is the previous copy of a step being re-saved:
-    when the kill came between the two renames it is the only copy, so it is renamed back instead.
-    Call on the master rank while no other process writes the run (at the start of a run)."""
+    """Remove the temporaries a killed run left in `out_dir` and in its ``base_model`` and return
+    their names. An ``.old-step_X`` whose step is gone is the only copy, so it is renamed back.
+    Call on the master rank while no other process writes the run."""
     out_dir = Path(out_dir)
     cleaned = []
     for folder in (out_dir, out_dir / "base_model"):
@@ -168,8 +164,7 @@ def best_checkpoint(out_dir: str | os.PathLike) -> Optional[Path]:
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A directory to load weights from: `path` itself if it holds weights, or, for a run
-    directory, its best-scored checkpoint, else its latest. Lets configs name a run
-    (``model.path = "runs/demo_sft"``) instead of a step."""
+    directory, its best-scored checkpoint, else its latest."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint or run directory not found: {path}")
@@ -190,12 +185,9 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
                     base_model: str = "") -> Path:
     """Write ``out_dir/step_XXXXXX`` atomically, point ``latest`` at it, then prune; call on rank 0 only.
 
-    A model with LoRA layers is saved as its adapter (``base_model`` recorded as the adapter's
-    ``base_model_name_or_path``), any other with ``model.save_pretrained``. `rng_state` is
-    `capture_rng_state()` (captured now if None) or a per-rank list of them. `score`: the validation
-    score at this step, lower is better; pruning keeps the `keep_best` best scored, the `keep_last`
-    newest and the one just written. `extra`: further resumable state. `write_files(dir)` adds what
-    else the directory needs to load on its own (tokenizer, prompt format).
+    A model with LoRA layers is saved as its adapter. `rng_state` is captured now if None, or a
+    per-rank list. `score` (lower is better) ranks checkpoints for `keep_best`. `write_files(dir)`
+    adds what else the directory needs to load on its own (tokenizer, prompt format).
     """
     from timer1.lora import lora_modules, write_adapter         # lazy: lora is only needed here
     out_dir, name = Path(out_dir), step_dir_name(step)
