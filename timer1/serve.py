@@ -8,17 +8,12 @@
                     -> 200 {"forecast": [[..]], "quantiles": {"0.1": [[..]], ..}, "source": [..],
                             "timestamps": [[..]] (when given)}
 
-Each request is checked in its own connection thread (`http.server.ThreadingHTTPServer`) exactly as
-`timer1.Forecaster.predict` checks its arguments (`Forecaster.prepare`): bad JSON, wrong types,
-values that are not finite numbers (null is a missing value, interpolated), too few values, a
-horizon over the model's cap, an unknown field or a body over MAX_BODY bytes -> 400 ``{"error": "one
-line"}``. Checked requests wait in a bounded queue (full -> 503); ONE worker thread owns the model
-and takes whatever is waiting, groups it by (mode, horizon) and forecasts each group's series in one
-`Forecaster.forecast_windows` call (batched generate), then hands each request its rows. Every
-forecast is seeded (``--seed``, per series: timer1.sampler gives each series its own generator), so
-a response equals ``Forecaster.predict(..., seed=SEED)`` whatever it was batched with.
-SIGTERM (or Ctrl-C) stops accepting, finishes the requests already received, and exits 0.
-The service binds 127.0.0.1 unless ``--host`` says otherwise; it has no authentication.
+Each request is checked in its own connection thread exactly as `timer1.Forecaster.predict` checks
+its arguments; anything wrong is 400 ``{"error": "one line"}``. Checked requests wait in a bounded
+queue (full -> 503); ONE worker thread owns the model, groups what is waiting by (mode, horizon) and
+forecasts each group in one batched call. Every series has its own seeded generator, so a response
+equals ``Forecaster.predict(..., seed=SEED)`` whatever it was batched with. SIGTERM stops accepting,
+finishes the requests already received, and exits 0. There is no authentication.
 """
 
 from __future__ import annotations
@@ -36,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from timer1.forecaster import (QUANTILES, Forecaster, Prepared, add_model_arguments, check_mode, check_quantiles)
 
-MAX_BODY = 1 << 20          # bytes of a request body: ~50k values, far beyond any look-back the model reads
+MAX_BODY = 1 << 20          # bytes of a request body, far beyond any look-back the model reads
 QUEUE_SIZE = 64             # requests waiting for the worker before new ones get 503
 FIELDS = ("series", "horizon", "quantiles", "mode", "timestamps")
 
