@@ -6,14 +6,10 @@ linear model also needs ``fit(train_values, lookback, horizon)`` on the train re
 
     last            repeat the last valid value
     mean            repeat the mean of the history
-    seasonal_naive  repeat the last season: y[L+h] = x[L - m + (h mod m)]; the period m is given
-                    (the script takes it from the step: 24 for hourly data, 96 for 15-minute data)
-                    or, if None, estimated from the history's autocorrelation (see ``estimate_period``)
+    seasonal_naive  repeat the last season: y[L+h] = x[L - m + (h mod m)], m given or estimated
     drift           the line through the first and last valid values, extended (Hyndman's drift)
     linear          DLinear-style (Zeng et al. 2023, "Are Transformers Effective for Time Series
-                    Forecasting?"): split the look-back into trend (moving average, window 25) and
-                    seasonal parts, map each to the horizon with its own linear layer, add them;
-                    fit by least squares on every window of the train region (stride 1).
+                    Forecasting?"), fit by least squares on every window of the train region.
 """
 
 from __future__ import annotations
@@ -83,11 +79,8 @@ class Drift:
 def estimate_period(x: np.ndarray, min_period: int = 2, max_period: int | None = None,
                     min_correlation: float = 0.3) -> int:
     """The lag of the highest autocorrelation PEAK in [min_period, max_period] (default len/2), or 1.
-
-    A lag counts only if its autocorrelation is a local peak (higher than at lag-1, not lower than
-    at lag+1) and at least ``min_correlation``: a random walk, whose autocorrelation just decays,
-    then gets period 1 (seasonal naive degrades to last value) instead of its smallest lag.
-    """
+    Only a local peak of at least ``min_correlation`` counts: a random walk, whose autocorrelation
+    just decays, gets period 1 instead of its smallest lag."""
     x = _filled(x)
     max_period = max_period or len(x) // 2
     centred = x - x.mean()
@@ -134,10 +127,7 @@ class SeasonalNaive:
 
 
 def ridge_solve(features: np.ndarray, targets: np.ndarray, ridge: float) -> np.ndarray:
-    """argmin_W |F W - Y|^2 + lam |W|^2 with lam = ridge * mean(diag(F^T F)); F (N, P), Y (N, H) -> (P, H).
-
-    The normal equations cost O(N P^2) once, far less than an SVD-based lstsq on (N, P) here.
-    """
+    """argmin_W |F W - Y|^2 + lam |W|^2 with lam = ridge * mean(diag(F^T F)), by the normal equations."""
     gram = features.T @ features  # (P, P)
     lam = ridge * float(np.mean(np.diag(gram))) if ridge > 0 else 0.0
     return np.linalg.solve(gram + lam * np.eye(len(gram)), features.T @ targets)
@@ -147,14 +137,10 @@ def ridge_solve(features: np.ndarray, targets: np.ndarray, ridge: float) -> np.n
 class Linear:
     """DLinear-style linear model: y = W_s seasonal(x) + W_t trend(x) + b, one (W_s, W_t, b) per series.
 
-    center="last" (default) subtracts the window's last value from inputs and targets and adds it
-    back (as NLinear does), so a level never seen in training (the test region follows the train
-    region in time) does not bias the forecast; center="none" is plain DLinear on raw values.
-    Fit: least squares over all train windows with no NaN, by the normal equations with a tiny
-    ridge (``ridge`` times the mean diagonal of the Gram matrix; see ``ridge_solve``). Because
-    trend = A x and seasonal = (I - A) x are both linear in x, the 2L features span only L
-    dimensions: the ridge picks the (near) minimum-norm split between W_s and W_t, and the forecast
-    equals that of one least-squares linear map on x. The two maps mirror DLinear's parameterisation.
+    center="last" subtracts the window's last value from inputs and targets and adds it back (as
+    NLinear does), so a level never seen in training does not bias the forecast. The 2L features
+    span only L dimensions (trend and seasonal are both linear in x): the tiny ridge picks the
+    minimum-norm split between W_s and W_t.
     """
 
     kernel: int = 25
