@@ -1,12 +1,9 @@
 """Run configuration: dataclasses with the paper's defaults, a TOML preset, then ``--key=value`` overrides.
 
 A run is one dataclass (`SFTConfig` or `GRIPConfig`) whose groups (`model`, `lora`, `data`, `optim`)
-are dataclasses too. ``--config PRESET.toml`` sets top-level fields from top-level keys and a group
-from each table (``[optim]`` / ``lr = 1e-6``); ``--key=value`` and ``--group.key=value`` then override
-it, wherever ``--config`` stands. Every value is coerced to its field's annotated type, and a bad key
-or value is a `ConfigError` of one line naming the key (scripts print it and exit 2). The resolved
-config is saved beside each checkpoint as TOML, loadable again with ``--config``. Style: nanoGPT's
-configurator (plain values, command-line overrides) without its ``exec``.
+are dataclasses too: a TOML table or ``--group.key=value`` sets a group's field. Every value is
+coerced to its field's annotated type; a bad key or value is a one-line `ConfigError` naming the key.
+nanoGPT's configurator without its ``exec``.
 """
 
 from __future__ import annotations
@@ -267,8 +264,8 @@ _BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0":
 
 
 def from_dict(cls: type, data: dict, prefix: str = "", base: Any = None) -> Any:
-    """`cls` from a nested dict, every value coerced. Keys not in `data` keep `base`'s values (by
-    default `cls()`), so a partial group keeps its run-specific defaults."""
+    """`cls` from a nested dict, every value coerced; keys not in `data` keep `base`'s values, so a
+    partial group keeps its run-specific defaults."""
     base = cls() if base is None else base
     fields, kwargs = _fields(cls), {}
     for name, value in data.items():
@@ -429,8 +426,8 @@ def _toml_value(value: Any) -> str:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """The resolved config as a TOML preset, written atomically. None has no TOML spelling: such keys
-    are left out and load back as their default."""
+    """The resolved config as a TOML preset, written atomically; None has no TOML spelling, so such
+    keys are left out and load back as their default."""
     data = to_dict(cfg)
     lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
     for name, table in data.items():
