@@ -4,11 +4,9 @@ Each writer puts the content in a temporary file in the target's own directory (
 on one filesystem), flushes it to disk, and renames it over the target with ``os.replace``, which
 POSIX and Windows both make atomic.
 
-A rename replaces whatever sits at the path, so the target is checked first: a symlink is followed
-(the file it points to is replaced, the link stays), and anything that is not a regular file (a
-directory, FIFO, device such as ``/dev/full``, socket) is refused: run as root, a plain rename would
-turn ``/dev/full`` into a regular file. `check_writable` makes the same checks, plus a probe file,
-before any long work, so a CLI fails in a second with the user's path in the message.
+A rename replaces whatever sits at the path, so the target is checked first: a symlink is followed,
+and anything that is not a regular file is refused (run as root, a plain rename would turn
+``/dev/full`` into a regular file).
 """
 
 from __future__ import annotations
@@ -78,10 +76,9 @@ def replaceable_target(path: str | os.PathLike) -> Path:
 
 
 def check_writable(path: str | os.PathLike) -> Path:
-    """Before long work: the target of ``path`` (see `replaceable_target`) is a regular file or a new
-    name in an existing directory where a file can be made (a probe file is created and removed:
-    permissions, read-only mounts, /proc and /sys all answer truthfully only to a real attempt).
-    Returns the target; ValueError naming ``path`` otherwise."""
+    """Before long work, so a CLI fails in a second: the target of ``path`` can be written (a probe
+    file is created and removed: permissions, read-only mounts and /proc answer truthfully only to a
+    real attempt). Returns the target; ValueError naming ``path`` otherwise."""
     target = replaceable_target(path)
     if not target.parent.is_dir():
         raise ValueError(f"cannot write {path}: directory {Path(path).parent} does not exist")

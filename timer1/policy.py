@@ -1,10 +1,8 @@
 """Loading and saving a policy (a Qwen2 model, its tokenizer, optionally a LoRA adapter) by path: the one place.
 
-The scripts (through timer1.train_utils), the SFT model teacher and the Python API (timer1.forecaster)
-all load through ``load_policy``, which checks that the pieces of a directory fit together, so a wrong
-directory fails with one clear line instead of a shape error deep in a forward. ``save_policy`` writes
-the HF layout (weights, config, tokenizer, generation config) that ``load_policy`` and ``transformers``
-both read. (A random policy for offline smoke runs: timer1.random_init.)
+``load_policy`` checks that the pieces of a directory fit together, so a wrong directory fails with
+one clear line instead of a shape error deep in a forward. ``save_policy`` writes the HF layout that
+``load_policy`` and ``transformers`` both read.
 """
 
 from __future__ import annotations
@@ -30,9 +28,7 @@ PROMPT_FILE = "timer1_prompt.json"  # the prompt format a checkpoint was trained
 
 @dataclass
 class Policy:
-    """A model and the tokenizer it was trained with; ``source`` says where they came from and
-    ``prompt_format`` how it expects windows to be written (the paper's prompt unless the checkpoint
-    carries a ``timer1_prompt.json``, as timer1-trained checkpoints do)."""
+    """A model, the tokenizer it was trained with, and how it expects windows to be written."""
 
     model: Qwen2
     tokenizer: Tokenizer
@@ -62,15 +58,8 @@ def resolve_device(device: str | torch.device | None = None,
 
 def load_policy(path: str | os.PathLike, *, adapter: str | os.PathLike | None = None,
                 tokenizer_path: str | os.PathLike | None = None, device=None, dtype=None) -> Policy:
-    """Load a Qwen2 checkpoint directory (and an optional PEFT/timer1 LoRA adapter) for inference or training.
-
-    `path` may also be a training run directory (``runs/tiny_sft``): its best-scored checkpoint is
-    loaded (``timer1.checkpoint.resolve_checkpoint``).
-
-    Raises FileNotFoundError / ValueError with one line naming what is wrong: the directory is
-    missing, it is not a Qwen2 checkpoint, it has no tokenizer, the tokenizer has ids the model
-    has no rows for, or the adapter was made for another base model.
-    """
+    """Load a Qwen2 checkpoint directory (and an optional LoRA adapter) for inference or training;
+    a training run directory loads its best-scored checkpoint."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model directory not found: {path}")
