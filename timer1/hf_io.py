@@ -1,8 +1,5 @@
 """Hugging Face checkpoint directories: config.json in both dialects, safetensors weights single or sharded.
 
-``timer1.model.Qwen2.from_pretrained`` / ``save_pretrained`` and ``Qwen2Config.from_dict`` / ``to_dict``
-are thin wrappers over this module; it knows the file layout, not the network.
-
 config.json comes in two dialects: hub checkpoints carry ``rope_theta`` and ``torch_dtype`` at the top
 level, files written by transformers 5 carry ``rope_parameters: {rope_theta, rope_type}`` and ``dtype``.
 Both are read; the hub dialect is written, since every transformers version reads it.
@@ -128,12 +125,9 @@ def hub_config(config: Qwen2Config) -> dict:
 
 def read_weights(path: Path, expected: dict[str, torch.Size], *, tied: bool,
                  device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Every tensor of the checkpoint's safetensors files, read straight into ``dtype`` on ``device``.
-
-    ``expected`` maps each name to its shape; an unexpected or missing name or another shape is a
-    ValueError naming the file and tensor. With ``tied`` embeddings ``lm_head.weight`` is not read:
-    some tied checkpoints store a copy, and the tie wins, as in HF.
-    """
+    """Every tensor of the checkpoint's safetensors files, read straight into ``dtype`` on ``device``
+    and checked against ``expected`` shapes. With ``tied`` embeddings a stored ``lm_head.weight`` copy
+    is not read: the tie wins, as in HF."""
     from safetensors import safe_open
 
     expected = {k: v for k, v in expected.items() if not (tied and k == "lm_head.weight")}
@@ -180,13 +174,9 @@ def weight_files(path: Path) -> list[Path]:
 
 def write_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict,
                      max_shard_size: int | str = "5GB") -> None:
-    """Write ``config.json`` and ``model.safetensors``, or shards ``model-0000i-of-0000n.safetensors``
-    plus ``model.safetensors.index.json`` when the weights exceed ``max_shard_size``.
-
-    Atomic: everything goes to a temporary directory beside ``path``, which is then renamed; if
-    ``path`` exists (it may hold a tokenizer) each file is moved in with an atomic replace,
-    config.json last, and stale weight files of an earlier save are removed.
-    """
+    """Write ``config.json`` and ``model.safetensors`` (sharded above ``max_shard_size``), atomically;
+    into an existing ``path`` (it may hold a tokenizer) each file is moved with an atomic replace,
+    config.json last."""
     from safetensors.torch import save_file
 
     path = Path(path)

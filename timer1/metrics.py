@@ -56,8 +56,7 @@ def mape(pred, target, eps: float = 1e-8) -> float:
 
 
 def correlation(a, b) -> float:
-    """Pearson correlation of two equal-length 1-D arrays; 0.0 when either is constant (no linear
-    relation can be measured), never NaN. The critic's cycle checks and the SFT teacher use it."""
+    """Pearson correlation of two equal-length 1-D arrays; 0.0 (never NaN) when either is constant."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"correlation: shapes differ, {a.shape} vs {b.shape}")
@@ -74,8 +73,7 @@ def mase(pred, target, history) -> float:
     2006, "Another look at measures of forecast accuracy", Eq. for non-seasonal MASE). The scale
     is the window's own look-back, so windows of different level and volatility are comparable,
     and it needs no seasonal period, which a 96-point window cannot estimate reliably; per-window
-    values are then averaged. Pairs with a NaN are skipped. A constant history gives 0.0 for a
-    perfect forecast, else NaN; a history with no finite pair raises ValueError.
+    values are then averaged. A constant history gives 0.0 for a perfect forecast, else NaN.
     """
     pred, target = _pair(pred, target)
     history = np.asarray(history, dtype=np.float64)

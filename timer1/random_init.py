@@ -1,8 +1,7 @@
 """A randomly initialised Qwen2 and a tokenizer trained on the task's own text: what smoke runs and tests use offline.
 
-No Qwen weights exist on an offline machine, so the smoke presets (``model.random_init = true``) and the
-tests build a tiny model of the config's dims, with a byte-level BPE tokenizer trained on prompts in
-every style and on SFT completions written by the statistical teacher (timer1.sft_data).
+The tokenizer is a byte-level BPE trained on prompts in every style and on the statistical teacher's
+SFT completions.
 """
 
 from __future__ import annotations
@@ -36,12 +35,8 @@ def tokenizer_corpus(seed: int = 0, n_series: int = 6) -> list[str]:
 
 def random_policy(config: Qwen2Config | dict, *, seed: int = 0, tokenizer: Tokenizer | None = None,
                   prompt_format: PromptFormat = PromptFormat(), device=None, dtype=None) -> Policy:
-    """A randomly initialised Qwen2 of the given dims, with a tokenizer trained on task-like text.
-
-    ``config`` may be a :class:`Qwen2Config` or a dict of HF ``config.json`` fields; its
-    ``vocab_size`` is the requested tokenizer size too (the model gets at least the tokenizer's ids).
-    Initialisation follows HF's ``initializer_range`` (normal, std 0.02), seeded.
-    """
+    """A randomly initialised Qwen2 of the given dims (HF's ``initializer_range``: normal, std 0.02),
+    with a tokenizer trained on task-like text; ``config.vocab_size`` is the tokenizer's size too."""
     config = config if isinstance(config, Qwen2Config) else Qwen2Config.from_dict({"model_type": "qwen2", **config})
     if tokenizer is None:
         tokenizer = train_tokenizer(tokenizer_corpus(seed), vocab_size=config.vocab_size)
