@@ -76,21 +76,20 @@ class Drift:
         return x[last] + slope * steps_ahead
 
 
-def estimate_period(x: np.ndarray, min_period: int = 2, max_period: int | None = None,
-                    min_correlation: float = 0.3) -> int:
-    """The lag of the highest autocorrelation PEAK in [min_period, max_period] (default len/2), or 1.
+def estimate_period(x: np.ndarray, min_correlation: float = 0.3) -> int:
+    """The lag of the highest autocorrelation PEAK in [2, len/2], or 1.
     Only a local peak of at least ``min_correlation`` counts: a random walk, whose autocorrelation
     just decays, gets period 1 instead of its smallest lag."""
     x = _filled(x)
-    max_period = max_period or len(x) // 2
+    max_period = len(x) // 2
     centred = x - x.mean()
     denom = float(np.dot(centred, centred))
-    if denom == 0.0 or max_period < min_period:
+    if denom == 0.0 or max_period < 2:
         return 1
     lags = np.arange(0, max_period + 2)
     acf = np.array([np.dot(centred[k:], centred[:len(x) - k]) / denom if k < len(x) else 0.0 for k in lags])
     best, best_value = 1, min_correlation
-    for k in range(max(min_period, 1), max_period + 1):
+    for k in range(2, max_period + 1):
         if acf[k] > acf[k - 1] and acf[k] >= acf[k + 1] and acf[k] >= best_value:
             best, best_value = k, acf[k]
     if best > 1 and best + 1 < len(x):

@@ -222,14 +222,10 @@ class StatisticalTeacher:
     name = "statistical"
 
     def __init__(self, fmt: PromptFormat, verbosity: str = "short",
-                 train_values: Optional[Mapping[tuple[str, str], np.ndarray]] = None,
-                 methods: Sequence[str] = METHODS):
+                 train_values: Optional[Mapping[tuple[str, str], np.ndarray]] = None):
         if verbosity not in ("short", "long"):
             raise ValueError(f"verbosity must be short or long, got {verbosity!r}")
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown candidate method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-        self.fmt, self.verbosity, self.methods = fmt, verbosity, tuple(methods)
+        self.fmt, self.verbosity = fmt, verbosity
         self.train_values = dict(train_values or {})
         self._linear: dict[tuple[str, str, int, int], Optional[Linear]] = {}
 
@@ -285,7 +281,7 @@ class StatisticalTeacher:
         stats = series_stats(display_values(window.history, window, self.fmt))
         return [Candidate(self.analysis(stats) + " " + self.justify(method, stats, window),
                           self.forecast(method, window), method)
-                for method in self.methods[:max(1, k)]]
+                for method in METHODS[:max(1, k)]]
 
     # -- reasoning text
     def analysis(self, s: SeriesStats) -> str:

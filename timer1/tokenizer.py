@@ -261,8 +261,7 @@ class Tokenizer:
         return config
 
 
-def train_tokenizer(texts, vocab_size: int, *, min_frequency: int = 2,
-                    model_max_length: int = 32768) -> Tokenizer:
+def train_tokenizer(texts, vocab_size: int, *, model_max_length: int = 32768) -> Tokenizer:
     """Train a byte-level BPE tokenizer laid out like Qwen2's, for the tiny CPU model.
 
     Ids 0, 1, 2 are <|endoftext|>, <|im_start|>, <|im_end|> (special, Qwen's relative order) and
@@ -283,7 +282,7 @@ def train_tokenizer(texts, vocab_size: int, *, min_frequency: int = 2,
     backend.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+        vocab_size=vocab_size, min_frequency=2, show_progress=False,
         special_tokens=list(reserved), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     backend.train_from_iterator(texts, trainer=trainer)
