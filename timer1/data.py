@@ -8,7 +8,8 @@ The Time-R1 evaluation protocol (official ``eval/dataLoader.py``): look-back 96 
 4); every other set starts it at ``T - int(0.2 * T)`` (Time-Series-Library ``Dataset_Custom``; this can
 differ from ``int(0.8*T)`` by one row). Window i has its history in rows
 ``[start - L + i*stride, start + i*stride)`` and its target in the H rows after; stride is L (nasdaq: 1);
-the first 10 windows per channel are used. Inputs of non-ETT sets are rounded to 3 decimals.
+the first 10 windows per channel are used. Inputs of non-ETT sets are rounded to 3 decimals
+(targets are not).
 """
 
 from __future__ import annotations
