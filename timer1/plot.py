@@ -113,11 +113,15 @@ def render_svg(panels: Sequence[Panel], title: str = "") -> str:
     band = ", 10-90% band (shaded)" if any(p.low is not None and p.high is not None for p in panels) else ""
     legend = ('<text x="{x}" y="{y}" font-size="11" fill="#555">history (grey), forecast (blue){band}'
               '</text>').format(x=MARGIN["left"], y=height - 8, band=band)
+    return _document(WIDTH, height, body + [legend])
+
+
+def _document(width: float, height: float, body: list[str]) -> str:
+    """A standalone SVG document of `body` on a white background."""
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">\n'
-            f'<rect width="{WIDTH}" height="{height}" fill="white"/>\n'
-            + "\n".join(body) + "\n" + legend + "\n</svg>\n")
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif">\n'
+            f'<rect width="{width}" height="{height}" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n")
 
 
 def write_svg(path: str | os.PathLike, panels: Sequence[Panel], title: str = "") -> Path:
@@ -249,10 +253,7 @@ def render_charts(panels: Sequence[Lines | Bars], title: str = "") -> str:
     for k, panel in enumerate(panels):
         left, top = CHART_WIDTH * (k % COLUMNS), head + CHART_HEIGHT * (k // COLUMNS)
         body += (_lines_svg if isinstance(panel, Lines) else _bars_svg)(panel, left, top)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="sans-serif">\n'
-            f'<rect width="{width}" height="{height}" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n")
+    return _document(width, height, body)
 
 
 # ----------------------------------------------------------------------------------------------
