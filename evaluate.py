@@ -53,7 +53,7 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 import numpy as np
 
 from forecast import log, parse_with_preset, run_reporting_errors
-from timer1.forecaster import Forecaster, add_model_arguments, open_policy, resolve_model
+from timer1.forecaster import Forecaster, add_model_arguments, open_policy, resolve_model, trained_horizons
 
 # single pass after a reasoning the model did not write: none, or the next window's own (does it use it?);
 # run only when asked for with --methods
@@ -409,7 +409,8 @@ def run(args) -> int:
             f"on {policy.device} in {time.perf_counter() - t0:.1f} s")
         config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
                                  temperature=args.temperature, backtest=args.backtest, seed=args.seed)
-        forecaster = Forecaster(policy, config=config, max_new_tokens=args.max_new_tokens, batch=args.batch)
+        forecaster = Forecaster(policy, trained_horizons=trained_horizons(model_dir, adapter_dir), config=config,
+                                max_new_tokens=args.max_new_tokens, batch=args.batch)
     started = time.perf_counter()
     results, forecasts = {}, {}
     for dataset, path in sources:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from timer1.data import MAX_REPAIRED_SHARE, OUTLIER_MADS
 from timer1.forecaster import (HORIZON_FACTOR, PAPER_HORIZON, Forecaster, add_model_arguments, default_horizon,
-                               horizon_cap, open_policy, resolve_model)
+                               horizon_cap, open_policy, resolve_model, trained_horizons)
 
 EXIT_BAD_INPUT = 2
 PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown
@@ -263,7 +263,8 @@ def run(args) -> int:
         log(note)
     config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
                              temperature=args.temperature, top_p=args.top_p, backtest=args.backtest, seed=args.seed)
-    forecaster = Forecaster(policy, horizon_cap=limit, config=config, max_new_tokens=args.max_new_tokens)
+    forecaster = Forecaster(policy, horizon_cap=limit, trained_horizons=trained_horizons(model_dir, adapter_dir),
+                            config=config, max_new_tokens=args.max_new_tokens)
     for index, channel in enumerate(channels, start=1):
         log(f"[{index}/{len(channels)}] {channel}: {lookback} -> {horizon} steps, "
             f"{'single pass' if args.single_pass else f'{args.samples} drafts'}")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import timer1
-from timer1.forecaster import Forecaster, trained_horizon
+from timer1.forecaster import Forecaster, prompt_horizon, trained_horizon, trained_horizons
 from timer1.slow_think import SlowThinkConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +109,33 @@ def test_series_forecasts_do_not_depend_on_the_batch(forecaster):
     together = forecaster.predict(series, HORIZON, seed=5)
     alone = forecaster.predict(series[2], HORIZON, seed=5)
     np.testing.assert_array_equal(together.point[2], alone.point[0])
+
+
+@pytest.mark.parametrize("wanted, trained, asked", [
+    (52, (8, 12, 24, 36, 48, 96, 128), 96),   # between two trained horizons: the longer one, cut back
+    (96, (8, 12, 24, 36, 48, 96, 128), 96),   # a trained horizon as it is
+    (5, (8, 12), 8),
+    (200, (24, 96), 200),                     # longer than any: asked as it is
+    (52, (), 52),                             # a model timer1 did not train
+])
+def test_prompt_horizon_is_the_shortest_trained_one_that_covers_the_wish(wanted, trained, asked):
+    assert prompt_horizon(wanted, trained) == asked
+
+
+def test_the_shipped_model_knows_every_horizon_of_its_recipes():
+    # grip.toml trains 96 -> 96 only; sft.toml adds its window shapes 36x36, 96x24, 96x48, 48x12, ...
+    assert trained_horizons(REPO / "checkpoints" / "timer1-tiny") == (8, 12, 24, 36, 48, 96, 128)
+
+
+def test_an_untrained_horizon_is_the_trained_answer_cut_back(forecaster):
+    # asked for 10 steps, the model is prompted for 12 (trained) with the same seeds: the same drafts
+    series = daily_cycle(96, seed=7)
+    short = forecaster.predict(series, 10, seed=2)
+    trained = forecaster.predict(series, 12, seed=2)
+    assert short.point.shape == (1, 10) and short.samples[0].shape[1] == 10 and len(short.timestamps or [[]] * 1) == 1
+    np.testing.assert_array_equal(short.point[0], trained.point[0][:10])
+    np.testing.assert_array_equal(short.quantiles[0.9][0], trained.quantiles[0.9][0][:10])
+    assert all(d.values is None or len(d.values) <= 10 for d in short.results[0].drafts)
 
 
 @pytest.mark.parametrize("call, message", [

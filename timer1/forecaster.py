@@ -153,25 +153,55 @@ def trained_horizon(model_dir: Path, adapter_dir: Path | None = None) -> int:
     """The horizon a checkpoint was trained for: the largest ``data.horizon`` in the recipes it carries
     (``training/*.toml`` of a timer1 export, ``config.toml`` of a training checkpoint) and in those of
     the model such a run started from (a fine-tune knows what its start knew), else the paper's 96."""
+    return max((recipe.horizon for recipe in _recipe_chain(model_dir, adapter_dir)), default=0) or PAPER_HORIZON
+
+
+def trained_horizons(model_dir: Path, adapter_dir: Path | None = None) -> tuple[int, ...]:
+    """Every horizon the recipes of `trained_horizon` trained on (``data.horizon`` and the horizons of
+    ``data.shapes``), ascending; () when none is recorded (a model timer1 did not train)."""
+    chain = _recipe_chain(model_dir, adapter_dir)
+    return tuple(sorted({h for recipe in chain for h in (recipe.horizon, *recipe.shape_horizons) if h > 0}))
+
+
+def prompt_horizon(horizon: int, trained: Sequence[int]) -> int:
+    """The horizon a model is asked for: the shortest one it was trained on that covers ``horizon``
+    (the answer is then cut to ``horizon``), else ``horizon`` itself. A model trained on a few
+    horizons takes the answer's length from the prompt and, asked for another, answers with a
+    trained one's length: timer1-tiny gave 24 values when asked for 52, and the critic dropped them all."""
+    return min((h for h in trained if h >= horizon), default=horizon)
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    horizon: int                      # data.horizon (0 when absent)
+    shape_horizons: tuple[int, ...]   # the H of each data.shapes "LxH"
+    start: str                        # model.path: what the run started from
+
+
+def _recipe_chain(model_dir: Path, adapter_dir: Path | None) -> list[_Recipe]:
+    """The recipes of a checkpoint (and its adapter), then those of the models they started from."""
     recipes = _recipes(model_dir) + (_recipes(adapter_dir) if adapter_dir is not None else [])
-    horizons = [horizon for horizon, _ in recipes]
-    for _, start in recipes:
-        if start and Path(start).is_dir():
-            horizons += [horizon for horizon, _ in _recipes(Path(start))]
-    return max(horizons, default=0) or PAPER_HORIZON
+    for recipe in list(recipes):
+        if recipe.start and Path(recipe.start).is_dir():
+            recipes += _recipes(Path(recipe.start))
+    return recipes
 
 
-def _recipes(folder: Path) -> list[tuple[int, str]]:
-    """(data.horizon, model.path) of each readable TOML recipe in a checkpoint directory."""
+def _recipes(folder: Path) -> list[_Recipe]:
+    """Each readable TOML recipe in a checkpoint directory."""
     import tomllib
+
+    from timer1.task import parse_shape
 
     found = []
     for recipe in [*sorted((folder / "training").glob("*.toml")), folder / "config.toml"]:
         try:
             data = tomllib.loads(recipe.read_text())
+            shapes = tuple(parse_shape(str(shape))[1] for shape in data.get("data", {}).get("shapes", ()))
         except (OSError, ValueError):
             continue  # an absent or unreadable recipe says nothing about the horizon
-        found.append((int(data.get("data", {}).get("horizon", 0) or 0), str(data.get("model", {}).get("path", ""))))
+        found.append(_Recipe(int(data.get("data", {}).get("horizon", 0) or 0), shapes,
+                             str(data.get("model", {}).get("path", ""))))
     return found
 
 
@@ -311,14 +341,16 @@ def clip_at_zero(result: SlowThinkResult, extra: dict[float, np.ndarray]) -> boo
 class Forecaster:
     """A loaded policy and how it forecasts: ``config`` (slow thinking: drafts, rounds, critic),
     ``max_new_tokens`` (None = sized from the prompt style and horizon), ``lookback`` (values of a
-    context shown to the model), ``batch`` (windows per generate call) and ``horizon_cap``."""
+    context shown to the model), ``batch`` (windows per generate call), ``horizon_cap`` and
+    ``trained_horizons`` (the horizons it is asked for, `prompt_horizon`)."""
 
     def __init__(self, policy, *, name: str = "", horizon_cap: int = HORIZON_FACTOR * PAPER_HORIZON,
-                 config: SlowThinkConfig | None = None, max_new_tokens: int | None = None,
-                 lookback: int = DEFAULT_LOOKBACK, batch: int = DEFAULT_BATCH):
+                 trained_horizons: Sequence[int] = (), config: SlowThinkConfig | None = None,
+                 max_new_tokens: int | None = None, lookback: int = DEFAULT_LOOKBACK, batch: int = DEFAULT_BATCH):
         from timer1.slow_think import SlowThinkConfig
 
         self.policy, self.name, self.horizon_cap = policy, name or policy.source, horizon_cap
+        self.trained_horizons = tuple(trained_horizons)
         self.config = config or SlowThinkConfig()
         self.max_new_tokens, self.lookback, self.batch = max_new_tokens, lookback, batch
 
@@ -331,7 +363,8 @@ class Forecaster:
         model_dir, adapter_dir = resolve_model(model, adapter)
         policy = open_policy(model_dir, adapter_dir, device, dtype, threads)
         name = str(model_dir) + (f" + {adapter_dir}" if adapter_dir else "")
-        return cls(policy, name=name, horizon_cap=horizon_cap(model_dir, adapter_dir), **settings)
+        return cls(policy, name=name, horizon_cap=horizon_cap(model_dir, adapter_dir),
+                   trained_horizons=trained_horizons(model_dir, adapter_dir), **settings)
 
     @property
     def device(self) -> str:
@@ -393,13 +426,18 @@ class Forecaster:
         """THE forecasting loop: windows in batches of ``self.batch`` (windows with different seasonal
         ``periods`` hints go in separate calls), each batch drafted by one generate call per round;
         per-window ``seeds``; ``nonnegative`` windows clipped at 0; ``progress(done, total)`` after each
-        batch, ``log`` gets slow thinking's round lines. All windows share one horizon. ``thoughts``
-        (single mode, one per window) replace the model's reasoning (timer1.slow_think.single_pass)."""
+        batch, ``log`` gets slow thinking's round lines. All windows share one horizon; the model is
+        asked for `prompt_horizon` of it and the answer cut back. ``thoughts`` (single mode, one per
+        window) replace the model's reasoning (timer1.slow_think.single_pass)."""
         check_mode(mode)
         if not windows:
             raise ValueError("no series to forecast")
         if len({w.horizon for w in windows}) > 1:
             raise ValueError("every window of one forecast_windows call needs the same horizon")
+        horizon = windows[0].horizon
+        asked = prompt_horizon(horizon, self.trained_horizons)
+        if asked != horizon:  # the dates past the horizon are never shown: a prompt names only the first
+            windows = [dataclasses.replace(w, target=np.full(asked, np.nan)) for w in windows]
         periods = list(periods) if isinstance(periods, (list, tuple)) else [periods] * len(windows)
         results: list[SlowThinkResult | None] = [None] * len(windows)
         done = 0
@@ -411,7 +449,7 @@ class Forecaster:
                                     [seeds[i] for i in chunk], period, log,
                                     None if thoughts is None else [thoughts[i] for i in chunk])
                 for i, result in zip(chunk, batch):
-                    results[i] = result
+                    results[i] = cut(result, horizon)
                 done += len(chunk)
                 if progress is not None:
                     progress(done, len(windows))
@@ -425,6 +463,15 @@ class Forecaster:
             return single_pass(self.policy, windows, max_new_tokens=max_new, period=period, thoughts=thoughts)
         config = dataclasses.replace(self.config, max_new_tokens=max_new)
         return slow_think(self.policy, windows, config, period=period, log=log, seeds=seeds)
+
+
+def cut(result: SlowThinkResult, horizon: int) -> SlowThinkResult:
+    """A result for a longer horizon, cut to its first ``horizon`` steps (drafts' values included)."""
+    if len(result.point) == horizon:
+        return result
+    drafts = [dataclasses.replace(d, values=None if d.values is None else d.values[:horizon]) for d in result.drafts]
+    return dataclasses.replace(result, point=result.point[:horizon], samples=result.samples[:, :horizon],
+                               quantiles={q: v[:horizon] for q, v in result.quantiles.items()}, drafts=drafts)
 
 
 def assemble(results: list[SlowThinkResult], levels: tuple[float, ...],
