@@ -51,7 +51,7 @@ def select_candidates(
     """Pick G of the K candidate completions of ONE prompt by their rewards; returns sorted indices (G,).
 
     - ``"local"`` (local random sampling): G disjoint random tournaments of ``k = K // G``
-      candidates; keep the best of each.
+      candidates; keep the best of each (disjoint, so the G picks are distinct).
     - ``"cluster"`` (cluster-based random sampling, the paper's best): cluster the rewards with
       ``kmeans_1d``, shuffle each cluster, then take members round-robin across clusters (highest
       first). Round-robin rather than proportional keeps a rare low-reward level represented, which
@@ -154,7 +154,7 @@ def group_advantages(rewards: torch.Tensor, scale: str = "group-std") -> torch.T
     assert scale in ADV_SCALES, f"adv_scale must be one of {ADV_SCALES}, got {scale!r}"
     assert rewards.dim() > 0, "rewards need a group dim (..., G)"
     if rewards.shape[-1] == 1:
-        return torch.zeros_like(rewards)  # (..., 1)
+        return torch.zeros_like(rewards)  # (..., 1) no relative signal (torch's unbiased std would be NaN)
     centred = rewards - rewards.mean(dim=-1, keepdim=True)  # (..., G)
     if scale == "none":
         return centred
@@ -186,7 +186,8 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """DAPO's soft overlong punishment (Yu et al. 2025, Eq. 13) added to the reward of each completion.
 
     ``0`` up to ``max_len - L_cache`` tokens, then a linear ramp down to ``-1`` at ``max_len``
-    (``L_cache = OVERLONG_CACHE * max_len``)."""
+    (``L_cache = OVERLONG_CACHE * max_len``). The sampler stops at ``max_len``, so DAPO's ``-1``
+    beyond the budget is the ramp's end."""
     cache = max(1.0, OVERLONG_CACHE * max_len)
     return ((max_len - cache - lengths.float()) / cache).clamp(-1.0, 0.0)  # (...,)
 
@@ -319,7 +320,8 @@ def aggregate(per_seq: torch.Tensor, w: torch.Tensor, live: torch.Tensor, agg: s
     ``constant``        ``w_i / (W const_len)``             Dr. GRPO: a fixed divisor (max completion)
     ==================  =================================  ===========================================
 
-    Given the step's totals, the micro-batch losses sum to the step's loss.
+    Given the step's totals, the micro-batch losses sum to the step's loss (times the rank count,
+    which DDP's gradient average divides back out).
     """
     lengths = live.float().sum(dim=1)  # (N,) |o_i|
     W = max(totals.weight, 1e-30)  # 0 only when every row was dropped: then every w_i is 0 too
