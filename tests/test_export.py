@@ -9,8 +9,9 @@ import torch
 from conftest import TINY_CONFIG
 from timer1.checkpoint import save_checkpoint
 from timer1.config import SFTConfig
-from timer1.export import INFERENCE_FILES, export, main
-from timer1.policy import load_policy, save_policy_files
+from timer1.export import ADAPTER_FILES, INFERENCE_FILES, export, main
+from timer1.lora import apply_lora
+from timer1.policy import load_policy, save_policy, save_policy_files
 from timer1.random_init import random_policy
 from timer1.task import PromptFormat
 
@@ -49,6 +50,34 @@ def test_export_copies_the_best_checkpoint_and_it_predicts_the_same(tmp_path):
     assert exported.prompt_format == PromptFormat("compact", digits=2)
     ids = torch.tensor([exported.tokenizer.encode("Series of 4 values: 10,20,30,40")])
     assert torch.equal(exported.model(ids), original.model(ids))
+
+
+def test_a_lora_run_exports_as_its_adapter_under_the_named_base(tmp_path):
+    base = save_policy(random_policy(TINY_CONFIG, seed=4, prompt_format=PromptFormat("compact", digits=2)),
+                       tmp_path / "base")
+    policy = load_policy(base)
+    apply_lora(policy.model, r=4, alpha=8)
+    torch.manual_seed(0)
+    with torch.no_grad():  # B starts at zero: give the adapter an effect worth checking
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.1)
+    run = tmp_path / "grip"
+    save_checkpoint(run, 1, policy.model, config=SFTConfig(), score=1.0, base_model="models/local-path",
+                    write_files=lambda d: save_policy_files(policy.tokenizer, policy.prompt_format, d))
+    (run / "step_000001" / "timer1_calibration.json").write_text('{"band_scale": 2.0}')
+
+    out = export(run, tmp_path / "adapter", base=str(base))
+    assert sorted(p.name for p in out.iterdir()) == sorted([*ADAPTER_FILES, "timer1_calibration.json", "metrics.json"])
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
+    assert json.loads((run / "step_000001" / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        "models/local-path"                                       # the run itself is left as it was
+    exported = load_policy(base, adapter=out)
+    ids = torch.tensor([exported.tokenizer.encode("Series of 4 values: 10,20,30,40")])
+    assert torch.equal(exported.model(ids), policy.model(ids))
+    assert not torch.equal(exported.model(ids), load_policy(base).model(ids))
+    with pytest.raises(ValueError, match="full model"):
+        export(_run(tmp_path, "full", [(1, 1.0)]), tmp_path / "x", base="any")
 
 
 def test_re_export_keeps_the_card_from_the_directory_it_replaces(tmp_path):

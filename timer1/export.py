@@ -8,6 +8,10 @@ model card, and swaps the directory into place whole::
         --stage sft=runs/tiny_sft --stage grip=runs/tiny_grip \\
         --report sft=out/eval_sft.json --report grip=out/eval_grip.json \\
         --card checkpoints/timer1-tiny/README.md
+
+A LoRA run exports as its adapter in PEFT's layout; ``--base`` names the base model in
+``adapter_config.json`` (a run records the local path it trained from), e.g. the hub name
+``HuggingFaceTB/SmolLM2-135M-Instruct`` that timer1 converts from the installed GGUF on first use.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from pathlib import Path
 from timer1.atomic import replacing_directory, write_json_atomic
 from timer1.checkpoint import resolve_checkpoint
 
-INFERENCE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                   "generation_config.json", "timer1_prompt.json")
+COMMON_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "timer1_prompt.json")
+INFERENCE_FILES = ("config.json", "model.safetensors", *COMMON_FILES)
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", *COMMON_FILES)
+OPTIONAL_FILES = ("timer1_calibration.json",)  # a band scale from python -m timer1.calibrate
 REPORT_FIELDS = ("mse", "mae", "mase", "crps", "n", "unparsed", "n_windows")
 
 
@@ -70,10 +76,14 @@ def stage_files(stage: str, run: Path) -> dict[str, Path]:
 
 
 def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[str, Path] | None = None,
-           reports: dict[str, Path] | None = None, card: str | os.PathLike | None = None) -> Path:
+           reports: dict[str, Path] | None = None, card: str | os.PathLike | None = None, base: str = "") -> Path:
     """Write the model directory `out` from checkpoint or run directory `source` (see module doc)."""
     ckpt = resolve_checkpoint(source)
-    missing = [name for name in INFERENCE_FILES if not (ckpt / name).is_file()]
+    adapter = (ckpt / "adapter_config.json").is_file()
+    if base and not adapter:
+        raise ValueError(f"--base names the base of an adapter, but {ckpt} is a full model")
+    files = [*(ADAPTER_FILES if adapter else INFERENCE_FILES), *(n for n in OPTIONAL_FILES if (ckpt / n).is_file())]
+    missing = [name for name in files if not (ckpt / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{ckpt} lacks {', '.join(missing)}: not a complete timer1 checkpoint")
     staged = {name: path for stage, run in (stages or {}).items() for name, path in stage_files(stage, run).items()}
@@ -81,8 +91,11 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
     card_text = Path(card).read_text() if card else None         # read before `out` (may hold it) is replaced
 
     with replacing_directory(out) as tmp:
-        for name in INFERENCE_FILES:
+        for name in files:
             shutil.copyfile(ckpt / name, tmp / name)
+        if base:
+            adapter_config = json.loads((tmp / "adapter_config.json").read_text())
+            write_json_atomic(tmp / "adapter_config.json", {**adapter_config, "base_model_name_or_path": base})
         if staged:
             (tmp / "training").mkdir()
             for name, path in staged.items():
@@ -95,8 +108,8 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m timer1.export", description=(
-        "Copy a run's best checkpoint into a self-contained model directory with its training "
-        "configs, an evaluation summary and a model card."))
+        "Copy a run's best checkpoint (a full model, or a LoRA adapter in PEFT's layout) into a "
+        "self-contained model directory with its training configs, an evaluation summary and a model card."))
     parser.add_argument("source", help="a run directory (its best checkpoint is used) or a checkpoint directory")
     parser.add_argument("out", help="the model directory to (re)write, e.g. checkpoints/timer1-tiny")
     parser.add_argument("--stage", action="append", default=[], metavar="LABEL=RUN",
@@ -104,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="append", default=[], metavar="LABEL=REPORT.json",
                         help="an evaluate.py --out report to summarise in metrics.json (repeatable)")
     parser.add_argument("--card", metavar="README.md", help="the model card to include (may be the one in OUT)")
+    parser.add_argument("--base", default="", metavar="NAME_OR_DIR",
+                        help="for a LoRA run: the base model to record in adapter_config.json")
     args = parser.parse_args(argv)
     try:
         out = export(args.source, args.out, stages=_labelled(args.stage, "stage"),
-                     reports=_labelled(args.report, "report"), card=args.card)
+                     reports=_labelled(args.report, "report"), card=args.card, base=args.base)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
