@@ -25,10 +25,11 @@ from pathlib import Path
 
 from timer1.atomic import replacing_directory, write_json_atomic
 from timer1.checkpoint import resolve_checkpoint
+from timer1.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 COMMON_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "timer1_prompt.json")
 INFERENCE_FILES = ("config.json", "model.safetensors", *COMMON_FILES)
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", *COMMON_FILES)
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, *COMMON_FILES)
 OPTIONAL_FILES = ("timer1_calibration.json",)  # a band scale from python -m timer1.calibrate
 REPORT_FIELDS = ("mse", "mae", "mase", "crps", "n", "unparsed", "n_windows")
 
@@ -79,7 +80,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
            reports: dict[str, Path] | None = None, card: str | os.PathLike | None = None, base: str = "") -> Path:
     """Write the model directory `out` from checkpoint or run directory `source` (see module doc)."""
     ckpt = resolve_checkpoint(source)
-    adapter = (ckpt / "adapter_config.json").is_file()
+    adapter = (ckpt / ADAPTER_CONFIG).is_file()
     if base and not adapter:
         raise ValueError(f"--base names the base of an adapter, but {ckpt} is a full model")
     files = [*(ADAPTER_FILES if adapter else INFERENCE_FILES), *(n for n in OPTIONAL_FILES if (ckpt / n).is_file())]
@@ -93,9 +94,9 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
     with replacing_directory(out) as tmp:
         for name in files:
             shutil.copyfile(ckpt / name, tmp / name)
-        if base:
-            adapter_config = json.loads((tmp / "adapter_config.json").read_text())
-            write_json_atomic(tmp / "adapter_config.json", {**adapter_config, "base_model_name_or_path": base})
+        if base:  # the copy's config, with the base this directory is to be loaded on
+            adapter_config = json.loads((ckpt / ADAPTER_CONFIG).read_text())
+            write_json_atomic(tmp / ADAPTER_CONFIG, {**adapter_config, "base_model_name_or_path": base})
         if staged:
             (tmp / "training").mkdir()
             for name, path in staged.items():
