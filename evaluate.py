@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="python evaluate.py",
+        allow_abbrev=False,
         description="MSE, MAE, MASE and CRPS of timer1 (single pass and slow thinking) and the baselines "
                     "on the Time-R1 evaluation windows; a printed table and an optional JSON report.")
     parser.add_argument("--config", default=None, metavar="PRESET.toml",

@@ -43,8 +43,8 @@ import warnings
 from pathlib import Path
 
 from timer1.data import MAX_REPAIRED_SHARE, OUTLIER_MADS
-from timer1.forecaster import (HORIZON_FACTOR, PAPER_HORIZON, Forecaster, add_model_arguments, default_horizon,
-                               horizon_cap, open_policy, resolve_model, trained_horizons)
+from timer1.forecaster import (HORIZON_FACTOR, MIN_CONTEXT, PAPER_HORIZON, Forecaster, add_model_arguments,
+                               default_horizon, horizon_cap, open_policy, resolve_model, trained_horizons)
 
 EXIT_BAD_INPUT = 2
 PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown
@@ -53,6 +53,7 @@ PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python forecast.py",
+        allow_abbrev=False,  # a prefix must not pass for an option: --mode is not --model
         description="Forecast the next values of a CSV time series with a timer1 / Qwen2 checkpoint "
                     "(Time-R1 slow thinking: sample several reasoning paths, let a critic drop bad "
                     "drafts, aggregate the rest into a median forecast and a 10-90% band).",
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{HORIZON_FACTOR} times the horizon the model was trained for (its training/*.toml, "
                              f"else the paper's {PAPER_HORIZON})")
     parser.add_argument("--lookback", type=int, default=None,
-                        help="history rows shown to the model (default 96; nasdaq 36)")
+                        help="history rows shown to the model (default 96, nasdaq 36, or every row of a shorter "
+                             "CSV, as the Python API does; at least 8)")
     parser.add_argument("--samples", type=int, default=8, help="reasoning paths drawn per round (default 8)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="draft rounds at most: redraw while fewer than half the drafts pass (default 2)")
@@ -177,7 +179,12 @@ def choose_sizes(args, series, limit: int, notes: list[str]) -> tuple[int, int]:
     horizon = args.horizon or min(default_horizon(series), limit)
     if args.horizon is None:
         notes.append(f"horizon {horizon} steps (default for {series.step.kind} data; --horizon to change)")
-    lookback = args.lookback or protocol_for(series.name).lookback
+    default = protocol_for(series.name).lookback
+    if len(series) < MIN_CONTEXT:
+        raise ValueError(f"{args.csv} has {len(series)} rows; at least {MIN_CONTEXT} are needed")
+    lookback = args.lookback or min(default, len(series))
+    if args.lookback is None and lookback < default:
+        notes.append(f"look-back {lookback} rows: all the CSV has (the default is {default}; --lookback to change)")
     if len(series) < lookback:
         raise ValueError(f"{args.csv} has {len(series)} rows but --lookback {lookback} needs at least {lookback}; "
                          f"pass a smaller --lookback")

@@ -171,6 +171,8 @@ BAD_INPUTS = {
     "no numeric column": ("date,name\n2020-01-01,x\n2020-01-02,y\n", [], "no numeric column"),
     "unknown column": ("hourly", ["--column", "OT"], "no column 'OT'; the columns are date, value"),
     "too few rows": ("hourly", ["--lookback", "96"], "has 40 rows but --lookback 96 needs at least 96"),
+    "under 8 rows": ("date,value\n" + "".join(f"2021-03-01 0{k}:00,{k}\n" for k in range(5)), [],
+                     "has 5 rows; at least 8 are needed"),
     "no default model": ("hourly", ["--no-model-flag"], "no model at"),
 }
 
@@ -201,6 +203,18 @@ def test_bad_input_is_one_line_and_no_output(case, tmp_path, checkpoint):
     if case == "no default model":
         assert lines[0] == (f"error: no model at {tmp_path / 'nothing-here'}; "
                             "pass --model DIR (any Hugging Face Qwen2 directory)")
+
+
+def test_a_csv_shorter_than_the_default_lookback_uses_every_row(tmp_path, checkpoint, forecast_cli, capsys):
+    """As the Python API does: without --lookback, a 40-row CSV is read whole (the default is 96),
+    and the note says so; an explicit --lookback over the row count stays an error (BAD_INPUTS)."""
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    out = tmp_path / "fc.csv"
+    argv = [str(source), "--model", str(checkpoint), "--horizon", str(HORIZON), "--samples", "2",
+            "--max-new-tokens", "4", "--out", str(out)]
+    assert forecast_cli.main(argv) == 0
+    assert f"look-back {ROWS} rows: all the CSV has (the default is 96" in capsys.readouterr().err
+    assert len(list(csv.DictReader(out.open()))) == HORIZON
 
 
 @pytest.mark.parametrize("make, message", [(not_qwen2, "unsupported model_type 'gpt2'"),
@@ -316,6 +330,17 @@ def test_zero_or_negative_sizes_are_errors(option, value, tmp_path, checkpoint, 
     argv = [str(source), "--model", str(checkpoint), "--samples", "2", "--max-new-tokens", "4", option, value]
     assert forecast_cli.main(argv) == 2
     assert one_error_line(capsys) == f"error: {option} must be a positive number of steps, got {value}"
+
+
+@pytest.mark.parametrize("script, with_csv", [("forecast.py", True), ("evaluate.py", False)])
+def test_an_option_prefix_is_not_taken_for_an_option(script, with_csv, tmp_path):
+    """argparse's default would read ``--mode single`` as ``--model single`` and then fail on a model
+    named "single"; the scripts refuse the unknown option by name instead."""
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    done = subprocess.run([sys.executable, script, *([str(source)] if with_csv else []), "--mode", "single"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "unrecognized arguments: --mode single" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_horizon_is_capped_per_model(tmp_path, checkpoint, forecast_cli, capsys, no_model_load):

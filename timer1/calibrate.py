@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     from timer1.atomic import write_json_atomic
     from timer1.forecaster import Forecaster, resolve_model
 
-    parser = argparse.ArgumentParser(prog="python -m timer1.calibrate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m timer1.calibrate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a model directory, training run or name (as forecast.py --model)")
     parser.add_argument("--adapter", default=None, help="a LoRA adapter (the calibration is written beside it)")
     parser.add_argument("--windows", type=int, default=64, help="validation windows (default 64)")

@@ -79,7 +79,7 @@ def _side(text: str) -> tuple[dict, str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m timer1.compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m timer1.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("a", metavar="A.json:METHOD", help="the reference (e.g. the SFT model)")
     parser.add_argument("b", metavar="B.json:METHOD", help="the method compared with it")
     parser.add_argument("--resamples", type=int, default=2000)

@@ -108,7 +108,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, stages: dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m timer1.export", description=(
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m timer1.export", description=(
         "Copy a run's best checkpoint (a full model, or a LoRA adapter in PEFT's layout) into a "
         "self-contained model directory with its training configs, an evaluation summary and a model card."))
     parser.add_argument("source", help="a run directory (its best checkpoint is used) or a checkpoint directory")

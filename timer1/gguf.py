@@ -485,6 +485,7 @@ def smollm2_base_dir() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m timer1.gguf",
+        allow_abbrev=False,
         description="Convert a llama-architecture GGUF file into a Hugging Face directory "
                     "(config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json).")
     parser.add_argument("gguf", nargs="?", metavar="FILE.gguf", help="the GGUF file (omit with --package)")

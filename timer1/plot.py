@@ -344,6 +344,7 @@ def main(argv=None) -> int:
     line and exit code 2."""
     parser = argparse.ArgumentParser(
         prog="python -m timer1.plot",
+        allow_abbrev=False,
         description="Draw a training run's metrics.jsonl (SFT or GRIP) as an SVG; with several runs, "
                     "compare them: one panel per --keys entry, one line per run.")
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",

@@ -222,6 +222,7 @@ class Handler(BaseHTTPRequestHandler):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m timer1.serve",
+        allow_abbrev=False,
         description="Serve timer1 forecasts over HTTP: GET /health, POST /forecast (JSON). One model in "
                     "memory; concurrent requests are batched by one worker thread.",
         epilog=f"Request bodies over {MAX_BODY} bytes, bad JSON or values get 400 with one-line JSON errors; a full "
