@@ -349,3 +349,23 @@ def test_smollm2_cache_is_reused(smollm2, monkeypatch):
     assert gguf.smollm2_base_dir() == path
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_shipped_timer1_smol_runs_on_the_converted_base(smollm2, monkeypatch):
+    """``--model timer1-smol``: checkpoints/timer1-smol is a PEFT adapter naming its base by hub id;
+    it resolves to SmolLM2 converted into the cache plus that adapter, and its single pass answers a
+    24-step window with 24 values the model wrote (not a fallback)."""
+    from timer1.forecaster import Forecaster, resolve_model
+    from timer1.lora import lora_modules
+
+    base = smollm2[0]
+    monkeypatch.setenv("TIMER1_CACHE", str(base.parent))
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "timer1-smol"
+    model_dir, adapter_dir = resolve_model("timer1-smol")
+    assert (model_dir.resolve(), adapter_dir.resolve()) == (base.resolve(), shipped)
+    forecaster = Forecaster.from_pretrained("timer1-smol")
+    assert len(lora_modules(forecaster.policy.model)) == 7 * 30  # every projection of the 30 layers
+    forecaster.max_new_tokens = 300  # its reasoning and 24 values fit; the answer is cut, not waited for
+    series = 10 + 3 * np.sin(2 * np.pi * np.arange(96) / 24) + 0.05 * np.arange(96)
+    out = forecaster.predict(series, horizon=24, mode="single")
+    assert out.source == ["model"] and out.point.shape == (1, 24) and np.isfinite(out.point).all()
