@@ -87,7 +87,7 @@ def policy_update(ddp, optimizer, micro_batches, ref, totals: LossTotals, cfg: G
     for inner in range(cfg.mu):
         optimizer.zero_grad(set_to_none=True)
         for i, (mb, real) in enumerate(micro_batches):
-            with dist.no_sync(ddp, sync=i == len(micro_batches) - 1), autocast(mb.input_ids.device):
+            with dist.no_sync(ddp, sync=i == len(micro_batches) - 1), autocast(mb.completion_ids.device):
                 logp = completion_logprobs(ddp, mb, cfg.temperature)  # (n, T)
                 if inner == 0:
                     old[i] = logp.detach()

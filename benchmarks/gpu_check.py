@@ -67,10 +67,10 @@ def sync(device):
 def parity(device, layers: int | None) -> list[str]:
     model = random_model(SHAPES["0.5B"], layers or 2, "cpu", torch.float32)
     ids = torch.randint(0, 8192, (2, 128), generator=torch.Generator().manual_seed(0))
-    reference = completion_logprobs(model, _batch(ids, 1))  # (2, 127) fp32 on cpu
+    reference = completion_logprobs(model, _batch(ids[:, :1], ids[:, 1:]))  # (2, 127) fp32 on cpu
     moved = model.to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16):
-        got = completion_logprobs(moved, _batch(ids.to(device), 1)).cpu()
+        got = completion_logprobs(moved, _batch(ids[:, :1].to(device), ids[:, 1:].to(device))).cpu()
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
         top_dev = moved(ids.to(device)).argmax(-1).cpu()
     top_cpu = model.cpu()(ids).argmax(-1)
@@ -79,12 +79,15 @@ def parity(device, layers: int | None) -> list[str]:
             f"{diff.max():.4f}, mean {diff.mean():.5f}; top-1 agreement {(top_dev == top_cpu).float().mean():.1%} |"]
 
 
-def _batch(ids: torch.Tensor, prompt_len: int) -> TrainBatch:
-    """Rows of one prompt length, every later token a completion token."""
-    n, length = ids.shape
-    ones = torch.ones(n, device=ids.device)
-    return TrainBatch(ids, torch.full((n,), prompt_len, device=ids.device),
-                      torch.ones(n, length - prompt_len, dtype=torch.bool, device=ids.device), ones, ones / n, ones)
+def _batch(prompts: torch.Tensor, completions: torch.Tensor) -> TrainBatch:
+    """``prompts`` ``(P, Lp)`` and ``completions`` ``(N, T)``, every token real; the rows split evenly
+    over the prompts (row i continues prompt ``i * P // N``)."""
+    (P, Lp), (N, T) = prompts.shape, completions.shape
+    device = completions.device
+    ones = torch.ones(N, device=device)
+    return TrainBatch(prompts, torch.ones(P, Lp, dtype=torch.bool, device=device),
+                      torch.arange(N, device=device) * P // N, completions,
+                      torch.ones(N, T, dtype=torch.bool, device=device), ones, ones / N, ones)
 
 
 def decode_speed(name: str, layers: int | None, device, new_tokens: int) -> list[str]:
@@ -132,8 +135,8 @@ def grip_update(device, layers: int | None, prompt_len: int, completion_len: int
     apply_lora(model, ALL_PROJECTIONS, r=16, alpha=32)
     model.to(device).eval()
     model.gradient_checkpointing = True
-    ids = torch.randint(0, 8192, (16, prompt_len + completion_len), device=device)
-    batch = _batch(ids, prompt_len)
+    prompt = torch.randint(0, 8192, (1, prompt_len), device=device)  # one group: 16 rows of one prompt
+    batch = _batch(prompt, torch.randint(0, 8192, (16, completion_len), device=device))
     batch.advantages = torch.randn(16, device=device)
     micro_batches = [(mb, True) for mb in batch.micro_batches(4)]
     cfg = GRIPConfig(mu=2, micro_batch=4, max_completion=completion_len)
@@ -161,7 +164,9 @@ def sdpa_kernels(device) -> list[str]:
     ids = torch.randint(0, 1000, (2, 64), device=device)
     left_pad = torch.ones(2, 64, dtype=torch.long, device=device)
     left_pad[0, :5] = 0
-    calls = {"training / prefill (mask-free causal)": lambda: model(ids),
+    calls = {"prompt prefill (mask-free causal)": lambda: model(ids),
+             "training rows on a cached prompt (offset causal mask)":
+                 lambda: completion_logprobs(model, _batch(ids[:1, :32], ids[:, 32:])),
              "left-padded prefill (explicit mask)": lambda: model(ids, attention_mask=left_pad),
              "decode step (sampler)": lambda: generate(model, [[1, 2, 3], [4, 5]], max_new_tokens=2)}
     rows = []

@@ -239,7 +239,7 @@ def test_cached_decoding_with_left_padding_matches_rows_alone():
     with torch.no_grad():
         cache = KVCache(model.config, 2, 6, "cpu", torch.float32)
         model(ids, attention_mask=mask, cache=cache)
-        cache = cache.repeat_rows(2, 6)  # rows 0,0,1,1
+        cache = cache.select_rows(torch.tensor([0, 0, 1, 1]), 6)
         out = [model(nxt[:, t].repeat_interleave(2)[:, None], cache=cache)[:, 0] for t in range(2)]
         for i, r in enumerate(rows):
             alone = model(torch.tensor([r + nxt[i].tolist()]))[0, -2:]  # logits after each new token

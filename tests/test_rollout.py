@@ -1,4 +1,5 @@
-"""timer1.rollout: the batch layout, one log-prob path (mask-free), the reference, scoring, sampling seeds."""
+"""timer1.rollout: the batch layout, one log-prob path (each prompt encoded once), the reference, scoring,
+sampling seeds."""
 
 import copy
 
@@ -60,14 +61,11 @@ def test_build_batch_layout_and_micro_batches():
     groups = Groups(index, torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[-1.0, 1.0], [-0.5, 0.5]]),
                     torch.tensor([[0.25, 0.75], [0.4, 0.6]]))
     batch = build_batch(rollout, groups, pad_id=0)
-    expected = torch.tensor([  # prompt, completion, then padding: nothing real ever follows a pad
-        [5, 6, 7, 10, 11, 0],
-        [5, 6, 7, 13, 14, 63],
-        [8, 9, 19, 0, 0, 0],
-        [8, 9, 15, 16, 17, 18],
-    ])
-    assert torch.equal(batch.input_ids, expected)
-    assert batch.prompt_lens.tolist() == [3, 3, 2, 2]
+    # each prompt once, left-padded so that it ends in the last column; completions right-padded
+    assert batch.prompt_ids.tolist() == [[5, 6, 7], [0, 8, 9]]
+    assert batch.prompt_mask.tolist() == [[True, True, True], [False, True, True]]
+    assert batch.prompt_index.tolist() == [0, 0, 1, 1]
+    assert batch.completion_ids.tolist() == [[10, 11, 0, 0], [13, 14, 63, 0], [19, 0, 0, 0], [15, 16, 17, 18]]
     assert torch.equal(batch.completion_mask, torch.tensor([
         [1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]]).bool())
     assert batch.num_tokens == 2 + 3 + 1 + 4
@@ -75,21 +73,27 @@ def test_build_batch_layout_and_micro_batches():
     torch.testing.assert_close(batch.weights, torch.tensor([0.25, 0.75, 0.4, 0.6]))
     torch.testing.assert_close(batch.rewards, torch.tensor([1.0, 2.0, 3.0, 4.0]))
 
-    # micro-batches cut the padding columns none of their rows needs
+    # a micro-batch keeps only the prompts its rows continue and cuts the padding none of them needs
     first, second = batch.micro_batches(2)
-    assert torch.equal(first.input_ids, expected[:2]) and first.completion_mask.shape == (2, 3)
-    assert torch.equal(second.input_ids, expected[2:]) and torch.equal(second.completion_mask,
-                                                                      batch.completion_mask[2:])
+    assert first.prompt_ids.tolist() == [[5, 6, 7]] and first.prompt_index.tolist() == [0, 0]
+    assert first.completion_ids.tolist() == [[10, 11, 0], [13, 14, 63]] and first.completion_mask.shape == (2, 3)
+    assert second.prompt_ids.tolist() == [[8, 9]] and second.prompt_mask.all() and second.prompt_index.tolist() == [0, 0]
+    assert torch.equal(second.completion_ids, batch.completion_ids[2:])
+    middle = batch.rows(1, 3)  # rows of both prompts
+    assert middle.prompt_ids.tolist() == [[5, 6, 7], [0, 8, 9]] and middle.prompt_index.tolist() == [0, 1]
 
 
 def test_build_batch_drops_rows_and_keeps_a_placeholder_when_none_is_left():
     rollout, groups = hand_rollout(), all_groups()
     keep = torch.tensor([[True, False, True], [False, False, True]])
     batch = build_batch(rollout, groups, 0, keep=keep)
-    assert batch.num_rows == 3 and batch.input_ids[:, :4].tolist() == [[5, 6, 7, 10], [5, 6, 7, 13], [8, 9, 20, 63]]
+    assert batch.num_rows == 3 and batch.completion_ids[:, :2].tolist() == [[10, 11], [13, 14], [20, 63]]
+    assert batch.prompt_index.tolist() == [0, 0, 1]
     torch.testing.assert_close(batch.rewards, torch.tensor([0.0, 2.0, 5.0]))
     first_dropped = build_batch(rollout, groups, 0, keep=torch.tensor([[False, True, True], [True, True, True]]))
-    assert first_dropped.num_rows == 5 and first_dropped.input_ids[0, :4].tolist() == [5, 6, 7, 12]
+    assert first_dropped.num_rows == 5 and first_dropped.completion_ids[0, :1].tolist() == [12]
+    only_second = build_batch(rollout, groups, 0, keep=torch.tensor([[False] * 3, [True] * 3]))
+    assert only_second.prompt_ids.tolist() == [[8, 9]]  # a prompt with no row left is not stored
     none = build_batch(rollout, groups, 0, keep=torch.zeros(2, 3, dtype=torch.bool))
     assert none.num_rows == 1 and none.num_tokens == 0 and none.weights.sum() == 0  # trains nothing
 
@@ -106,24 +110,49 @@ def test_completion_logprobs_align_with_unpadded_rows():
         assert (got[row, len(completion):] == 0).all()
 
 
-def test_training_forward_is_mask_free_causal_so_flash_kernels_apply(monkeypatch):
-    """Rows of different prompt and completion lengths: every attention call gets no mask and
-    is_causal=True (the right-padded layout needs nothing else); a left-padded batch would not."""
-    calls = []
-    real_sdpa = timer1.model._sdpa
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_prompt_encoded_once_gives_the_gradients_of_whole_rows(checkpointing):
+    """The prompt's pass runs once for its rows, and the rows attend to copies of its keys and values:
+    the gradient of every weight equals the one of each row's own full forward (token_logprobs),
+    with and without gradient checkpointing (whose recomputation rewrites the cache)."""
+    rollout = hand_rollout()
+    batch = build_batch(rollout, all_groups(), 0)
+    scale = torch.linspace(0.5, 2.0, batch.completion_mask.numel()).view_as(batch.completion_mask)
 
-    def spy(q, k, v, mask, is_causal):
-        calls.append((mask is None, is_causal))
-        return real_sdpa(q, k, v, mask, is_causal)
+    def grads(loss_of):
+        model = tiny_model(4).requires_grad_(True)
+        model.gradient_checkpointing = checkpointing
+        loss_of(model).backward()
+        return {name: p.grad for name, p in model.named_parameters()}
 
-    monkeypatch.setattr(timer1.model, "_sdpa", spy)
-    model = tiny_model()
-    batch = build_batch(hand_rollout(), all_groups(), 0)
-    completion_logprobs(model, batch)
-    assert calls and all(call == (True, True) for call in calls)
-    calls.clear()
-    model(torch.tensor([[0, 5, 6], [7, 8, 9]]), attention_mask=torch.tensor([[0, 1, 1], [1, 1, 1]]))
-    assert calls and not any(call[0] for call in calls)  # left padding needs an explicit mask
+    def per_row(model):
+        total = 0.0
+        for row in range(batch.num_rows):
+            prompt, completion = rollout.prompts[row // 3], rollout.completions[row]
+            logp = token_logprobs(model, torch.tensor([prompt + completion]))[0, len(prompt) - 1:]  # (T_row,)
+            total = total + (logp * scale[row, :len(completion)]).sum()
+        return total
+
+    shared = grads(lambda model: (completion_logprobs(model, batch) * scale).sum())
+    reference = grads(per_row)
+    for name, grad in reference.items():
+        torch.testing.assert_close(shared[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_prompt_pass_runs_once_per_prompt(monkeypatch):
+    """Four rows of two prompts: the model sees each prompt's tokens once (2 rows of context), then
+    the 4 completions; a row-by-row forward would have run 4 prompts."""
+    shapes = []
+    real_core = Qwen2.core
+
+    def spy(self, input_ids, *args, **kwargs):
+        shapes.append(tuple(input_ids.shape))
+        return real_core(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(Qwen2, "core", spy)
+    batch = build_batch(hand_rollout(), make_groups(torch.zeros(2, 3), 2, selection="uniform"), 0)
+    completion_logprobs(tiny_model(), batch)
+    assert shapes == [(2, 2), (4, batch.completion_ids.shape[1])]  # prompts minus their last token; rows
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])

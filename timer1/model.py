@@ -276,10 +276,10 @@ class Qwen2(nn.Module):
         that writes cache slots ``[start, start + T)`` and reads no other cache state."""
         x = self.model.embed_tokens(input_ids)  # (B, T, D)
         cos, sin = rope_cos_sin(positions, self._rope_inv_freq(input_ids.device), x.dtype)  # (B, 1, T, d)
-        use_ckpt = self.gradient_checkpointing and torch.is_grad_enabled() and cache is None
+        use_ckpt = self.gradient_checkpointing and torch.is_grad_enabled()
         for layer in self.model.layers:
-            if use_ckpt:
-                x = checkpoint(layer, x, cos, sin, mask, is_causal, use_reentrant=False)
+            if use_ckpt:  # the recomputation writes the same keys and values into the cache again
+                x = checkpoint(layer, x, cos, sin, mask, is_causal, cache, start, use_reentrant=False)
             else:
                 x = layer(x, cos, sin, mask, is_causal, cache, start)
         if last_only:
@@ -454,13 +454,13 @@ class KVCache:
         self.next_pos += T if attention_mask is None else attention_mask.to(torch.bool).sum(1)
         self.length += T
 
-    def repeat_rows(self, repeats: int, max_len: int) -> KVCache:
-        """A new cache of ``B * repeats`` rows and ``max_len`` slots, each row repeated in place:
-        prefill a prompt once, then give each of its samples a copy."""
+    def select_rows(self, rows: torch.Tensor, max_len: int) -> KVCache:
+        """A new cache of ``len(rows)`` rows and ``max_len`` slots, row i a copy of row ``rows[i]``:
+        prefill a prompt once, then give each of its samples (or training rows) a copy. The copy is
+        differentiable, so a training forward on top sends gradients back into the prompt's pass."""
         if max_len < self.length:
             raise ValueError(f"max_len {max_len} is shorter than the {self.length} cached slots")
         n = self.length
-        rows = torch.arange(self.batch_size, device=self.valid.device).repeat_interleave(repeats)  # (B*r,)
         new = KVCache(self.config, len(rows), max_len, self.valid.device, self.k[0].dtype)
         for old_kv, new_kv in ((self.k, new.k), (self.v, new.v)):
             for old_t, new_t in zip(old_kv, new_kv):

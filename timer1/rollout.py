@@ -5,10 +5,10 @@ One GRIP step (paper Sec. 3.3; the objective is ``timer1.grip``) on B prompts:
 1. ``sample_rollout``: the current policy samples ``K = k * G`` completions per prompt;
 2. ``score_rollout``: each completion is scored by ``compute_reward`` -> rewards ``(B, K)``;
 3. ``timer1.grip.make_groups``: G of the K are selected per prompt, with advantages and weights;
-4. ``build_batch``: the selected trajectories become one right-padded token batch, so a plain
-   causal forward with no mask is exact (padding only ever follows real tokens);
+4. ``build_batch``: the selected trajectories become one token batch, each distinct prompt stored
+   once and each completion pointing to its prompt;
 5. ``completion_logprobs``: the one function that turns a batch into per-token log-probs
-   ``(N, T)``; the reference pass and every update use it alike.
+   ``(N, T)``, encoding each prompt once; the reference pass and every update use it alike.
 
 Old log-probs are not a separate pass: at the first inner update of a rollout the weights are
 still the sampling weights, so ``old = logp.detach()`` of that forward is the old policy by
@@ -31,7 +31,7 @@ from timer1.checkpoint import derive_seed
 from timer1.dist import unwrap
 from timer1.grip import Groups
 from timer1.lora import lora_disabled, lora_modules
-from timer1.model import head_logprobs
+from timer1.model import KVCache, head_logprobs
 from timer1.rewards import REWARD_KEYS, compute_reward
 from timer1.sampler import generate
 
@@ -116,11 +116,15 @@ def score_rollout(rollout: Rollout, targets: Sequence[np.ndarray], *, reward: st
 
 @dataclass
 class TrainBatch:
-    """The selected trajectories as tensors, group-major: row i of ``input_ids`` is its prompt, its
-    completion, then padding; per-token tensors are ``(N, T)`` over completion positions."""
+    """The selected trajectories as tensors, group-major. Each distinct prompt is stored once (the G
+    rows of a group share it): ``prompt_ids`` left-padded, so every prompt ends in the last column;
+    row i continues prompt ``prompt_index[i]`` with its completion, right-padded. Per-token tensors
+    are ``(N, T)`` over completion positions."""
 
-    input_ids: torch.Tensor  # (N, L) long, right-padded
-    prompt_lens: torch.Tensor  # (N,) long
+    prompt_ids: torch.Tensor  # (P, Lp) long, left-padded
+    prompt_mask: torch.Tensor  # (P, Lp) bool, real prompt tokens
+    prompt_index: torch.Tensor  # (N,) long, the prompt each row continues
+    completion_ids: torch.Tensor  # (N, T) long, right-padded
     completion_mask: torch.Tensor  # (N, T) bool, real completion tokens
     advantages: torch.Tensor  # (N,)
     weights: torch.Tensor  # (N,) a group's weights sum to 1 (less where rows were dropped)
@@ -128,28 +132,32 @@ class TrainBatch:
 
     @property
     def num_rows(self) -> int:
-        return self.input_ids.shape[0]
+        return self.completion_ids.shape[0]
 
     @property
     def num_tokens(self) -> int:
         return int(self.completion_mask.sum())
 
     def rows(self, start: int, stop: int) -> "TrainBatch":
-        """Rows ``[start, stop)`` with the padding columns no row of them needs cut off."""
+        """Rows ``[start, stop)``, with only the prompts they continue and no padding column that none
+        of them needs."""
+        used, index = torch.unique(self.prompt_index[start:stop], return_inverse=True)  # (p,), (n,)
+        prompt_mask = self.prompt_mask[used]  # (p, Lp)
+        prompt_width = int(prompt_mask.sum(dim=1).max())
         mask = self.completion_mask[start:stop]  # (n, T)
-        lengths = self.prompt_lens[start:stop] + mask.sum(dim=1)  # (n,) real tokens per row
         width = int(mask.sum(dim=1).max().clamp_min(1))
-        return TrainBatch(self.input_ids[start:stop, :int(lengths.max())], self.prompt_lens[start:stop],
-                          mask[:, :width], self.advantages[start:stop], self.weights[start:stop],
-                          self.rewards[start:stop])
+        return TrainBatch(self.prompt_ids[used, -prompt_width:], prompt_mask[:, -prompt_width:], index,
+                          self.completion_ids[start:stop, :width], mask[:, :width], self.advantages[start:stop],
+                          self.weights[start:stop], self.rewards[start:stop])
 
     def micro_batches(self, size: int) -> list["TrainBatch"]:
         """Consecutive micro-batches of at most ``size`` rows."""
         return [self.rows(i, min(i + size, self.num_rows)) for i in range(0, self.num_rows, size)]
 
     def to(self, device) -> "TrainBatch":
-        return TrainBatch(*(t.to(device) for t in (self.input_ids, self.prompt_lens, self.completion_mask,
-                                                   self.advantages, self.weights, self.rewards)))
+        return TrainBatch(*(t.to(device) for t in (self.prompt_ids, self.prompt_mask, self.prompt_index,
+                                                   self.completion_ids, self.completion_mask, self.advantages,
+                                                   self.weights, self.rewards)))
 
 
 def build_batch(rollout: Rollout, groups: Groups, pad_id: int, keep: torch.Tensor | None = None) -> TrainBatch:
@@ -162,18 +170,24 @@ def build_batch(rollout: Rollout, groups: Groups, pad_id: int, keep: torch.Tenso
         keep.view(-1)[0] = True
     flat = [(b, g) for b in range(B) for g in range(G) if keep[b, g]]
     samples = [b * rollout.K + int(groups.index[b, g]) for b, g in flat]
-    prompts = [rollout.prompts[i // rollout.K] for i in samples]
     completions = [[] if placeholder else rollout.completions[i] for i in samples]
-    N, L = len(samples), max(len(p) + len(c) for p, c in zip(prompts, completions))
-    T = max(1, max(len(c) for c in completions))
-    input_ids = torch.full((N, L), pad_id, dtype=torch.long)
-    completion_mask = torch.zeros((N, T), dtype=torch.bool)
-    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
-        input_ids[row, :len(prompt) + len(completion)] = torch.tensor(prompt + completion, dtype=torch.long)
+    used = sorted({b for b, _ in flat})  # the prompts with a row left
+    prompts = [rollout.prompts[b] for b in used]
+    Lp, T = max(len(p) for p in prompts), max(1, max(len(c) for c in completions))
+    prompt_ids = torch.full((len(prompts), Lp), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((len(prompts), Lp), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        prompt_ids[row, Lp - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        prompt_mask[row, Lp - len(prompt):] = True
+    completion_ids = torch.full((len(samples), T), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((len(samples), T), dtype=torch.bool)
+    for row, completion in enumerate(completions):
+        completion_ids[row, :len(completion)] = torch.tensor(completion, dtype=torch.long)
         completion_mask[row, :len(completion)] = True
+    prompt_index = torch.tensor([used.index(b) for b, _ in flat])
     pick = torch.tensor([b for b, _ in flat]), torch.tensor([g for _, g in flat])
     weights = groups.weights[pick].float() * (0.0 if placeholder else 1.0)  # (N,)
-    return TrainBatch(input_ids, torch.tensor([len(p) for p in prompts]), completion_mask,
+    return TrainBatch(prompt_ids, prompt_mask, prompt_index, completion_ids, completion_mask,
                       groups.advantages[pick].float(), weights, groups.rewards[pick].float())
 
 
@@ -183,18 +197,28 @@ def build_batch(rollout: Rollout, groups: Groups, pad_id: int, keep: torch.Tenso
 
 def completion_logprobs(model: nn.Module, batch: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
     """Per-token log-probs ``(N, T)`` fp32 of each completion token under ``softmax(logits / temperature)``
-    (the sampling distribution), 0 on padding. Only the positions that predict a completion token
-    reach ``lm_head``.
+    (the sampling distribution), 0 on padding.
+
+    Each prompt is encoded once, not once per row (a group's G rows share it; the prompt is a third
+    to a half of a row's tokens): all its tokens but the last fill a KV cache, the cache is copied to
+    the rows that continue it, and each row then runs its prompt's last token and its completion on
+    top, so position t predicts completion token t. The keys, values and rotary positions are those of
+    one forward over prompt + completion, and gradients flow back through the copies into the
+    prompt's pass. Only completion positions reach ``lm_head``.
     """
     core = unwrap(model)
-    hidden = model(batch.input_ids, return_hidden=True)  # (N, L, D)
-    N, L, D = hidden.shape
-    T = batch.completion_mask.shape[1]
-    steps = torch.arange(T, device=hidden.device)  # (T,)
-    cols = (batch.prompt_lens[:, None] - 1 + steps).clamp(max=L - 2)  # (N, T) position predicting token t
-    h = hidden.gather(1, cols[:, :, None].expand(N, T, D))  # (N, T, D)
-    targets = batch.input_ids.gather(1, cols + 1)  # (N, T)
-    logp = head_logprobs(core.lm_head, h, targets, temperature)  # (N, T)
+    P, Lp = batch.prompt_ids.shape
+    T = batch.completion_ids.shape[1]
+    param = core.lm_head.weight
+    cache = KVCache(core.config, P, Lp - 1, param.device, param.dtype)
+    context, context_mask = batch.prompt_ids[:, :-1], batch.prompt_mask[:, :-1]  # (P, Lp - 1)
+    if Lp > 1:  # the DDP wrapper runs once, below: one forward per backward, as DDP expects
+        core(context, attention_mask=None if bool(context_mask.all()) else context_mask, cache=cache,
+             return_hidden=True, last_only=True)
+    rows = cache.select_rows(batch.prompt_index, Lp - 1 + T)
+    inputs = torch.cat([batch.prompt_ids[batch.prompt_index, -1:], batch.completion_ids[:, :-1]], dim=1)  # (N, T)
+    hidden = model(inputs, cache=rows, return_hidden=True)  # (N, T, D)
+    logp = head_logprobs(core.lm_head, hidden, batch.completion_ids, temperature)  # (N, T)
     return logp.masked_fill(~batch.completion_mask, 0.0)  # (N, T)
 
 

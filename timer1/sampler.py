@@ -159,7 +159,8 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
     ids, mask = _left_pad(prompts, device)  # (P, L)
     prefill = KVCache(config, len(prompts), ids.shape[1], device, dtype)
     logits = model(ids, attention_mask=mask, cache=prefill, last_only=True)[:, -1]  # (P, V)
-    cache = prefill.repeat_rows(num_samples, ids.shape[1] + max_new_tokens)
+    rows = torch.arange(len(prompts), device=device).repeat_interleave(num_samples)  # (N,) prompt of each row
+    cache = prefill.select_rows(rows, ids.shape[1] + max_new_tokens)
     del prefill
     logits = logits.repeat_interleave(num_samples, dim=0)  # (N, V)
 
