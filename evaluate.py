@@ -28,7 +28,8 @@ unparsed when it states no number (``no_number``) or fewer values than the horiz
 The JSON report (``--out``, written atomically) is
 ``{"results": {dataset: {method: {"mse", "mae", "mase", "crps", "n", "unparsed", ...}}}, "forecasts": {dataset:
 {method: [{"point", "q0.1", "q0.9"} or null, ...]}}, "config": ...}``: ``forecasts`` lists each window's forecast
-in protocol order (null when unparsed; q0.1/q0.9 null without a band). ``--plot report.svg`` draws MSE and MASE
+in protocol order (null when unparsed; a short answer filled as ``*_fallback`` fills it, with ``"short": true``;
+q0.1/q0.9 null without a band). ``--plot report.svg`` draws MSE and MASE
 of every method per dataset, with Time-R1's published MSE beside them (timer1.plot).
 The model methods run through timer1.forecaster (the loop forecast.py and the service use), window i
 seeded ``--seed + 1000 i``, so ``--batch`` changes the speed, not the forecasts.
@@ -259,14 +260,17 @@ def window_metrics(pred: np.ndarray, target: np.ndarray, history: np.ndarray,
             "crps": crps(samples, target) if banded else error, "coverage": coverage}
 
 
-def forecast_entry(pred: np.ndarray | None, samples: np.ndarray | None = None) -> dict | None:
+def forecast_entry(pred: np.ndarray | None, samples: np.ndarray | None = None, short: bool = False) -> dict | None:
     """One window of the report's ``forecasts``: the point forecast and the 10-90% band of the kept
     drafts (null without a band: a point method, a single pass, fewer than two drafts), or null when
-    the method gave no forecast (unparsed, not fitted)."""
+    the method gave no forecast (unparsed, not fitted). A ``short`` answer is stored as the
+    ``*_fallback`` metrics score it, extended with its own last value, and flagged, so the strict
+    metrics (which drop it) and the filled ones can both be recomputed from the report."""
     if pred is None:
         return None
     low, high = (None, None) if samples is None else (np.quantile(samples, q, axis=0).tolist() for q in (0.1, 0.9))
-    return {"point": np.asarray(pred, dtype=np.float64).tolist(), "q0.1": low, "q0.9": high}
+    entry = {"point": np.asarray(pred, dtype=np.float64).tolist(), "q0.1": low, "q0.9": high}
+    return {**entry, "short": True} if short else entry
 
 
 def mean_finite(values) -> float | None:
@@ -318,7 +322,8 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: F
                       "drafts_kept": sum(o["kept"] for o in outcomes)}
             counts["drafts_total"] = sum(o["drafts"] for o in outcomes)
         results[method] = summarise(strict, filled, len(windows), counts, seconds)
-        forecasts[method] = [forecast_entry(o["pred"], o["samples"] if o["band"] else None) for o in outcomes]
+        forecasts[method] = [forecast_entry(o["filled"], short=True) if o["status"] == "short"
+                             else forecast_entry(o["pred"], o["samples"] if o["band"] else None) for o in outcomes]
     return results, forecasts
 
 

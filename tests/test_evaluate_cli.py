@@ -144,6 +144,27 @@ def test_window_coverage_by_hand():
     assert np.isnan(window_metrics(samples[1], target, np.array([0.0, 1.0]))["coverage"])
 
 
+def test_a_short_answer_is_stored_as_the_fallback_metrics_score_it():
+    """A single-pass answer with 2 of 4 values: the strict metrics drop it, ``*_fallback`` extend it
+    with its own last value, and the report stores that filled forecast flagged ``short``, so a
+    rescoring of the report (timer1.compare) gets the ``*_fallback`` numbers."""
+    from types import SimpleNamespace
+
+    from evaluate import _model_outcome, forecast_entry, window_metrics
+    from timer1.data import Window
+
+    window = Window("d", "c", np.array([1.0, 2.0, 3.0, 5.0]), np.array([6.0, 6.0, 8.0, 8.0]), [], [], 0)
+    result = SimpleNamespace(drafts=[SimpleNamespace(values=np.array([7.0, 9.0]))], kept=1, dropped=0,
+                             used_fallback=False, point=None, samples=None)
+    outcome = _model_outcome("timer1", window, result)
+    assert outcome["status"] == "short" and outcome["pred"] is None
+    np.testing.assert_array_equal(outcome["filled"], [7.0, 9.0, 9.0, 9.0])
+    entry = forecast_entry(outcome["filled"], short=True)
+    assert entry == {"point": [7.0, 9.0, 9.0, 9.0], "q0.1": None, "q0.9": None, "short": True}
+    assert window_metrics(np.array(entry["point"]), window.target, window.history)["mae"] == pytest.approx(1.5)  # (1 + 3 + 1 + 1) / 4
+    assert forecast_entry(None) is None  # no number at all: null, scored as the last value
+
+
 def test_think_ablations_run_only_when_asked(tmp_path, checkpoint, shared_data):
     out = tmp_path / "report.json"
     done = run("--datasets", "nasdaq", "--limit", "2", "--data", shared_data, "--model", checkpoint,
