@@ -33,7 +33,7 @@ from timer1.grip import Groups
 from timer1.lora import lora_disabled, lora_modules
 from timer1.model import KVCache, head_logprobs
 from timer1.rewards import REWARD_KEYS, compute_reward
-from timer1.sampler import generate
+from timer1.sampler import generate, left_pad
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,13 +172,8 @@ def build_batch(rollout: Rollout, groups: Groups, pad_id: int, keep: torch.Tenso
     samples = [b * rollout.K + int(groups.index[b, g]) for b, g in flat]
     completions = [[] if placeholder else rollout.completions[i] for i in samples]
     used = sorted({b for b, _ in flat})  # the prompts with a row left
-    prompts = [rollout.prompts[b] for b in used]
-    Lp, T = max(len(p) for p in prompts), max(1, max(len(c) for c in completions))
-    prompt_ids = torch.full((len(prompts), Lp), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((len(prompts), Lp), dtype=torch.bool)
-    for row, prompt in enumerate(prompts):
-        prompt_ids[row, Lp - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        prompt_mask[row, Lp - len(prompt):] = True
+    prompt_ids, prompt_mask = left_pad([rollout.prompts[b] for b in used], "cpu")  # (P, Lp), as the sampler's
+    T = max(1, max(len(c) for c in completions))
     completion_ids = torch.full((len(samples), T), pad_id, dtype=torch.long)
     completion_mask = torch.zeros((len(samples), T), dtype=torch.bool)
     for row, completion in enumerate(completions):

@@ -108,7 +108,7 @@ def _uniforms(rows: int, generator, device) -> torch.Tensor:
 # generate
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(prompts: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(P, L)`` token ids and 0/1 mask, prompts right-aligned (left padding with id 0)."""
     L = max(len(p) for p in prompts)
     ids = torch.zeros(len(prompts), L, dtype=torch.long)
@@ -156,7 +156,7 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
         return Generation([[] for _ in range(n_rows)], [[] for _ in range(n_rows)], [False] * n_rows)
 
     # Prefill each prompt once, then give every sample its own copy of the prompt's cache.
-    ids, mask = _left_pad(prompts, device)  # (P, L)
+    ids, mask = left_pad(prompts, device)  # (P, L)
     prefill = KVCache(config, len(prompts), ids.shape[1], device, dtype)
     logits = model(ids, attention_mask=mask, cache=prefill, last_only=True)[:, -1]  # (P, V)
     rows = torch.arange(len(prompts), device=device).repeat_interleave(num_samples)  # (N,) prompt of each row
