@@ -8,11 +8,14 @@ Configs (random weights, fp32 on CPU / bf16 autocast on CUDA, one sequence per s
 
 * ``tiny``: the ``configs/demo_sft.toml`` model (hidden 128, 4 layers, 4/2 heads, intermediate 384,
   vocab 1024), full fine-tuning, sequence 256 (about one compact-prompt SFT sample).
+* ``smollm2-lora``: SmolLM2-135M-Instruct's shape (Llama: hidden 576, 30 layers, 9 heads / 3 kv
+  heads, intermediate 1536, tied 49,152-row vocabulary, no biases) with ``configs/smol_sft.toml``'s
+  LoRA (r=16 on all seven projections), sequence ``--seq_len``.
 * ``0.5b-lora``: Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads / 2 kv heads, intermediate
   4864, tied 151,936-row vocabulary), LoRA r=8 on all seven projections, sequence ``--seq_len``
   (512), with and without gradient checkpointing.
 
-One step is exactly what train_sft.py does per micro-batch: ``completion_nll`` (token_logprobs with the
+One step is exactly what train_sft.py does per micro-batch: ``weighted_nll`` (token_logprobs with the
 chunked fp32 lm_head) on a sequence whose second half is the completion, backward, clip, AdamW
 step. One untimed warm-up step, then ``--steps`` timed ones; tokens/s counts every token of the
 sequence. Each config runs in a fresh process; memory is Linux's VmHWM (peak RSS): "resident" after
@@ -36,11 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CONFIGS = {
     "tiny": dict(dims=dict(vocab_size=1024, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
-                 lora=False, seq_len=256, checkpointing=False),
+                 lora=0, seq_len=256, checkpointing=False),
+    "smollm2-lora": dict(dims=dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                                   num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                                   tie_word_embeddings=True, rope_theta=1e5, rms_norm_eps=1e-5),
+                         lora=16, seq_len=None, checkpointing=False),
     "0.5b-lora": dict(dims=dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                                 num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
-                      lora=True, seq_len=None, checkpointing=False),
-    "0.5b-lora-ckpt": dict(dims=None, lora=True, seq_len=None, checkpointing=True),
+                      lora=8, seq_len=None, checkpointing=False),
+    "0.5b-lora-ckpt": dict(dims=None, lora=8, seq_len=None, checkpointing=True),
 }
 CONFIGS["0.5b-lora-ckpt"]["dims"] = CONFIGS["0.5b-lora"]["dims"]
 
@@ -66,30 +73,30 @@ def run_one(name: str, steps: int, seq_len: int, threads: int) -> dict:
     from timer1.lora import apply_lora
     from timer1.model import Qwen2, Qwen2Config
     from timer1.train_utils import autocast, build_optimizer, trainable_parameters
-    from train_sft import completion_nll
+    from train_sft import weighted_nll
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     spec = CONFIGS[name]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    config = Qwen2Config.from_dict({"model_type": "qwen2", **spec["dims"]})
+    config = Qwen2Config.from_dict({"model_type": "qwen2", **spec["dims"]})  # smollm2-lora: model_type llama
     with torch.device(device):
         model = Qwen2(config)                              # PyTorch's default init: fine for timing
     model.gradient_checkpointing = spec["checkpointing"]
     if spec["lora"]:
-        apply_lora(model, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), r=8, alpha=16)
+        apply_lora(model, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+                   r=spec["lora"], alpha=2 * spec["lora"])
     model.train()
     optimizer = build_optimizer(model, OptimConfig(lr=1e-5))
     params = trainable_parameters(model)
     T = spec["seq_len"] or seq_len
     ids = torch.randint(0, config.vocab_size, (1, T), device=device)
-    attention = torch.ones(1, T, dtype=torch.long, device=device)
-    mask = torch.zeros(1, T - 1, device=device)
-    mask[:, T // 2:] = 1.0                                 # the second half is the "completion"
+    weights = torch.zeros(1, T - 1, device=device)
+    weights[:, T // 2:] = 1.0                              # the second half is the "completion"
 
     def step() -> float:
         with autocast(device):
-            loss = completion_nll(model, ids, attention, mask) / mask.sum()
+            loss = weighted_nll(model, ids, weights) / weights.sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -117,9 +124,9 @@ def run_one(name: str, steps: int, seq_len: int, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", default="tiny,0.5b-lora,0.5b-lora-ckpt")
+    parser.add_argument("--configs", default="tiny,smollm2-lora,0.5b-lora,0.5b-lora-ckpt")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--seq_len", type=int, default=512, help="sequence length of the 0.5b configs")
+    parser.add_argument("--seq_len", type=int, default=512, help="sequence length of the smollm2 and 0.5b configs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--one", help=argparse.SUPPRESS)   # internal: run one config, print JSON
     args = parser.parse_args()
