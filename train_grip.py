@@ -87,7 +87,8 @@ def policy_update(ddp, optimizer, micro_batches, ref, totals: LossTotals, cfg: G
     for inner in range(cfg.mu):
         optimizer.zero_grad(set_to_none=True)
         for i, (mb, real) in enumerate(micro_batches):
-            with dist.no_sync(ddp, sync=i == len(micro_batches) - 1), autocast(mb.completion_ids.device):
+            sync = i == len(micro_batches) - 1
+            with dist.no_sync(ddp, sync=sync), autocast(mb.completion_ids.device, cfg.model.dtype):
                 logp = completion_logprobs(ddp, mb, cfg.temperature)  # (n, T)
                 if inner == 0:
                     old[i] = logp.detach()
@@ -155,7 +156,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
         prompts = [prompt_ids(tokenizer, w, fmt) for w in windows]
         targets = [reward_target(w, fmt) for w in windows]  # (H,) each, on the completion's scale
         # 2. rollout: k*G samples per prompt from the current (old) policy
-        with torch.no_grad(), autocast(info.device):
+        with torch.no_grad(), autocast(info.device, cfg.model.dtype):
             rollout = sample_rollout(model, tokenizer, prompts, K=cfg.k * cfg.G, max_new_tokens=cfg.max_completion,
                                      temperature=cfg.temperature, top_p=cfg.top_p,
                                      seed=derive_seed(cfg.seed, step, info.rank, ROLLOUT),
@@ -178,7 +179,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
         # 4. reference log-probs (N, T) per micro-batch, by the same function as the update's
         ref = [None] * len(micro_batches)
         if reference is not None:
-            with torch.no_grad(), autocast(info.device), reference.active(model) as ref_model:
+            with torch.no_grad(), autocast(info.device, cfg.model.dtype), reference.active(model) as ref_model:
                 ref = [completion_logprobs(ref_model, mb, cfg.temperature) for mb, _ in micro_batches]
         t_logp = time.perf_counter()
         # 5. mu updates on this rollout (the first also records the old log-probs)

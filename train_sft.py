@@ -154,14 +154,14 @@ def weighted_nll(model, ids, weights) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int, info) -> float:
+def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int, info, dtype) -> float:
     """Mean completion-token NLL over held-out examples (sharded by stride, summed over ranks)."""
     shard = dist.shard_by_stride(examples, info.rank, info.world_size)
     totals = torch.zeros(2, dtype=torch.float64)           # nll, tokens
     with evaluating(dist.unwrap(model)) as core:
         for i in range(0, len(shard), batch_size):
             ids, mask = collate(shard[i:i + batch_size], pad_id, info.device)
-            with autocast(info.device):
+            with autocast(info.device, dtype):
                 totals[0] += weighted_nll(core, ids, mask).item()
             totals[1] += mask.sum().item()
     totals = dist.all_reduce_mean(totals) * info.world_size
@@ -239,7 +239,7 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
         for k, (batch, real) in enumerate(micro):
             ids, loss_weights = collate([examples[j] for j in batch], pad_id, info.device, cfg.prompt_loss)
             with dist.no_sync(ddp, sync=k == len(micro) - 1):
-                with autocast(info.device):
+                with autocast(info.device, cfg.model.dtype):
                     nll = weighted_nll(ddp, ids, loss_weights)
                 # DDP averages gradients over ranks: scale by world size so the result is the global token mean
                 loss = nll * (info.world_size / step_weight) * (1.0 if real else 0.0)
@@ -258,7 +258,7 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
             metrics = {"step": done, "loss": train_loss, "lr": lr, "grad_norm": float(grad_norm),
                        "tokens": seen_tokens}
             if evaluate:
-                metrics["val_loss"] = validation_loss(ddp, val_examples, pad_id, cfg.batch_size, info)
+                metrics["val_loss"] = validation_loss(ddp, val_examples, pad_id, cfg.batch_size, info, cfg.model.dtype)
                 metrics.update(evaluate_forecasts(ddp, tokenizer, val_windows, fmt, max_new_tokens=val_max_tokens,
                                                   batch_size=max(cfg.batch_size, 8), info=info))
             progress.update(done, loss=train_loss, lr=lr, **({"val_loss": metrics["val_loss"], "val_mse": metrics["val_mse"],

@@ -1,10 +1,11 @@
 """SFT training-step throughput and peak memory on this machine. A script printing a markdown table,
 not a test.
 
-    python benchmarks/train_step.py                       # both configs, 3 timed steps each
+    python benchmarks/train_step.py                       # every config in fp32 and bf16, 3 timed steps each
     python benchmarks/train_step.py --configs tiny --steps 10 --threads 2
 
-Configs (random weights, fp32 on CPU / bf16 autocast on CUDA, one sequence per step):
+Configs (random weights, one sequence per step), each in every ``--dtypes`` entry under the training
+scripts' precision rule (``train_utils.autocast``, frozen weights in the run dtype, trainable ones fp32):
 
 * ``tiny``: the ``configs/demo_sft.toml`` model (hidden 128, 4 layers, 4/2 heads, intermediate 384,
   vocab 1024), full fine-tuning, sequence 256 (about one compact-prompt SFT sample).
@@ -68,22 +69,24 @@ def reset_peak() -> None:
         pass
 
 
-def run_one(name: str, steps: int, seq_len: int, threads: int) -> dict:
+def run_one(name: str, steps: int, seq_len: int, threads: int, dtype: str) -> dict:
     from timer1.config import OptimConfig
     from timer1.lora import apply_lora
     from timer1.model import Qwen2, Qwen2Config
+    from timer1.policy import resolve_device
     from timer1.train_utils import autocast, build_optimizer, trainable_parameters
     from train_sft import weighted_nll
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     spec = CONFIGS[name]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device, dtype = resolve_device(None, dtype)
     config = Qwen2Config.from_dict({"model_type": "qwen2", **spec["dims"]})  # smollm2-lora: model_type llama
     with torch.device(device):
         model = Qwen2(config)                              # PyTorch's default init: fine for timing
     model.gradient_checkpointing = spec["checkpointing"]
-    if spec["lora"]:
+    if spec["lora"]:                                       # train_utils.build_policy's storage rule:
+        model.to(dtype)                                    # a frozen base in the run dtype, fp32 LoRA
         apply_lora(model, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
                    r=spec["lora"], alpha=2 * spec["lora"])
     model.train()
@@ -95,7 +98,7 @@ def run_one(name: str, steps: int, seq_len: int, threads: int) -> dict:
     weights[:, T // 2:] = 1.0                              # the second half is the "completion"
 
     def step() -> float:
-        with autocast(device):
+        with autocast(device, dtype):
             loss = weighted_nll(model, ids, weights) / weights.sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -116,7 +119,8 @@ def run_one(name: str, steps: int, seq_len: int, threads: int) -> dict:
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / steps
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else memory_mb("VmHWM")
-    return {"config": name, "device": str(device), "seq_len": T, "threads": threads,
+    return {"config": name, "device": str(device), "dtype": str(dtype).removeprefix("torch."), "seq_len": T,
+            "threads": threads,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             "trainable_m": sum(p.numel() for p in params) / 1e6,
             "s_per_step": seconds, "tok_per_s": T / seconds, "resident_mb": resident, "peak_mb": peak}
@@ -128,25 +132,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--seq_len", type=int, default=512, help="sequence length of the smollm2 and 0.5b configs")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--one", help=argparse.SUPPRESS)   # internal: run one config, print JSON
+    parser.add_argument("--dtypes", default="float32,bfloat16",
+                        help="run dtypes to compare (train_utils.autocast; auto = bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)   # internal: run one config and dtype, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.steps, args.seq_len, args.threads)))
+        print(json.dumps(run_one(args.one[0], args.steps, args.seq_len, args.threads, args.one[1])))
         return
     rows = []
     for name in args.configs.split(","):
         if name not in CONFIGS:
             raise SystemExit(f"error: unknown config {name!r}; choose from {', '.join(CONFIGS)}")
-        done = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
-                               "--seq_len", str(args.seq_len), "--threads", str(args.threads)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"error: {name} failed: {done.stderr.strip().splitlines()[-1:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print("| config | params (M) | trainable (M) | seq | s/step | tokens/s | resident MB | peak MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for dtype in args.dtypes.split(","):
+            done = subprocess.run([sys.executable, __file__, "--one", name, dtype, "--steps", str(args.steps),
+                                   "--seq_len", str(args.seq_len), "--threads", str(args.threads)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"error: {name} {dtype} failed: {done.stderr.strip().splitlines()[-1:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print("| config | dtype | params (M) | trainable (M) | seq | s/step | tokens/s | resident MB | peak MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['config']} | {r['params_m']:.1f} | {r['trainable_m']:.2f} | {r['seq_len']} | "
+        print(f"| {r['config']} | {r['dtype']} | {r['params_m']:.1f} | {r['trainable_m']:.2f} | {r['seq_len']} | "
               f"{r['s_per_step']:.3f} | {r['tok_per_s']:.0f} | {r['resident_mb']:.0f} | {r['peak_mb']:.0f} |")
     print(f"\n{rows[0]['device']}, {args.threads} thread(s), {args.steps} timed steps after 1 warm-up, batch 1")
 

@@ -28,7 +28,7 @@ from timer1.config import load_config_or_exit
 from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
 from timer1.metrics import mae, mase, mse
 from timer1.model import Qwen2
-from timer1.policy import Policy, load_policy, save_policy, save_policy_files
+from timer1.policy import Policy, load_policy, resolve_device, save_policy, save_policy_files
 from timer1.random_init import random_policy
 from timer1.sampler import generate
 from timer1.slow_think import SlowThinkConfig, slow_think
@@ -44,7 +44,12 @@ T = TypeVar("T")
 def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter: str = "") -> Policy:
     """The policy of an SFTConfig/GRIPConfig, with LoRA applied (or `adapter` loaded), on `device`. A
     random-init model is built from `seed` alike on every rank; LoRA's A matrices draw from torch's
-    global RNG, so seed it first. A missing or broken model/adapter path is one-line error."""
+    global RNG, so seed it first. A missing or broken model/adapter path is one-line error.
+
+    Precision (the same on CPU and CUDA): frozen weights are stored in ``model.dtype``, trainable
+    ones in fp32 (LoRA factors always; in full fine-tuning every weight is an fp32 master copy, as
+    mixed-precision training keeps them), so AdamW's state is fp32 too; the forward computes in
+    ``model.dtype`` under :func:`autocast`."""
     what = "model" if cfg.model.random_init else f"model.path {cfg.model.path}"
     policy = loaded(what, lambda: policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device))
     if adapter:
@@ -52,6 +57,8 @@ def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter
     elif cfg.lora.enabled:
         lora = cfg.lora
         apply_lora(policy.model, tuple(lora.targets), lora.r, lora.alpha, lora.dropout, lora.use_rslora)
+    else:
+        policy.model.float()                      # full fine-tuning: fp32 master weights
     policy.model.to(device)                       # LoRA A/B are created on the CPU
     policy.model.train()
     return policy
@@ -126,12 +133,16 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (matmuls in bf16, reductions in fp32); nothing on CPU (fp32 there)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(device: torch.device | str, dtype: str | torch.dtype = "auto") -> contextlib.AbstractContextManager:
+    """The precision of a training forward, one rule on every device: compute in the run's
+    ``model.dtype`` (auto: bf16 on CUDA, fp32 on CPU). A half dtype runs under ``torch.autocast``:
+    matmuls and attention in that dtype, the fp32 LoRA factors' included, while RMSNorm and the
+    log-softmax of the log-probs stay fp32 because the model casts them itself (CPU autocast, unlike
+    CUDA's, would not). fp32 runs plain."""
+    device, dtype = resolve_device(device, dtype)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------------
