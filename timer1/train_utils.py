@@ -46,10 +46,10 @@ def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter
     random-init model is built from `seed` alike on every rank; LoRA's A matrices draw from torch's
     global RNG, so seed it first. A missing or broken model/adapter path is one-line error.
 
-    Precision (the same on CPU and CUDA): frozen weights are stored in ``model.dtype``, trainable
-    ones in fp32 (LoRA factors always; in full fine-tuning every weight is an fp32 master copy, as
-    mixed-precision training keeps them), so AdamW's state is fp32 too; the forward computes in
-    ``model.dtype`` under :func:`autocast`."""
+    Precision (the same on CPU and CUDA): a LoRA run stores its frozen base in ``model.dtype`` and
+    its adapter in fp32; full fine-tuning keeps every weight as an fp32 master copy, as mixed-precision
+    training does. So AdamW's state is fp32, and the forward computes in ``model.dtype`` under
+    :func:`autocast`."""
     what = "model" if cfg.model.random_init else f"model.path {cfg.model.path}"
     policy = loaded(what, lambda: policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device))
     if adapter:
