@@ -133,7 +133,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def autocast(device: torch.device | str, dtype: str | torch.dtype = "auto") -> contextlib.AbstractContextManager:
+def autocast(device: torch.device | str, dtype: str | torch.dtype) -> contextlib.AbstractContextManager:
     """The precision of a training forward, one rule on every device: compute in the run's
     ``model.dtype`` (auto: bf16 on CUDA, fp32 on CPU). A half dtype runs under ``torch.autocast``:
     matmuls and attention in that dtype, the fp32 LoRA factors' included, while RMSNorm and the
