@@ -154,7 +154,7 @@ def weighted_nll(model, ids, weights) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int, info, dtype) -> float:
+def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int, info, dtype: str) -> float:
     """Mean completion-token NLL over held-out examples (sharded by stride, summed over ranks)."""
     shard = dist.shard_by_stride(examples, info.rank, info.world_size)
     totals = torch.zeros(2, dtype=torch.float64)           # nll, tokens

@@ -75,9 +75,9 @@ def test_autocast_computes_in_the_run_dtype_on_every_device():
         assert (x @ w).dtype == torch.float32
     with tu.autocast("cpu", "auto"):                   # auto on CPU is fp32
         assert (x @ w).dtype == torch.float32
-    model = Qwen2(Qwen2Config.from_dict({"model_type": "qwen2", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
-                                          "num_hidden_layers": 1, "num_attention_heads": 4,
-                                          "num_key_value_heads": 2}))
+    model = Qwen2(Qwen2Config.from_dict({"model_type": "qwen2", "vocab_size": 64, "hidden_size": 32,
+                                          "intermediate_size": 64, "num_hidden_layers": 1,
+                                          "num_attention_heads": 4, "num_key_value_heads": 2}))
     ids = torch.randint(0, 64, (2, 6))
     with tu.autocast("cpu", "bfloat16"):               # the same rule as on CUDA: matmuls in bf16 ...
         assert (x @ w).dtype == torch.bfloat16
@@ -106,8 +106,8 @@ def test_bf16_training_follows_fp32_within_half_a_percent(shared_data, tmp_path,
 
     losses = {}
     for dtype in ("float32", "bfloat16"):
-        cfg = smoke_cfg(shared_data, f"--model.dtype={dtype}", f"--lora.enabled={lora}", f"--out_dir={tmp_path / dtype}",
-                        "--data.max_windows=16", "--epochs=2", "--eval_every=0", "--save_every=0",
+        cfg = smoke_cfg(shared_data, f"--model.dtype={dtype}", f"--lora.enabled={lora}",
+                        f"--out_dir={tmp_path / dtype}", "--data.max_windows=16", "--epochs=2", "--eval_every=0", "--save_every=0",
                         "--optim.lr=2e-3", "--optim.warmup_steps=0", "--optim.schedule=constant")
         train_sft.main(cfg, SINGLE)
         log = [json.loads(line) for line in (tmp_path / dtype / "metrics.jsonl").read_text().splitlines()]
