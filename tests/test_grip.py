@@ -322,7 +322,7 @@ def test_advantage_scales_by_hand():
     by_group = group_advantages(rewards, "group-std")
     torch.testing.assert_close(by_group[1], torch.tensor([-0.1, 0.1]) / (math.sqrt(0.02) + 1e-4))
     # the near-tie group is blown up to the same size as the real contrast only by group-std
-    assert by_group[1, 1] == pytest.approx(by_group[0, 1], rel=1e-3)
+    assert by_group[1, 1].item() == pytest.approx(by_group[0, 1].item(), rel=1e-3)
     assert group_advantages(rewards, "batch-std")[1, 1] < 0.15 * group_advantages(rewards, "batch-std")[0, 1]
 
 

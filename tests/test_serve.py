@@ -1,6 +1,7 @@
 """timer1.serve over real HTTP on 127.0.0.1 (an ephemeral port): health, forecasts equal to the
-Python API's, every bad request's status and message, 16 concurrent clients x 5 requests, a 503 on a
-full queue, clients that vanish mid-request, and SIGTERM finishing in-flight work (a subprocess)."""
+Python API's, every bad request's status and message, wrong methods (405 with Allow), 64 clients
+connecting at once (none reset; with a small queue the rest get 503), a 503 on a full queue and
+arrival order, clients that vanish mid-request, and SIGTERM finishing in-flight work (a subprocess)."""
 
 import http.client
 import json
@@ -44,13 +45,18 @@ def server(forecaster):
 
 
 def call(port: int, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+    return call_with_headers(port, method, path, body, raw)[:2]
+
+
+def call_with_headers(port: int, method: str, path: str, body=None, raw: bytes | None = None):
+    """(status, JSON answer, response headers) of one request on its own connection."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     connection.request(method, path, body=data, headers={"Content-Type": "application/json"})
     response = connection.getresponse()
     payload = json.loads(response.read())
     connection.close()
-    return response.status, payload
+    return response.status, payload, response.headers
 
 
 def series(k: int, n: int = 48) -> list[float]:
@@ -86,7 +92,9 @@ def test_forecasts_equal_the_api(server, forecaster):
     (b'{"series": "1,2,3"}', "context must be a non-empty list"),
     (b'{"series": [1, 2, "x", 4, 5, 6, 7, 8]}', "series 0 must be a non-empty list of numbers"),
     (b'{"series": [1, 2, NaN, 4, 5, 6, 7, 8]}', "NaN is not a finite number (use null for a missing value)"),
-    (b'{"series": [1, 2, 1e999, 4, 5, 6, 7, 8]}', "not a finite number"),
+    (b'{"series": [1, 2, 1e999, 4, 5, 6, 7, 8]}', "series 0 holds inf at position 2: not a finite number"),
+    (b'{"series": [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, -1e999]]}', "series 1 holds -inf at position 7"),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "horizon": 4.5}', "horizon must be a positive whole number"),
     (b'{"series": [1, 2, 3]}', "series 0 has 3 values; at least 8 are needed"),
     (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "horizon": 385}', "horizon 385 is more than 384 steps"),
     (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "horizon": "12"}', "horizon must be a positive whole number"),
@@ -111,70 +119,138 @@ def test_body_over_the_limit_and_unknown_paths(server):
     assert response.status == 400
     assert json.loads(response.read()) == {"error": f"the body is {MAX_BODY + 1} bytes; at most {MAX_BODY} are accepted"}
     connection.close()
-    assert call(server, "GET", "/nope")[0] == 404 and call(server, "POST", "/health", {})[0] == 404
+    assert call(server, "GET", "/nope")[0] == 404 and call(server, "POST", "/nope", {})[0] == 404
 
 
-def test_sixteen_concurrent_clients_each_get_their_own_answer(forecaster):
-    fast = Forecaster(forecaster.policy, name="fast", max_new_tokens=96)  # answers stop well before 96 tokens
-    service, port = start(fast)
-    bodies = [{"series": series(k, 64 + k % 9), "horizon": 3 + k % 2, "mode": "single"} for k in range(80)]
-    expected = {}
-    for horizon in (3, 4):                       # the API on all series of one horizon at once
-        ks = [k for k in range(80) if bodies[k]["horizon"] == horizon]
-        out = fast.predict([bodies[k]["series"] for k in ks], horizon, mode="single")
-        expected.update({k: out.point[i].tolist() for i, k in enumerate(ks)})
-    assert out.source.count("model") > len(ks) // 4      # the model's own answers, not only fallbacks
-    answers, errors = {}, []
+@pytest.mark.parametrize("method, path, allowed", [("GET", "/forecast", "POST"), ("PUT", "/forecast", "POST"),
+                                                   ("POST", "/health", "GET"), ("DELETE", "/health", "GET")])
+def test_a_path_asked_with_the_wrong_method_gets_405_naming_the_right_one(server, method, path, allowed):
+    status, answer, headers = call_with_headers(server, method, path, {"series": series(0)})
+    assert status == 405 and headers["Allow"] == allowed
+    assert answer == {"error": f"{path} takes {allowed}, not {method}; use GET /health or POST /forecast"}
+    assert call(server, "GET", "/health")[0] == 200       # the unread body did not confuse the server
 
-    def client(c: int) -> None:
-        for r in range(5):
-            k = 5 * c + r
-            try:
-                status, answer = call(port, "POST", "/forecast", bodies[k])
-                answers[k] = (status, answer)
-            except Exception as err:             # any connection failure fails the test below
-                errors.append(repr(err))
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(16)]
+def test_a_whole_number_horizon_written_as_a_float_is_that_horizon(server, forecaster):
+    body = {"series": series(4), "horizon": 5.0, "mode": "single"}
+    status, answer = call(server, "POST", "/forecast", body)
+    assert status == 200 and answer["forecast"] == forecaster.predict(series(4), 5, mode="single").point.tolist()
+
+
+def burst(port: int, bodies: list[dict], answers: dict | None = None) -> tuple[dict, list[str]]:
+    """Every body from its own client thread, all connecting at once (a barrier): {k: (status,
+    answer)} (filled into ``answers`` as they come) and the connection errors (a reset, a refusal)."""
+    answers, errors, ready = {} if answers is None else answers, [], threading.Barrier(len(bodies))
+
+    def client(k: int) -> None:
+        ready.wait()
+        try:
+            answers[k] = call(port, "POST", "/forecast", bodies[k])
+        except Exception as err:                 # any connection failure fails the test
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(bodies))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    service.shutdown()
-    service.close()
-    assert errors == [] and sorted(answers) == list(range(80))
-    for k, (status, answer) in answers.items():
-        assert status == 200 and answer["forecast"] == [expected[k]], k
+    return answers, errors
 
 
-def test_a_full_queue_gets_503(forecaster):
-    entered, release = threading.Event(), threading.Event()
-    blocked = Forecaster(forecaster.policy, name="held", config=forecaster.config)
+def held_forecaster(forecaster):
+    """A forecaster whose worker blocks in each call until ``release`` is set (``entered`` says it is
+    holding a call); ``order`` records the first value of each call's first window, in call order."""
+    entered, release, order = threading.Event(), threading.Event(), []
+    blocked = Forecaster(forecaster.policy, name="held", config=forecaster.config, max_new_tokens=96)
     original = blocked.forecast_windows
 
-    def held(*args, **kwargs):                    # the worker stays busy until released
+    def held(windows, **kwargs):
+        order.append(float(windows[0].history[0]))
         entered.set()
-        release.wait(30)
-        return original(*args, **kwargs)
+        release.wait(60)
+        return original(windows, **kwargs)
 
     blocked.forecast_windows = held
-    service, port = start(blocked, queue_size=1, batching=False)
-    body = {"series": series(0), "horizon": 3, "mode": "single"}
+    return blocked, entered, release, order
+
+
+BURST = 64
+
+
+def burst_bodies() -> list[dict]:
+    return [{"series": series(k, 48 + k % 9), "horizon": 3 + k % 3, "mode": ("single", "slow")[k % 2]}
+            for k in range(BURST)]
+
+
+def test_64_clients_at_once_each_get_the_answer_they_get_alone(forecaster):
+    fast = Forecaster(forecaster.policy, name="fast", config=forecaster.config, max_new_tokens=96)
+    service, port = start(fast)
+    bodies = burst_bodies()
+    alone = {k: call(port, "POST", "/forecast", body) for k, body in enumerate(bodies)}   # one at a time
+    answers, errors = burst(port, bodies)
+    service.shutdown()
+    service.close()
+    assert errors == [] and sorted(answers) == list(range(BURST))
+    assert all(status == 200 for status, _ in alone.values())
+    assert sum(source == "model" for _, a in alone.values() for source in a["source"]) > BURST // 4
+    for k, (status, answer) in answers.items():
+        assert status == 200 and answer == alone[k][1], k      # batched with others, yet the same
+
+
+def test_64_clients_at_once_on_a_small_queue_get_200_or_503_and_none_is_reset(forecaster):
+    blocked, entered, release, _ = held_forecaster(forecaster)
+    service, port = start(blocked, queue_size=8, batching=False)
+    bodies, answers, errors = burst_bodies(), {}, []
+    sender = threading.Thread(target=lambda: errors.extend(burst(port, bodies, answers)[1]))
+    sender.start()
+    assert entered.wait(30)                      # the worker holds one request, at most 8 wait behind it
+    deadline = time.time() + 60                  # until every client is answered (503) or waiting
+    while len(answers) + len(errors) + service.jobs.qsize() + 1 < BURST and time.time() < deadline:
+        time.sleep(0.05)
+    release.set()
+    sender.join(120)
+    service.shutdown()
+    service.close()
+    assert errors == [] and sorted(answers) == list(range(BURST))
+    statuses = [status for status, _ in answers.values()]
+    assert set(statuses) <= {200, 503} and 8 <= statuses.count(200) <= 9
+    assert all(answer == {"error": "busy: 8 requests are waiting; retry later"}
+               for status, answer in answers.values() if status == 503)
+    fast = Forecaster(forecaster.policy, name="fast", config=forecaster.config, max_new_tokens=96)
+    for k, (status, answer) in answers.items():
+        if status == 200:
+            body = bodies[k]
+            expected = fast.predict(body["series"], body["horizon"], mode=body["mode"], seed=SEED)
+            assert answer["forecast"] == expected.point.tolist(), k
+
+
+def test_a_full_queue_gets_503_and_requests_are_answered_in_arrival_order(forecaster):
+    blocked, entered, release, order = held_forecaster(forecaster)
+    service, port = start(blocked, queue_size=2, batching=False)
     results = []
-    clients = [threading.Thread(target=lambda: results.append(call(port, "POST", "/forecast", body))) for _ in range(2)]
-    clients[0].start()
+
+    def send(k: int) -> threading.Thread:
+        body = {"series": series(k), "horizon": 3, "mode": "single"}
+        thread = threading.Thread(target=lambda: results.append((k, call(port, "POST", "/forecast", body)[0])))
+        thread.start()
+        return thread
+
+    clients = [send(0)]
     assert entered.wait(10)                       # the worker holds the first request
-    clients[1].start()
-    deadline = time.time() + 10
-    while service.jobs.qsize() < 1 and time.time() < deadline:   # the second waits in the queue
-        time.sleep(0.02)
-    assert call(port, "POST", "/forecast", body) == (503, {"error": "busy: 1 requests are waiting; retry later"})
+    for k in (1, 2):                              # then two wait in the queue, in this order
+        clients.append(send(k))
+        deadline = time.time() + 10
+        while service.jobs.qsize() < k and time.time() < deadline:
+            time.sleep(0.02)
+    assert call(port, "POST", "/forecast", {"series": series(3), "horizon": 3}) == \
+        (503, {"error": "busy: 2 requests are waiting; retry later"})
     release.set()
     for client in clients:
         client.join()
-    assert [status for status, _ in results] == [200, 200]
     service.shutdown()
     service.close()
+    assert results == [(0, 200), (1, 200), (2, 200)]
+    assert order == [series(k)[0] for k in range(3)]      # the worker took them as they came
 
 
 def test_clients_that_vanish_do_not_stop_the_server(server):

@@ -234,7 +234,8 @@ class DateCells:
         if ((m < 1) | (m > 12) | (d < 1) | (hh > 23) | (mm > 59) | (ss > 59)).any():
             return None
         month_start = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
-        days_in_month = (month_start + 1).astype("datetime64[D]") - month_start.astype("datetime64[D]")
+        next_month = month_start + np.timedelta64(1, "M")  # a bare `+ 1` is numpy's deprecated generic unit
+        days_in_month = next_month.astype("datetime64[D]") - month_start.astype("datetime64[D]")
         if (d > days_in_month.astype(np.int64)).any():
             return None
         offsets = ((d - 1) * 86400 + hh * 3600 + mm * 60 + ss).astype("timedelta64[s]")

@@ -410,7 +410,9 @@ class Forecaster:
     def _horizon(self, horizon, series) -> int:
         if horizon is None:
             return min(max(default_horizon(s) for s in series), self.horizon_cap)
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        whole = isinstance(horizon, (int, np.integer)) or (isinstance(horizon, (float, np.floating))
+                                                            and float(horizon).is_integer())
+        if isinstance(horizon, bool) or not whole or horizon < 1:  # 5.0 is 5 steps (JSON has one number type)
             raise ValueError(f"horizon must be a positive whole number of steps, got {horizon!r}")
         if horizon > self.horizon_cap:
             raise ValueError(f"horizon {horizon} is more than {self.horizon_cap} steps, {HORIZON_FACTOR} times the "
@@ -514,7 +516,12 @@ def as_contexts(context) -> list[np.ndarray]:
         values = list(row) if isinstance(row, (list, tuple, np.ndarray)) else None
         if not values or not all(_is_number(x) for x in values):
             raise ValueError(f"series {i} must be a non-empty list of numbers (None or NaN for missing)")
-        out.append(np.array([math.nan if x is None else float(x) for x in values], dtype=np.float64))
+        row_values = np.array([math.nan if x is None else float(x) for x in values], dtype=np.float64)
+        if np.isinf(row_values).any():  # missing is NaN or None; inf is a broken value, not a gap to fill
+            position = int(np.flatnonzero(np.isinf(row_values))[0])
+            raise ValueError(f"series {i} holds {row_values[position]:g} at position {position}: not a finite "
+                             f"number (a missing value is NaN or None; null in JSON)")
+        out.append(row_values)
     return out
 
 

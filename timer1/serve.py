@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import queue
 import signal
 import sys
@@ -33,7 +32,9 @@ from timer1.forecaster import (QUANTILES, Forecaster, Prepared, add_model_argume
 
 MAX_BODY = 1 << 20          # bytes of a request body, far beyond any look-back the model reads
 QUEUE_SIZE = 64             # requests waiting for the worker before new ones get 503
+MIN_BACKLOG = 128           # connections the kernel holds before they are accepted (Python's default is 5)
 FIELDS = ("series", "horizon", "quantiles", "mode", "timestamps")
+ROUTES = {"/health": "GET", "/forecast": "POST"}
 
 
 @dataclass
@@ -127,11 +128,6 @@ def parse_request(body: bytes, forecaster: Forecaster) -> Job:
         raise ValueError(f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
     if "series" not in payload:
         raise ValueError('"series" is required: a list of numbers, or a list of such lists')
-    series = payload["series"]
-    rows = series if isinstance(series, list) and series and all(isinstance(r, list) for r in series) else [series]
-    for row in rows:  # json turns 1e999 into inf: not a finite number either
-        if isinstance(row, list) and any(isinstance(v, float) and not math.isfinite(v) for v in row):
-            raise ValueError('"series" holds a value that is not a finite number (use null for a missing value)')
     mode = payload.get("mode", "slow")
     check_mode(mode)
     quantiles = payload.get("quantiles", list(QUANTILES))
@@ -139,7 +135,7 @@ def parse_request(body: bytes, forecaster: Forecaster) -> Job:
                                                   for q in quantiles):
         raise ValueError('"quantiles" must be a list of numbers between 0 and 1')
     levels = check_quantiles(quantiles)
-    batch = forecaster.prepare(series, payload.get("horizon"), payload.get("timestamps"))
+    batch = forecaster.prepare(payload["series"], payload.get("horizon"), payload.get("timestamps"))
     return Job(batch, mode, levels)
 
 
@@ -151,6 +147,9 @@ class Service(ThreadingHTTPServer):
 
     def __init__(self, address, forecaster: Forecaster, *, seed: int = 0, batching: bool = True,
                  queue_size: int = QUEUE_SIZE, log=None):
+        # listen()'s backlog: a burst of clients connecting at once waits in the kernel until the accept
+        # loop takes each (then 200 or 503); socketserver's default of 5 reset the 6th of 16 at once
+        self.request_queue_size = max(MIN_BACKLOG, 2 * queue_size)
         super().__init__(address, Handler)
         self.forecaster, self.log = forecaster, log
         self.jobs: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -169,15 +168,15 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "timer1-serve"
 
     def do_GET(self) -> None:
-        if self.path != "/health":
-            return self.reply(404, {"error": f"no such path {self.path}; use GET /health or POST /forecast"})
+        if not self.route():
+            return
         forecaster = self.server.forecaster
         self.reply(200, {"status": "ok", "model": forecaster.name, "device": forecaster.device,
                          "queued": self.server.jobs.qsize()})
 
     def do_POST(self) -> None:
-        if self.path != "/forecast":
-            return self.reply(404, {"error": f"no such path {self.path}; use POST /forecast"})
+        if not self.route():
+            return
         try:
             job = parse_request(self.read_body(), self.server.forecaster)
         except ValueError as err:
@@ -191,6 +190,22 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(500, {"error": job.error})
         self.reply(200, job.response)
 
+    def route(self) -> bool:
+        """Whether this request's path takes its method; else it is answered 404 (no such path) or 405
+        (a path of the service asked with another method, the one it takes named in ``Allow``)."""
+        allowed, method = ROUTES.get(self.path), self.command
+        if allowed == method:
+            return True
+        usage = "use GET /health or POST /forecast"
+        if allowed is None:
+            self.reply(404, {"error": f"no such path {self.path}; {usage}"})
+        else:
+            self.close_connection = True  # a body sent with the wrong method is never read
+            self.reply(405, {"error": f"{self.path} takes {allowed}, not {method}; {usage}"}, {"Allow": allowed})
+        return False
+
+    do_PUT = do_DELETE = do_PATCH = route   # never allowed: 404 or 405 as above
+
     def read_body(self) -> bytes:
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
@@ -203,10 +218,12 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError(f"the body ended after {len(body)} of {length} bytes")
         return body
 
-    def reply(self, status: int, payload: dict) -> None:
+    def reply(self, status: int, payload: dict, headers: dict | None = None) -> None:
         data = json.dumps(payload).encode()
         try:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -250,6 +267,8 @@ def serve(args) -> int:
     if args.samples < 1 or args.rounds < 1 or args.queue < 1:
         raise ValueError(f"--samples, --rounds and --queue must be at least 1, got {args.samples}, "
                          f"{args.rounds}, {args.queue}")
+    if not 0 <= args.port <= 65535:  # checked before the model loads; bind() would raise OverflowError
+        raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
     started = time.perf_counter()
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
                                             config=SlowThinkConfig(samples=args.samples, rounds=args.rounds))
