@@ -37,7 +37,9 @@ import argparse
 import csv
 import io
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -64,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                f"missing date steps and isolated outliers (over {OUTLIER_MADS:g} MADs) in the look-back "
                f"are interpolated and reported; more than {MAX_REPAIRED_SHARE:.0%} of them is an error. "
                "Errors: one line on stderr, exit code 2.")
-    parser.add_argument("csv", type=Path, help="input CSV: a date column first, then numeric columns")
+    parser.add_argument("csv", type=Path, help="input CSV: a date column first, then numeric columns ('-': "
+                                               "standard input)")
     parser.add_argument("--config", default=None, metavar="PRESET.toml",
                         help="a TOML preset of these options (keys like samples, max_new_tokens); "
                              "options given on the command line win")
@@ -132,11 +135,37 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+STDIN = "-"              # the CSV argument that means standard input
+STDIN_NAME = "<stdin>"   # how messages name it
+
+
+def input_name(path: Path) -> str:
+    return STDIN_NAME if str(path) == STDIN else str(path)
+
+
 def read_series(path: Path, columns: list[str] | None = None, notes: list[str] | None = None):
     """timer1.data.read_csv, with its warnings (dialect, order, gaps, unparseable dates, dropped
     columns) as one stderr line each (appended to ``notes`` when given, to be shown once the run is
     sure to go on: a run that fails says one line), and progress on stderr once reading takes a few
-    seconds."""
+    seconds. ``-`` is standard input: spooled to a temporary file (read_csv sniffs and streams a
+    file), named ``<stdin>`` in every message."""
+    if str(path) != STDIN:
+        return _read_series(path, columns, notes)
+    with tempfile.TemporaryDirectory(prefix="timer1-stdin-") as folder:
+        spooled = Path(folder) / "stdin.csv"
+        with open(spooled, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f)
+        quiet: list[str] = []
+        try:
+            series = _read_series(spooled, columns, quiet)
+        except (ValueError, OSError) as err:
+            raise ValueError(str(err).replace(str(spooled), STDIN_NAME)) from None
+    for note in quiet:
+        (log if notes is None else notes.append)(note.replace(str(spooled), STDIN_NAME))
+    return series
+
+
+def _read_series(path: Path, columns: list[str] | None, notes: list[str] | None):
     from timer1.data import read_csv
 
     started, shown = time.perf_counter(), [0.0]
@@ -170,9 +199,11 @@ def choose_sizes(args, series, limit: int, notes: list[str]) -> tuple[int, int]:
     (timer1.forecaster.horizon_cap)."""
     from timer1.data import protocol_for
 
-    for option, value in (("--lookback", args.lookback), ("--horizon", args.horizon)):
-        if value is not None and value < 1:
-            raise ValueError(f"{option} must be a positive number of steps, got {value}")
+    if args.horizon is not None and args.horizon < 1:
+        raise ValueError(f"--horizon must be a positive number of steps, got {args.horizon}")
+    if args.lookback is not None and args.lookback < MIN_CONTEXT:
+        raise ValueError(f"--lookback must be at least {MIN_CONTEXT} rows (fewer show no level, step or cycle "
+                         f"to check a forecast against), got {args.lookback}")
     if args.horizon is not None and args.horizon > limit:
         raise ValueError(f"--horizon {args.horizon} is more than {limit} steps, {HORIZON_FACTOR} times the "
                          f"{limit // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
@@ -181,13 +212,13 @@ def choose_sizes(args, series, limit: int, notes: list[str]) -> tuple[int, int]:
         notes.append(f"horizon {horizon} steps (default for {series.step.kind} data; --horizon to change)")
     default = protocol_for(series.name).lookback
     if len(series) < MIN_CONTEXT:
-        raise ValueError(f"{args.csv} has {len(series)} rows; at least {MIN_CONTEXT} are needed")
+        raise ValueError(f"{input_name(args.csv)} has {len(series)} rows; at least {MIN_CONTEXT} are needed")
     lookback = args.lookback or min(default, len(series))
     if args.lookback is None and lookback < default:
         notes.append(f"look-back {lookback} rows: all the CSV has (the default is {default}; --lookback to change)")
     if len(series) < lookback:
-        raise ValueError(f"{args.csv} has {len(series)} rows but --lookback {lookback} needs at least {lookback}; "
-                         f"pass a smaller --lookback")
+        raise ValueError(f"{input_name(args.csv)} has {len(series)} rows but --lookback {lookback} needs at least "
+                         f"{lookback}; pass a smaller --lookback")
     return lookback, horizon
 
 
@@ -197,7 +228,8 @@ def check_output_paths(args) -> None:
     links followed) to neither an input nor the other output."""
     from timer1.atomic import check_writable
 
-    taken = [(Path(os.path.realpath(p)), f"the input {p}") for p in (args.csv, args.config) if p is not None]
+    taken = [(Path(os.path.realpath(p)), f"the input {p}") for p in (args.csv, args.config)
+             if p is not None and str(p) != STDIN]
     for option, path in (("--out", args.out), ("--plot", args.plot)):
         if path is None:
             continue
@@ -283,7 +315,7 @@ def run(args) -> int:
     seconds = time.perf_counter() - started
     rows, panels = [], []
     for channel, window, result, clipped in zip(channels, windows, forecast.results, forecast.clipped):
-        report_channel(channel, result, clipped, seconds, args.show_reasoning)
+        report_channel(channel, window, result, clipped, seconds, args)
         rows += forecast_rows(channel, window, result, with_channel=args.column == "all")
         panels.append((channel, window, result))
 
@@ -315,20 +347,28 @@ def prepare_windows(series, channels: list[str], lookback: int, horizon: int, no
     return windows
 
 
-def report_channel(channel: str, result, clipped: bool, seconds: float, reasoning: bool) -> None:
-    """One channel's summary on stderr: drafts kept, fallback, band, clip (``seconds``: the whole batch)."""
+def report_channel(channel: str, window, result, clipped: bool, seconds: float, args) -> None:
+    """One channel's summary on stderr: drafts kept, fallback, band, backtest, clip (``seconds``: the
+    whole batch)."""
     band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): q0.1 and q0.9 left empty"
+    backtest = backtest_note(result, window) if args.backtest and not args.single_pass else ""
     log(f"    {channel}: kept {result.kept} of {result.kept + result.dropped} drafts in {seconds:.1f} s"
-        + (f"; FALLBACK: {result.fallback}" if result.used_fallback else "") + band + backtest_note(result))
+        + (f"; FALLBACK: {result.fallback}" if result.used_fallback else "") + band + backtest)
     if clipped:
         log(f"    clipped at 0: the history of {channel} is never negative")
-    if reasoning:
+    if args.show_reasoning:
         show_reasoning(channel, result)
 
 
-def backtest_note(result) -> str:
-    """What the backtest decided, e.g. "; answer: greedy draft (backtest MAE 0.41 vs median 0.52)"."""
+def backtest_note(result, window) -> str:
+    """What the backtest decided, e.g. "; answer: greedy draft (backtest MAE 0.41 vs median 0.52)",
+    or why there was none."""
+    from timer1.slow_think import MIN_BACKTEST, backtest_window
+
     if result.backtest_mae is None:
+        if backtest_window(window) is None:
+            return (f"; no backtest: a look-back of {len(window.history)} and a horizon of {window.horizon} "
+                    f"leave fewer than {MIN_BACKTEST} values on a side of the history's cut")
         return ""
     other = "median" if result.answer == "greedy" else "greedy"
     name = "greedy draft" if result.answer == "greedy" else "median of the drafts"

@@ -1,8 +1,10 @@
-"""timer1.atomic: a failed write leaves the old file and no temporary behind; only regular files are replaced."""
+"""timer1.atomic: a failed write leaves the old file and no temporary behind; only regular files are replaced
+(character devices are written through)."""
 
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,21 +39,34 @@ def test_a_symlink_is_followed_and_kept(tmp_path):
     assert link.is_symlink() and real.read_text() == "new"
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory", "link to a device"])
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
 def test_special_files_are_never_replaced(tmp_path, kind):
     target = tmp_path / "out.csv"
     if kind == "fifo":
         os.mkfifo(target)
-    elif kind == "directory":
-        target.mkdir()
     else:
-        target.symlink_to("/dev/null")
+        target.mkdir()
     before = os.lstat(target).st_mode
     for write in (lambda: write_text_atomic(target, "x"), lambda: check_writable(target)):
         with pytest.raises(ValueError, match=f"^{target} is a .*, not a regular file; refusing to replace it$"):
             write()
     assert os.lstat(target).st_mode == before and stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+def test_a_character_device_is_written_through_not_replaced(tmp_path):
+    """/dev/null (directly or through a symlink) takes the text and stays a device; /dev/full's
+    "no space" is an OSError naming it, as any failed write."""
+    link = tmp_path / "out.csv"
+    link.symlink_to("/dev/null")
+    for path in (Path("/dev/null"), link):
+        assert check_writable(path) == Path("/dev/null")
+        assert write_text_atomic(path, "x,y\n", newline="") == path
+    assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    with pytest.raises(OSError, match="No space left on device"):
+        write_text_atomic("/dev/full", "x")
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 
 def test_check_writable_probes_and_names_the_users_path(tmp_path):

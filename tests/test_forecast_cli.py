@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import os
+import stat
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -35,12 +36,12 @@ def checkpoint(compact_checkpoint) -> Path:
 
 
 
-def run(*args, env=None):
+def run(*args, env=None, stdin: str | None = None):
     environ = {k: v for k, v in os.environ.items() if k != "TIMER1_MODEL"}
     environ.update(env or {})
     threads = [] if "--help" in args else ["--threads", "1"]  # a busy 2-core box: one thread is fastest
     return subprocess.run([sys.executable, "forecast.py", *map(str, args), *threads], cwd=REPO, capture_output=True,
-                          text=True, env=environ, timeout=120)
+                          text=True, env=environ, timeout=120, input=stdin)
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -324,12 +325,46 @@ def test_unwritable_outputs_fail_before_the_model_and_name_the_path(kind, tmp_pa
 # ---------------------------------------------------------------------------------------------
 # horizon and model limits
 
-@pytest.mark.parametrize("option, value", [("--horizon", "0"), ("--lookback", "0"), ("--horizon", "-3")])
-def test_zero_or_negative_sizes_are_errors(option, value, tmp_path, checkpoint, forecast_cli, capsys):
+@pytest.mark.parametrize("option, value", [("--horizon", "0"), ("--horizon", "-3"), ("--lookback", "0"),
+                                           ("--lookback", "1"), ("--lookback", "7")])
+def test_zero_or_negative_sizes_and_a_too_short_lookback_are_errors(option, value, tmp_path, checkpoint,
+                                                                    forecast_cli, capsys):
+    """--help and README say a look-back of at least 8: fewer is refused, not run without a backtest."""
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
     argv = [str(source), "--model", str(checkpoint), "--samples", "2", "--max-new-tokens", "4", option, value]
     assert forecast_cli.main(argv) == 2
-    assert one_error_line(capsys) == f"error: {option} must be a positive number of steps, got {value}"
+    expected = (f"error: --horizon must be a positive number of steps, got {value}" if option == "--horizon" else
+                f"error: --lookback must be at least 8 rows (fewer show no level, step or cycle to check a "
+                f"forecast against), got {value}")
+    assert one_error_line(capsys) == expected
+
+
+def test_a_look_back_of_8_runs(tmp_path, checkpoint, forecast_cli, capsys):
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    argv = [str(source), "--model", str(checkpoint), "--samples", "2", "--max-new-tokens", "4", "--lookback", "8",
+            "--horizon", "4", "--out", str(tmp_path / "fc.csv")]
+    assert forecast_cli.main(argv) == 0 and len(read_output((tmp_path / "fc.csv").read_text())) == 4
+
+
+def test_standard_input_is_read_as_a_csv_named_stdin(tmp_path, checkpoint):
+    """``-`` reads the CSV from standard input: the same forecast as from the file; its errors name <stdin>."""
+    source = ramp_csv(tmp_path / "in.csv", dates_for("daily", ROWS))
+    from_file = run(source, "--model", checkpoint, *FAST)
+    from_stdin = run("-", "--model", checkpoint, *FAST, stdin=source.read_text())
+    assert from_file.returncode == 0 and from_stdin.returncode == 0, from_stdin.stderr
+    assert from_stdin.stdout == from_file.stdout and len(read_output(from_stdin.stdout)) == HORIZON
+    short = run("-", "--model", checkpoint, *FAST, stdin="date,value\n2021-01-01,1\n2021-01-02,2\n")
+    assert short.returncode == 2 and short.stderr == "error: <stdin> has 2 rows; at least 8 are needed\n"
+    empty = run("-", "--model", checkpoint, *FAST, stdin="")
+    assert empty.returncode == 2 and empty.stderr == "error: <stdin>: empty file (no header, no rows)\n"
+
+
+def test_out_dev_null_discards_the_forecast(tmp_path, checkpoint, forecast_cli, capsys):
+    source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), "--out", "/dev/null", *FAST]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"wrote {HORIZON} rows to /dev/null" in captured.err
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
 @pytest.mark.parametrize("script, with_csv", [("forecast.py", True), ("evaluate.py", False)])

@@ -147,6 +147,8 @@ def test_an_untrained_horizon_is_the_trained_answer_cut_back(forecaster):
     (lambda f: f.predict([1.0] * 20, 0), "horizon must be a positive whole number of steps, got 0"),
     (lambda f: f.predict([1.0] * 20, 2.5), "got 2.5"),
     (lambda f: f.predict([1.0] * 20, 10_000), "horizon 10000 is more than 384 steps"),
+    (lambda f: f.predict([1.0] * 9 + [np.inf] + [1.0] * 10, 4), "series 0 holds inf at position 9: not a finite"),
+    (lambda f: f.predict([[1.0] * 20, [-np.inf] + [1.0] * 19], 4), "series 1 holds -inf at position 0"),
     (lambda f: f.predict([1.0] * 20, 4, mode="fast"), "mode must be one of slow, single, got 'fast'"),
     (lambda f: f.predict([1.0] * 20, 4, quantiles=(0.1, 1.5)), "strictly between 0 and 1"),
     (lambda f: f.predict([1.0] * 20, 4, timestamps=["2020-01-01"] * 3), "3 timestamps for 20 values"),
@@ -160,6 +162,14 @@ def test_bad_input_is_a_one_line_value_error(forecaster, call, message):
     with pytest.raises(ValueError) as caught:
         call(forecaster)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_whole_number_horizon_given_as_a_float_is_that_horizon(forecaster):
+    """JSON and pandas hand over 5.0 for 5: the same forecast as the int (2.5 is refused above)."""
+    values = np.sin(np.arange(40) / 3.0) + 5.0
+    as_float = forecaster.predict(values, 5.0, mode="single")
+    np.testing.assert_array_equal(as_float.point, forecaster.predict(values, np.int64(5), mode="single").point)
+    assert as_float.point.shape == (1, 5)
 
 
 def test_model_names_and_missing_models(forecaster, monkeypatch, tmp_path):

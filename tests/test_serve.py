@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from timer1.forecaster import Forecaster
-from timer1.serve import MAX_BODY, Service
+from timer1.serve import MAX_BODY, Service, main
 from timer1.slow_think import SlowThinkConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,6 +265,30 @@ def test_clients_that_vanish_do_not_stop_the_server(server):
     assert call(server, "GET", "/health")[0] == 200
     status, answer = call(server, "POST", "/forecast", raw=body)
     assert status == 200 and len(answer["forecast"][0]) == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "80000"], "error: --port must be between 0 and 65535, got 80000"),
+    (["--port", "-1"], "error: --port must be between 0 and 65535, got -1"),
+    (["--queue", "0"], "error: --samples, --rounds and --queue must be at least 1, got 8, 2, 0"),
+])
+def test_bad_options_are_one_line_before_the_model_loads(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(Forecaster, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(argv) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_a_port_in_use_is_one_line(forecaster, capsys, monkeypatch):
+    monkeypatch.setattr(Forecaster, "from_pretrained", lambda *a, **k: forecaster)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        assert main(["--port", str(taken.getsockname()[1])]) == 2
+    finally:
+        taken.close()
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Address already in use" in err and err.count("\n") == 1
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0():

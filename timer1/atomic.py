@@ -5,8 +5,9 @@ on one filesystem), flushes it to disk, and renames it over the target with ``os
 POSIX and Windows both make atomic.
 
 A rename replaces whatever sits at the path, so the target is checked first: a symlink is followed,
-and anything that is not a regular file is refused (run as root, a plain rename would turn
-``/dev/full`` into a regular file).
+a character device (``/dev/null``, a terminal) is written straight through, since there is nothing
+to replace (run as root, a rename would turn ``/dev/null`` into a regular file), and anything else
+that is not a regular file (a directory, a FIFO, a block device) is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ import numpy as np
 def write_text_atomic(path: str | os.PathLike, text: str, *, newline: str | None = None) -> Path:
     """Write ``text`` to ``path`` atomically (UTF-8; ``newline`` as for ``open``, "" for CSV)."""
     path = Path(path)
+    if is_character_device(path):
+        with open(path, "w", encoding="utf-8", newline=newline) as f:
+            f.write(text)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     target = replaceable_target(path)
     try:
@@ -66,6 +71,15 @@ def replacing_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def is_character_device(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (symlinks followed) is a character device such as /dev/null: a sink to write
+    into, not a file to replace."""
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def replaceable_target(path: str | os.PathLike) -> Path:
     """The file a write to ``path`` replaces: symlinks followed; ValueError naming ``path`` when
     something other than a regular file is there."""
@@ -79,6 +93,10 @@ def check_writable(path: str | os.PathLike) -> Path:
     """Before long work, so a CLI fails in a second: the target of ``path`` can be written (a probe
     file is created and removed: permissions, read-only mounts and /proc answer truthfully only to a
     real attempt). Returns the target; ValueError naming ``path`` otherwise."""
+    if is_character_device(path):
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"cannot write {path}: permission denied")
+        return Path(os.path.realpath(path))
     target = replaceable_target(path)
     if not target.parent.is_dir():
         raise ValueError(f"cannot write {path}: directory {Path(path).parent} does not exist")
