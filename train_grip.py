@@ -147,6 +147,10 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     dist.print0(f"GRIP: {len(train_set)} train / {len(val_set)} val windows, {info.world_size} rank(s), "
                 f"{n_params:,} trainable parameters, reference {reference.kind if reference else 'none (beta=0)'}")
     progress = Progress(cfg.steps, start_step=start, enabled=master)
+    if val_set and start == 0:  # the score to beat: the policy as it starts (the SFT model)
+        before = validate(ddp, tokenizer, val_set, fmt, cfg, info)
+        log.log({"step": 0, **before})
+        dist.print0(f"step 0 (before training) | val_mse {before['val_mse']:.4g} | val_mase {before['val_mase']:.4g}")
 
     for step in range(start, cfg.steps):
         t_start = time.perf_counter()
@@ -199,9 +203,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
         last = done == cfg.steps
         evaluate = (cfg.eval_every > 0 and done % cfg.eval_every == 0) or last
         if evaluate:
-            metrics.update(evaluate_forecasts(ddp, tokenizer, val_set, fmt, max_new_tokens=cfg.max_completion,
-                                              samples=cfg.eval_samples,
-                                              batch_size=max(1, cfg.micro_batch), info=info))
+            metrics.update(validate(ddp, tokenizer, val_set, fmt, cfg, info))
         record = {"step": done, **metrics, "eta_s": (time.perf_counter() - progress.t0) / (done - start) * (cfg.steps - done)}
         if last:  # every rank's trained weights must be identical after DDP training: record each rank's digest
             record["rank_digests"] = dist.all_gather_object(weights_digest(model, trainable_only=True))
@@ -216,6 +218,12 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
             save_run_checkpoint(out_dir, done, ddp, policy, optimizer, cfg, info, metrics=record,
                                 score=checkpoint_score(metrics) if evaluate else None)
     del ddp  # free the DDP reducer before the process group goes away
+
+
+def validate(model, tokenizer, val_set, fmt, cfg: GRIPConfig, info) -> dict:
+    """The policy's forecasts on the held-out windows now: val_mse, val_mase, ... (timer1.train_utils)."""
+    return evaluate_forecasts(model, tokenizer, val_set, fmt, max_new_tokens=cfg.max_completion,
+                              samples=cfg.eval_samples, batch_size=max(1, cfg.micro_batch), info=info)
 
 
 def step_metrics(rollout, rewards, terms, groups, batch, inner_stats, mu) -> dict:

@@ -45,8 +45,9 @@ from timer1.task import chat_ids, completion_ids, load_windows, window_spec_from
 from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, checkpoint_score,
                                 claim_out_dir, evaluate_forecasts, evaluating, format_seconds, lr_at, resume_run,
                                 run_cli, save_base_model, save_run_checkpoint, set_lr, trainable_parameters,
-                                uses_lora, weights_digest)
+                                uses_lora, warn_short_schedule, weights_digest)
 
+SCORES = ("val_loss", "val_mse", "val_mase")   # the validation numbers a person compares across steps
 BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
 
 
@@ -153,6 +154,25 @@ def weighted_nll(model, ids, weights) -> torch.Tensor:
     return -(logp * weights).sum()
 
 
+@dataclass
+class Validation:
+    """What a run is validated on: held-out SFT examples (validation loss) and held-out windows
+    (greedy forecasts, answers of at most ``max_tokens`` tokens)."""
+
+    examples: list[Example]
+    windows: list
+    max_tokens: int
+    pad_id: int
+
+
+def validate(model, tokenizer, fmt, val: Validation, cfg: SFTConfig, info) -> dict:
+    """Validation loss and the greedy forecasts' scores (val_mse, val_mase, ...) of ``model`` now."""
+    metrics = {"val_loss": validation_loss(model, val.examples, val.pad_id, cfg.batch_size, info, cfg.model.dtype)}
+    metrics.update(evaluate_forecasts(model, tokenizer, val.windows, fmt, max_new_tokens=val.max_tokens,
+                                      batch_size=max(cfg.batch_size, 8), info=info))
+    return metrics
+
+
 @torch.no_grad()
 def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int, info, dtype: str) -> float:
     """Mean completion-token NLL over held-out examples (sharded by stride, summed over ranks)."""
@@ -194,7 +214,7 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
     val_records = teacher_records(val_windows, teacher, fmt, cfg.teacher_k, "validation") if val_windows else []
     val_examples = [e for e in (encode(r, tokenizer) for r in val_records) if len(e.ids) <= cfg.max_seq_len]
     answer_tokens = max(len(e.ids) - e.n_prompt for e in val_examples) if val_examples else 64
-    val_max_tokens = cfg.val_max_tokens or int(answer_tokens * 1.25) + 8
+    val = Validation(val_examples, val_windows, cfg.val_max_tokens or int(answer_tokens * 1.25) + 8, pad_id)
 
     lengths = [len(e.ids) for e in examples]
     plan = plan_run(lengths, cfg, info.world_size)
@@ -228,7 +248,13 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
                 f"ranks, {n_params:,} trainable params ({'LoRA' if uses_lora(model) else 'full'}), "
                 f"device {info.device}" + (f", resuming after step {start_step}" if start_step else ""))
 
+    warn_short_schedule(len(examples), total_steps, cfg.optim.warmup_steps)
     progress = Progress(total_steps, start_step=start_step, enabled=master)
+    before = {}
+    if val_windows and start_step == 0:   # the score to beat: the model as it starts
+        before = validate(ddp, tokenizer, fmt, val, cfg, info)
+        log.log({"step": 0, **before})
+        dist.print0("step 0 (before training) | " + " | ".join(f"{k} {before[k]:.4g}" for k in SCORES))
     metrics: dict = {}
     for step in range(start_step, total_steps):
         lr = lr_at(step, total_steps, cfg.optim)
@@ -258,9 +284,7 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
             metrics = {"step": done, "loss": train_loss, "lr": lr, "grad_norm": float(grad_norm),
                        "tokens": seen_tokens}
             if evaluate:
-                metrics["val_loss"] = validation_loss(ddp, val_examples, pad_id, cfg.batch_size, info, cfg.model.dtype)
-                metrics.update(evaluate_forecasts(ddp, tokenizer, val_windows, fmt, max_new_tokens=val_max_tokens,
-                                                  batch_size=max(cfg.batch_size, 8), info=info))
+                metrics.update(validate(ddp, tokenizer, fmt, val, cfg, info))
             progress.update(done, loss=train_loss, lr=lr, **({"val_loss": metrics["val_loss"], "val_mse": metrics["val_mse"],
                                                              "val_mase": metrics["val_mase"]} if evaluate else {}))
             if last:                                  # every rank's weights must agree under DDP
@@ -272,7 +296,9 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
                                 extra={"run_shape": run_shape})
     if "rank_digests" in metrics and len(set(metrics["rank_digests"])) > 1:
         raise RuntimeError(f"ranks ended with different weights: {metrics['rank_digests']}")
-    dist.print0(f"done: {total_steps} steps, checkpoints in {out_dir}")
+    change = (f"; val_mase {before['val_mase']:.4g} before training -> {metrics['val_mase']:.4g}"
+              if before and "val_mase" in metrics else "")
+    dist.print0(f"done: {total_steps} steps, checkpoints in {out_dir}{change}")
     del ddp
     return metrics
 

@@ -87,8 +87,13 @@ def torchrun(out_dir, shared_data, *extra):
                 f"--data.data_dir={shared_data}", *extra])
 
 
-def records(out_dir):
+def full_log(out_dir):
     return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def records(out_dir):
+    """The records of optimizer steps (the step-0 record scores the policy before training)."""
+    return [r for r in full_log(out_dir) if r["step"] > 0]
 
 
 def test_torchrun_two_ranks_identical_weights_and_exact_resume(tmp_path, shared_data):
@@ -103,6 +108,9 @@ def test_torchrun_two_ranks_identical_weights_and_exact_resume(tmp_path, shared_
     assert all(k in log[0] for k in ("reward_format", "reward_mse", "format_rate", "answer_tokens", "clip_frac",
                                      "tokens_per_s", "gen_s", "update_s"))
     assert "val_mse" in log[-1]
+    before = full_log(full)[0]           # the starting policy, scored as the last step is
+    assert before["step"] == 0 and before["val_n"] == log[-1]["val_n"] and "loss" not in before
+    assert "step 0 (before training) | val_mse" in result.stdout
     rng = torch.load(full / "step_000003" / "train_state.pt", weights_only=True)["rng"]
     assert not torch.equal(rng[0]["torch"], rng[1]["torch"])  # each rank its own random stream
     adapter = load_file(str(full / "step_000003" / "adapter_model.safetensors"))
@@ -115,14 +123,14 @@ def test_torchrun_two_ranks_identical_weights_and_exact_resume(tmp_path, shared_
     for name in ("base_model", "step_000001"):
         shutil.copytree(full / name, killed / name)
     (killed / "latest").write_text("step_000001\n")
-    (killed / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log[:2]))  # step 2 logged, not saved
+    (killed / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [before, *log[:2]]))  # step 2: not saved
     result = torchrun(killed, shared_data, "--steps=3", "--keep_last=3", "--eval_every=0", "--resume=true")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resumed from" in result.stdout
     resumed = load_file(str(killed / "step_000003" / "adapter_model.safetensors"))
     assert all(torch.equal(resumed[k], adapter[k]) for k in adapter)  # bit-identical to the uninterrupted run
     log_resumed = records(killed)
-    assert [r["step"] for r in log_resumed] == [1, 2, 3]
+    assert [r["step"] for r in full_log(killed)] == [0, 1, 2, 3]
     for a, b in zip(log, log_resumed):
         assert a["loss"] == b["loss"] and a["reward"] == b["reward"]
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,13 @@ def cfg_for(shared_data, out_dir, *overrides):
                                    f"--out_dir={out_dir}", "--eval_windows=1", "--val_max_tokens=6", *overrides])
 
 
-def read_log(out_dir):
+def full_log(out_dir):
     return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def read_log(out_dir):
+    """The records of optimizer steps (the step-0 record scores the model before training)."""
+    return [r for r in full_log(out_dir) if r["step"] > 0]
 
 
 # ---------------------------------------------------------------------------------------- pieces
@@ -91,6 +97,29 @@ def test_loss_falls_when_overfitting_four_samples(shared_data, tmp_path):
     assert load_policy(tmp_path / "step_000030").prompt_format.style == "compact"
 
 
+def test_step_0_scores_the_model_before_training_and_a_schedule_inside_warm_up_warns(shared_data, tmp_path):
+    """With lr 0 the weights never move, so the step-0 validation (logged first, before any step) must
+    equal the last step's: both score the same model the same way. The run's 2 steps all fall in its
+    10-step warm-up: a warning says so."""
+    cfg = cfg_for(shared_data, tmp_path, "--lora.enabled=false", "--data.max_windows=4", "--epochs=1",
+                  "--batch_size=2", "--grad_accum=1", "--optim.lr=0", "--optim.warmup_steps=10", "--eval_windows=2",
+                  "--save_every=0")
+    with pytest.warns(UserWarning, match="^too little data: 4 samples make 2 optimizer steps, all inside the "
+                                         "10-step learning-rate warm-up"):
+        T.main(cfg, SINGLE)
+    log = full_log(tmp_path)
+    assert [r["step"] for r in log] == [0, 1, 2]
+    assert set(log[0]) >= {"val_loss", "val_mse", "val_mase"} and "loss" not in log[0]
+    for key in ("val_loss", "val_mse", "val_mase"):
+        assert log[0][key] == log[-1][key], key
+    quiet = cfg_for(shared_data, tmp_path / "q", "--lora.enabled=false", "--data.max_windows=4", "--epochs=1",
+                    "--batch_size=2", "--grad_accum=1", "--optim.warmup_steps=1", "--eval_windows=0", "--save_every=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                  # 2 steps after 1 warm-up step: no warning
+        T.main(quiet, SINGLE)
+    assert [r["step"] for r in full_log(tmp_path / "q")] == [1, 2]      # nothing to validate: no step 0
+
+
 def test_resumed_run_matches_uninterrupted_run(shared_data, tmp_path):
     args = ["--data.max_windows=4", "--epochs=2", "--batch_size=2", "--grad_accum=1", "--lora.dropout=0.2",
             "--save_every=1", "--keep_last=10", "--eval_every=2"]      # dropout: the RNG states must be restored
@@ -102,7 +131,7 @@ def test_resumed_run_matches_uninterrupted_run(shared_data, tmp_path):
     torch.manual_seed(123)                                              # the process RNG is not the run's
     T.main(cfg_for(shared_data, tmp_path / "b", *args, "--resume=true"), SINGLE)
     log_a, log_b = read_log(tmp_path / "a"), read_log(tmp_path / "b")
-    assert [r["step"] for r in log_b] == [1, 2, 3, 4]
+    assert [r["step"] for r in full_log(tmp_path / "b")] == [0, 1, 2, 3, 4]   # a resume does not score step 0 again
     assert [r["loss"] for r in log_b] == pytest.approx([r["loss"] for r in log_a], rel=1e-6, abs=1e-7)
     assert log_b[-1]["val_loss"] == pytest.approx(log_a[-1]["val_loss"], rel=1e-6)
     assert log_a[-1]["rank_digests"] == log_b[-1]["rank_digests"]      # identical final weights
@@ -115,9 +144,14 @@ def test_resumed_run_matches_uninterrupted_run(shared_data, tmp_path):
 def test_torchrun_two_gloo_ranks_end_with_identical_weights(shared_data, tmp_path):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "train_sft.py", "--config", "configs/smoke_sft.toml", f"--data.data_dir={shared_data}",
-                           f"--out_dir={tmp_path}", "--eval_windows=2", "--val_max_tokens=6"],
+                           f"--out_dir={tmp_path}", "--eval_windows=2", "--val_max_tokens=6",
+                           "--optim.warmup_steps=4"],
                           cwd=REPO, capture_output=True, text=True, timeout=240, env=ONE_THREAD)
     assert done.returncode == 0, done.stderr[-2000:]
+    # Python's "file:line: UserWarning" and source line become one line, said by rank 0 alone
+    warned = [line for line in done.stderr.splitlines() if "too little data" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: too little data: 16 samples make 2 optimizer steps")
+    assert "UserWarning" not in done.stderr and "warnings.warn" not in done.stderr
     # 16 samples, 2 ranks x 2 accumulated micro-batches of 2: 2 steps, DDP sync on the 2nd micro-batch only
     assert "2 steps x 2 micro-batches of 2 x 2 ranks" in done.stdout
     assert done.stdout.count("step 2/2") == 1                             # rank 0 prints alone

@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
@@ -24,6 +25,7 @@ from timer1 import dist
 from timer1.checkpoint import (capture_rng_state, checkpoints_newest_first, clean_stale_temps, latest_checkpoint,
                                read_train_state, resolve_checkpoint, restore_train_state, save_checkpoint)
 from timer1.atomic import json_default, write_text_atomic
+from timer1.cli import show_warnings_as_lines
 from timer1.config import load_config_or_exit
 from timer1.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, apply_lora, load_adapter, lora_modules
 from timer1.metrics import mae, mase, mse
@@ -469,11 +471,22 @@ def weights_digest(model: torch.nn.Module, trainable_only: bool = False) -> str:
 # The command line
 
 
+def warn_short_schedule(samples: int, total_steps: int, warmup_steps: int) -> None:
+    """A run whose every optimizer step falls inside the learning-rate warm-up never trains at the rate
+    it was set to (`lr_at`): too little data for the recipe, which the person should hear before it runs."""
+    if total_steps <= warmup_steps:
+        warnings.warn(f"too little data: {samples} samples make {total_steps} optimizer steps, all inside the "
+                      f"{warmup_steps}-step learning-rate warm-up, so the run never reaches its learning rate; "
+                      f"give it more rows (or a smaller --data.stride, more --epochs), or a smaller "
+                      f"--optim.warmup_steps")
+
+
 def run_cli(main: Callable[[Any, dist.DistInfo], Any], config_class: type, description: str,
             argv: Optional[list[str]] = None) -> None:
     """The scripts' ``__main__``: config, process group, ``main(cfg, info)``. Bad input (ValueError,
     OSError) ends as one ``error:`` line and status 2, Ctrl-C as one line and status 130."""
     cfg = load_config_or_exit(config_class, argv, description)
+    show_warnings_as_lines(enabled=dist.is_master())
     signal.signal(signal.SIGINT, lambda signum, frame: _interrupted(cfg.out_dir))
     error = None
     with dist.distributed() as info:
