@@ -46,7 +46,9 @@ def test_export_copies_the_best_checkpoint_and_it_predicts_the_same(tmp_path):
     assert metrics["evaluations"]["sft"]["results"]["ETTh1"]["timer1"]["mse"] == 3.5
     assert metrics["evaluations"]["sft"]["protocol"] == "paper" and metrics["evaluations"]["sft"]["limit"] == 10
 
-    exported, original = load_policy(out), load_policy(run / "step_000001")
+    # on CPU, where equal weights give bit-equal logits (on a GPU, 12 test workers at once made bf16
+    # kernels differ in the last bit)
+    exported, original = load_policy(out, device="cpu"), load_policy(run / "step_000001", device="cpu")
     assert exported.prompt_format == PromptFormat("compact", digits=2)
     ids = torch.tensor([exported.tokenizer.encode("Series of 4 values: 10,20,30,40")])
     assert torch.equal(exported.model(ids), original.model(ids))
