@@ -1,10 +1,17 @@
 """Shared test fixtures: the real datasets live beside the repo in ../shared/data (never copied in)."""
 
 import importlib.util
+import os
 from pathlib import Path
 
-import pytest
-import torch
+# The suite is CPU-only (its expectations are fp32 CPU numbers): on a GPU machine "auto" would pick
+# CUDA in bf16, and 12 xdist workers sharing one GPU made bit-equality tests flaky and the suite
+# slow. Hidden before torch initialises CUDA; subprocesses inherit it. GPU checks live in
+# benchmarks/gpu_check.py.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
