@@ -286,7 +286,9 @@ def run(args) -> int:
     notes: list[str] = []  # what was fixed or chosen: shown once nothing can fail before the forecast
     series = read_series(args.csv, None if args.column in (None, "all") else [args.column], notes)
     channels = pick_channels(series, args.column)
+    started = time.perf_counter()   # resolving may convert a base model once (timer1-smol): loading time too
     model_dir, adapter_dir = resolve_model(args.model, args.adapter)
+    resolving = time.perf_counter() - started
     limit = horizon_cap(model_dir, adapter_dir)
     lookback, horizon = choose_sizes(args, series, limit, notes)
     windows = prepare_windows(series, channels, lookback, horizon, notes)
@@ -297,7 +299,7 @@ def run(args) -> int:
     started = time.perf_counter()
     policy = open_policy(model_dir, adapter_dir, args.device, args.dtype, args.threads)
     log(f"loaded {model_dir}{f' + {adapter_dir}' if adapter_dir else ''} ({policy.prompt_format.style} prompts) "
-        f"on {policy.device} in {time.perf_counter() - started:.1f} s")
+        f"on {policy.device} in {resolving + time.perf_counter() - started:.1f} s")
     for note in notes:
         log(note)
     config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,

@@ -2,8 +2,8 @@
 
 Needs trl, transformers and datasets, which timer1 never imports: run it ONLY in the scratch venv,
 
-    /work/scratch/venv/bin/pip install trl
-    /work/scratch/venv/bin/python benchmarks/grip_step_trl.py --steps 5 --threads 1
+    ../scratch-venv/bin/pip install trl
+    ../scratch-venv/bin/python benchmarks/grip_step_trl.py --steps 5 --threads 1
 
 The work matches grip_step.py's first row: a random Qwen2 (hidden 256, 4 layers, 4/2 heads, SwiGLU
 1024, vocab 2048, tied embeddings), one 64-token prompt, one group of 16 completions forced to

