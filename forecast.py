@@ -393,7 +393,11 @@ def write_plot(path: Path, name: str, panels) -> None:
 
 
 def run_reporting_errors(run, args) -> int:
-    """``run(args)``, with bad input turned into one ``error:`` line and exit code 2 (no traceback)."""
+    """``run(args)``, with bad input turned into one ``error:`` line and exit code 2 (no traceback), and
+    each warning one ``warning:`` line."""
+    from timer1.cli import show_warnings_as_lines
+
+    show_warnings_as_lines()
     try:
         return run(args)
     except (ValueError, FileNotFoundError, OSError) as err:

@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     import sys
 
     from timer1.atomic import write_json_atomic
+    from timer1.cli import show_warnings_as_lines
     from timer1.forecaster import Forecaster, resolve_model
 
     parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m timer1.calibrate", description=__doc__.split("\n\n")[0])
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="../shared/data", help="folder with the dataset CSVs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    show_warnings_as_lines()
     try:
         model_dir, adapter_dir = resolve_model(args.model, args.adapter)
         forecaster = Forecaster.from_pretrained(model_dir, adapter_dir)

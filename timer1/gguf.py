@@ -42,6 +42,7 @@ import torch
 from safetensors.numpy import save_file
 from tokenizers import AddedToken, decoders, models, pre_tokenizers
 
+from timer1.cli import show_warnings_as_lines
 from timer1.model import Qwen2, Qwen2Config
 from timer1.tokenizer import Tokenizer
 
@@ -501,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", metavar="NAME", help="take the .gguf inside this installed package, "
                         f"e.g. {SMOLLM2_PACKAGE}")
     args = parser.parse_args(argv)
+    show_warnings_as_lines()
     if (args.gguf is None) == (args.package is None):
         parser.error("give either FILE.gguf or --package NAME")
     try:

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from timer1.cli import show_warnings_as_lines
 from timer1.forecaster import (QUANTILES, Forecaster, Prepared, add_model_arguments, check_mode, check_quantiles)
 
 MAX_BODY = 1 << 20          # bytes of a request body, far beyond any look-back the model reads
@@ -292,6 +293,7 @@ def serve(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    show_warnings_as_lines()
     try:
         return serve(args)
     except (ValueError, OSError) as err:

@@ -36,6 +36,7 @@ import numpy as np
 
 from timer1.atomic import write_text_atomic
 from timer1.baselines import Linear, estimate_period, make_baseline
+from timer1.cli import show_warnings_as_lines
 from timer1.data import Window, read_csv, split_bounds
 from timer1.metrics import correlation, mape
 from timer1.prompts import compact_scaler, format_values
@@ -509,6 +510,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from timer1.task import load_windows, prompt_format_from, window_spec_from
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    show_warnings_as_lines()
     out, rest, i = None, [], 0
     while i < len(argv):                                 # --out is ours; the rest is the SFT config
         arg = argv[i]
