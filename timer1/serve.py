@@ -9,9 +9,11 @@
                             "timestamps": [[..]] (when given)}
 
 Each request is checked in its own connection thread exactly as `timer1.Forecaster.predict` checks
-its arguments; anything wrong is 400 ``{"error": "one line"}``. Checked requests wait in a bounded
-queue (full -> 503); ONE worker thread owns the model, groups what is waiting by (mode, horizon) and
-forecasts each group in one batched call. Every series has its own seeded generator, so a response
+its arguments; anything wrong is 400 ``{"error": "one line"}``, a path asked with the wrong method 405
+(with ``Allow``). Checked requests wait in a bounded queue (full -> 503; the kernel's listen backlog is
+sized for it, so a burst of connections is answered, not reset); ONE worker thread owns the model,
+takes them in arrival order, groups what is waiting by (mode, horizon) and forecasts each group in one
+batched call. Every series has its own seeded generator, so a response
 equals ``Forecaster.predict(..., seed=SEED)`` whatever it was batched with. SIGTERM stops accepting,
 finishes the requests already received, and exits 0. There is no authentication.
 """

@@ -4,6 +4,7 @@ no callbacks: each script calls these from its own visible loop."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -164,6 +165,15 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
 
 
 _RUN_LOCKS: dict[Path, Any] = {}  # open lock files: a lock lives as long as its file object
+
+
+@atexit.register
+def _release_run_locks() -> None:
+    """Close the lock files at exit (the kernel would drop the locks anyway) rather than leave them to
+    the interpreter's teardown, which warns "unclosed file" for each."""
+    for handle in _RUN_LOCKS.values():
+        handle.close()
+    _RUN_LOCKS.clear()
 
 
 def claim_out_dir(out_dir: str | os.PathLike, resume: bool) -> Path:
