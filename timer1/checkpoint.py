@@ -54,7 +54,8 @@ def seed_everything(seed: int) -> None:
 def derive_seed(*keys: int) -> int:
     """A seed for one use, e.g. ``derive_seed(seed, step, rank, call)``: NumPy's SeedSequence hashes the
     whole tuple, so distinct tuples give unrelated seeds (arithmetic mixing makes them collide)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
+    state = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0])
+    return state >> 1  # a Python int: numpy 1.x cannot shift a uint64 by a Python int
 
 
 def capture_rng_state() -> dict:
