@@ -3,11 +3,15 @@ clients, single and slow mode, with the worker's batching on and off. A script, 
 
     OMP_NUM_THREADS=1 python benchmarks/serve.py                      # timer1-tiny, horizon 24
     python benchmarks/serve.py --model DIR --clients 1 4 --requests 2
+    OMP_NUM_THREADS=1 python benchmarks/serve.py --burst 64           # 64 clients at the same instant
 
 The service runs as its own process on 127.0.0.1 (an ephemeral port), started once with batching
 and once with ``--no-batching``. Each client sends ``--requests`` POST /forecast requests one after
 another, each one series of 96 hourly values (every request different) and a horizon of 24; latency
 is from sending a request to reading its whole answer, requests/s is all requests over the wall time.
+``--burst N`` instead sends N different requests one at a time, then the same N from N clients that
+connect at the same instant (a barrier), and counts 200s, 503s, connection errors (a reset) and
+answers that differ from the one-at-a-time answer (batching must not change a forecast).
 """
 
 from __future__ import annotations
@@ -46,16 +50,48 @@ def request_body(k: int, mode: str, horizon: int) -> bytes:
     return json.dumps({"series": np.round(values, 4).tolist(), "horizon": horizon, "mode": mode}).encode()
 
 
-def post(port: int, body: bytes) -> float:
-    started = time.perf_counter()
+def send(port: int, body: bytes) -> tuple[int, bytes]:
+    """(status, answer) of one POST /forecast on its own connection."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     connection.request("POST", "/forecast", body=body, headers={"Content-Type": "application/json"})
     response = connection.getresponse()
-    response.read()
+    answer = response.read()
     connection.close()
-    if response.status != 200:
-        raise RuntimeError(f"status {response.status}")
+    return response.status, answer
+
+
+def post(port: int, body: bytes) -> float:
+    started = time.perf_counter()
+    status, _ = send(port, body)
+    if status != 200:
+        raise RuntimeError(f"status {status}")
     return time.perf_counter() - started
+
+
+def burst(port: int, clients: int, mode: str, horizon: int) -> dict:
+    """The same ``clients`` requests one at a time, then all at the same instant: counts per outcome."""
+    bodies = [request_body(k, mode, horizon) for k in range(clients)]
+    alone = [send(port, body) for body in bodies]
+    together: dict[int, tuple[int, bytes]] = {}
+    errors: list[str] = []
+    ready = threading.Barrier(clients)
+
+    def client(k: int) -> None:
+        ready.wait()
+        try:
+            together[k] = send(port, bodies[k])
+        except OSError as err:   # a reset or a refused connection
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = [status for status, _ in together.values()]
+    return {"wall": time.perf_counter() - started, "ok": statuses.count(200), "busy": statuses.count(503),
+            "errors": len(errors), "differ": sum(together[k] != alone[k] for k in together if together[k][0] == 200)}
 
 
 def load(port: int, clients: int, requests: int, mode: str, horizon: int) -> tuple[float, list[float]]:
@@ -82,7 +118,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2, help="requests per client (default 2)")
     parser.add_argument("--horizon", type=int, default=24)
     parser.add_argument("--modes", nargs="+", default=["single", "slow"], choices=["single", "slow"])
+    parser.add_argument("--burst", type=int, default=0, metavar="N", help="N clients at once (see above)")
     args = parser.parse_args()
+    if args.burst:
+        return burst_table(args)
     print("| mode | batching | clients | requests | requests/s | p50 s | p95 s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for batching in (True, False):
@@ -98,6 +137,20 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(600)
+
+
+def burst_table(args) -> None:
+    print("| mode | clients at once | 200 | 503 | connection errors | 200s unlike the one-at-a-time answer | wall s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    process, port = start_service(args.model, batching=True)
+    try:
+        for mode in args.modes:
+            counts = burst(port, args.burst, mode, args.horizon)
+            print(f"| {mode} | {args.burst} | {counts['ok']} | {counts['busy']} | {counts['errors']} | "
+                  f"{counts['differ']} | {counts['wall']:.1f} |", flush=True)
+    finally:
+        process.terminate()
+        process.wait(600)
 
 
 if __name__ == "__main__":
