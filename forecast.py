@@ -150,14 +150,14 @@ def read_series(path: Path, columns: list[str] | None = None, notes: list[str] |
     seconds. ``-`` is standard input: spooled to a temporary file (read_csv sniffs and streams a
     file), named ``<stdin>`` in every message."""
     if str(path) != STDIN:
-        return _read_series(path, columns, notes)
+        return _read_series(path, columns, notes, str(path))
     with tempfile.TemporaryDirectory(prefix="timer1-stdin-") as folder:
         spooled = Path(folder) / "stdin.csv"
         with open(spooled, "wb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f)
         quiet: list[str] = []
         try:
-            series = _read_series(spooled, columns, quiet)
+            series = _read_series(spooled, columns, quiet, STDIN_NAME)
         except (ValueError, OSError) as err:
             raise ValueError(str(err).replace(str(spooled), STDIN_NAME)) from None
     for note in quiet:
@@ -165,7 +165,7 @@ def read_series(path: Path, columns: list[str] | None = None, notes: list[str] |
     return series
 
 
-def _read_series(path: Path, columns: list[str] | None, notes: list[str] | None):
+def _read_series(path: Path, columns: list[str] | None, notes: list[str] | None, label: str):
     from timer1.data import read_csv
 
     started, shown = time.perf_counter(), [0.0]
@@ -174,7 +174,7 @@ def _read_series(path: Path, columns: list[str] | None, notes: list[str] | None)
         elapsed = time.perf_counter() - started
         if elapsed > PROGRESS_AFTER and elapsed - shown[0] > PROGRESS_AFTER:
             shown[0] = elapsed
-            log(f"reading {path}: {done / max(size, 1):.0%} of {size / 1e6:.0f} MB ({elapsed:.0f} s)")
+            log(f"reading {label}: {done / max(size, 1):.0%} of {size / 1e6:.0f} MB ({elapsed:.0f} s)")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
