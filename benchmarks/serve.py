@@ -83,14 +83,9 @@ def burst(port: int, clients: int, mode: str, horizon: int) -> dict:
         except OSError as err:   # a reset or a refused connection
             errors.append(repr(err))
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    wall = in_threads(client, clients)
     statuses = [status for status, _ in together.values()]
-    return {"wall": time.perf_counter() - started, "ok": statuses.count(200), "busy": statuses.count(503),
+    return {"wall": wall, "ok": statuses.count(200), "busy": statuses.count(503),
             "errors": len(errors), "differ": sum(together[k] != alone[k] for k in together if together[k][0] == 200)}
 
 
@@ -102,13 +97,18 @@ def load(port: int, clients: int, requests: int, mode: str, horizon: int) -> tup
         for r in range(requests):
             latencies.append(post(port, request_body(c * requests + r, mode, horizon)))
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    return in_threads(client, clients), latencies
+
+
+def in_threads(client, count: int) -> float:
+    """``client(0)`` ... ``client(count - 1)``, each in its own thread; the wall seconds until all end."""
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(count)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return time.perf_counter() - started, latencies
+    return time.perf_counter() - started
 
 
 def main() -> None:
