@@ -1,32 +1,46 @@
-"""What a person with one GPU runs (under 10 minutes) to check timer1 on it; prints one table.
+"""What a person with one GPU runs (under 5 minutes) to check timer1 on it; one table, rows printed as made.
 
     python benchmarks/gpu_check.py                          # on a CUDA machine
     python benchmarks/gpu_check.py --quick --device cpu     # a smoke run of this script (small shapes)
 
 Rows, all on random weights (no download):
 
+0. the machine's own ceilings, measured first: memory bandwidth (a device-to-device copy, bytes read
+   plus written) and bf16 matmul FLOP/s (8192^3 products on a GPU); the fractions below are of these;
 1. parity: per-token log-probs of a random Qwen2 (Qwen2.5-0.5B widths, 2 layers) under the device's
    bf16 autocast against the fp32 CPU path: max and mean |d logp|, and how often the top-1 token agrees;
-2. decode tokens/s at the Qwen2.5-0.5B, 1.5B and 7B shapes (bf16 weights) with 1 and 16 samples after
-   a 256-token prompt, against Hugging Face ``generate()`` on the same weights when transformers is
-   importable (this project never needs it);
-3. one GRIP update at the 1.5B shape with LoRA (r 16, every projection) and gradient checkpointing:
-   the reference pass and ``mu = 2`` inner updates of one group of 16 x (512 prompt + 1024 completion
-   tokens), through ``train_grip.policy_update``: seconds and peak memory;
-4. which SDPA kernel (flash, memory-efficient, math) accepts each kind of attention call timer1 makes:
-   the mask-free causal forward of training and prefill, a left-padded prefill, and a decode step.
+2. decode tokens/s at the Qwen2.5-0.5B, 1.5B and 7B shapes (bf16 weights) with 1, 16 and 64 samples
+   after a 256-token prompt, as a fraction of the memory-bandwidth floor (a decode step reads every
+   weight once for all rows, plus each row's KV cache), against Hugging Face ``generate()`` on the
+   same weights, built on the same device, when transformers is importable (timer1 never needs it);
+3. one GRIP update at the 1.5B and 7B shapes with LoRA (r 16, every projection) and gradient
+   checkpointing: the reference pass and ``mu = 2`` inner updates of one group of 16 x (512 prompt +
+   1024 completion tokens) through ``train_grip.policy_update``, timed after one warm-up update, as a
+   fraction of peak: model FLOPs = 2 x (linear weights) x tokens per forward, the reference pass one
+   forward, each inner update three (forward, the checkpointed forward again, input gradients through
+   the frozen weights); attention's FLOPs are left out, so the fraction is a lower bound;
+4. the 7B preset's GRIP step (configs/grip_qwen2.5_7b.toml on 4 GPUs) projected from rows 2 and 3:
+   each GPU samples its prompts' k*G rows for the full completion budget (the worst case), at the
+   step time interpolated between the 16- and 64-row decode rows, then updates its G rows a prompt,
+   the update's time scaled by tokens from row 3 (a prompt counts once: it is encoded once a group);
+5. which SDPA kernel (flash, memory-efficient, math) accepts each kind of attention call timer1 makes.
+Every timing follows a warm-up run of the same call.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 from train_grip import policy_update  # noqa: E402
 from timer1.config import GRIPConfig  # noqa: E402
 from timer1.grip import loss_totals  # noqa: E402
@@ -44,6 +58,36 @@ SHAPES = {  # Qwen2.5 config.json values
                num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
 }
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PRESET = REPO / "configs" / "grip_qwen2.5_7b.toml"
+PRESET_GPUS = 4
+PROMPT_TOKENS = 256     # decode rows' prompt; the update rows' prompt and completion follow
+SAMPLE_COUNTS = (1, 16, 64)
+TOKENS_PER_TABLE_ROW = 20   # the paper prompt's "2016-07-01 00:00:00 12.345" rows: Qwen2.5 writes each digit as a token
+
+
+class Sizes:
+    """What one run measures: the full shapes on a GPU, small ones (2 layers, vocabulary 8192) with --quick."""
+
+    def __init__(self, quick: bool):
+        self.layers = 2 if quick else None
+        self.decode_shapes = ("0.5B", "1.5B") if quick else ("0.5B", "1.5B", "7B")
+        self.new_tokens = 16 if quick else 128
+        self.update = (64, 64) if quick else (512, 1024)           # prompt, completion tokens of a row
+        self.matmul = 1024 if quick else 8192
+        self.copy_bytes = 1 << 26 if quick else 1 << 30
+
+
+@contextlib.contextmanager
+def building(device, dtype) -> Iterator[None]:
+    """Parameters created inside are allocated on ``device`` in ``dtype`` directly (a 7B model built in
+    fp32 on the CPU first took minutes)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def random_model(shape: dict, layers: int | None, device, dtype) -> Qwen2:
@@ -51,32 +95,69 @@ def random_model(shape: dict, layers: int | None, device, dtype) -> Qwen2:
     small = {"num_hidden_layers": layers, "vocab_size": 8192} if layers else {}
     config = Qwen2Config.from_dict({"model_type": "qwen2", "rope_theta": 1e6, **shape, **small})
     torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen2(config).to(dtype)
+    with building(device, dtype):
+        model = Qwen2(config)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
     return model.eval()
 
 
-def sync(device):
+def linear_weights(model: torch.nn.Module) -> int:
+    """Parameters of the matmuls a token goes through: every Linear's weight, the (tied) lm_head once,
+    LoRA's small factors left out. The embedding lookup reads one row and does no arithmetic."""
+    seen = {id(m.weight): m.weight.numel() for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and "lora_" not in name}
+    return sum(seen.values())
+
+
+def sync(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def parity(device, layers: int | None) -> list[str]:
+def timed(run, device, repeats: int = 1) -> float:
+    """Seconds per call of ``run``, after one warm-up call."""
+    run()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+# ----------------------------------------------------------------------------------------------
+# 0. the machine's ceilings
+
+
+def ceilings(device, sizes: Sizes) -> tuple[float, float]:
+    """(bytes/s of a device-to-device copy, read plus written; bf16 matmul FLOP/s)."""
+    source = torch.empty(sizes.copy_bytes // 2, dtype=torch.bfloat16, device=device)
+    target = torch.empty_like(source)
+    bandwidth = 2 * sizes.copy_bytes / timed(lambda: target.copy_(source), device, repeats=10)
+    n = sizes.matmul
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    flops = 2 * n ** 3 / timed(lambda: a @ b, device, repeats=10)
+    return bandwidth, flops
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. parity
+
+
+def parity(device, layers: int | None) -> str:
     model = random_model(SHAPES["0.5B"], layers or 2, "cpu", torch.float32)
     ids = torch.randint(0, 8192, (2, 128), generator=torch.Generator().manual_seed(0))
     reference = completion_logprobs(model, _batch(ids[:, :1], ids[:, 1:]))  # (2, 127) fp32 on cpu
+    top_cpu = model(ids).argmax(-1)
     moved = model.to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16):
-        got = completion_logprobs(moved, _batch(ids[:, :1].to(device), ids[:, 1:].to(device))).cpu()
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+        got = completion_logprobs(moved, _batch(ids[:, :1].to(device), ids[:, 1:].to(device))).cpu()
         top_dev = moved(ids.to(device)).argmax(-1).cpu()
-    top_cpu = model.cpu()(ids).argmax(-1)
     diff = (got - reference).abs()
-    return [f"| parity: {device.type} bf16 autocast vs cpu fp32 (0.5B widths, 2 layers) | max abs d logp "
-            f"{diff.max():.4f}, mean {diff.mean():.5f}; top-1 agreement {(top_dev == top_cpu).float().mean():.1%} |"]
+    return (f"| parity: {device.type} bf16 autocast vs cpu fp32 (0.5B widths, 2 layers) | max abs d logp "
+            f"{diff.max():.4f}, mean {diff.mean():.5f}; top-1 agreement {(top_dev == top_cpu).float().mean():.1%} |")
 
 
 def _batch(prompts: torch.Tensor, completions: torch.Tensor) -> TrainBatch:
@@ -90,48 +171,70 @@ def _batch(prompts: torch.Tensor, completions: torch.Tensor) -> TrainBatch:
                       torch.ones(N, T, dtype=torch.bool, device=device), ones, ones / N, ones)
 
 
-def decode_speed(name: str, layers: int | None, device, new_tokens: int) -> list[str]:
-    model = random_model(SHAPES[name], layers, device, torch.bfloat16)
-    prompt = torch.randint(0, 8192, (256,), generator=torch.Generator().manual_seed(1)).tolist()
-    hf = _hf_twin(model)
-    rows = []
-    for samples in (1, 16):
-        ours = _tokens_per_s(lambda: generate(model, [prompt], max_new_tokens=new_tokens, num_samples=samples,
-                                              seed=0), samples * new_tokens, device)
-        theirs = "n/a (no transformers)"
+# ----------------------------------------------------------------------------------------------
+# 2. decode
+
+
+def decode_floor(model: Qwen2, rows: int, new_tokens: int, bandwidth: float) -> float:
+    """Tokens/s if a decode step only read memory at ``bandwidth``: every weight once (bf16) for all
+    rows, plus each row's K and V at the mean cache length of the call."""
+    config = model.config
+    head_dim = config.hidden_size // config.num_attention_heads
+    cached = PROMPT_TOKENS + new_tokens / 2
+    kv_bytes = rows * config.num_hidden_layers * 2 * config.num_key_value_heads * head_dim * cached * 2
+    step_bytes = 2 * linear_weights(model) + kv_bytes
+    return rows * bandwidth / step_bytes
+
+
+def decode_rows(name: str, sizes: Sizes, device, bandwidth: float) -> Iterator[tuple[str, int, float]]:
+    """(row text, samples, timer1 tokens/s) for each sample count at the ``name`` shape."""
+    model = random_model(SHAPES[name], sizes.layers, device, torch.bfloat16)
+    hf = _hf_twin(model, device)
+    prompt = torch.randint(0, 8192, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(1)).tolist()
+    new = sizes.new_tokens
+    for samples in SAMPLE_COUNTS:
+        tokens = samples * new
+        ours = tokens / timed(lambda: generate(model, [prompt], max_new_tokens=new, num_samples=samples, seed=0),
+                              device)
+        theirs = "HF generate n/a (no transformers)"
         if hf is not None:
             ids = torch.tensor([prompt] * samples, device=device)
-            rate = _tokens_per_s(lambda: hf.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                                     do_sample=True, top_k=0, pad_token_id=0),
-                                 samples * new_tokens, device)
-            theirs = f"HF generate {rate:,.0f} tok/s ({ours / rate:.2f}x)"
-        rows.append(f"| decode {name}{f' ({layers} layers)' if layers else ''}, {samples} sample(s), bf16 | "
-                    f"timer1 {ours:,.0f} tok/s; {theirs} |")
-    return rows
+            rate = tokens / timed(lambda: hf.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=True,
+                                                      top_k=0, pad_token_id=0), device)
+            theirs = f"HF generate {rate:,.0f} tok/s: timer1 {ours / rate:.2f}x"
+        floor = decode_floor(model, samples, new, bandwidth)
+        label = f"decode {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, {samples} sample(s), bf16"
+        yield (f"| {label} | timer1 {ours:,.0f} tok/s = {ours / floor:.1%} of the bandwidth floor "
+               f"({floor:,.0f}); {theirs} |", samples, ours)
+    del model, hf
 
 
-def _tokens_per_s(run, tokens: int, device) -> float:
-    run()  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    run()
-    sync(device)
-    return tokens / (time.perf_counter() - start)
-
-
-def _hf_twin(model: Qwen2):
-    """The same weights in transformers' Qwen2ForCausalLM, or None when transformers is not installed."""
+def _hf_twin(model: Qwen2, device):
+    """The same weights in transformers' Qwen2ForCausalLM on ``device`` (bf16), or None without
+    transformers."""
     try:
         from transformers import Qwen2Config as HFConfig, Qwen2ForCausalLM
     except ImportError:
         return None
-    hf = Qwen2ForCausalLM(HFConfig(**model.config.to_dict())).to(model.lm_head.weight.device, torch.bfloat16)
+    with building(device, torch.bfloat16):
+        hf = Qwen2ForCausalLM(HFConfig(**model.config.to_dict()))
     hf.load_state_dict(model.state_dict(), strict=False)
     return hf.eval()
 
 
-def grip_update(device, layers: int | None, prompt_len: int, completion_len: int) -> list[str]:
-    model = random_model(SHAPES["1.5B"], layers, device, torch.bfloat16)
+# ----------------------------------------------------------------------------------------------
+# 3. the GRIP update
+
+
+def update_flops(model: Qwen2, tokens: int, mu: int) -> float:
+    """Model FLOPs of one update as the module docstring counts them: (1 + 3 mu) forwards' worth."""
+    return 2 * linear_weights(model) * tokens * (1 + 3 * mu)
+
+
+def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, float, int]:
+    """(row text, seconds, tokens) of one warm GRIP update (reference pass + mu 2) at the ``name`` shape."""
+    prompt_len, completion_len = sizes.update
+    model = random_model(SHAPES[name], sizes.layers, device, torch.bfloat16)
     apply_lora(model, ALL_PROJECTIONS, r=16, alpha=32)
     model.to(device).eval()
     model.gradient_checkpointing = True
@@ -141,23 +244,54 @@ def grip_update(device, layers: int | None, prompt_len: int, completion_len: int
     micro_batches = [(mb, True) for mb in batch.micro_batches(4)]
     cfg = GRIPConfig(mu=2, micro_batch=4, max_completion=completion_len)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+
+    def update() -> None:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16), \
+                Reference("base").active(model) as ref:
+            reference = [completion_logprobs(ref, mb) for mb, _ in micro_batches]
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            policy_update(model, optimizer, micro_batches, reference,
+                          loss_totals(batch.weights, batch.completion_mask), cfg, 1)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    sync(device)
-    start = time.perf_counter()
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16), Reference("base").active(model) as ref:
-        reference = [completion_logprobs(ref, mb) for mb, _ in micro_batches]
-    with torch.autocast(device.type, dtype=torch.bfloat16):
-        policy_update(model, optimizer, micro_batches, reference, loss_totals(batch.weights, batch.completion_mask),
-                      cfg, 1)
-    sync(device)
-    seconds = time.perf_counter() - start
-    peak = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else "n/a on cpu"
-    return [f"| GRIP update 1.5B{f' ({layers} layers)' if layers else ''}, LoRA r16, checkpointing, 16 x "
-            f"({prompt_len}+{completion_len}), reference + mu 2 | {seconds:.1f} s, peak {peak} |"]
+    seconds = timed(update, device)
+    tokens = prompt_len + 16 * completion_len   # the group's prompt is encoded once (timer1.rollout)
+    rate = update_flops(model, tokens, cfg.mu) / seconds
+    peak_memory = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else "n/a on cpu"
+    row = (f"| GRIP update {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, LoRA r16, checkpointing, "
+           f"16 x ({prompt_len}+{completion_len}), reference + mu 2, warm | {seconds:.2f} s, "
+           f"{rate / 1e12:.1f} TFLOP/s = {rate / peak:.1%} of peak, memory peak {peak_memory} |")
+    return row, seconds, tokens
 
 
-def sdpa_kernels(device) -> list[str]:
+# ----------------------------------------------------------------------------------------------
+# 4. the 7B preset's step, projected
+
+
+def projected_step(decode: dict[int, float], update_seconds: float, update_tokens: int, label: str) -> str:
+    """One GRIP step of the 7B preset on PRESET_GPUS GPUs from measured rows (module docstring, row 4);
+    ``decode`` maps rows -> tokens/s at the 7B shape."""
+    preset = tomllib.loads(PRESET.read_text())
+    prompts = preset["batch"] // PRESET_GPUS                        # prompts per GPU per step
+    rows, budget = preset["k"] * preset["G"], preset["max_completion"]
+    (r0, t0), (r1, t1) = (16, 16 / decode[16]), (64, 64 / decode[64])   # seconds per decode step
+    step = t0 + (t1 - t0) * (rows - r0) / (r1 - r0)
+    rollout = prompts * budget * step
+    prompt = preset["data"]["lookback"] * TOKENS_PER_TABLE_ROW
+    tokens = prompts * (prompt + preset["G"] * budget)            # a prompt once, then its G rows
+    update = update_seconds * tokens / update_tokens
+    return (f"| projected {label} step: {preset['batch']} prompts on {PRESET_GPUS} GPUs, k*G = {rows} rows of up "
+            f"to {budget} tokens, mu {preset['mu']} | rollouts {rollout / 60:.1f} min + update {update / 60:.1f} min "
+            f"= {(rollout + update) / 60:.1f} min per step ({prompts} prompts x {budget} decode steps of "
+            f"{step * 1e3:.1f} ms; update scaled by tokens, {tokens:,} per GPU) |")
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. SDPA kernels
+
+
+def sdpa_kernels(device) -> Iterator[str]:
     """Each attention call timer1 makes, run under one SDPA backend at a time."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     model = random_model(SHAPES["0.5B"], 1, device, torch.bfloat16)
@@ -169,7 +303,6 @@ def sdpa_kernels(device) -> list[str]:
                  lambda: completion_logprobs(model, _batch(ids[:1, :32], ids[:, 32:])),
              "left-padded prefill (explicit mask)": lambda: model(ids, attention_mask=left_pad),
              "decode step (sampler)": lambda: generate(model, [[1, 2, 3], [4, 5]], max_new_tokens=2)}
-    rows = []
     for label, call in calls.items():
         accepted = []
         for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH):
@@ -179,8 +312,32 @@ def sdpa_kernels(device) -> list[str]:
                 accepted.append(backend.name.lower())
             except RuntimeError:
                 pass
-        rows.append(f"| SDPA: {label} | runs on: {', '.join(accepted) or 'none'} |")
-    return rows
+        yield f"| SDPA: {label} | runs on: {', '.join(accepted) or 'none'} |"
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def rows(device, sizes: Sizes) -> Iterator[str]:
+    """The table's rows in order, each made just before it is yielded."""
+    bandwidth, peak = ceilings(device, sizes)
+    yield (f"| ceilings, measured | copy {bandwidth / 1e12:.2f} TB/s (read + written); bf16 matmul "
+           f"{sizes.matmul}^3 {peak / 1e12:.1f} TFLOP/s |")
+    yield parity(device, sizes.layers)
+    decode_7b: dict[int, float] = {}
+    for name in sizes.decode_shapes:
+        for row, samples, rate in decode_rows(name, sizes, device, bandwidth):
+            yield row
+            if name == sizes.decode_shapes[-1]:
+                decode_7b[samples] = rate
+    update = None
+    for name in dict.fromkeys(("1.5B", sizes.decode_shapes[-1])):
+        row, seconds, tokens = grip_update(name, sizes, device, peak)
+        yield row
+        update = (seconds, tokens)
+    label = f"{sizes.decode_shapes[-1]}{' (2 layers)' if sizes.layers else ''}"
+    yield projected_step(decode_7b, *update, label)
+    yield from sdpa_kernels(device)
 
 
 def main() -> None:
@@ -189,17 +346,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 layers per shape, no 7B, short sequences")
     args = parser.parse_args()
     device = torch.device(args.device)
-    layers = 2 if args.quick else None
+    started = time.perf_counter()
     print(f"torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""), flush=True)
     print("| check | result |\n|---|---|", flush=True)
-    rows = parity(device, layers)
-    for name in ("0.5B", "1.5B") if args.quick else ("0.5B", "1.5B", "7B"):
-        rows += decode_speed(name, layers, device, new_tokens=16 if args.quick else 128)
-    rows += grip_update(device, layers, *((64, 64) if args.quick else (512, 1024)))
-    rows += sdpa_kernels(device)
-    for row in rows:
+    for row in rows(device, Sizes(args.quick)):
         print(row, flush=True)
+    print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

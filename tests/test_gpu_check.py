@@ -1,0 +1,32 @@
+"""benchmarks/gpu_check.py --quick --device cpu: the GPU check script runs end to end on a CPU (small
+shapes), prints its table row by row while it works, and every row kind is there."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_quick_on_cpu_prints_rows_as_it_makes_them():
+    process = subprocess.Popen([sys.executable, "benchmarks/gpu_check.py", "--quick", "--device", "cpu"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        first = [process.stdout.readline() for _ in range(4)]   # header, table head, the ceilings row
+        still_running = process.poll() is None                   # the rest is not made yet
+        rest, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err[-2000:]
+    assert first[0].startswith("torch ") and first[3].startswith("| ceilings, measured | copy ") and still_running
+    rows = [line for line in rest.splitlines() if line.startswith("| ")]
+    expected = [("| parity: cpu bf16 autocast", 1), ("| decode 0.5B (2 layers)", 3), ("| decode 1.5B (2 layers)", 3),
+                ("| GRIP update 1.5B (2 layers)", 1), ("| projected 1.5B (2 layers) step", 1), ("| SDPA: ", 4)]
+    for kind, count in expected:
+        assert sum(row.startswith(kind) for row in rows) == count, (kind, rows)
+    assert all("of the bandwidth floor" in row for row in rows if row.startswith("| decode"))
+    assert "of peak" in next(row for row in rows if row.startswith("| GRIP update"))
+    assert rest.strip().splitlines()[-1].startswith("done in ")
