@@ -206,7 +206,6 @@ def decode_rows(name: str, sizes: Sizes, device, bandwidth: float) -> Iterator[t
         label = f"decode {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, {samples} sample(s), bf16"
         yield (f"| {label} | timer1 {ours:,.0f} tok/s = {ours / floor:.1%} of the bandwidth floor "
                f"({floor:,.0f}); {theirs} |", samples, ours)
-    del model, hf
 
 
 def _hf_twin(model: Qwen2, device):
