@@ -285,8 +285,7 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
                        "tokens": seen_tokens}
             if evaluate:
                 metrics.update(validate(ddp, tokenizer, fmt, val, cfg, info))
-            progress.update(done, loss=train_loss, lr=lr, **({"val_loss": metrics["val_loss"], "val_mse": metrics["val_mse"],
-                                                             "val_mase": metrics["val_mase"]} if evaluate else {}))
+            progress.update(done, loss=train_loss, lr=lr, **({k: metrics[k] for k in SCORES} if evaluate else {}))
             if last:                                  # every rank's weights must agree under DDP
                 metrics["rank_digests"] = dist.all_gather_object(weights_digest(model))
             log.log(metrics)
