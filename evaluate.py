@@ -11,12 +11,12 @@ and horizon 96 (nasdaq 36), inputs of non-ETT sets rounded to 3 decimals, as the
 ``rolling`` = every ``--stride``-th origin over the whole test region.
 
 Methods: ``timer1`` (the plain model: one greedy answer per window), ``timer1-slow`` (slow thinking,
-timer1.slow_think: ``--samples`` drafts, critic, median), and every baseline of timer1.baselines
+timer1.core.slow_think: ``--samples`` drafts, critic, median), and every baseline of timer1.core.baselines
 (``last``, ``mean``, ``seasonal_naive``, ``drift``, ``linear``), all on the same windows.
 
 Metrics per window on the raw scale, then the mean over windows (NaN-safe: a window whose metric is
 undefined, e.g. MASE on a flat history, is left out of that mean):
-MSE, MAE; MASE = MAE / mean |h_t - h_{t-1}| over the window's look-back (``timer1.metrics.mase``);
+MSE, MAE; MASE = MAE / mean |h_t - h_{t-1}| over the window's look-back (``timer1.core.metrics.mase``);
 CRPS from the kept slow-thinking drafts (for point forecasts CRPS = MAE).
 
 Unparsed answers are reported both ways: ``mse``/``mae``/``mase``/``crps`` drop them (as the official
@@ -30,7 +30,7 @@ The JSON report (``--out``, written atomically) is
 {method: [{"point", "q0.1", "q0.9"} or null, ...]}}, "config": ...}``: ``forecasts`` lists each window's forecast
 in protocol order (null when unparsed; a short answer filled as ``*_fallback`` fills it, with ``"short": true``;
 q0.1/q0.9 null without a band). ``--plot report.svg`` draws MSE and MASE
-of every method per dataset, with Time-R1's published MSE beside them (timer1.plot).
+of every method per dataset, with Time-R1's published MSE beside them (timer1.tools.plot).
 The model methods run through timer1.forecaster (the loop forecast.py and the service use), window i
 seeded ``--seed + 1000 i``, so ``--batch`` changes the speed, not the forecasts.
 Bad input gives one line ``error: ...`` on stderr and exit code 2.
@@ -54,7 +54,8 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 import numpy as np
 
 from forecast import log, parse_with_preset, run_reporting_errors
-from timer1.forecaster import Forecaster, add_model_arguments, open_policy, resolve_model, trained_horizons
+from timer1.forecast.forecaster import Forecaster
+from timer1.forecast.resolve import add_model_arguments, resolve_model
 
 # single pass after a reasoning the model did not write: none, or the next window's own (does it use it?);
 # run only when asked for with --methods
@@ -67,7 +68,7 @@ PAPER_TIME_R1_MSE = {"ETTh1": 5.875, "ETTh2": 8.709, "exchange": 0.0007, "aqwan"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from timer1.baselines import BASELINES
+    from timer1.core.baselines import BASELINES
 
     parser = argparse.ArgumentParser(
         prog="python evaluate.py",
@@ -139,9 +140,9 @@ def dataset_sources(args) -> list[tuple[str, Path]]:
 
 
 def load_windows(series, dataset: str, args) -> tuple[list, int, int]:
-    """The evaluation windows of one dataset (``timer1.task.evaluation_windows``; warnings about skipped
+    """The evaluation windows of one dataset (``timer1.data.window_sets.evaluation_windows``; warnings about skipped
     windows go to stderr)."""
-    from timer1.task import evaluation_windows
+    from timer1.data.window_sets import evaluation_windows
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -162,8 +163,8 @@ def load_windows(series, dataset: str, args) -> tuple[list, int, int]:
 def baseline_forecasts(series, dataset: str, windows, names, lookback: int, horizon: int) -> dict:
     """{baseline: [(H,) forecast or None per window]}, the baselines' protocol:
     linear fit per channel on the train region, seasonal naive with the step's daily period."""
-    from timer1.baselines import Linear, make_baseline, period_from_step
-    from timer1.data import split_bounds
+    from timer1.core.baselines import Linear, make_baseline, period_from_step
+    from timer1.data.protocol import split_bounds
 
     period = period_from_step(series.step.seconds if series.step.kind != "index" else None)
     train_end, _ = split_bounds(series, dataset)
@@ -191,7 +192,7 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
 def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, dataset: str) -> list[dict]:
     """Per window: {"pred": (H,) or None (unparsed), "filled": (H,), "samples": (K, H), "status", "kept",
     "drafts", "band"}, from timer1.forecaster's loop (window i seeded ``seed + 1000 i``)."""
-    from timer1.sft_data import extract_reasoning
+    from timer1.core.sft_data import extract_reasoning
 
     started = time.perf_counter()
 
@@ -213,7 +214,7 @@ def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, 
 def _model_outcome(method: str, window, result) -> dict:
     """What one window's answer gives: the strict forecast (None when unparsed), the last-value
     filled forecast, the samples CRPS is computed from, and the parse status."""
-    from timer1.task import complete_forecast
+    from timer1.core.codec import complete_forecast
 
     draft = result.drafts[0]
     if method != "timer1-slow":
@@ -242,9 +243,9 @@ def _model_outcome(method: str, window, result) -> dict:
 
 def window_metrics(pred: np.ndarray, target: np.ndarray, history: np.ndarray,
                    samples: np.ndarray | None = None) -> dict[str, float]:
-    """MSE, MAE, MASE (``timer1.metrics.mase``; NaN when undefined), CRPS (samples, else = MAE) of one
+    """MSE, MAE, MASE (``timer1.core.metrics.mase``; NaN when undefined), CRPS (samples, else = MAE) of one
     window, and the share of its target inside the samples' 10-90% band (NaN without a band)."""
-    from timer1.metrics import crps, mae, mase, mse
+    from timer1.core.metrics import crps, mae, mase, mse
 
     try:
         scaled = mase(pred, target, history)
@@ -292,7 +293,7 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: F
                      args) -> tuple[dict, dict]:
     """(results, forecasts) of one dataset: {method: report entry} and {method: [forecast_entry per window]}."""
     from forecast import read_series
-    from timer1.slow_think import period_for_step
+    from timer1.core.slow_think import period_for_step
 
     series = read_series(path)
     windows, lookback, horizon = load_windows(series, dataset, args)
@@ -348,9 +349,9 @@ def format_table(results: dict) -> str:
 
 
 def comparison_panels(results: dict) -> list:
-    """timer1.plot bar panels: per dataset, the MSE of every method (and Time-R1's published MSE where
+    """timer1.tools.plot bar panels: per dataset, the MSE of every method (and Time-R1's published MSE where
     the paper has the dataset), then the MASE of every method."""
-    from timer1.plot import Bars
+    from timer1.tools.plot import Bars
 
     panels = []
     for dataset, methods in results.items():
@@ -363,7 +364,7 @@ def comparison_panels(results: dict) -> list:
 
 
 def choose_methods(args) -> list[str]:
-    from timer1.baselines import BASELINES
+    from timer1.core.baselines import BASELINES
 
     known = MODEL_METHODS + tuple(BASELINES)
     methods = list(args.methods or [m for m in known if m not in THINK_ABLATIONS])
@@ -391,7 +392,7 @@ def check_args(args) -> None:
     if args.out is not None and not args.out.parent.resolve().is_dir():
         raise FileNotFoundError(f"output directory does not exist: {args.out.parent}")
     if args.plot is not None:
-        from timer1.atomic import check_writable
+        from timer1.util.atomic import check_writable
 
         if args.plot.suffix.lower() != ".svg":
             raise ValueError(f"--plot {args.plot}: the plot is an SVG; give a path ending in .svg")
@@ -406,17 +407,16 @@ def run(args) -> int:
     sources = dataset_sources(args)
     forecaster, model_dir = None, None
     if any(m in MODEL_METHODS for m in methods):
-        from timer1.slow_think import SlowThinkConfig
+        from timer1.core.slow_think import SlowThinkConfig
 
         model_dir, adapter_dir = resolve_model(args.model, args.adapter)
-        t0 = time.perf_counter()
-        policy = open_policy(model_dir, adapter_dir, args.device, args.dtype, args.threads)
-        log(f"loaded {model_dir}{f' + {adapter_dir}' if adapter_dir else ''} ({policy.prompt_format.style} prompts) "
-            f"on {policy.device} in {time.perf_counter() - t0:.1f} s")
         config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
                                  temperature=args.temperature, backtest=args.backtest, seed=args.seed)
-        forecaster = Forecaster(policy, trained_horizons=trained_horizons(model_dir, adapter_dir), config=config,
-                                max_new_tokens=args.max_new_tokens, batch=args.batch)
+        t0 = time.perf_counter()
+        forecaster = Forecaster.from_pretrained(model_dir, adapter_dir, args.device, args.dtype, threads=args.threads,
+                                                config=config, max_new_tokens=args.max_new_tokens, batch=args.batch)
+        log(f"loaded {forecaster.name} ({forecaster.policy.prompt_format.style} prompts) "
+            f"on {forecaster.device} in {time.perf_counter() - t0:.1f} s")
     started = time.perf_counter()
     results, forecasts = {}, {}
     for dataset, path in sources:
@@ -424,7 +424,7 @@ def run(args) -> int:
     print(format_table(results))
     log(f"done in {time.perf_counter() - started:.1f} s")
     if args.out is not None:
-        from timer1.atomic import write_json_atomic
+        from timer1.util.atomic import write_json_atomic
 
         policy = None if forecaster is None else forecaster.policy
         report = {"results": results, "forecasts": forecasts,
@@ -432,8 +432,8 @@ def run(args) -> int:
         write_json_atomic(args.out, report)
         log(f"wrote {args.out}")
     if args.plot is not None:
-        from timer1.atomic import write_text_atomic
-        from timer1.plot import render_charts
+        from timer1.util.atomic import write_text_atomic
+        from timer1.tools.plot import render_charts
 
         write_text_atomic(args.plot, render_charts(comparison_panels(results), title="timer1 evaluation: MSE and MASE"))
         log(f"wrote {args.plot}")

@@ -8,13 +8,13 @@
 
 The CSV has a date column first (ISO with or without a UTC offset, ``2020/1/1 0:00``, ``07/01/1950``,
 a running number, ...) and one numeric column per channel; the delimiter (``, ; TAB |``), decimal
-commas and the encoding are detected (timer1.data.read_csv). What is fixed is said on stderr, one
+commas and the encoding are detected (timer1.data.csv_io.read_csv). What is fixed is said on stderr, one
 line each: rows put in date order (newest first, or shuffled onto one step), steps missing from the
 dates (the look-back is taken on the regular grid), cells that are empty or not numbers and isolated
 outliers (interpolated; a look-back with more than MAX_REPAIRED_SHARE of them is refused). For each
 channel the last ``--lookback`` steps are written into the checkpoint's prompt, ``--samples``
 reasoning paths are drawn in one batched call, a critic drops the implausible ones and the rest are
-aggregated (timer1.slow_think): the median is the forecast, the 0.1/0.5/0.9 quantiles of the drafts
+aggregated (timer1.core.slow_think): the median is the forecast, the 0.1/0.5/0.9 quantiles of the drafts
 give the band; with the backtest (default) the same is done on the history's last part, and where
 the greedy draft forecast that part better it is the forecast (the band moves with it). If no
 draft survives, seasonal naive is used and the ``source`` column says so.
@@ -44,9 +44,9 @@ import time
 import warnings
 from pathlib import Path
 
-from timer1.data import MAX_REPAIRED_SHARE, OUTLIER_MADS
-from timer1.forecaster import (HORIZON_FACTOR, MIN_CONTEXT, PAPER_HORIZON, Forecaster, add_model_arguments,
-                               default_horizon, horizon_cap, open_policy, resolve_model, trained_horizons)
+from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
+from timer1.forecast.resolve import HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap, resolve_model
+from timer1.forecast.forecaster import MIN_CONTEXT, Forecaster
 
 EXIT_BAD_INPUT = 2
 PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown
@@ -144,7 +144,7 @@ def input_name(path: Path) -> str:
 
 
 def read_series(path: Path, columns: list[str] | None = None, notes: list[str] | None = None):
-    """timer1.data.read_csv, with its warnings (dialect, order, gaps, unparseable dates, dropped
+    """timer1.data.csv_io.read_csv, with its warnings (dialect, order, gaps, unparseable dates, dropped
     columns) as one stderr line each (appended to ``notes`` when given, to be shown once the run is
     sure to go on: a run that fails says one line), and progress on stderr once reading takes a few
     seconds. ``-`` is standard input: spooled to a temporary file (read_csv sniffs and streams a
@@ -166,7 +166,7 @@ def read_series(path: Path, columns: list[str] | None = None, notes: list[str] |
 
 
 def _read_series(path: Path, columns: list[str] | None, notes: list[str] | None, label: str):
-    from timer1.data import read_csv
+    from timer1.data.csv_io import read_csv
 
     started, shown = time.perf_counter(), [0.0]
 
@@ -196,8 +196,8 @@ def pick_channels(series, column: str | None) -> list[str]:
 
 def choose_sizes(args, series, limit: int, notes: list[str]) -> tuple[int, int]:
     """(lookback, horizon): given ones checked, defaults from the step; the horizon capped at ``limit``
-    (timer1.forecaster.horizon_cap)."""
-    from timer1.data import protocol_for
+    (timer1.forecast.resolve.horizon_cap)."""
+    from timer1.data.protocol import protocol_for
 
     if args.horizon is not None and args.horizon < 1:
         raise ValueError(f"--horizon must be a positive number of steps, got {args.horizon}")
@@ -223,10 +223,10 @@ def choose_sizes(args, series, limit: int, notes: list[str]) -> tuple[int, int]:
 
 
 def check_output_paths(args) -> None:
-    """Before anything runs: --plot ends in .svg; each output is writable (timer1.atomic.check_writable:
+    """Before anything runs: --plot ends in .svg; each output is writable (timer1.util.atomic.check_writable:
     a regular file or a new name, never a directory, FIFO or device) and resolves (symlinks and hard
     links followed) to neither an input nor the other output."""
-    from timer1.atomic import check_writable
+    from timer1.util.atomic import check_writable
 
     taken = [(Path(os.path.realpath(p)), f"the input {p}") for p in (args.csv, args.config)
              if p is not None and str(p) != STDIN]
@@ -294,18 +294,17 @@ def run(args) -> int:
     windows = prepare_windows(series, channels, lookback, horizon, notes)
 
     # torch comes in only now: every input error above is reported without paying for its import
-    from timer1.slow_think import SlowThinkConfig, period_for_step
+    from timer1.core.slow_think import SlowThinkConfig, period_for_step
 
-    started = time.perf_counter()
-    policy = open_policy(model_dir, adapter_dir, args.device, args.dtype, args.threads)
-    log(f"loaded {model_dir}{f' + {adapter_dir}' if adapter_dir else ''} ({policy.prompt_format.style} prompts) "
-        f"on {policy.device} in {resolving + time.perf_counter() - started:.1f} s")
-    for note in notes:
-        log(note)
     config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
                              temperature=args.temperature, top_p=args.top_p, backtest=args.backtest, seed=args.seed)
-    forecaster = Forecaster(policy, horizon_cap=limit, trained_horizons=trained_horizons(model_dir, adapter_dir),
-                            config=config, max_new_tokens=args.max_new_tokens)
+    started = time.perf_counter()
+    forecaster = Forecaster.from_pretrained(model_dir, adapter_dir, args.device, args.dtype, threads=args.threads,
+                                            config=config, max_new_tokens=args.max_new_tokens)
+    log(f"loaded {forecaster.name} ({forecaster.policy.prompt_format.style} prompts) "
+        f"on {forecaster.device} in {resolving + time.perf_counter() - started:.1f} s")
+    for note in notes:
+        log(note)
     for index, channel in enumerate(channels, start=1):
         log(f"[{index}/{len(channels)}] {channel}: {lookback} -> {horizon} steps, "
             f"{'single pass' if args.single_pass else f'{args.samples} drafts'}")
@@ -326,7 +325,7 @@ def run(args) -> int:
     if args.plot is not None:
         write_plot(args.plot, series.name, panels)
     if args.out is not None:
-        from timer1.atomic import write_text_atomic
+        from timer1.util.atomic import write_text_atomic
 
         write_text_atomic(args.out, text, newline="")
         log(f"wrote {len(rows)} rows to {args.out}")
@@ -338,7 +337,7 @@ def run(args) -> int:
 def prepare_windows(series, channels: list[str], lookback: int, horizon: int, notes: list[str]) -> list:
     """One forecast window per channel, before the model loads (a refused look-back fails fast);
     what was repaired in each is one line of ``notes``."""
-    from timer1.data import forecast_window
+    from timer1.data.repair import forecast_window
 
     windows = []
     for channel in channels:
@@ -365,7 +364,7 @@ def report_channel(channel: str, window, result, clipped: bool, seconds: float, 
 def backtest_note(result, window) -> str:
     """What the backtest decided, e.g. "; answer: greedy draft (backtest MAE 0.41 vs median 0.52)",
     or why there was none."""
-    from timer1.slow_think import MIN_BACKTEST, backtest_window
+    from timer1.core.slow_think import MIN_BACKTEST, backtest_window
 
     if result.backtest_mae is None:
         if backtest_window(window) is None:
@@ -379,7 +378,7 @@ def backtest_note(result, window) -> str:
 
 
 def write_plot(path: Path, name: str, panels) -> None:
-    from timer1.plot import Panel, write_svg
+    from timer1.tools.plot import Panel, write_svg
 
     tail = 3  # show up to three horizons of history: enough context, the forecast stays readable
     drawn = []
@@ -395,7 +394,7 @@ def write_plot(path: Path, name: str, panels) -> None:
 def run_reporting_errors(run, args) -> int:
     """``run(args)``, with bad input turned into one ``error:`` line and exit code 2 (no traceback), and
     each warning one ``warning:`` line."""
-    from timer1.cli import show_warnings_as_lines
+    from timer1.util.cli import show_warnings_as_lines
 
     show_warnings_as_lines()
     try:

@@ -22,18 +22,22 @@ import time
 import numpy as np
 import torch
 
-from timer1 import dist
-from timer1.checkpoint import derive_seed, resolve_checkpoint, seed_everything
-from timer1.config import GRIPConfig, save_config
-from timer1.data import evenly_spaced
-from timer1.grip import grip_loss, loss_totals, LossTotals, make_groups, overlong_penalty
-from timer1.lora import lora_modules
-from timer1.rollout import (Reference, adapter_snapshot, build_batch, completion_logprobs, sample_rollout,
-                            score_rollout)
-from timer1.task import load_windows, prompt_format_from, prompt_ids, reward_target, window_spec_from
-from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, checkpoint_score,
-                                claim_out_dir, evaluate_forecasts, lr_at, resume_run, run_cli, save_base_model,
-                                save_run_checkpoint, set_lr, trainable_parameters, weights_digest)
+from timer1.util import dist
+from timer1.util.seeding import derive_seed, seed_everything
+from timer1.train.checkpoint import resolve_checkpoint
+from timer1.train.config import GRIPConfig, save_config
+from timer1.data.protocol import evenly_spaced
+from timer1.core.grip import grip_loss, loss_totals, LossTotals, make_groups, overlong_penalty
+from timer1.core.lora import lora_modules
+from timer1.core.reference import Reference, adapter_snapshot
+from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout
+from timer1.data.window_sets import load_windows, window_spec_from
+from timer1.core.codec import prompt_format_from, prompt_ids, reward_target
+from timer1.train.run_dir import MetricsLog, Progress, claim_out_dir
+from timer1.train.setup import autocast, build_optimizer, build_policy, lr_at, set_lr, trainable_parameters
+from timer1.train.validation import checkpoint_score, evaluate_forecasts
+from timer1.train.resume import resume_run, save_base_model, save_run_checkpoint, weights_digest
+from timer1.train.launch import run_cli
 
 ROLLOUT, SELECTION = 0, 1  # tags that keep the seeds of the step's two random draws apart
 

@@ -13,7 +13,7 @@ Several processes (DDP; NCCL on GPUs, Gloo on CPU):
 
 Resume an interrupted run (same config, same number of processes): add ``--resume=true``.
 
-Data: ``data.sft_jsonl`` (built by ``python -m timer1.sft_data``, paper Algorithm 1, any teacher), or
+Data: ``data.sft_jsonl`` (built by ``python -m timer1.train.sft_jsonl``, paper Algorithm 1, any teacher), or
 empty to build the samples here from the train region with the statistical teacher. The loss is the
 mean negative log-likelihood of the completion tokens only (an explicit mask over the prompt, not a
 pad id), averaged over every completion token of an optimizer step on all ranks.
@@ -35,17 +35,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from timer1 import dist
-from timer1.checkpoint import derive_seed, seed_everything
-from timer1.config import SFTConfig, save_config
-from timer1.data import evenly_spaced
-from timer1.model import token_logprobs
-from timer1.sft_data import StatisticalTeacher, build_samples, read_jsonl, train_values
-from timer1.task import chat_ids, completion_ids, load_windows, window_spec_from
-from timer1.train_utils import (MetricsLog, Progress, autocast, build_optimizer, build_policy, checkpoint_score,
-                                claim_out_dir, evaluate_forecasts, evaluating, format_seconds, lr_at, resume_run,
-                                run_cli, save_base_model, save_run_checkpoint, set_lr, trainable_parameters,
-                                uses_lora, warn_short_schedule, weights_digest)
+from timer1.util import dist
+from timer1.util.seeding import derive_seed, seed_everything
+from timer1.train.config import SFTConfig, save_config
+from timer1.data.protocol import evenly_spaced
+from timer1.core.model import token_logprobs
+from timer1.core.sft_data import StatisticalTeacher, build_samples
+from timer1.train.sft_jsonl import read_jsonl, train_values
+from timer1.core.codec import chat_ids, completion_ids
+from timer1.data.window_sets import load_windows, window_spec_from
+from timer1.train.run_dir import MetricsLog, Progress, claim_out_dir, format_seconds
+from timer1.train.setup import autocast, build_optimizer, build_policy, lr_at, set_lr, trainable_parameters
+from timer1.train.validation import checkpoint_score, evaluate_forecasts, evaluating
+from timer1.train.resume import resume_run, save_base_model, save_run_checkpoint, uses_lora, weights_digest
+from timer1.train.launch import run_cli, warn_short_schedule
 
 SCORES = ("val_loss", "val_mse", "val_mase")   # the validation numbers a person compares across steps
 BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
@@ -91,7 +94,7 @@ def train_records(cfg: SFTConfig, fmt, spec, teacher: StatisticalTeacher) -> lis
     if cfg.data.sft_jsonl:
         return read_jsonl(cfg.data.sft_jsonl, prompt_style=fmt.style)
     if cfg.teacher == "model":
-        raise ValueError("teacher = 'model' needs prebuilt data: run python -m timer1.sft_data ... --out FILE "
+        raise ValueError("teacher = 'model' needs prebuilt data: run python -m timer1.train.sft_jsonl ... --out FILE "
                          "and pass --data.sft_jsonl=FILE")
     return teacher_records(load_windows(spec, "train", seed=cfg.seed), teacher, fmt, cfg.teacher_k, "train")
 

@@ -11,7 +11,7 @@ torch's thread pool waiting for descheduled threads (decode steps went from ~10 
 2 threads on a 2-core machine running other jobs).
 
 Without ``--model`` a random checkpoint is built in a temp dir: hidden 256, 4 layers, 4 heads /
-2 kv heads, intermediate 1024, a 2048-token tokenizer trained on task text (timer1.policy). A random
+2 kv heads, intermediate 1024, a 2048-token tokenizer trained on task text (timer1.core.policy). A random
 model never writes a usable answer, so every draft runs to ``max_new_tokens`` (the budget
 ``default_max_new_tokens`` gives: 256 + 4 per value for compact prompts, 256 + 16 per value for
 date/value tables) and is then dropped: the numbers are the worst case of one draft round
@@ -34,11 +34,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from timer1.data import forecast_window, read_csv  # noqa: E402
-from timer1.policy import load_policy, save_policy  # noqa: E402
-from timer1.random_init import random_policy  # noqa: E402
-from timer1.slow_think import SlowThinkConfig, default_max_new_tokens, slow_think  # noqa: E402
-from timer1.task import PromptFormat  # noqa: E402
+from timer1.data.repair import forecast_window
+from timer1.data.csv_io import read_csv  # noqa: E402
+from timer1.core.policy import load_policy, save_policy  # noqa: E402
+from timer1.train.random_init import random_policy  # noqa: E402
+from timer1.core.slow_think import SlowThinkConfig, default_max_new_tokens, slow_think  # noqa: E402
+from timer1.core.codec import PromptFormat  # noqa: E402
 
 TINY = dict(vocab_size=2048, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
             num_attention_heads=4, num_key_value_heads=2)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from timer1.forecaster import Forecaster  # noqa: E402
+from timer1.forecast.forecaster import Forecaster  # noqa: E402
 
 
 def contexts(n: int, length: int = 96) -> list[np.ndarray]:

@@ -42,12 +42,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from train_grip import policy_update  # noqa: E402
-from timer1.config import GRIPConfig  # noqa: E402
-from timer1.grip import loss_totals  # noqa: E402
-from timer1.lora import apply_lora  # noqa: E402
-from timer1.model import Qwen2, Qwen2Config  # noqa: E402
-from timer1.rollout import Reference, TrainBatch, completion_logprobs  # noqa: E402
-from timer1.sampler import generate  # noqa: E402
+from timer1.train.config import GRIPConfig  # noqa: E402
+from timer1.core.grip import loss_totals  # noqa: E402
+from timer1.core.lora import apply_lora  # noqa: E402
+from timer1.core.model import Qwen2, Qwen2Config  # noqa: E402
+from timer1.core.reference import Reference
+from timer1.core.rollout import TrainBatch, completion_logprobs  # noqa: E402
+from timer1.core.sampler import generate  # noqa: E402
 
 SHAPES = {  # Qwen2.5 config.json values
     "0.5B": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,

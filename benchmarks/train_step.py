@@ -70,11 +70,11 @@ def reset_peak() -> None:
 
 
 def run_one(name: str, steps: int, seq_len: int, threads: int, dtype: str) -> dict:
-    from timer1.config import OptimConfig
-    from timer1.lora import apply_lora
-    from timer1.model import Qwen2, Qwen2Config
-    from timer1.policy import resolve_device
-    from timer1.train_utils import autocast, build_optimizer, trainable_parameters
+    from timer1.train.config import OptimConfig
+    from timer1.core.lora import apply_lora
+    from timer1.core.model import Qwen2, Qwen2Config
+    from timer1.core.policy import resolve_device
+    from timer1.train.setup import autocast, build_optimizer, trainable_parameters
     from train_sft import weighted_nll
 
     torch.set_num_threads(threads)

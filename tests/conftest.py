@@ -44,9 +44,9 @@ TINY_CONFIG = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "n
 @pytest.fixture(scope="session")
 def compact_checkpoint(tmp_path_factory) -> Path:
     """A tiny random Qwen2 saved in the HF layout, expecting compact prompts (the CLIs' end-to-end tests)."""
-    from timer1.policy import save_policy
-    from timer1.random_init import random_policy
-    from timer1.task import PromptFormat
+    from timer1.core.policy import save_policy
+    from timer1.train.random_init import random_policy
+    from timer1.core.codec import PromptFormat
 
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_policy(random_policy(TINY_CONFIG, seed=0, prompt_format=PromptFormat("compact")), path)

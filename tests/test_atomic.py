@@ -1,4 +1,4 @@
-"""timer1.atomic: a failed write leaves the old file and no temporary behind; only regular files are replaced
+"""timer1.util.atomic: a failed write leaves the old file and no temporary behind; only regular files are replaced
 (character devices are written through)."""
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.atomic import check_writable, write_json_atomic, write_text_atomic
+from timer1.util.atomic import check_writable, write_json_atomic, write_text_atomic
 
 
 def test_write_replaces_and_creates_parents(tmp_path):

@@ -1,10 +1,10 @@
-"""Baselines of timer1.baselines on hand-made series."""
+"""Baselines of timer1.core.baselines on hand-made series."""
 
 
 import numpy as np
 import pytest
 
-from timer1.baselines import (
+from timer1.core.baselines import (
     BASELINES,
     Drift,
     LastValue,

@@ -1,11 +1,12 @@
-"""timer1.calibrate: the scale each outcome needs, by hand; the pooled factor hits its coverage."""
+"""timer1.forecast.calibrate: the scale each outcome needs, by hand; the pooled factor hits its coverage."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from timer1.calibrate import band_scale, needed_scale, widen
+from timer1.forecast.band import widen
+from timer1.forecast.calibrate import band_scale, needed_scale
 
 
 def test_needed_scale_by_hand():
@@ -31,7 +32,7 @@ def test_band_scale_reaches_the_level_and_widen_applies_it():
     covered = [np.mean((y >= m + c * (lo - m)) & (y <= m + c * (hi - m)))
                for m, lo, hi, y in zip(medians, lows, highs, outcomes)]
     assert np.mean(covered) == pytest.approx(0.8, abs=0.01)
-    wide = widen(medians[0], {0.1: lows[0], 0.5: medians[0], 0.9: highs[0]}, c)
+    wide = {q: widen(medians[0], v, c) for q, v in {0.1: lows[0], 0.5: medians[0], 0.9: highs[0]}.items()}
     np.testing.assert_allclose(wide[0.9] - medians[0], c)
     np.testing.assert_array_equal(wide[0.5], medians[0])
     with pytest.raises(ValueError, match="level"):
@@ -50,7 +51,7 @@ def test_a_models_calibration_widens_its_band_and_nothing_else(tmp_path):
     import shutil
 
     from timer1 import Forecaster
-    from timer1.calibrate import CALIBRATION_FILE, read_band_scale
+    from timer1.forecast.band import CALIBRATION_FILE, read_band_scale
 
     model = tmp_path / "model"
     shutil.copytree(Path(__file__).resolve().parents[1] / "checkpoints" / "timer1-tiny", model)
@@ -69,7 +70,7 @@ def test_a_models_calibration_widens_its_band_and_nothing_else(tmp_path):
 
 
 def test_cli_bad_model_is_one_line(tmp_path, capsys):
-    from timer1.calibrate import main
+    from timer1.forecast.calibrate import main
 
     assert main([str(tmp_path / "no_model")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,4 +1,4 @@
-"""timer1.compare: per-window MASE rebuilt from a report, and the paired bootstrap interval."""
+"""timer1.tools.compare: per-window MASE rebuilt from a report, and the paired bootstrap interval."""
 
 import json
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.compare import geometric_mean_mase, main, paired_bootstrap, per_window_mase
+from timer1.tools.compare import geometric_mean_mase, main, paired_bootstrap, per_window_mase
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,11 +1,11 @@
-"""timer1.config: defaults, TOML presets, --key=value overrides, errors, help, save/load round trip."""
+"""timer1.train.config: defaults, TOML presets, --key=value overrides, errors, help, save/load round trip."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from timer1.config import (ConfigError, DataConfig, GRIPConfig, LoRAConfig, ModelConfig, OptimConfig,
+from timer1.train.config import (ConfigError, DataConfig, GRIPConfig, LoRAConfig, ModelConfig, OptimConfig,
                            SFTConfig, from_dict, load_config, load_config_or_exit, save_config, to_dict)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -26,7 +26,7 @@ def test_defaults_follow_the_paper():
 
 
 def test_random_model_dims_use_hf_config_names():
-    from timer1.model import Qwen2Config
+    from timer1.core.model import Qwen2Config
     cfg = load_config(SFTConfig, RANDOM + ["--model.hidden_size=48", "--model.num_layers=3",
                                            "--model.num_heads=6", "--model.num_kv_heads=3"])
     qcfg = Qwen2Config.from_dict(cfg.model.random_config_dict())

@@ -1,4 +1,4 @@
-"""timer1.dist: single-process fallback, sharding, and a real 2-process Gloo group."""
+"""timer1.util.dist: single-process fallback, sharding, and a real 2-process Gloo group."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from timer1 import dist as D
+from timer1.util import dist as D
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.data import evenly_spaced, paper_windows, read_csv
+from timer1.data.protocol import evenly_spaced, paper_windows
+from timer1.data.csv_io import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear"]
@@ -92,7 +93,7 @@ def test_rolling_protocol_on_any_csv_without_a_model(tmp_path):
     # 3-decimal rounding of inputs; the last value is not
     assert result["seasonal_naive"]["mse"] == pytest.approx(0, abs=1e-6)
     assert result["last"]["mse"] > 0.1
-    # MASE scales by the look-back's one-step naive MAE (timer1.metrics.mase): for a unit sine of period
+    # MASE scales by the look-back's one-step naive MAE (timer1.core.metrics.mase): for a unit sine of period
     # 12 that is 4 sin(pi/12) / pi ~ 0.33, so the exact seasonal naive scores ~0 and the last value > 1
     assert result["seasonal_naive"]["mase"] == pytest.approx(0, abs=1e-3)
     assert result["last"]["mase"] > 1.0
@@ -119,9 +120,10 @@ def test_bad_input_is_one_line_and_no_report(args, message, tmp_path, shared_dat
 
 def test_baselines_score_the_paper_windows(tmp_path, shared_data):
     """The paper protocol's 50 nasdaq samples; the last-value row recomputed from the windows."""
-    from timer1.baselines import BASELINES
-    from timer1.data import paper_windows, read_csv
-    from timer1.metrics import mae, mse
+    from timer1.core.baselines import BASELINES
+    from timer1.data.protocol import paper_windows
+    from timer1.data.csv_io import read_csv
+    from timer1.core.metrics import mae, mse
 
     out = tmp_path / "r.json"
     done = run("--no-model", "--datasets", "nasdaq", "--data", shared_data, "--out", out)
@@ -147,11 +149,11 @@ def test_window_coverage_by_hand():
 def test_a_short_answer_is_stored_as_the_fallback_metrics_score_it():
     """A single-pass answer with 2 of 4 values: the strict metrics drop it, ``*_fallback`` extend it
     with its own last value, and the report stores that filled forecast flagged ``short``, so a
-    rescoring of the report (timer1.compare) gets the ``*_fallback`` numbers."""
+    rescoring of the report (timer1.tools.compare) gets the ``*_fallback`` numbers."""
     from types import SimpleNamespace
 
     from evaluate import _model_outcome, forecast_entry, window_metrics
-    from timer1.data import Window
+    from timer1.core.window import Window
 
     window = Window("d", "c", np.array([1.0, 2.0, 3.0, 5.0]), np.array([6.0, 6.0, 8.0, 8.0]), [], [], 0)
     result = SimpleNamespace(drafts=[SimpleNamespace(values=np.array([7.0, 9.0]))], kept=1, dropped=0,

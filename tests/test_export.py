@@ -1,4 +1,4 @@
-"""timer1.export: a run's best checkpoint becomes a self-contained model directory that loads and
+"""timer1.tools.export: a run's best checkpoint becomes a self-contained model directory that loads and
 predicts exactly like the checkpoint, with its configs, a metrics summary and the model card."""
 
 import json
@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from conftest import TINY_CONFIG
-from timer1.checkpoint import save_checkpoint
-from timer1.config import SFTConfig
-from timer1.export import ADAPTER_FILES, INFERENCE_FILES, export, main
-from timer1.lora import apply_lora
-from timer1.policy import load_policy, save_policy, save_policy_files
-from timer1.random_init import random_policy
-from timer1.task import PromptFormat
+from timer1.train.checkpoint import save_checkpoint
+from timer1.train.config import SFTConfig
+from timer1.tools.export import ADAPTER_FILES, INFERENCE_FILES, export, main
+from timer1.core.lora import apply_lora
+from timer1.core.policy import load_policy, save_policy, save_policy_files
+from timer1.train.random_init import random_policy
+from timer1.core.codec import PromptFormat
 
 
 def _run(tmp_path, name, seeds_and_scores):

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.lora import apply_lora, save_adapter
-from timer1.random_init import random_policy
+from timer1.core.lora import apply_lora, save_adapter
+from timer1.train.random_init import random_policy
 
 from conftest import TINY_CONFIG as TINY
 
@@ -251,18 +251,20 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, caps
 
 
 def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_cli, monkeypatch):
+    from timer1.forecast.resolve import open_policy
+
     import torch
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)   # record, leave the suite's threads alone
-    forecast_cli.open_policy(checkpoint, None, "cpu", "float32")
+    open_policy(checkpoint, None, "cpu", "float32")
     assert calls == [1]                                          # a tiny model on CPU: one thread
     calls.clear()
-    forecast_cli.open_policy(checkpoint, None, "cpu", "float32", threads=2)
+    open_policy(checkpoint, None, "cpu", "float32", threads=2)
     assert calls == [2]                                          # an explicit --threads wins
     calls.clear()
-    monkeypatch.setattr("timer1.forecaster.SMALL_MODEL_PARAMS", 10)
-    forecast_cli.open_policy(checkpoint, None, "cpu", "float32")
+    monkeypatch.setattr("timer1.forecast.resolve.SMALL_MODEL_PARAMS", 10)
+    open_policy(checkpoint, None, "cpu", "float32")
     assert calls == []                                           # a large model keeps torch's choice
 
 
@@ -274,7 +276,7 @@ def no_model_load(forecast_cli, monkeypatch):
     """Output checks must come first: loading the model here fails the test."""
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the output paths were checked")
-    monkeypatch.setattr(forecast_cli, "open_policy", refuse)
+    monkeypatch.setattr(forecast_cli.Forecaster, "from_pretrained", refuse)
 
 
 def one_error_line(capsys) -> str:
@@ -384,7 +386,7 @@ def test_horizon_is_capped_per_model(tmp_path, checkpoint, forecast_cli, capsys,
     assert forecast_cli.main(argv) == 2  # no training record: 4 x the paper's 96
     assert one_error_line(capsys) == ("error: --horizon 100000 is more than 384 steps, 4 times the 96 this model was "
                                       "trained for; forecast in shorter pieces")
-    from timer1.forecaster import trained_horizon
+    from timer1.forecast.resolve import trained_horizon
 
     shipped = REPO / "checkpoints" / "timer1-tiny"  # trained for 96 (training/grip.toml)
     assert trained_horizon(shipped) == 96
@@ -405,7 +407,7 @@ def test_default_horizon_follows_the_step(step, horizon, tmp_path, checkpoint, f
 
 
 def test_paper_datasets_keep_the_paper_horizon(tmp_path, forecast_cli):
-    from timer1.data import read_csv
+    from timer1.data.csv_io import read_csv
 
     for name, horizon in (("nasdaq", 36), ("exchange", 96)):
         path = ramp_csv(tmp_path / f"{name}.csv", dates_for("daily", ROWS))
@@ -414,8 +416,8 @@ def test_paper_datasets_keep_the_paper_horizon(tmp_path, forecast_cli):
 
 def test_the_prompt_and_the_token_budget_follow_the_horizon(tmp_path, checkpoint, forecast_cli, capsys,
                                                             monkeypatch):
-    import timer1.slow_think as slow_think_module
-    from timer1.tokenizer import Tokenizer
+    import timer1.core.slow_think as slow_think_module
+    from timer1.core.tokenizer import Tokenizer
 
     seen = []
 
@@ -443,7 +445,7 @@ def test_the_prompt_and_the_token_budget_follow_the_horizon(tmp_path, checkpoint
 # what the output says about where a forecast came from
 
 def fake_result(kept: int, point, fallback: str | None = None):
-    from timer1.slow_think import SlowThinkResult
+    from timer1.core.slow_think import SlowThinkResult
 
     point = np.asarray(point, dtype=np.float64)
     quantiles = {0.1: point - 1, 0.5: point, 0.9: point + 1} if kept >= 2 else {q: point.copy() for q in (0.1, 0.5, 0.9)}
@@ -464,7 +466,7 @@ def test_source_column_and_no_zero_width_band(tmp_path, forecast_cli):
 @pytest.mark.parametrize("history_min, clipped", [(0.0, True), (-1.0, False)])
 def test_non_negative_histories_give_non_negative_forecasts(history_min, clipped, tmp_path, checkpoint,
                                                            forecast_cli, capsys, monkeypatch):
-    import timer1.slow_think as slow_think_module
+    import timer1.core.slow_think as slow_think_module
 
     monkeypatch.setattr(slow_think_module, "slow_think", lambda policy, windows, config, **kw:
                         [fake_result(3, np.linspace(-2, 2, w.horizon)) for w in windows])
@@ -482,8 +484,8 @@ def test_non_negative_histories_give_non_negative_forecasts(history_min, clipped
 def test_a_checkpoint_with_non_finite_logits_is_an_error(tmp_path, forecast_cli, capsys):
     import torch
 
-    from timer1.policy import save_policy
-    from timer1.task import PromptFormat
+    from timer1.core.policy import save_policy
+    from timer1.core.codec import PromptFormat
 
     policy = random_policy(TINY, seed=0, prompt_format=PromptFormat("compact"))
     with torch.no_grad():

@@ -4,7 +4,7 @@ input is never changed and no file other than the requested outputs appears.
 
 Each case draws, from one seed: delimiter (with decimal commas for ``;``), encoding, date layout,
 row order, missing rows, bad cells, an outlier and the size. The expected dates are computed here
-from the generator's own grid, independently of timer1.dates. main() runs in-process (no interpreter
+from the generator's own grid, independently of timer1.data.dates. main() runs in-process (no interpreter
 start per case) with a tiny random checkpoint, so the whole test takes seconds.
 """
 

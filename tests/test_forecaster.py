@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import timer1
-from timer1.forecaster import Forecaster, prompt_horizon, trained_horizon, trained_horizons
-from timer1.slow_think import SlowThinkConfig
+from timer1.forecast.forecaster import Forecaster
+from timer1.forecast.resolve import prompt_horizon, trained_horizon, trained_horizons
+from timer1.core.slow_think import SlowThinkConfig
 
 REPO = Path(__file__).resolve().parents[1]
 HORIZON, SAMPLES, SEED = 12, 4, 3
@@ -173,7 +174,7 @@ def test_a_whole_number_horizon_given_as_a_float_is_that_horizon(forecaster):
 
 
 def test_model_names_and_missing_models(forecaster, monkeypatch, tmp_path):
-    assert Path(forecaster.name) == Path("checkpoints/timer1-tiny") and forecaster.horizon_cap == 4 * 96
+    assert Path(forecaster.name) == Path("checkpoints/timer1-tiny") and forecaster.facts.horizon_cap == 4 * 96
     assert trained_horizon(REPO / "checkpoints" / "timer1-tiny") == 96
     monkeypatch.setenv("TIMER1_MODEL", str(tmp_path / "absent"))
     with pytest.raises(FileNotFoundError, match=f"no model at {tmp_path / 'absent'}"):
@@ -186,16 +187,16 @@ def test_model_names_and_missing_models(forecaster, monkeypatch, tmp_path):
 
 def test_an_adapter_on_the_smollm2_hub_name_gets_the_cached_conversion(monkeypatch, tmp_path):
     """checkpoints/timer1-smol names its base as PEFT does (the hub id); with no such directory the
-    base is SmolLM2 converted once from the installed GGUF package (timer1.gguf.smollm2_base_dir)."""
+    base is SmolLM2 converted once from the installed GGUF package (timer1.forecast.resolve.smollm2_base_dir)."""
     import json
-    import timer1.gguf
-    from timer1.forecaster import SMOLLM2_HUB_NAME, resolve_model
+    import timer1.forecast.resolve
+    from timer1.forecast.resolve import SMOLLM2_HUB_NAME, resolve_model
 
     adapter = tmp_path / "timer1-smol"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": SMOLLM2_HUB_NAME}))
     converted = tmp_path / "cache" / "SmolLM2-135M-Instruct"
-    monkeypatch.setattr(timer1.gguf, "smollm2_base_dir", lambda: converted)
+    monkeypatch.setattr(timer1.forecast.resolve, "smollm2_base_dir", lambda: converted)
     assert resolve_model(adapter) == (converted, adapter)
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "someone/OtherLM"}))
     with pytest.raises(FileNotFoundError, match="trained on someone/OtherLM, which is not found"):

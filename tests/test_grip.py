@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from timer1.grip import (
+from timer1.core.grip import (
     LossTotals,
     adaptive_weights,
     group_advantages,

@@ -16,7 +16,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from timer1.lora import (
+from timer1.core.lora import (
     LoRALinear,
     apply_lora,
     find_targets,
@@ -26,7 +26,7 @@ from timer1.lora import (
     merge_lora,
     save_adapter,
 )
-from timer1.model import Qwen2, Qwen2Config
+from timer1.core.model import Qwen2, Qwen2Config
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "peft_lora"
 

@@ -1,6 +1,6 @@
 """Messy CSVs (issue 16): fix what is safe and say so, refuse what is not, naming the lines.
 
-timer1.data.read_csv and forecast_window directly, plus forecast.py in-process for the one-line reports.
+timer1.data.csv_io.read_csv and forecast_window directly, plus forecast.py in-process for the one-line reports.
 """
 
 import tracemalloc
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.data import forecast_window, future_dates, read_csv
-from timer1.prompts import build_prompt
+from timer1.data.repair import forecast_window
+from timer1.data.csv_io import future_dates, read_csv
+from timer1.core.prompts import build_prompt
 
 HOURS = [f"2021-03-{1 + k // 24:02d} {k % 24:02d}:00:00" for k in range(240)]
 
@@ -178,7 +179,7 @@ def test_ambiguous_day_month_order_is_said(tmp_path):
 # huge files
 
 def test_a_large_file_streams_with_progress_and_memory_for_what_is_used(tmp_path, monkeypatch):
-    import timer1.data as data
+    import timer1.data.csv_io as csv_io
 
     n = 60_000
     rng = np.random.default_rng(0)
@@ -188,7 +189,7 @@ def test_a_large_file_streams_with_progress_and_memory_for_what_is_used(tmp_path
     path = tmp_path / "big.csv"
     path.write_text("date,a,b,c,d,e,OT\n" + "".join(f"{s.replace('T', ' ')},{','.join(map(str, r))}\n"
                                                     for s, r in zip(stamps, table)))
-    monkeypatch.setattr(data, "BLOCK_ROWS", 8192)
+    monkeypatch.setattr(csv_io, "BLOCK_ROWS", 8192)
     calls = []
     tracemalloc.start()
     series = read_csv(path, columns=["OT"], progress=lambda done, size: calls.append((done, size)))

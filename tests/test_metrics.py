@@ -1,4 +1,4 @@
-"""Metrics of timer1.metrics: values worked out by hand in the comments, CRPS against brute force."""
+"""Metrics of timer1.core.metrics: values worked out by hand in the comments, CRPS against brute force."""
 
 import itertools
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from timer1.metrics import correlation, crps, mae, mape, mase, mse
+from timer1.core.metrics import correlation, crps, mae, mape, mase, mse
 
 
 @pytest.mark.parametrize("fn, pred, target, expected", [

@@ -1,4 +1,4 @@
-"""timer1.model: parity with Hugging Face on stored tiny checkpoints, padding, the KV cache,
+"""timer1.core.model: parity with Hugging Face on stored tiny checkpoints, padding, the KV cache,
 token_logprobs, checkpointing, save/load round trips and every bad-checkpoint error.
 
 The fixtures (tests/fixtures/qwen2_*/) were written by tests/fixtures/make_hf_reference.py with
@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from timer1.model import KVCache, Qwen2, Qwen2Config, token_logprobs
-from timer1.policy import resolve_device
+from timer1.core.model import KVCache, Qwen2, Qwen2Config, token_logprobs
+from timer1.core.policy import resolve_device
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = ["untied", "tied_mha", "sharded"]
@@ -299,7 +299,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_apply_rope_equals_hf_rotate_half_formula():
-    from timer1.model import apply_rope, rope_cos_sin
+    from timer1.core.model import apply_rope, rope_cos_sin
 
     d = 8
     positions = torch.tensor([[0, 3, 7]])

@@ -1,11 +1,11 @@
-"""timer1.plot: the SVG is valid XML with one point per value, labelled dates, escaped text."""
+"""timer1.tools.plot: the SVG is valid XML with one point per value, labelled dates, escaped text."""
 
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
-from timer1.plot import Panel, render_svg, write_svg
+from timer1.tools.plot import Panel, render_svg, write_svg
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 
@@ -59,7 +59,7 @@ def test_flat_series_and_no_panel():
 
 
 def test_moving_average_by_hand():
-    from timer1.plot import moving_average
+    from timer1.tools.plot import moving_average
     assert moving_average([1, 2, 3, 4, 5], 2) == [1.0, 1.5, 2.5, 3.5, 4.5]
     assert moving_average([4, 0, 2], 10) == [4.0, 2.0, 2.0]
 
@@ -67,7 +67,7 @@ def test_moving_average_by_hand():
 def test_compare_runs_one_line_per_run(tmp_path):
     import json
     import xml.etree.ElementTree as ET
-    from timer1.plot import main
+    from timer1.tools.plot import main
     for name, offset in (("grpo", 0.0), ("grip", 1.0)):
         run = tmp_path / name
         run.mkdir()
@@ -86,7 +86,7 @@ def test_compare_runs_one_line_per_run(tmp_path):
 
 
 def test_compare_runs_errors(tmp_path, capsys):
-    from timer1.plot import main
+    from timer1.tools.plot import main
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1, "reward": 1.0}\n')
     assert main([str(tmp_path / "a"), str(tmp_path / "a")]) == 2

@@ -1,13 +1,13 @@
-"""timer1.policy: random tiny policies, the HF layout they save to, and clear load errors."""
+"""timer1.core.policy: random tiny policies, the HF layout they save to, and clear load errors."""
 
 import json
 
 import pytest
 import torch
 
-from timer1.policy import load_policy, save_policy
-from timer1.random_init import random_policy
-from timer1.sampler import generate
+from timer1.core.policy import load_policy, save_policy
+from timer1.train.random_init import random_policy
+from timer1.core.sampler import generate
 
 TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2}
@@ -51,22 +51,24 @@ def test_load_errors(policy, tmp_path):
         load_policy(tmp_path / "small")
 
 
-def test_a_run_directory_loads_its_best_checkpoint(tmp_path):
-    from timer1.checkpoint import save_checkpoint
-    from timer1.policy import save_policy_files
+def test_a_run_directory_resolves_to_its_best_checkpoint_which_loads(tmp_path):
+    from timer1.train.checkpoint import resolve_checkpoint, save_checkpoint
+    from timer1.core.policy import save_policy_files
 
     run = tmp_path / "run"
     policies = [random_policy(TINY, seed=seed) for seed in (5, 6)]
     for step, (p, score) in enumerate(zip(policies, (0.5, 0.9)), start=1):   # step 1 best, step 2 latest
         save_checkpoint(run, step, p.model, score=score, write_files=lambda d: save_policy_files(p.tokenizer, p.prompt_format, d))
-    loaded = load_policy(run)
+    with pytest.raises(ValueError, match="a training run"):
+        load_policy(run)                         # a run is not a checkpoint: the core loads checkpoints only
+    loaded = load_policy(resolve_checkpoint(run))
     assert loaded.source.endswith("step_000001")
     ids = torch.tensor([[1, 2, 3]])
     assert torch.equal(loaded.model(ids), policies[0].model(ids))
 
 
 def test_prompt_format_travels_with_the_checkpoint(tmp_path):
-    from timer1.task import PromptFormat
+    from timer1.core.codec import PromptFormat
 
     compact = random_policy(TINY, seed=2, prompt_format=PromptFormat("compact", digits=3))
     save_policy(compact, tmp_path / "c")

@@ -1,4 +1,4 @@
-"""timer1.prompts: the Time-R1 prompt, the answer layout, compact scaling, and the forecast parser."""
+"""timer1.core.prompts: the Time-R1 prompt, the answer layout, compact scaling, and the forecast parser."""
 
 import json
 import random
@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.data import Window, paper_windows, read_csv
-from timer1.prompts import (
+from timer1.core.window import Window
+from timer1.data.protocol import paper_windows
+from timer1.data.csv_io import read_csv
+from timer1.core.prompts import (
     OFFICIAL_TEMPLATE,
     CompactScaler,
     build_prompt,

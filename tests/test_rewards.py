@@ -1,4 +1,4 @@
-"""Reward terms of timer1.rewards: values worked out by hand in the comments."""
+"""Reward terms of timer1.core.rewards: values worked out by hand in the comments."""
 
 import math
 import random
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from timer1.rewards import (
+from timer1.core.rewards import (
     OFFICIAL,
     PAPER,
     RewardOptions,

@@ -1,6 +1,6 @@
 """Real smoke runs (configs/smoke_sft.toml with and without LoRA, configs/smoke_grip.toml) used the
 way README says: ``forecast.py --model RUN`` for a LoRA run and a full run, ``--adapter RUN``,
-``evaluate.py --model RUN``, ``python -m timer1.plot RUN`` and ``evaluate.py --plot``; every SVG is
+``evaluate.py --model RUN``, ``python -m timer1.tools.plot RUN`` and ``evaluate.py --plot``; every SVG is
 parsed (valid XML, one path per series, axis labels)."""
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from timer1.forecaster import resolve_model
+from timer1.forecast.resolve import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 SVG = "{http://www.w3.org/2000/svg}"
@@ -97,7 +97,7 @@ def texts(root, cls: str) -> list[str]:
 @pytest.mark.parametrize("kind", ["lora", "grip"])
 def test_plot_a_run(runs, kind):
     out = runs[kind].parent / f"{kind}.svg"
-    done = run(["-m", "timer1.plot", runs[kind], "--out", out])
+    done = run(["-m", "timer1.tools.plot", runs[kind], "--out", out])
     assert done.returncode == 0, done.stderr
     root = ET.parse(out).getroot()                                          # valid XML
     records = [json.loads(line) for line in (runs[kind] / "metrics.jsonl").read_text().splitlines()]
@@ -118,10 +118,10 @@ def test_plot_a_run(runs, kind):
 
 
 def test_plot_errors_are_one_line(tmp_path):
-    done = run(["-m", "timer1.plot", tmp_path, "--out", tmp_path / "x.png"])
+    done = run(["-m", "timer1.tools.plot", tmp_path, "--out", tmp_path / "x.png"])
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"error: --out {tmp_path / 'x.png'}: the picture is an SVG; give a path ending in .svg"]
-    done = run(["-m", "timer1.plot", tmp_path])
+    done = run(["-m", "timer1.tools.plot", tmp_path])
     assert done.returncode == 2 and "no metrics log" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 

@@ -1,4 +1,4 @@
-"""timer1.sampler: the pure sampling functions on hand-made logits, and ``generate`` checked against a
+"""timer1.core.sampler: the pure sampling functions on hand-made logits, and ``generate`` checked against a
 slow reference (full uncached forwards) for tokens, stopping, batching and returned log-probs; the
 compiled decode step against the eager one; bf16 weights against fp32."""
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import timer1.sampler as sampler
-from timer1.model import Qwen2, Qwen2Config, token_logprobs
-from timer1.sampler import generate, sample_token, sampling_logprobs, top_k_mask, top_p_mask
-from timer1.tokenizer import Tokenizer
+import timer1.core.sampler as sampler
+from timer1.core.model import Qwen2, Qwen2Config, token_logprobs
+from timer1.core.sampler import generate, sample_token, sampling_logprobs, top_k_mask, top_p_mask
+from timer1.core.tokenizer import Tokenizer
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "timer1-tiny"
 

@@ -1,4 +1,4 @@
-"""timer1.serve over real HTTP on 127.0.0.1 (an ephemeral port): health, forecasts equal to the
+"""timer1.forecast.serve over real HTTP on 127.0.0.1 (an ephemeral port): health, forecasts equal to the
 Python API's, every bad request's status and message, wrong methods (405 with Allow), 64 clients
 connecting at once (none reset; with a small queue the rest get 503), a 503 on a full queue and
 arrival order, clients that vanish mid-request, and SIGTERM finishing in-flight work (a subprocess)."""
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.forecaster import Forecaster
-from timer1.serve import MAX_BODY, Service, main
-from timer1.slow_think import SlowThinkConfig
+from timer1.forecast.forecaster import Forecaster
+from timer1.forecast.serve import MAX_BODY, Service, main
+from timer1.core.slow_think import SlowThinkConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 0
@@ -294,7 +294,7 @@ def test_a_port_in_use_is_one_line(forecaster, capsys, monkeypatch):
 def test_sigterm_finishes_the_request_in_flight_and_exits_0():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("TIMER1_MODEL", None)
-    process = subprocess.Popen([sys.executable, "-m", "timer1.serve", "--port", "0", "--samples", "4", "--rounds", "1"],
+    process = subprocess.Popen([sys.executable, "-m", "timer1.forecast.serve", "--port", "0", "--samples", "4", "--rounds", "1"],
                                cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = ""

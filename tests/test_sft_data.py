@@ -11,14 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1 import sft_data as S
-from timer1.baselines import make_baseline
-from timer1.data import Window
-from timer1.metrics import mape
-from timer1.policy import save_policy
-from timer1.random_init import random_policy
-from timer1.prompts import compact_scaler, parse_forecast
-from timer1.task import PromptFormat, forecast_from_completion, load_windows
+from timer1.core.sft_data import Candidate, METHODS, ModelTeacher, StatisticalTeacher, build_samples, extract_reasoning, make_sample, select_best
+from timer1.data.window_sets import WindowSpec
+from timer1.train.sft_jsonl import read_jsonl, train_values, write_jsonl
+from timer1.core.baselines import make_baseline
+from timer1.core.window import Window
+from timer1.core.metrics import mape
+from timer1.core.policy import save_policy
+from timer1.train.random_init import random_policy
+from timer1.core.prompts import compact_scaler, parse_forecast
+from timer1.core.codec import PromptFormat, forecast_from_completion
+from timer1.data.window_sets import load_windows
 
 REPO = Path(__file__).resolve().parents[1]
 COMPACT = PromptFormat(style="compact", digits=2)
@@ -48,19 +51,19 @@ def line_forecast(history, horizon):
 
 def test_select_best_is_the_min_mape_candidate():
     window = make_window([1.0, 2.0, 3.0], [10.0, 20.0])
-    cands = [S.Candidate("a", np.array([11.0, 22.0]), "a"),          # MAPE 0.1
-             S.Candidate("b", None, "b"),                             # unparsable
-             S.Candidate("c", np.array([10.5, 19.0]), "c"),           # MAPE (0.05 + 0.05) / 2 = 0.05
-             S.Candidate("d", np.array([10.0]), "d")]                 # short: [10, 10] -> 0.25
-    best, score = S.select_best(cands, window)
+    cands = [Candidate("a", np.array([11.0, 22.0]), "a"),          # MAPE 0.1
+             Candidate("b", None, "b"),                             # unparsable
+             Candidate("c", np.array([10.5, 19.0]), "c"),           # MAPE (0.05 + 0.05) / 2 = 0.05
+             Candidate("d", np.array([10.0]), "d")]                 # short: [10, 10] -> 0.25
+    best, score = select_best(cands, window)
     assert best.method == "c" and score == pytest.approx(0.05)
-    assert S.select_best([cands[1]], window) == (None, math.inf)
+    assert select_best([cands[1]], window) == (None, math.inf)
 
 
 @pytest.mark.parametrize("shift", [0.0, 15.0, -30.0])
 def test_statistical_sample_keeps_min_mape_method_and_answers_the_truth(shift):
     window = seasonal_window(shift=shift)
-    sample = S.make_sample(window, S.StatisticalTeacher(COMPACT), COMPACT, k=5)
+    sample = make_sample(window, StatisticalTeacher(COMPACT), COMPACT, k=5)
     H = window.horizon
     reference = {"seasonal_naive": make_baseline("seasonal_naive", period=12).forecast(window.history, H),
                  "drift": make_baseline("drift").forecast(window.history, H),
@@ -77,22 +80,22 @@ def test_statistical_sample_keeps_min_mape_method_and_answers_the_truth(shift):
 
 
 def test_paper_style_target_parses_back_to_true_values(shared_data):
-    cfg_windows = load_windows(S.WindowSpec(str(shared_data), ("ETTh1",), 96, 96, 96, ("OT",), 3), "train")
-    teacher = S.StatisticalTeacher(PAPER, "long")
+    cfg_windows = load_windows(WindowSpec(str(shared_data), ("ETTh1",), 96, 96, 96, ("OT",), 3), "train")
+    teacher = StatisticalTeacher(PAPER, "long")
     for window in cfg_windows:
-        sample = S.make_sample(window, teacher, PAPER, k=5)
+        sample = make_sample(window, teacher, PAPER, k=5)
         np.testing.assert_allclose(parse_forecast(sample.completion), np.round(window.target, 3), atol=1e-9)
         assert sample.completion.startswith("<think>\n") and "```\ndate OT\n" in sample.completion
         assert sample.prompt[-1]["role"] == "user" and "ETTh1" in sample.prompt[-1]["content"]
 
 
 def test_linear_candidate_uses_train_values_when_given(shared_data):
-    spec = S.WindowSpec(str(shared_data), ("ETTh1",), 48, 16, 48, ("OT",), 2)
+    spec = WindowSpec(str(shared_data), ("ETTh1",), 48, 16, 48, ("OT",), 2)
     window = load_windows(spec, "train")[0]
-    values = S.train_values(spec)
+    values = train_values(spec)
     assert len(values[("ETTh1", "OT")]) == 12 * 30 * 24                  # the ETT train region, no more
-    fitted = S.StatisticalTeacher(COMPACT, train_values=values).forecast("linear", window)
-    plain = S.StatisticalTeacher(COMPACT).forecast("linear", window)
+    fitted = StatisticalTeacher(COMPACT, train_values=values).forecast("linear", window)
+    plain = StatisticalTeacher(COMPACT).forecast("linear", window)
     np.testing.assert_allclose(plain, line_forecast(window.history, 16))
     assert not np.allclose(fitted, plain)
 
@@ -105,8 +108,8 @@ SHORT = re.compile(r"Last (\d+): mean (-?\d+), range (-?\d+)-(-?\d+); trend ([-+
 
 def test_short_reasoning_states_true_numbers_of_the_history():
     window = seasonal_window(level=50, slope=0.5, amp=10, period=12)
-    best, _ = S.select_best(S.StatisticalTeacher(COMPACT).candidates(window, 5), window)
-    text = S.StatisticalTeacher(COMPACT).refine(window, best)
+    best, _ = select_best(StatisticalTeacher(COMPACT).candidates(window, 5), window)
+    text = StatisticalTeacher(COMPACT).refine(window, best)
     n, level, low, high, slope, period = SHORT.match(text).groups()
     scaler = compact_scaler(window)
     shown = (window.history - scaler.offset) / scaler.scale            # the scale the prompt shows
@@ -123,17 +126,17 @@ def test_short_reasoning_states_true_numbers_of_the_history():
     assert int(m.group(2)) == round(future.mean() - shown[-n:].mean())
     assert int(m.group(3)) == round(10 * np.polyfit(np.arange(16), future, 1)[0])
     assert len(text.split()) < 45                                        # short: tens of tokens
-    said = {c.method: c.reasoning for c in S.StatisticalTeacher(COMPACT).candidates(window, 5)}
+    said = {c.method: c.reasoning for c in StatisticalTeacher(COMPACT).candidates(window, 5)}
     assert said["mean"].endswith(f"Revert to the window mean {round(shown.mean())}.")   # what Mean forecasts
     assert said["seasonal_naive"].endswith("Repeat the last 12 steps.")
 
 
 def test_signed_numbers_carry_the_prompts_digits_only():
-    compact = S.StatisticalTeacher(COMPACT)
+    compact = StatisticalTeacher(COMPACT)
     assert [compact.rate(v) for v in (1.139, -0.01234, 15.5, -123.4, 0.0, -2e-5, float("nan"))] == \
         ["+1", "+0", "+16", "-123", "+0", "+0", "+0"]                  # never "-0", never a run of zeros
     assert compact.trend(-0.26) == "-3 per 10 steps"
-    paper = S.StatisticalTeacher(PAPER)                                 # the prompt's 3 decimals
+    paper = StatisticalTeacher(PAPER)                                 # the prompt's 3 decimals
     assert [paper.rate(v) for v in (1.139, -0.01234, -2e-5)] == ["+1.139", "-0.012", "+0.000"]
 
 
@@ -143,8 +146,8 @@ def test_broken_cycle_and_long_reasoning_in_real_units():
     x = 100 + 5 * np.sin(2 * np.pi * t / 8)
     x[48:] = 80 + rng.normal(0, 1, 16)                                   # the cycle stops, level drops
     window = make_window(x[:48], x[48:])
-    teacher = S.StatisticalTeacher(PAPER, "long")
-    best, _ = S.select_best(teacher.candidates(window, 5), window)
+    teacher = StatisticalTeacher(PAPER, "long")
+    best, _ = select_best(teacher.candidates(window, 5), window)
     text = teacher.refine(window, best)
     m = re.search(r"The last (\d+) values average (-?[\d.]+) and move between (-?[\d.]+) and (-?[\d.]+)\.", text)
     n = int(m.group(1))
@@ -156,7 +159,7 @@ def test_broken_cycle_and_long_reasoning_in_real_units():
 
 # ---------------------------------------------------------------------------------------- model teacher
 
-class ScriptedTeacher(S.ModelTeacher):
+class ScriptedTeacher(ModelTeacher):
     """The model teacher with its sampler replaced by fixed completions (records the prompts)."""
 
     def __init__(self, fmt, replies):
@@ -178,7 +181,7 @@ def test_model_teacher_parses_candidates_selects_min_mape_and_uses_the_revision(
                f"<think>close guess</think><answer>{to_compact([20.5, 20.5, 20.5, 20.5])}</answer>",
                "<think>The level settles at 20 and stays flat.</think> trailing text"]
     teacher = ScriptedTeacher(COMPACT, replies)
-    sample = S.make_sample(window, teacher, COMPACT, k=3)
+    sample = make_sample(window, teacher, COMPACT, k=3)
     assert sample.method == "model" and sample.teacher == "model:scripted"
     assert sample.mape == pytest.approx(mape(np.full(4, scaler.decode([round((20.5 - scaler.offset) / scaler.scale)])[0]),
                                              window.target))
@@ -191,10 +194,10 @@ def test_model_teacher_parses_candidates_selects_min_mape_and_uses_the_revision(
 
 
 def test_extract_reasoning():
-    assert S.extract_reasoning("<think> a b </think><answer>1</answer>") == "a b"
-    assert S.extract_reasoning("<think>open ended <answer>1</answer>") == "open ended"
-    assert S.extract_reasoning("plain words <answer>1") == "plain words"
-    assert S.extract_reasoning("") == ""
+    assert extract_reasoning("<think> a b </think><answer>1</answer>") == "a b"
+    assert extract_reasoning("<think>open ended <answer>1</answer>") == "open ended"
+    assert extract_reasoning("plain words <answer>1") == "plain words"
+    assert extract_reasoning("") == ""
 
 
 def test_model_teacher_end_to_end_with_a_tiny_random_checkpoint(shared_data, tmp_path):
@@ -202,13 +205,13 @@ def test_model_teacher_end_to_end_with_a_tiny_random_checkpoint(shared_data, tmp
                             "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True},
                            seed=0, device="cpu")
     save_policy(policy, tmp_path / "teacher")
-    teacher = S.ModelTeacher.from_path(tmp_path / "teacher", COMPACT, device="cpu", max_new_tokens=12, seed=3)
-    windows = load_windows(S.WindowSpec(str(shared_data), ("ETTh1",), 24, 8, 24, ("OT",), 3), "train")
+    teacher = ModelTeacher.from_path(tmp_path / "teacher", COMPACT, device="cpu", max_new_tokens=12, seed=3)
+    windows = load_windows(WindowSpec(str(shared_data), ("ETTh1",), 24, 8, 24, ("OT",), 3), "train")
     seen = {"candidates": [], "refined": []}                          # what the model really produced
     candidates, refine = teacher.candidates, teacher.refine
     teacher.candidates = lambda w, k: seen["candidates"].append(candidates(w, k)) or seen["candidates"][-1]
     teacher.refine = lambda w, best: seen["refined"].append(refine(w, best)) or seen["refined"][-1]
-    samples, counts = S.build_samples(windows, teacher, COMPACT, k=2, fallback=S.StatisticalTeacher(COMPACT))
+    samples, counts = build_samples(windows, teacher, COMPACT, k=2, fallback=StatisticalTeacher(COMPACT))
     assert counts.teacher + counts.fallback == 3 and counts.skipped == 0 and len(samples) == 3
     assert [len(c) for c in seen["candidates"]] == [2, 2, 2]
     assert all(c.text and c.method == "model" for cands in seen["candidates"] for c in cands)
@@ -216,12 +219,12 @@ def test_model_teacher_end_to_end_with_a_tiny_random_checkpoint(shared_data, tmp
     assert counts.fallback >= usable.count(False)                     # no parsable candidate -> fallback
     for sample, window, ok in zip(samples, windows, usable):
         if not ok:                                                     # fell back: said so in the sample
-            assert sample.teacher == "statistical" and sample.method in S.METHODS
+            assert sample.teacher == "statistical" and sample.method in METHODS
         else:
             assert sample.teacher in (teacher.name, "statistical")
         np.testing.assert_allclose(forecast_from_completion(sample.completion, window, COMPACT), window.target,
                                    atol=compact_scaler(window).scale / 2 + 1e-9)
-    no_fallback, counts = S.build_samples(windows, teacher, COMPACT, k=2)
+    no_fallback, counts = build_samples(windows, teacher, COMPACT, k=2)
     assert counts.skipped == 3 - len(no_fallback) and counts.fallback == 0
 
 
@@ -229,25 +232,25 @@ def test_model_teacher_end_to_end_with_a_tiny_random_checkpoint(shared_data, tmp
 
 def test_jsonl_round_trip_and_bad_files(tmp_path):
     window = seasonal_window()
-    samples, _ = S.build_samples([window, seasonal_window(shift=5)], S.StatisticalTeacher(COMPACT), COMPACT)
-    path = S.write_jsonl(samples, tmp_path / "d" / "sft.jsonl")
+    samples, _ = build_samples([window, seasonal_window(shift=5)], StatisticalTeacher(COMPACT), COMPACT)
+    path = write_jsonl(samples, tmp_path / "d" / "sft.jsonl")
     with open(path, "a") as fh:
         fh.write("not json\n" + json.dumps({"prompt": [], "completion": "x"}) + "\n")
-    records = S.read_jsonl(path, prompt_style="compact")
+    records = read_jsonl(path, prompt_style="compact")
     assert [r["completion"] for r in records] == [s.completion for s in samples]
     assert set(records[0]) >= {"prompt", "completion", "dataset", "channel", "start", "teacher", "method", "mape"}
     with pytest.raises(ValueError, match="prompt style compact"):
-        S.read_jsonl(path, prompt_style="paper")
+        read_jsonl(path, prompt_style="paper")
     junk = tmp_path / "junk.jsonl"
     junk.write_text('{"prompt": "p"}\n[1, 2]\n')
     with pytest.raises(ValueError, match="holds no valid SFT samples"):
-        S.read_jsonl(junk)
+        read_jsonl(junk)
     with pytest.raises(FileNotFoundError):
-        S.read_jsonl(tmp_path / "missing.jsonl")
+        read_jsonl(tmp_path / "missing.jsonl")
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "timer1.sft_data", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "timer1.train.sft_jsonl", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -1,4 +1,4 @@
-"""timer1.tokenizer: Qwen2.5 and SmolLM2 chat template parity with the real jinja templates, the tiny
+"""timer1.core.tokenizer: Qwen2.5 and SmolLM2 chat template parity with the real jinja templates, the tiny
 trainer, round trips, agreement with transformers on a saved tokenizer, and error messages.
 
 References come from tests/fixtures/chat_template_reference.json, made by
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from timer1.tokenizer import (
+from timer1.core.tokenizer import (
     DEFAULT_SYSTEM_PROMPT,
     QWEN25_CHAT_TEMPLATE,
     SMOLLM2_CHAT_TEMPLATE,

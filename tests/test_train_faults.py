@@ -15,9 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from timer1 import checkpoint as C
-from timer1 import train_utils as tu
-from timer1.task import WindowSpec, load_windows
+from timer1.train.checkpoint import clean_stale_temps, latest_checkpoint, list_checkpoints
+from timer1.train.run_dir import claim_out_dir
+from timer1.data.window_sets import WindowSpec, load_windows
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # as conftest.py's shared_data
@@ -116,7 +116,7 @@ def test_ctrl_c_of_one_process_is_one_line(tmp_path, script):
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith("error: interrupted; --resume=true continues from ") and "step_" in lines[0]
-    assert C.latest_checkpoint(tmp_path / "run").name in lines[0]
+    assert latest_checkpoint(tmp_path / "run").name in lines[0]
 
 
 def test_ctrl_c_of_torchrun_is_one_line_from_the_workers(tmp_path):
@@ -143,7 +143,7 @@ def finished_sft(tmp_path_factory):
     done = run("train_sft.py", "--config", "configs/smoke_sft.toml", f"--data.data_dir={SHARED_DATA}",
                f"--out_dir={out_dir}", "--keep_last=2", "--eval_windows=1", "--val_max_tokens=6")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert [p.name for _, p in C.list_checkpoints(out_dir)] == ["step_000002", "step_000004"]
+    assert [p.name for _, p in list_checkpoints(out_dir)] == ["step_000002", "step_000004"]
     return out_dir
 
 
@@ -257,7 +257,7 @@ def test_clean_stale_temps_removes_ours_and_restores_an_only_copy(tmp_path):
     for name in ("step_000003", ".tmp-step_000004", ".old-step_000002", ".old-step_000003", ".base_model.tmp-r"):
         (tmp_path / name).mkdir()
     (tmp_path / ".old-step_000002" / "train_state.pt").write_text("the only copy of step 2")
-    cleaned = C.clean_stale_temps(tmp_path)
+    cleaned = clean_stale_temps(tmp_path)
     assert sorted(cleaned) == sorted([".best.json.abc.tmp", ".latest.q.tmp", ".write-test-x", ".tmp-step_000004",
                                       ".old-step_000002", ".old-step_000003", ".base_model.tmp-r"])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep + ["step_000002", "step_000003"])
@@ -266,8 +266,8 @@ def test_clean_stale_temps_removes_ours_and_restores_an_only_copy(tmp_path):
 
 def test_a_run_directory_in_use_is_refused(tmp_path):
     """A second trainer (or a worker whose launcher died before this fix) must not write into a live run."""
-    tu.claim_out_dir(tmp_path / "free", resume=False)
+    claim_out_dir(tmp_path / "free", resume=False)
     with open(tmp_path / ".run.lock", "a") as held:        # another process's lock: another open file
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(ValueError, match="in use by another training process"):
-            tu.claim_out_dir(tmp_path, resume=True)
+            claim_out_dir(tmp_path, resume=True)

@@ -16,15 +16,16 @@ from safetensors.torch import load_file
 import pytest
 
 import train_grip
-from timer1 import dist
-from timer1.config import GRIPConfig, load_config
-from timer1.grip import grip_loss, loss_totals, make_groups
-from timer1.lora import apply_lora, lora_modules, save_adapter
-from timer1.policy import save_policy
-from timer1.random_init import random_policy
-from timer1.train_utils import policy_from_config
-from timer1.rollout import Reference, build_batch, completion_logprobs, sample_rollout, score_rollout
-from timer1.task import prompt_format_from
+from timer1.util import dist
+from timer1.train.config import GRIPConfig, load_config
+from timer1.core.grip import grip_loss, loss_totals, make_groups
+from timer1.core.lora import apply_lora, lora_modules, save_adapter
+from timer1.core.policy import save_policy
+from timer1.train.random_init import random_policy
+from timer1.train.setup import policy_from_config
+from timer1.core.reference import Reference
+from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout
+from timer1.core.codec import prompt_format_from
 
 REPO = Path(__file__).resolve().parents[1]
 

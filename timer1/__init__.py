@@ -12,7 +12,7 @@ def __getattr__(name: str):
     """``timer1.Forecaster`` (timer1.forecaster), imported on first use: ``import timer1.data`` and
     the CLIs' input checks stay free of torch's import time."""
     if name == "Forecaster":
-        from timer1.forecaster import Forecaster
+        from timer1.forecast.forecaster import Forecaster
 
         return Forecaster
     raise AttributeError(f"module 'timer1' has no attribute {name!r}")

@@ -1,0 +1,212 @@
+"""Naive and linear forecasting baselines (``python evaluate.py --no-model`` scores them under the paper's protocol).
+
+Every baseline has ``forecast(history, horizon) -> (horizon,) array``; a NaN in the history is
+skipped (last/mean/drift) or filled from the nearest valid values (seasonal naive, linear). The
+linear model also needs ``fit(train_values, lookback, horizon)`` on the train region first.
+
+    last            repeat the last valid value
+    mean            repeat the mean of the history
+    seasonal_naive  repeat the last season: y[L+h] = x[L - m + (h mod m)], m given or estimated
+    drift           the line through the first and last valid values, extended (Hyndman's drift)
+    linear          DLinear-style (Zeng et al. 2023, "Are Transformers Effective for Time Series
+                    Forecasting?"), fit by least squares on every window of the train region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from timer1.core.window import interpolate_gaps
+from timer1.core.rewards import moving_average
+
+
+def _history(history) -> np.ndarray:
+    """Validated 1-D float history with at least one finite value (NaN allowed elsewhere)."""
+    try:
+        x = np.asarray(history, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"history must be numeric: {err}") from None
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"history must be a non-empty 1-D array, got shape {x.shape}")
+    if not np.isfinite(x).any():
+        raise ValueError("history has no finite value")
+    return x
+
+
+def _filled(history) -> np.ndarray:
+    """The validated history with its gaps interpolated (timer1.core.window.interpolate_gaps)."""
+    return interpolate_gaps(_history(history))
+
+
+def _horizon(horizon) -> int:
+    if not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    return int(horizon)
+
+
+class LastValue:
+    name = "last"
+
+    def forecast(self, history, horizon) -> np.ndarray:
+        x, horizon = _history(history), _horizon(horizon)
+        return np.full(horizon, x[np.isfinite(x)][-1])
+
+
+class Mean:
+    name = "mean"
+
+    def forecast(self, history, horizon) -> np.ndarray:
+        x, horizon = _history(history), _horizon(horizon)
+        return np.full(horizon, x[np.isfinite(x)].mean())
+
+
+class Drift:
+    """y[L-1+h] = x_last + h' * slope, slope = (x_last - x_first) / (i_last - i_first) over valid points."""
+
+    name = "drift"
+
+    def forecast(self, history, horizon) -> np.ndarray:
+        x, horizon = _history(history), _horizon(horizon)
+        valid = np.flatnonzero(np.isfinite(x))
+        first, last = valid[0], valid[-1]
+        slope = (x[last] - x[first]) / (last - first) if last > first else 0.0
+        steps_ahead = np.arange(1, horizon + 1) + (len(x) - 1 - last)  # from the last valid point
+        return x[last] + slope * steps_ahead
+
+
+def estimate_period(x: np.ndarray, min_correlation: float = 0.3) -> int:
+    """The lag of the highest autocorrelation PEAK in [2, len/2], or 1.
+    Only a local peak of at least ``min_correlation`` counts: a random walk, whose autocorrelation
+    just decays, gets period 1 instead of its smallest lag."""
+    x = _filled(x)
+    max_period = len(x) // 2
+    centred = x - x.mean()
+    denom = float(np.dot(centred, centred))
+    if denom == 0.0 or max_period < 2:
+        return 1
+    lags = np.arange(0, max_period + 2)
+    acf = np.array([np.dot(centred[k:], centred[:len(x) - k]) / denom if k < len(x) else 0.0 for k in lags])
+    best, best_value = 1, min_correlation
+    for k in range(2, max_period + 1):
+        if acf[k] > acf[k - 1] and acf[k] >= acf[k + 1] and acf[k] >= best_value:
+            best, best_value = k, acf[k]
+    if best > 1 and best + 1 < len(x):
+        # this estimate divides every lag by the same n, so it shrinks with the lag and can put the
+        # peak one lag early on a short history; the per-pair mean decides between k and k + 1
+        per_pair = [np.dot(centred[k:], centred[:len(x) - k]) / (len(x) - k) for k in (best, best + 1)]
+        best += int(per_pair[1] > per_pair[0])
+    return best
+
+
+def period_from_step(step_seconds: float | None) -> int | None:
+    """The daily cycle in steps for sub-daily data (hourly -> 24, 15 min -> 96); None otherwise."""
+    if not step_seconds or step_seconds <= 0 or step_seconds >= 86400 or 86400 % step_seconds:
+        return None
+    return int(86400 // step_seconds)
+
+
+@dataclass
+class SeasonalNaive:
+    """Repeat the last full season. ``period=None``: estimate it from each history (``estimate_period``)."""
+
+    period: int | None = None
+    name = "seasonal_naive"
+
+    def forecast(self, history, horizon) -> np.ndarray:
+        x, horizon = _filled(history), _horizon(horizon)
+        period = self.period if self.period is not None else estimate_period(x)
+        if not isinstance(period, (int, np.integer)) or period < 1:
+            raise ValueError(f"seasonal period must be a positive integer, got {period!r}")
+        if period > len(x):
+            raise ValueError(f"seasonal period {period} is longer than the history ({len(x)} values)")
+        last_season = x[len(x) - period:]  # (m,)
+        return last_season[np.arange(horizon) % period]
+
+
+def ridge_solve(features: np.ndarray, targets: np.ndarray, ridge: float) -> np.ndarray:
+    """argmin_W |F W - Y|^2 + lam |W|^2 with lam = ridge * mean(diag(F^T F)), by the normal equations."""
+    gram = features.T @ features  # (P, P)
+    lam = ridge * float(np.mean(np.diag(gram))) if ridge > 0 else 0.0
+    return np.linalg.solve(gram + lam * np.eye(len(gram)), features.T @ targets)
+
+
+@dataclass
+class Linear:
+    """DLinear-style linear model: y = W_s seasonal(x) + W_t trend(x) + b, one (W_s, W_t, b) per series.
+
+    center="last" subtracts the window's last value from inputs and targets and adds it back (as
+    NLinear does), so a level never seen in training does not bias the forecast. The 2L features
+    span only L dimensions (trend and seasonal are both linear in x): the tiny ridge picks the
+    minimum-norm split between W_s and W_t.
+    """
+
+    kernel: int = 25
+    center: str = "last"
+    ridge: float = 1e-6
+    weights: np.ndarray | None = field(default=None, repr=False)  # (2L + 1, H)
+    lookback: int = 0
+    horizon: int = 0
+    name = "linear"
+
+    def __post_init__(self):
+        if self.center not in ("last", "none"):
+            raise ValueError(f"Linear.center must be 'last' or 'none', got {self.center!r}")
+
+    def _features(self, windows: np.ndarray) -> np.ndarray:
+        """(N, L) windows -> (N, 2L + 1) [seasonal, trend, 1]."""
+        lookback = windows.shape[1]
+        # the moving average is linear: column j of A is the average of the unit impulse e_j
+        average = np.stack([moving_average(e, self.kernel) for e in np.eye(lookback)], axis=1)  # (L, L)
+        trend = windows @ average.T  # (N, L)
+        return np.hstack([windows - trend, trend, np.ones((len(windows), 1))])
+
+    def _offset(self, windows: np.ndarray) -> np.ndarray:
+        return windows[:, -1:] if self.center == "last" else np.zeros((len(windows), 1))
+
+    def fit(self, train_values, lookback: int, horizon: int) -> "Linear":
+        values = np.asarray(train_values, dtype=np.float64)
+        if values.ndim != 1:
+            raise ValueError(f"train_values must be 1-D, got shape {values.shape}")
+        if lookback < 1 or horizon < 1:
+            raise ValueError(f"lookback and horizon must be positive, got {lookback}, {horizon}")
+        if len(values) < lookback + horizon:
+            raise ValueError(f"train region has {len(values)} values, fewer than lookback+horizon={lookback + horizon}")
+        rows = np.lib.stride_tricks.sliding_window_view(values, lookback + horizon)  # (N, L+H)
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        if len(rows) == 0:
+            raise ValueError("train region has no window without missing values")
+        inputs, targets = rows[:, :lookback], rows[:, lookback:]  # (N, L), (N, H)
+        offset = self._offset(inputs)  # (N, 1)
+        features = self._features(inputs - offset)  # (N, 2L+1)
+        self.weights = ridge_solve(features, targets - offset, self.ridge)  # (2L+1, H)
+        self.lookback, self.horizon = lookback, horizon
+        return self
+
+    def forecast(self, history, horizon) -> np.ndarray:
+        if self.weights is None:
+            raise ValueError("Linear baseline is not fitted: call fit(train_values, lookback, horizon) first")
+        x, horizon = _filled(history), _horizon(horizon)
+        if len(x) != self.lookback or horizon > self.horizon:
+            raise ValueError(f"Linear was fitted for lookback {self.lookback} and horizon <= {self.horizon}, "
+                             f"got history of {len(x)} and horizon {horizon}")
+        window = x[None, :]  # (1, L)
+        offset = self._offset(window)
+        return (self._features(window - offset) @ self.weights + offset)[0, :horizon]
+
+
+BASELINES = {
+    "last": LastValue,
+    "mean": Mean,
+    "seasonal_naive": SeasonalNaive,
+    "drift": Drift,
+    "linear": Linear,
+}
+
+
+def make_baseline(name: str, **kwargs):
+    """A baseline by its report name (``BASELINES`` keys)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    return BASELINES[name](**kwargs)

@@ -1,0 +1,60 @@
+"""Series data: CSV reading, the Time-R1 evaluation protocol and splits, windows, synthetic series.
+
+Missing cells stay NaN in ``Series.values``. A window's history is interpolated between valid
+neighbours; a target is never filled, and a window whose target has a NaN is left out.
+
+The Time-R1 evaluation protocol (official ``eval/dataLoader.py``): look-back 96 and horizon 96
+(nasdaq 36/36). ETTh's test region is rows [11520, 14400) (Informer's 12/4/4-month split; ETTm: times
+4); every other set starts it at ``T - int(0.2 * T)`` (Time-Series-Library ``Dataset_Custom``; this can
+differ from ``int(0.8*T)`` by one row). Window i has its history in rows
+``[start - L + i*stride, start + i*stride)`` and its target in the H rows after; stride is L (nasdaq: 1);
+the first 10 windows per channel are used. Inputs of non-ETT sets are rounded to 3 decimals
+(targets are not).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from timer1.data.csv_io import Series, future_dates
+from timer1.data.dates import Step, date_components, parse_dates
+
+
+def synthetic_series(length: int, seed: int, *, level: float = 10.0, trend: float = 0.0,
+                     periods: Sequence[tuple[float, float]] = ((24.0, 1.0),), level_shifts: int = 0,
+                     shift_size: float = 3.0, spikes: int = 0, spike_size: float = 5.0,
+                     noise: float = 0.1) -> np.ndarray:
+    """A seeded (length,) series: level + trend*t + sines of (period, amplitude) with random phases
+    + `level_shifts` steps of +-shift_size + `spikes` single-row outliers + Gaussian noise."""
+    if length <= 0:
+        raise ValueError(f"synthetic_series: length must be positive, got {length}")
+    rng = np.random.default_rng(seed)
+    t = np.arange(length, dtype=np.float64)
+    y = level + trend * t
+    for period, amplitude in periods:
+        y = y + amplitude * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
+    if level_shifts:
+        rows = rng.choice(np.arange(1, length), size=min(level_shifts, length - 1), replace=False)
+        for row in rows:
+            y[row:] += shift_size * rng.choice([-1.0, 1.0])
+    if spikes:
+        rows = rng.choice(length, size=min(spikes, length), replace=False)
+        y[rows] += spike_size * rng.choice([-1.0, 1.0], size=len(rows))
+    return y + noise * rng.standard_normal(length)
+
+
+def synthetic_frame(length: int, seed: int, channels: Sequence[str] = ("value",),
+                    start: str = "2020-01-01 00:00:00", step: Step | None = None,
+                    name: str = "synthetic", **components) -> Series:
+    """A Series of synthetic channels (seeds seed, seed+1, ...) with dates from `start` every `step`."""
+    step = step or Step("hourly", 3600.0)
+    first = parse_dates([start])
+    if first is None:
+        raise ValueError(f"synthetic_frame: cannot parse start date {start!r}")
+    dates = [step.style.format(**{k: int(v[0]) for k, v in date_components(first[0]).items()})]
+    dates += future_dates(first[0][0], step, length - 1)
+    timestamps = parse_dates(dates)[0]
+    values = np.stack([synthetic_series(length, seed + i, **components) for i in range(len(channels))], axis=1)
+    return Series(name, list(channels), values, timestamps, step, dates)

@@ -1,0 +1,249 @@
+"""timer1 from Python: load a model once, forecast arrays of any length in batched calls.
+
+    from timer1 import Forecaster
+    forecaster = Forecaster.from_pretrained()                 # timer1-tiny (or $TIMER1_MODEL)
+    out = forecaster.predict([3.0, 4.1, 5.2, ...], horizon=24)
+    out.point            # (N, H) median of the kept drafts (slow thinking) or the greedy answer
+    out.quantiles[0.1]   # (N, H), one array per requested quantile
+    out.source           # per series: "model" or the fallback used ("seasonal naive (period 24)")
+
+The shape follows Chronos (``pipeline.predict(context, prediction_length)``, ``predict_quantiles``):
+a context is one 1-D array or a list of them of different lengths, and many series go through one
+batched ``generate`` call per slow-thinking round (timer1.core.slow_think), not one call each.
+This module is the ONE forecasting loop: forecast.py (CSV), evaluate.py (paper protocol) and
+timer1.forecast.serve (HTTP) all call `Forecaster.forecast_windows`. How a model name is resolved and
+loaded, and what its directory says (horizons, band scale), is timer1.forecast.resolve.
+
+Each context becomes a window exactly as forecast.py makes one from a CSV column
+(timer1.data.csv_io.series_from_values, then timer1.data.repair.forecast_window): the last ``lookback`` values,
+NaN / missing steps and isolated outliers interpolated (refused above MAX_REPAIRED_SHARE). A series
+whose whole context is non-negative gets its forecast, quantiles and samples clipped at 0. With a
+``seed``, each series draws from its own generator, so a series' forecast does not depend on the
+other series of the batch (equal to forecasting it alone). Every bad input is a one-line ValueError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from timer1.core.window import Window
+from timer1.data.csv_io import series_from_values
+from timer1.data.protocol import protocol_for
+from timer1.data.repair import forecast_window
+from timer1.forecast.inputs import QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
+from timer1.forecast.band import widen_result
+from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, model_facts, open_policy,
+                                     prompt_horizon, resolve_model)
+
+if TYPE_CHECKING:  # timer1.core.slow_think brings torch: imported where a model runs, so input errors come fast
+    from timer1.core.slow_think import SlowThinkConfig, SlowThinkResult
+
+
+DEFAULT_LOOKBACK = protocol_for("").lookback   # 96, the paper's look-back
+
+MIN_CONTEXT = 8         # fewer values show no level, step size or cycle for the critic to check against
+
+DEFAULT_BATCH = 64      # windows per generate call: 64 x 8 drafts of timer1-tiny stay well under 1 GB
+
+
+@dataclass
+class Forecast:
+    """What `Forecaster.predict` returns for N series of horizon H.
+
+    point: (N, H). quantiles: {q: (N, H)} for each requested q. samples: per series the (K, H) kept
+    drafts (K = 1 for a single pass or a fallback). source: per series "model" or the fallback's
+    name. timestamps: per series the H future dates, when timestamps were given (else None).
+    results: per series the full timer1.core.slow_think.SlowThinkResult (drafts, critic findings).
+    repairs: per series what was interpolated (timer1.data.repair.Repairs). clipped: per series whether the
+    non-negative clip changed anything.
+    """
+
+    point: np.ndarray
+    quantiles: dict[float, np.ndarray]
+    samples: list[np.ndarray]
+    source: list[str]
+    timestamps: list[list[str]] | None = None
+    results: list[SlowThinkResult] = field(default_factory=list)
+    repairs: list = field(default_factory=list)
+    clipped: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """Checked input of `Forecaster.predict`: per series its window (repaired look-back, future dates),
+    its repairs, whether its whole context is non-negative (NaN not counted), its seasonal period hint
+    (from the timestamps' step, None without), and whether timestamps were given."""
+
+    windows: list[Window]
+    repairs: list
+    nonnegative: list[bool]
+    periods: list[int | None]
+    dated: bool
+
+    def future_dates(self) -> list[list[str]] | None:
+        return [list(w.target_dates) for w in self.windows] if self.dated else None
+
+
+def clip_at_zero(result: SlowThinkResult, extra: dict[float, np.ndarray]) -> bool:
+    """Clip a non-negative series' forecast, quantiles (the result's and ``extra``) and samples at 0,
+    in place; whether anything changed."""
+    arrays = [result.point, result.samples, *result.quantiles.values(), *extra.values()]
+    changed = any(bool((a < 0).any()) for a in arrays)
+    for a in arrays:
+        np.maximum(a, 0.0, out=a)
+    return changed
+
+
+class Forecaster:
+    """A loaded policy and how it forecasts: ``config`` (slow thinking: drafts, rounds, critic),
+    ``max_new_tokens`` (None = sized from the prompt style and horizon), ``lookback`` (values of a
+    context shown to the model), ``batch`` (windows per generate call) and ``facts`` (what the model's
+    directory says: trained horizons, horizon cap, band scale; timer1.forecast.resolve.ModelFacts)."""
+
+    def __init__(self, policy, *, name: str = "", facts: ModelFacts = ModelFacts(), config: SlowThinkConfig | None = None,
+                 max_new_tokens: int | None = None, lookback: int = DEFAULT_LOOKBACK, batch: int = DEFAULT_BATCH):
+        from timer1.core.slow_think import SlowThinkConfig
+
+        self.policy, self.name, self.facts = policy, name or policy.source, facts
+        self.config = config or SlowThinkConfig()
+        self.max_new_tokens, self.lookback, self.batch = max_new_tokens, lookback, batch
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike | None = None, adapter: str | os.PathLike | None = None,
+                        device=None, dtype=None, *, threads: int | None = None, **settings) -> "Forecaster":
+        """Load ``model`` (a name like "timer1-tiny", a Hugging Face directory or a training run;
+        None = $TIMER1_MODEL or timer1-tiny) with an optional LoRA ``adapter``, as `resolve_model`
+        says; ``settings`` are the constructor's (config, max_new_tokens, lookback, batch)."""
+        model_dir, adapter_dir = resolve_model(model, adapter)
+        policy = open_policy(model_dir, adapter_dir, device, dtype, threads)
+        name = str(model_dir) + (f" + {adapter_dir}" if adapter_dir else "")
+        return cls(policy, name=name, facts=model_facts(model_dir, adapter_dir), **settings)
+
+    @property
+    def device(self) -> str:
+        return str(self.policy.device)
+
+    def predict(self, context, horizon: int | None = None, *, quantiles: Sequence[float] = QUANTILES,
+                mode: str = "slow", timestamps=None, seed: int | None = None) -> Forecast:
+        """Forecast ``horizon`` steps after each series of ``context`` (one 1-D array/list, or a list
+        of them, lengths may differ; NaN or None = missing). ``timestamps``: the dates of each
+        series' values (one list, or one per series), any layout forecast.py reads; the default
+        horizon then follows their step (48 hourly, 14 daily, ...), else it is 96, capped at
+        ``horizon_cap``. ``mode``: "slow" (drafts, critic, median) or "single" (one greedy answer).
+        ``seed``: reproducible drafts, the same whatever else is in the batch."""
+        check_mode(mode)
+        levels = check_quantiles(quantiles)
+        batch = self.prepare(context, horizon, timestamps)
+        out = self.forecast_windows(batch.windows, mode=mode, seeds=None if seed is None else [seed] * len(batch.windows),
+                                    periods=batch.periods, quantiles=levels, nonnegative=batch.nonnegative)
+        out.repairs, out.timestamps = batch.repairs, batch.future_dates()
+        return out
+
+    def prepare(self, context, horizon: int | None = None, timestamps=None) -> "Prepared":
+        """Check and window a context as `predict` does, without running the model (timer1.forecast.serve
+        checks a request here, then batches the windows of several requests in one call)."""
+        from timer1.core.slow_think import period_for_step
+
+        contexts = as_contexts(context)
+        dates = as_timestamps(timestamps, len(contexts))
+        series = [series_from_values(values, None if dates is None else dates[i], name=f"series {i}")
+                  for i, values in enumerate(contexts)]
+        horizon = self._horizon(horizon, series)
+        windows, repairs = [], []
+        for i, s in enumerate(series):
+            values = s.column("value")
+            if len(values) < MIN_CONTEXT:
+                raise ValueError(f"series {i} has {len(values)} values; at least {MIN_CONTEXT} are needed")
+            window, repaired = forecast_window(s, "value", min(len(values), self.lookback), horizon)
+            windows.append(window)
+            repairs.append(repaired)
+        return Prepared(windows, repairs, nonnegative=[not (s.column("value") < 0).any() for s in series],
+                        periods=[period_for_step(s.step) for s in series], dated=dates is not None)
+
+    def _horizon(self, horizon, series) -> int:
+        if horizon is None:
+            return min(max(default_horizon(s) for s in series), self.facts.horizon_cap)
+        whole = isinstance(horizon, (int, np.integer)) or (isinstance(horizon, (float, np.floating))
+                                                            and float(horizon).is_integer())
+        if isinstance(horizon, bool) or not whole or horizon < 1:  # 5.0 is 5 steps (JSON has one number type)
+            raise ValueError(f"horizon must be a positive whole number of steps, got {horizon!r}")
+        if horizon > self.facts.horizon_cap:
+            raise ValueError(f"horizon {horizon} is more than {self.facts.horizon_cap} steps, {HORIZON_FACTOR} times the "
+                             f"{self.facts.horizon_cap // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
+        return int(horizon)
+
+    def forecast_windows(self, windows: Sequence[Window], *, mode: str = "slow", seeds: Sequence[int] | None = None,
+                         periods: int | None | Sequence[int | None] = None,
+                         quantiles: Sequence[float] = QUANTILES, nonnegative: Sequence[bool] | None = None,
+                         progress: Callable[[int, int], None] | None = None,
+                         log: Callable[[str], None] | None = None,
+                         thoughts: Sequence[str] | None = None) -> Forecast:
+        """THE forecasting loop: windows in batches of ``self.batch`` (windows with different seasonal
+        ``periods`` hints go in separate calls), each batch drafted by one generate call per round;
+        per-window ``seeds``; ``nonnegative`` windows clipped at 0; ``progress(done, total)`` after each
+        batch, ``log`` gets slow thinking's round lines. All windows share one horizon; the model is
+        asked for `prompt_horizon` of it and the answer cut back. ``thoughts`` (single mode, one per
+        window) replace the model's reasoning (timer1.core.slow_think.single_pass)."""
+        check_mode(mode)
+        if not windows:
+            raise ValueError("no series to forecast")
+        if len({w.horizon for w in windows}) > 1:
+            raise ValueError("every window of one forecast_windows call needs the same horizon")
+        horizon = windows[0].horizon
+        asked = prompt_horizon(horizon, self.facts.trained_horizons)
+        if asked != horizon:  # the dates past the horizon are never shown: a prompt names only the first
+            windows = [dataclasses.replace(w, target=np.full(asked, np.nan)) for w in windows]
+        periods = list(periods) if isinstance(periods, (list, tuple)) else [periods] * len(windows)
+        results: list[SlowThinkResult | None] = [None] * len(windows)
+        done = 0
+        for period in dict.fromkeys(periods):
+            members = [i for i, p in enumerate(periods) if p == period]
+            for start in range(0, len(members), self.batch):
+                chunk = members[start:start + self.batch]
+                batch = self._draft([windows[i] for i in chunk], mode, None if seeds is None else
+                                    [seeds[i] for i in chunk], period, log,
+                                    None if thoughts is None else [thoughts[i] for i in chunk])
+                for i, result in zip(chunk, batch):
+                    results[i] = widen_result(cut(result, horizon), self.facts.band_scale)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, len(windows))
+        return assemble(results, check_quantiles(quantiles), nonnegative)
+
+    def _draft(self, windows: list[Window], mode: str, seeds, period, log, thoughts) -> list[SlowThinkResult]:
+        from timer1.core.slow_think import default_max_new_tokens, single_pass, slow_think
+
+        max_new = self.max_new_tokens or default_max_new_tokens(self.policy.prompt_format, windows[0].horizon)
+        if mode == "single":
+            return single_pass(self.policy, windows, max_new_tokens=max_new, period=period, thoughts=thoughts)
+        config = dataclasses.replace(self.config, max_new_tokens=max_new)
+        return slow_think(self.policy, windows, config, period=period, log=log, seeds=seeds)
+
+
+def cut(result: SlowThinkResult, horizon: int) -> SlowThinkResult:
+    """A result for a longer horizon, cut to its first ``horizon`` steps (drafts' values included)."""
+    if len(result.point) == horizon:
+        return result
+    drafts = [dataclasses.replace(d, values=None if d.values is None else d.values[:horizon]) for d in result.drafts]
+    return dataclasses.replace(result, point=result.point[:horizon], samples=result.samples[:, :horizon],
+                               quantiles={q: v[:horizon] for q, v in result.quantiles.items()}, drafts=drafts)
+
+
+def assemble(results: list[SlowThinkResult], levels: tuple[float, ...],
+             nonnegative: Sequence[bool] | None) -> Forecast:
+    """Stack per-window results into a Forecast: quantiles of each window's kept drafts (numpy's
+    linear interpolation, as timer1.core.slow_think.aggregate), then the non-negative clip."""
+    wanted, clipped = [], []
+    for k, result in enumerate(results):
+        levels_k = {q: np.quantile(result.samples, q, axis=0) for q in levels}  # (H,) each, before the clip
+        clipped.append(clip_at_zero(result, levels_k) if nonnegative is not None and nonnegative[k] else False)
+        wanted.append(levels_k)
+    return Forecast(point=np.stack([r.point for r in results]),
+                    quantiles={q: np.stack([w[q] for w in wanted]) for q in levels},
+                    samples=[r.samples for r in results], source=[r.source for r in results],
+                    results=list(results), clipped=clipped)

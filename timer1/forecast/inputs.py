@@ -1,0 +1,110 @@
+"""timer1 from Python: load a model once, forecast arrays of any length in batched calls.
+
+    from timer1 import Forecaster
+    forecaster = Forecaster.from_pretrained()                 # timer1-tiny (or $TIMER1_MODEL)
+    out = forecaster.predict([3.0, 4.1, 5.2, ...], horizon=24)
+    out.point            # (N, H) median of the kept drafts (slow thinking) or the greedy answer
+    out.quantiles[0.1]   # (N, H), one array per requested quantile
+    out.source           # per series: "model" or the fallback used ("seasonal naive (period 24)")
+
+The shape follows Chronos (``pipeline.predict(context, prediction_length)``, ``predict_quantiles``):
+a context is one 1-D array or a list of them of different lengths, and many series go through one
+batched ``generate`` call per slow-thinking round (timer1.core.slow_think), not one call each.
+This module is the ONE forecasting loop: forecast.py (CSV), evaluate.py (paper protocol) and
+timer1.forecast.serve (HTTP) all call `Forecaster.forecast_windows`; it also holds how a model name is
+resolved (`resolve_model`) and loaded (`open_policy`), and the per-model horizon cap.
+
+Each context becomes a window exactly as forecast.py makes one from a CSV column
+(timer1.data.csv_io.series_from_values, then timer1.data.repair.forecast_window): the last ``lookback`` values,
+NaN / missing steps and isolated outliers interpolated (refused above MAX_REPAIRED_SHARE). A series
+whose whole context is non-negative gets its forecast, quantiles and samples clipped at 0. With a
+``seed``, each series draws from its own generator, so a series' forecast does not depend on the
+other series of the batch (equal to forecasting it alone). Every bad input is a one-line ValueError.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+
+MODES = ("slow", "single")
+
+
+QUANTILES = (0.1, 0.5, 0.9)   # the band forecast.py writes (timer1.core.slow_think aggregates the same three)
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    """The requested quantile levels as floats strictly between 0 and 1 (ValueError otherwise)."""
+    try:
+        levels = tuple(float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"quantiles must be numbers between 0 and 1, got {quantiles!r}") from None
+    bad = [q for q in levels if not 0 < q < 1]
+    if bad or not levels:
+        raise ValueError(f"quantiles must be numbers strictly between 0 and 1, got {list(quantiles)!r}")
+    return levels
+
+
+def _is_number(x) -> bool:
+    return x is None or (isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool))
+
+
+def as_contexts(context) -> list[np.ndarray]:
+    """One series (a 1-D array or list of numbers) or several (a list of them, or a 2-D array) as a
+    list of float arrays, None and NaN kept as NaN; ValueError naming what is wrong."""
+    if isinstance(context, np.ndarray):
+        if context.ndim not in (1, 2) or context.size == 0:
+            raise ValueError(f"context must be a 1-D array or a 2-D (series, values) array, got shape {context.shape}")
+        rows = [context] if context.ndim == 1 else list(context)
+    elif isinstance(context, (list, tuple)) and context:
+        rows = [context] if all(_is_number(x) for x in context) else list(context)
+    else:
+        raise ValueError(f"context must be a non-empty list or array of numbers, or a list of them, "
+                         f"got {type(context).__name__}")
+    out = []
+    for i, row in enumerate(rows):
+        values = list(row) if isinstance(row, (list, tuple, np.ndarray)) else None
+        if not values or not all(_is_number(x) for x in values):
+            raise ValueError(f"series {i} must be a non-empty list of numbers (None or NaN for missing)")
+        row_values = np.array([math.nan if x is None else float(x) for x in values], dtype=np.float64)
+        if np.isinf(row_values).any():  # missing is NaN or None; inf is a broken value, not a gap to fill
+            position = int(np.flatnonzero(np.isinf(row_values))[0])
+            raise ValueError(f"series {i} holds {row_values[position]:g} at position {position}: not a finite "
+                             f"number (a missing value is NaN or None; null in JSON)")
+        out.append(row_values)
+    return out
+
+
+def as_timestamps(timestamps, n_series: int) -> list[list[str]] | None:
+    """None, or one list of dates per series (a single list is taken for a single series)."""
+    if timestamps is None:
+        return None
+    if not isinstance(timestamps, (list, tuple, np.ndarray)) or len(timestamps) == 0:
+        raise ValueError("timestamps must be a list of dates (one list per series)")
+    nested = [isinstance(t, (list, tuple, np.ndarray)) for t in timestamps]
+    if any(nested) and not all(nested):
+        raise ValueError("timestamps must be one list of dates, or one list per series (every series dated)")
+    lists = list(timestamps) if all(nested) else [timestamps]
+    if len(lists) != n_series:
+        raise ValueError(f"got timestamps for {len(lists)} series but {n_series} series")
+    return [[_date_text(d) for d in dates] for dates in lists]
+
+
+def _date_text(value) -> str:
+    """A date as text: strings as given, numpy/Python datetimes in ISO form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.datetime64):
+        return str(value.astype("datetime64[s]")).replace("T", " ")
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ")
+    raise ValueError(f"timestamps must be date strings or datetimes, got {value!r}")
