@@ -6,7 +6,7 @@
     python evaluate.py --protocol rolling --stride 48 --datasets exchange
     python evaluate.py --csv my_series.csv --model /path/Qwen2.5-7B-Instruct --adapter runs/grip/adapter
 
-Protocols (timer1.data): ``paper`` = the first 10 windows per channel of each test region, look-back
+Protocols (timer1.data.protocol): ``paper`` = the first 10 windows per channel of each test region, look-back
 and horizon 96 (nasdaq 36), inputs of non-ETT sets rounded to 3 decimals, as the official eval code;
 ``rolling`` = every ``--stride``-th origin over the whole test region.
 
@@ -31,7 +31,7 @@ The JSON report (``--out``, written atomically) is
 in protocol order (null when unparsed; a short answer filled as ``*_fallback`` fills it, with ``"short": true``;
 q0.1/q0.9 null without a band). ``--plot report.svg`` draws MSE and MASE
 of every method per dataset, with Time-R1's published MSE beside them (timer1.tools.plot).
-The model methods run through timer1.forecaster (the loop forecast.py and the service use), window i
+The model methods run through timer1.forecast.forecaster (the loop forecast.py and the service use), window i
 seeded ``--seed + 1000 i``, so ``--batch`` changes the speed, not the forecasts.
 Bad input gives one line ``error: ...`` on stderr and exit code 2.
 """
@@ -54,7 +54,7 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 import numpy as np
 
 from forecast import log, parse_with_preset, run_reporting_errors
-from timer1.forecast.forecaster import Forecaster
+from timer1.forecast.forecaster import Forecaster, WindowHints
 from timer1.forecast.resolve import add_model_arguments, resolve_model
 
 # single pass after a reasoning the model did not write: none, or the next window's own (does it use it?);
@@ -191,7 +191,7 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
 
 def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, dataset: str) -> list[dict]:
     """Per window: {"pred": (H,) or None (unparsed), "filled": (H,), "samples": (K, H), "status", "kept",
-    "drafts", "band"}, from timer1.forecaster's loop (window i seeded ``seed + 1000 i``)."""
+    "drafts", "band"}, from timer1.forecast.forecaster's loop (window i seeded ``seed + 1000 i``)."""
     from timer1.core.sft_data import extract_reasoning
 
     started = time.perf_counter()
@@ -204,10 +204,10 @@ def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, 
     if method == "timer1-nothink":
         thoughts = [""] * len(windows)
     elif method == "timer1-shuffled":  # window i reads window i+1's own reasoning
-        own = forecaster.forecast_windows(windows, mode="single", seeds=seeds, periods=period).results
+        own = forecaster.forecast_windows(windows, mode="single", hints=WindowHints(seeds, period)).results
         thoughts = [extract_reasoning(r.drafts[0].text) for r in own[1:] + own[:1]]
     forecast = forecaster.forecast_windows(windows, mode="slow" if method == "timer1-slow" else "single",
-                                           seeds=seeds, periods=period, progress=progress, thoughts=thoughts)
+                                           hints=WindowHints(seeds, period, thoughts=thoughts), progress=progress)
     return [_model_outcome(method, window, result) for window, result in zip(windows, forecast.results)]
 
 

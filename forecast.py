@@ -46,7 +46,7 @@ from pathlib import Path
 
 from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
 from timer1.forecast.resolve import HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap, resolve_model
-from timer1.forecast.forecaster import MIN_CONTEXT, Forecaster
+from timer1.forecast.forecaster import MIN_CONTEXT, Forecaster, WindowHints
 
 EXIT_BAD_INPUT = 2
 PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown
@@ -310,9 +310,9 @@ def run(args) -> int:
             f"{'single pass' if args.single_pass else f'{args.samples} drafts'}")
     started = time.perf_counter()
     nonnegative = [not (series.column(c) < 0).any() for c in channels]  # NaN cells compare False: not counted
-    forecast = forecaster.forecast_windows(windows, mode="single" if args.single_pass else "slow",
-                                           seeds=[args.seed] * len(windows), periods=period_for_step(series.step),
-                                           nonnegative=nonnegative, log=lambda m: log("    " + m))
+    hints = WindowHints([args.seed] * len(windows), period_for_step(series.step), nonnegative)
+    forecast = forecaster.forecast_windows(windows, mode="single" if args.single_pass else "slow", hints=hints,
+                                           log=lambda m: log("    " + m))
     seconds = time.perf_counter() - started
     rows, panels = [], []
     for channel, window, result, clipped in zip(channels, windows, forecast.results, forecast.clipped):

@@ -5,39 +5,40 @@
     torchrun --standalone --nproc_per_node=4 train_grip.py --config configs/grip_qwen2.5_7b.toml \
         --model.path=/models/Qwen2.5-7B-Instruct --sft_adapter=runs/sft_qwen2.5_7b
 
-Add ``--resume=true`` to continue a stopped run. One step, visible in ``main``: draw ``batch`` windows
+Add ``--resume=true`` to continue a stopped run. One step, numbered in ``grip_step``: draw ``batch`` windows
 and split them over ranks; sample ``k * G`` completions per prompt; score them; select G per prompt
 with advantages and weights; reference log-probs; then ``mu`` updates on that rollout (so the clip
 matters). The model stays in eval mode throughout: a fresh dropout mask in each forward would make the
 ratio of sampling and updated policy noise. The KL reference is the SFT adapter (``--sft_adapter``),
 the base with LoRA off (``--reference=base``) or a frozen copy (full fine-tuning). GRPO, DAPO, Dr. GRPO
-and GSPO are config values of the same loop (configs/grpo_tiny.toml, configs/dapo_tiny.toml; timer1/grip.py).
+and GSPO are config values of the same loop (configs/grpo_tiny.toml, configs/dapo_tiny.toml; timer1/core/grip.py).
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from timer1.util import dist
-from timer1.util.seeding import derive_seed, seed_everything
-from timer1.train.checkpoint import resolve_checkpoint
-from timer1.train.config import GRIPConfig, save_config
-from timer1.data.protocol import evenly_spaced
-from timer1.core.grip import grip_loss, loss_totals, LossTotals, make_groups, overlong_penalty
+from timer1.core.codec import prompt_ids, reward_target
+from timer1.core.grip import LossConfig, LossTotals, loss_totals, make_groups, overlong_penalty, grip_loss
 from timer1.core.lora import lora_modules
 from timer1.core.reference import Reference, adapter_snapshot
 from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout
+from timer1.data.protocol import evenly_spaced
 from timer1.data.window_sets import load_windows, window_spec_from
-from timer1.core.codec import prompt_format_from, prompt_ids, reward_target
-from timer1.train.run_dir import MetricsLog, Progress, claim_out_dir
-from timer1.train.setup import autocast, build_optimizer, build_policy, lr_at, set_lr, trainable_parameters
-from timer1.train.validation import checkpoint_score, evaluate_forecasts
-from timer1.train.resume import resume_run, save_base_model, save_run_checkpoint, weights_digest
+from timer1.train.checkpoint import resolve_checkpoint
+from timer1.train.config import GRIPConfig, group_of
 from timer1.train.launch import run_cli
+from timer1.train.resume import weights_digest
+from timer1.train.run import Run, begin, open_run, save_run_checkpoint
+from timer1.train.setup import autocast, lr_at, set_lr, trainable_parameters
+from timer1.train.validation import checkpoint_score, evaluate_forecasts
+from timer1.util import dist
+from timer1.util.seeding import derive_seed
 
 ROLLOUT, SELECTION = 0, 1  # tags that keep the seeds of the step's two random draws apart
 
@@ -81,153 +82,145 @@ def rows_to_keep(groups, rollout, cfg: GRIPConfig) -> torch.Tensor:
     return keep
 
 
-def policy_update(ddp, optimizer, micro_batches, ref, totals: LossTotals, cfg: GRIPConfig, world_size: int):
+def policy_update(run: Run, micro_batches, ref, totals: LossTotals, loss: LossConfig):
     """``mu`` optimizer steps on one rollout, each over every micro-batch with DDP's gradient sync on the
     last one only. Inner step 0 runs at the sampling weights, so its log-probs, detached, are the old
     policy's for every later inner step. Returns the loss metrics of every micro-step and the last
     gradient norm."""
+    cfg, ddp = run.cfg, run.ddp
     old = [None] * len(micro_batches)
     inner_stats = []
     for inner in range(cfg.mu):
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad(set_to_none=True)
         for i, (mb, real) in enumerate(micro_batches):
             sync = i == len(micro_batches) - 1
             with dist.no_sync(ddp, sync=sync), autocast(mb.completion_ids.device, cfg.model.dtype):
                 logp = completion_logprobs(ddp, mb, cfg.temperature)  # (n, T)
                 if inner == 0:
                     old[i] = logp.detach()
-                loss, stats = grip_loss(logp, old[i], ref[i], mb.advantages, mb.weights, mb.completion_mask,
-                                        cfg.eps, cfg.beta, eps_high=cfg.eps_high, agg=cfg.loss_agg,
-                                        ratio_level=cfg.ratio_level, totals=totals, const_len=cfg.max_completion)
+                objective, stats = grip_loss(logp, old[i], ref[i], mb.advantages, mb.weights, mb.completion_mask,
+                                             loss, totals)
                 # DDP averages gradients over ranks, the loss is a sum over them; padding adds nothing
-                (loss * (world_size if real else 0.0)).backward()
+                (objective * (run.info.world_size if real else 0.0)).backward()
             if real:
                 inner_stats.append({**stats, "inner": inner})
-        params = trainable_parameters(dist.unwrap(ddp))
+        params = trainable_parameters(run.model)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
         if totals.weight > 0:  # 0 when every row of the step was dropped: nothing to learn from
-            optimizer.step()
+            run.optimizer.step()
     return inner_stats, grad_norm
 
 
+@dataclass
+class Windows:
+    """The run's training windows (train region), held-out validation windows (validation region)."""
+
+    train: list
+    val: list
+
+
 def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
-    master = info.is_master
     if cfg.batch < info.world_size:
         raise ValueError(f"batch={cfg.batch} prompts cannot be split over {info.world_size} ranks (need batch >= ranks)")
-    out_dir = str(claim_out_dir(cfg.out_dir, cfg.resume))  # collective: a refusal stops every rank
-    seed_everything(cfg.seed)  # the same LoRA init on every rank (DDP also broadcasts rank 0's weights)
-
-    # ---- data: training windows (train region) and held-out validation windows (validation region)
-    spec = window_spec_from(cfg.data)
-    train_set = load_windows(spec, "train", cfg.seed)
-    val_set = evenly_spaced(load_windows(spec, "val", cfg.seed), cfg.eval_windows)
-    fmt = prompt_format_from(cfg.data)
-
-    # ---- policy (eval mode for good: no dropout in any RL forward), reference, optimizer
     sft = str(resolve_checkpoint(cfg.sft_adapter)) if cfg.sft_adapter else ""
-    policy = build_policy(cfg, info.device, seed=cfg.seed, adapter=sft)
-    model, tokenizer = policy.model.eval(), policy.tokenizer
-    model.gradient_checkpointing = cfg.model.gradient_checkpointing
-    seed_everything(derive_seed(cfg.seed, info.rank))
-    reference = make_reference(cfg, model, from_adapter=bool(sft))
-    optimizer = build_optimizer(model, cfg.optim)
-    log = MetricsLog(f"{out_dir}/metrics.jsonl", enabled=master)
-    start = 0
-    if cfg.resume:
-        state = resume_run(out_dir, model, optimizer, info.rank)
-        start = state["step"]
-        if start >= cfg.steps:
-            dist.print0(f"{out_dir} is finished already: {start}/{cfg.steps} steps ({state['path']}); nothing to do")
-            return
-        log.truncate_after(start)
-        dist.print0(f"resumed from {state['path']} after step {start}")
-    elif master:
-        save_config(cfg, f"{out_dir}/config.toml")
-        if cfg.model.random_init and lora_modules(model):
-            save_base_model(policy, out_dir)  # adapters need their base on disk to be loadable
-    ddp = dist.wrap_ddp(model, info)
-    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
-    n_params = sum(p.numel() for p in trainable_parameters(model))
-    dist.print0(f"GRIP: {len(train_set)} train / {len(val_set)} val windows, {info.world_size} rank(s), "
+    run = open_run(cfg, info, adapter=sft)
+    run.model.eval()  # for good: no dropout in any RL forward
+    spec = window_spec_from(cfg.data)
+    windows = Windows(load_windows(spec, "train", cfg.seed), evenly_spaced(load_windows(spec, "val", cfg.seed), cfg.eval_windows))
+    reference = make_reference(cfg, run.model, from_adapter=bool(sft))
+    if not begin(run, cfg.steps):
+        return
+    n_params = sum(p.numel() for p in trainable_parameters(run.model))
+    dist.print0(f"GRIP: {len(windows.train)} train / {len(windows.val)} val windows, {info.world_size} rank(s), "
                 f"{n_params:,} trainable parameters, reference {reference.kind if reference else 'none (beta=0)'}")
-    progress = Progress(cfg.steps, start_step=start, enabled=master)
-    if val_set and start == 0:  # the score to beat: the policy as it starts (the SFT model)
-        before = validate(ddp, tokenizer, val_set, fmt, cfg, info)
-        log.log({"step": 0, **before})
+    if windows.val and run.start == 0:  # the score to beat: the policy as it starts (the SFT model)
+        before = validate(run, windows.val)
+        run.log.log({"step": 0, **before})
         dist.print0(f"step 0 (before training) | val_mse {before['val_mse']:.4g} | val_mase {before['val_mase']:.4g}")
+    for step in range(run.start, cfg.steps):
+        metrics, tokens = grip_step(run, windows.train, reference, step)
+        finish_step(run, step + 1, metrics, tokens, windows.val)
+    run.ddp = None  # free the DDP reducer before the process group goes away
 
-    for step in range(start, cfg.steps):
-        t_start = time.perf_counter()
-        set_lr(optimizer, lr := lr_at(step, cfg.steps, cfg.optim))
-        # 1. this rank's prompts: the step's windows split by stride, each group stays on one rank
-        windows = dist.shard_by_stride(draw_windows(train_set, cfg.batch, cfg.seed, step), info.rank, info.world_size)
-        prompts = [prompt_ids(tokenizer, w, fmt) for w in windows]
-        targets = [reward_target(w, fmt) for w in windows]  # (H,) each, on the completion's scale
-        # 2. rollout: k*G samples per prompt from the current (old) policy
-        with torch.no_grad(), autocast(info.device, cfg.model.dtype):
-            rollout = sample_rollout(model, tokenizer, prompts, K=cfg.k * cfg.G, max_new_tokens=cfg.max_completion,
-                                     temperature=cfg.temperature, top_p=cfg.top_p,
-                                     seed=derive_seed(cfg.seed, step, info.rank, ROLLOUT),
-                                     prompts_per_call=cfg.rollout_prompts)
-        t_gen = time.perf_counter()
-        # 3. rewards (B, K); select G per prompt with advantages and weights; the rows that train
-        rewards, terms = score_rollout(rollout, targets, reward=cfg.reward, digit_bonus=cfg.digit_bonus)
-        if cfg.overlong == "soft-penalty":
-            lengths = torch.tensor([len(c) for c in rollout.completions]).view_as(rewards)  # (B, K)
-            penalty = overlong_penalty(lengths, cfg.max_completion)  # (B, K)
-            rewards = rewards + penalty
-            terms["overlong"] = penalty.numpy()
-        selector = torch.Generator().manual_seed(derive_seed(cfg.seed, step, info.rank, SELECTION))
-        groups = make_groups(rewards, cfg.G, selection=cfg.selection, weighting=cfg.weights,
-                             adv_scale=cfg.adv_scale, generator=selector)  # (B, G) each
-        batch = build_batch(rollout, groups, pad_id, keep=rows_to_keep(groups, rollout, cfg)).to(info.device)
-        micro_batches = dist.equalize(batch.micro_batches(cfg.micro_batch))  # the same count on every rank
-        totals = step_totals(batch, info)
-        t_reward = time.perf_counter()
-        # 4. reference log-probs (N, T) per micro-batch, by the same function as the update's
-        ref = [None] * len(micro_batches)
-        if reference is not None:
-            with torch.no_grad(), autocast(info.device, cfg.model.dtype), reference.active(model) as ref_model:
-                ref = [completion_logprobs(ref_model, mb, cfg.temperature) for mb, _ in micro_batches]
-        t_logp = time.perf_counter()
-        # 5. mu updates on this rollout (the first also records the old log-probs)
-        inner_stats, grad_norm = policy_update(ddp, optimizer, micro_batches, ref, totals, cfg, info.world_size)
-        t_end = time.perf_counter()
 
-        # 6. metrics (means over ranks), progress line, validation, checkpoint
-        tokens = rollout.num_tokens
-        metrics = step_metrics(rollout, rewards, terms, groups, batch, inner_stats, cfg.mu)
-        metrics.update(grad_norm=float(grad_norm), lr=lr, gen_s=t_gen - t_start, reward_s=t_reward - t_gen,
-                       logprob_s=t_logp - t_reward, update_s=t_end - t_logp, step_s=t_end - t_start)
-        metrics = {k: dist.all_reduce_mean(v) for k, v in metrics.items()}
-        tokens = int(round(dist.all_reduce_mean(float(tokens)) * info.world_size))
-        metrics["tokens_per_s"] = tokens / max(metrics["step_s"], 1e-9)
-        progress.add_tokens(tokens)
-        done = step + 1
-        last = done == cfg.steps
-        evaluate = (cfg.eval_every > 0 and done % cfg.eval_every == 0) or last
+def grip_step(run: Run, train_set: list, reference: Reference | None, step: int) -> tuple[dict, int]:
+    """One GRIP step (paper Sec. 3.3), numbered as the module docstring tells it; returns this rank's
+    metrics and the tokens it sampled."""
+    cfg, info, tokenizer = run.cfg, run.info, run.policy.tokenizer
+    fmt, model = run.policy.prompt_format, run.model
+    t_start = time.perf_counter()
+    set_lr(run.optimizer, lr := lr_at(step, cfg.steps, cfg.optim))
+    # 1. this rank's prompts: the step's windows split by stride, each group stays on one rank
+    windows = dist.shard_by_stride(draw_windows(train_set, cfg.batch, cfg.seed, step), info.rank, info.world_size)
+    prompts = [prompt_ids(tokenizer, w, fmt) for w in windows]
+    targets = [reward_target(w, fmt) for w in windows]  # (H,) each, on the completion's scale
+    # 2. rollout: k*G samples per prompt from the current (old) policy
+    with torch.no_grad(), autocast(info.device, cfg.model.dtype):
+        rollout = sample_rollout(model, tokenizer, prompts, K=cfg.k * cfg.G, max_new_tokens=cfg.max_completion,
+                                 seed=derive_seed(cfg.seed, step, info.rank, ROLLOUT),
+                                 prompts_per_call=cfg.rollout_prompts, temperature=cfg.temperature, top_p=cfg.top_p)
+    t_gen = time.perf_counter()
+    # 3. rewards (B, K); select G per prompt with advantages and weights; the rows that train
+    rewards, terms = score_rollout(rollout, targets, reward=cfg.reward, digit_bonus=cfg.digit_bonus)
+    if cfg.overlong == "soft-penalty":
+        lengths = torch.tensor([len(c) for c in rollout.completions]).view_as(rewards)  # (B, K)
+        penalty = overlong_penalty(lengths, cfg.max_completion)  # (B, K)
+        rewards = rewards + penalty
+        terms["overlong"] = penalty.numpy()
+    selector = torch.Generator().manual_seed(derive_seed(cfg.seed, step, info.rank, SELECTION))
+    groups = make_groups(rewards, cfg.G, selection=cfg.selection, weighting=cfg.weights,
+                         adv_scale=cfg.adv_scale, generator=selector)  # (B, G) each
+    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+    batch = build_batch(rollout, groups, pad_id, keep=rows_to_keep(groups, rollout, cfg)).to(info.device)
+    micro_batches = dist.equalize(batch.micro_batches(cfg.micro_batch))  # the same count on every rank
+    totals = step_totals(batch, info)
+    t_reward = time.perf_counter()
+    # 4. reference log-probs (N, T) per micro-batch, by the same function as the update's
+    ref = [None] * len(micro_batches)
+    if reference is not None:
+        with torch.no_grad(), autocast(info.device, cfg.model.dtype), reference.active(model) as ref_model:
+            ref = [completion_logprobs(ref_model, mb, cfg.temperature) for mb, _ in micro_batches]
+    t_logp = time.perf_counter()
+    # 5. mu updates on this rollout (the first also records the old log-probs)
+    inner_stats, grad_norm = policy_update(run, micro_batches, ref, totals, group_of(cfg, LossConfig))
+    t_end = time.perf_counter()
+    metrics = step_metrics(rollout, rewards, terms, groups, batch, inner_stats, cfg.mu)
+    metrics.update(grad_norm=float(grad_norm), lr=lr, gen_s=t_gen - t_start, reward_s=t_reward - t_gen,
+                   logprob_s=t_logp - t_reward, update_s=t_end - t_logp, step_s=t_end - t_start)
+    return metrics, rollout.num_tokens
+
+
+def finish_step(run: Run, done: int, metrics: dict, tokens: int, val_set: list) -> None:
+    """6. metrics (means over ranks), the log record, progress line, validation, checkpoint."""
+    cfg, info = run.cfg, run.info
+    metrics = {k: dist.all_reduce_mean(v) for k, v in metrics.items()}
+    tokens = int(round(dist.all_reduce_mean(float(tokens)) * info.world_size))
+    metrics["tokens_per_s"] = tokens / max(metrics["step_s"], 1e-9)
+    run.progress.add_tokens(tokens)
+    last = done == cfg.steps
+    evaluate = (cfg.eval_every > 0 and done % cfg.eval_every == 0) or last
+    if evaluate:
+        metrics.update(validate(run, val_set))
+    elapsed = time.perf_counter() - run.progress.t0
+    record = {"step": done, **metrics, "eta_s": elapsed / (done - run.start) * (cfg.steps - done)}
+    if last:  # every rank's trained weights must be identical after DDP training: record each rank's digest
+        record["rank_digests"] = dist.all_gather_object(weights_digest(run.model, trainable_only=True))
+    run.log.log(record)
+    if done % cfg.log_every == 0 or last:
+        shown = {"loss": metrics["loss"], "reward": metrics["reward"], "format": metrics["format_rate"],
+                 "kl": metrics["kl"], "clip": metrics["clip_frac"], "len": metrics["answer_tokens"]}
         if evaluate:
-            metrics.update(validate(ddp, tokenizer, val_set, fmt, cfg, info))
-        record = {"step": done, **metrics, "eta_s": (time.perf_counter() - progress.t0) / (done - start) * (cfg.steps - done)}
-        if last:  # every rank's trained weights must be identical after DDP training: record each rank's digest
-            record["rank_digests"] = dist.all_gather_object(weights_digest(model, trainable_only=True))
-        log.log(record)
-        if done % cfg.log_every == 0 or last:
-            shown = {"loss": metrics["loss"], "reward": metrics["reward"], "format": metrics["format_rate"],
-                     "kl": metrics["kl"], "clip": metrics["clip_frac"], "len": metrics["answer_tokens"]}
-            if evaluate:
-                shown.update(val_mse=metrics["val_mse"], val_mase=metrics["val_mase"])
-            progress.update(done, **shown)
-        if (cfg.save_every > 0 and done % cfg.save_every == 0) or evaluate or last:
-            save_run_checkpoint(out_dir, done, ddp, policy, optimizer, cfg, info, metrics=record,
-                                score=checkpoint_score(metrics) if evaluate else None)
-    del ddp  # free the DDP reducer before the process group goes away
+            shown.update(val_mse=metrics["val_mse"], val_mase=metrics["val_mase"])
+        run.progress.update(done, **shown)
+    if (cfg.save_every > 0 and done % cfg.save_every == 0) or evaluate or last:
+        save_run_checkpoint(run, done, record, score=checkpoint_score(metrics) if evaluate else None)
 
 
-def validate(model, tokenizer, val_set, fmt, cfg: GRIPConfig, info) -> dict:
-    """The policy's forecasts on the held-out windows now: val_mse, val_mase, ... (timer1.train_utils)."""
-    return evaluate_forecasts(model, tokenizer, val_set, fmt, max_new_tokens=cfg.max_completion,
-                              samples=cfg.eval_samples, batch_size=max(1, cfg.micro_batch), info=info)
+def validate(run: Run, val_set: list) -> dict:
+    """The policy's forecasts on the held-out windows now: val_mse, val_mase, ... (timer1.train.validation)."""
+    cfg, policy = run.cfg, run.policy
+    return evaluate_forecasts(run.ddp, policy.tokenizer, val_set, policy.prompt_format, max_new_tokens=cfg.max_completion,
+                              samples=cfg.eval_samples, batch_size=max(1, cfg.micro_batch), info=run.info)
 
 
 def step_metrics(rollout, rewards, terms, groups, batch, inner_stats, mu) -> dict:

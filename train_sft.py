@@ -35,20 +35,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from timer1.util import dist
-from timer1.util.seeding import derive_seed, seed_everything
-from timer1.train.config import SFTConfig, save_config
-from timer1.data.protocol import evenly_spaced
+from timer1.core.codec import chat_ids, completion_ids
 from timer1.core.model import token_logprobs
 from timer1.core.sft_data import StatisticalTeacher, build_samples
-from timer1.train.sft_jsonl import read_jsonl, train_values
-from timer1.core.codec import chat_ids, completion_ids
+from timer1.data.protocol import evenly_spaced
 from timer1.data.window_sets import load_windows, window_spec_from
-from timer1.train.run_dir import MetricsLog, Progress, claim_out_dir, format_seconds
-from timer1.train.setup import autocast, build_optimizer, build_policy, lr_at, set_lr, trainable_parameters
-from timer1.train.validation import checkpoint_score, evaluate_forecasts, evaluating
-from timer1.train.resume import resume_run, save_base_model, save_run_checkpoint, uses_lora, weights_digest
+from timer1.train.config import SFTConfig
 from timer1.train.launch import run_cli, warn_short_schedule
+from timer1.train.resume import uses_lora, weights_digest
+from timer1.train.run import Run, begin, open_run, save_run_checkpoint
+from timer1.train.run_dir import format_seconds
+from timer1.train.setup import autocast, lr_at, set_lr, trainable_parameters
+from timer1.train.sft_jsonl import read_jsonl, train_values
+from timer1.train.validation import checkpoint_score, evaluate_forecasts, evaluating
+from timer1.util import dist
 
 SCORES = ("val_loss", "val_mse", "val_mase")   # the validation numbers a person compares across steps
 BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
@@ -89,7 +89,7 @@ def teacher_records(windows: list, teacher: StatisticalTeacher, fmt, k: int, wha
 
 
 def train_records(cfg: SFTConfig, fmt, spec, teacher: StatisticalTeacher) -> list[dict]:
-    """data.sft_jsonl when given (any teacher, built by timer1.sft_data), else statistical-teacher
+    """data.sft_jsonl when given (any teacher, built by timer1.train.sft_jsonl), else statistical-teacher
     samples of the train-region windows."""
     if cfg.data.sft_jsonl:
         return read_jsonl(cfg.data.sft_jsonl, prompt_style=fmt.style)
@@ -168,141 +168,142 @@ class Validation:
     pad_id: int
 
 
-def validate(model, tokenizer, fmt, val: Validation, cfg: SFTConfig, info) -> dict:
-    """Validation loss and the greedy forecasts' scores (val_mse, val_mase, ...) of ``model`` now."""
-    metrics = {"val_loss": validation_loss(model, val.examples, val.pad_id, cfg.batch_size, info, cfg.model.dtype)}
-    metrics.update(evaluate_forecasts(model, tokenizer, val.windows, fmt, max_new_tokens=val.max_tokens,
-                                      batch_size=max(cfg.batch_size, 8), info=info))
+def validate(run: Run, val: Validation) -> dict:
+    """Validation loss and the greedy forecasts' scores (val_mse, val_mase, ...) of the model now."""
+    cfg, policy = run.cfg, run.policy
+    metrics = {"val_loss": validation_loss(run, val.examples, val.pad_id)}
+    metrics.update(evaluate_forecasts(run.ddp, policy.tokenizer, val.windows, policy.prompt_format,
+                                      max_new_tokens=val.max_tokens, batch_size=max(cfg.batch_size, 8), info=run.info))
     return metrics
 
 
 @torch.no_grad()
-def validation_loss(model, examples: list[Example], pad_id: int, batch_size: int, info, dtype: str) -> float:
+def validation_loss(run: Run, examples: list[Example], pad_id: int) -> float:
     """Mean completion-token NLL over held-out examples (sharded by stride, summed over ranks)."""
+    info, batch_size = run.info, run.cfg.batch_size
     shard = dist.shard_by_stride(examples, info.rank, info.world_size)
     totals = torch.zeros(2, dtype=torch.float64)           # nll, tokens
-    with evaluating(dist.unwrap(model)) as core:
+    with evaluating(run.model) as core:
         for i in range(0, len(shard), batch_size):
             ids, mask = collate(shard[i:i + batch_size], pad_id, info.device)
-            with autocast(info.device, dtype):
+            with autocast(info.device, run.cfg.model.dtype):
                 totals[0] += weighted_nll(core, ids, mask).item()
             totals[1] += mask.sum().item()
     totals = dist.all_reduce_mean(totals) * info.world_size
     return totals[0].item() / max(totals[1].item(), 1.0)
 
 
-# ----------------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    """The run's tokenized training examples, its per-rank plan of micro-batches over all epochs (and
+    the optimizer steps that makes), and what it validates on."""
+
+    examples: list[Example]
+    plan: list
+    total_steps: int
+    val: Validation
+    too_long: int
 
 
-def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
-    master = info.is_master
-    out_dir = claim_out_dir(cfg.out_dir, cfg.resume)
-    seed_everything(cfg.seed)  # the same LoRA init on every rank
-
-    # model, tokenizer, prompt format
-    policy = build_policy(cfg, info.device, seed=cfg.seed)
-    seed_everything(derive_seed(cfg.seed, info.rank))  # then each rank its own stream (dropout masks)
-    tokenizer, fmt, model = policy.tokenizer, policy.prompt_format, policy.model
+def prepare_data(run: Run) -> Data:
+    """Train examples (too long ones dropped), held-out examples and windows for validation, the plan."""
+    cfg, tokenizer, fmt = run.cfg, run.policy.tokenizer, run.policy.prompt_format
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
-
-    # data: train examples (too long ones dropped), held-out examples and windows for validation
     spec = window_spec_from(cfg.data)
     teacher = statistical_teacher(cfg, fmt, spec)
     examples = [encode(r, tokenizer) for r in train_records(cfg, fmt, spec, teacher)]
-    too_long = sum(len(e.ids) > cfg.max_seq_len for e in examples)
-    examples = [e for e in examples if len(e.ids) <= cfg.max_seq_len]
-    if not examples:
+    kept = [e for e in examples if len(e.ids) <= cfg.max_seq_len]
+    if not kept:
         raise ValueError(f"every SFT sample is longer than max_seq_len={cfg.max_seq_len} tokens")
     val_windows = evenly_spaced(load_windows(spec, "val", seed=cfg.seed), cfg.eval_windows) if cfg.eval_windows else []
     val_records = teacher_records(val_windows, teacher, fmt, cfg.teacher_k, "validation") if val_windows else []
     val_examples = [e for e in (encode(r, tokenizer) for r in val_records) if len(e.ids) <= cfg.max_seq_len]
     answer_tokens = max(len(e.ids) - e.n_prompt for e in val_examples) if val_examples else 64
     val = Validation(val_examples, val_windows, cfg.val_max_tokens or int(answer_tokens * 1.25) + 8, pad_id)
+    plan = plan_run([len(e.ids) for e in kept], cfg, run.info.world_size)
+    return Data(kept, plan, math.ceil(len(plan[0]) / cfg.grad_accum), val, len(examples) - len(kept))
 
-    lengths = [len(e.ids) for e in examples]
-    plan = plan_run(lengths, cfg, info.world_size)
-    total_steps = math.ceil(len(plan[0]) / cfg.grad_accum)
 
-    optimizer = build_optimizer(model, cfg.optim)
-    start_step = 0
-    log = MetricsLog(out_dir / "metrics.jsonl", enabled=master)
-    run_shape = {"samples": len(examples), "world_size": info.world_size, "total_steps": total_steps}
-    if cfg.resume:
-        state = resume_run(out_dir, model, optimizer, info.rank)
-        if state["extra"].get("run_shape", run_shape) != run_shape:
-            raise ValueError(f"cannot resume {state['path']}: it was made by a run with {state['extra']['run_shape']}, "
-                             f"this one has {run_shape} (same data, config and process count are needed)")
-        start_step = state["step"]
-        if start_step >= total_steps:
-            dist.print0(f"{out_dir} is finished already: {start_step}/{total_steps} steps ({state['path']}); "
-                        f"nothing to do")
-            return {}
-        log.truncate_after(start_step)
-    elif master:
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-        save_config(cfg, out_dir / "config.toml")
-        if uses_lora(model) and cfg.model.random_init:
-            save_base_model(policy, out_dir)        # so adapter checkpoints load: load_policy(base, adapter=ckpt)
-    ddp = dist.wrap_ddp(model, info)
-    params = trainable_parameters(model)
-    n_params = sum(p.numel() for p in params)
-    dist.print0(f"sft: {len(examples)} samples ({too_long} longer than {cfg.max_seq_len} dropped), "
-                f"{total_steps} steps x {cfg.grad_accum} micro-batches of {cfg.batch_size} x {info.world_size} "
-                f"ranks, {n_params:,} trainable params ({'LoRA' if uses_lora(model) else 'full'}), "
-                f"device {info.device}" + (f", resuming after step {start_step}" if start_step else ""))
-
-    warn_short_schedule(len(examples), total_steps, cfg.optim.warmup_steps)
-    progress = Progress(total_steps, start_step=start_step, enabled=master)
+def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
+    run = open_run(cfg, info)
+    data = prepare_data(run)
+    if not begin(run, data.total_steps, run_shape(run, data)):
+        return {}
+    n_params = sum(p.numel() for p in trainable_parameters(run.model))
+    dist.print0(f"sft: {len(data.examples)} samples ({data.too_long} longer than {cfg.max_seq_len} dropped), "
+                f"{data.total_steps} steps x {cfg.grad_accum} micro-batches of {cfg.batch_size} x {info.world_size} "
+                f"ranks, {n_params:,} trainable params ({'LoRA' if uses_lora(run.model) else 'full'}), "
+                f"device {info.device}" + (f", resuming after step {run.start}" if run.start else ""))
+    warn_short_schedule(len(data.examples), data.total_steps, cfg.optim.warmup_steps)
     before = {}
-    if val_windows and start_step == 0:   # the score to beat: the model as it starts
-        before = validate(ddp, tokenizer, fmt, val, cfg, info)
-        log.log({"step": 0, **before})
+    if data.val.windows and run.start == 0:   # the score to beat: the model as it starts
+        before = validate(run, data.val)
+        run.log.log({"step": 0, **before})
         dist.print0("step 0 (before training) | " + " | ".join(f"{k} {before[k]:.4g}" for k in SCORES))
     metrics: dict = {}
-    for step in range(start_step, total_steps):
-        lr = lr_at(step, total_steps, cfg.optim)
-        set_lr(optimizer, lr)
-        micro, step_weight, seen_tokens = step_batches(plan, step, cfg.grad_accum, examples, info.rank,
-                                                       cfg.prompt_loss)
-        nll_sum = 0.0
-        for k, (batch, real) in enumerate(micro):
-            ids, loss_weights = collate([examples[j] for j in batch], pad_id, info.device, cfg.prompt_loss)
-            with dist.no_sync(ddp, sync=k == len(micro) - 1):
-                with autocast(info.device, cfg.model.dtype):
-                    nll = weighted_nll(ddp, ids, loss_weights)
-                # DDP averages gradients over ranks: scale by world size so the result is the global token mean
-                loss = nll * (info.world_size / step_weight) * (1.0 if real else 0.0)
-                loss.backward()
-            nll_sum += nll.item() if real else 0.0
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        done = step + 1
-        progress.add_tokens(seen_tokens)
-
-        last = done == total_steps
-        evaluate = bool(val_windows) and (bool(cfg.eval_every and done % cfg.eval_every == 0) or last)
-        if done % cfg.log_every == 0 or evaluate or last:
-            train_loss = dist.all_reduce_mean(nll_sum) * info.world_size / step_weight
-            metrics = {"step": done, "loss": train_loss, "lr": lr, "grad_norm": float(grad_norm),
-                       "tokens": seen_tokens}
-            if evaluate:
-                metrics.update(validate(ddp, tokenizer, fmt, val, cfg, info))
-            progress.update(done, loss=train_loss, lr=lr, **({k: metrics[k] for k in SCORES} if evaluate else {}))
-            if last:                                  # every rank's weights must agree under DDP
-                metrics["rank_digests"] = dist.all_gather_object(weights_digest(model))
-            log.log(metrics)
-        if (cfg.save_every and done % cfg.save_every == 0) or last:
-            score = checkpoint_score(metrics) if metrics.get("step") == done else None
-            save_run_checkpoint(out_dir, done, ddp, policy, optimizer, cfg, info, metrics=metrics, score=score,
-                                extra={"run_shape": run_shape})
+    for step in range(run.start, data.total_steps):
+        step_result = sft_step(run, data, step)
+        metrics = finish_step(run, data, step + 1, step_result) or metrics
     if "rank_digests" in metrics and len(set(metrics["rank_digests"])) > 1:
         raise RuntimeError(f"ranks ended with different weights: {metrics['rank_digests']}")
     change = (f"; val_mase {before['val_mase']:.4g} before training -> {metrics['val_mase']:.4g}"
               if before and "val_mase" in metrics else "")
-    dist.print0(f"done: {total_steps} steps, checkpoints in {out_dir}{change}")
-    del ddp
+    dist.print0(f"done: {data.total_steps} steps, checkpoints in {run.out_dir}{change}")
+    run.ddp = None  # free the DDP reducer before the process group goes away
     return metrics
+
+
+def sft_step(run: Run, data: Data, step: int) -> dict:
+    """One optimizer step: ``grad_accum`` micro-batches (DDP syncs gradients on the last one), then clip
+    and step. Returns this rank's summed NLL and the step's loss weight, tokens, grad norm and lr."""
+    cfg, info = run.cfg, run.info
+    set_lr(run.optimizer, lr := lr_at(step, data.total_steps, cfg.optim))
+    micro, step_weight, seen_tokens = step_batches(data.plan, step, cfg.grad_accum, data.examples, info.rank,
+                                                   cfg.prompt_loss)
+    nll_sum = 0.0
+    for k, (batch, real) in enumerate(micro):
+        ids, loss_weights = collate([data.examples[j] for j in batch], data.val.pad_id, info.device, cfg.prompt_loss)
+        with dist.no_sync(run.ddp, sync=k == len(micro) - 1):
+            with autocast(info.device, cfg.model.dtype):
+                nll = weighted_nll(run.ddp, ids, loss_weights)
+            # DDP averages gradients over ranks: scale by world size so the result is the global token mean
+            loss = nll * (info.world_size / step_weight) * (1.0 if real else 0.0)
+            loss.backward()
+        nll_sum += nll.item() if real else 0.0
+    params = trainable_parameters(run.model)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return {"nll_sum": nll_sum, "weight": step_weight, "tokens": seen_tokens, "grad_norm": float(grad_norm), "lr": lr}
+
+
+def finish_step(run: Run, data: Data, done: int, result: dict) -> dict | None:
+    """After optimizer step `done`: the log record (loss averaged over ranks), validation and the
+    progress line when due, the checkpoint. Returns the record when one was made."""
+    cfg, info = run.cfg, run.info
+    run.progress.add_tokens(result["tokens"])
+    last = done == data.total_steps
+    evaluate = bool(data.val.windows) and (bool(cfg.eval_every and done % cfg.eval_every == 0) or last)
+    metrics = None
+    if done % cfg.log_every == 0 or evaluate or last:
+        train_loss = dist.all_reduce_mean(result["nll_sum"]) * info.world_size / result["weight"]
+        metrics = {"step": done, "loss": train_loss, "lr": result["lr"], "grad_norm": result["grad_norm"],
+                   "tokens": result["tokens"]}
+        if evaluate:
+            metrics.update(validate(run, data.val))
+        run.progress.update(done, loss=train_loss, lr=result["lr"], **({k: metrics[k] for k in SCORES} if evaluate else {}))
+        if last:                                  # every rank's weights must agree under DDP
+            metrics["rank_digests"] = dist.all_gather_object(weights_digest(run.model))
+        run.log.log(metrics)
+    if (cfg.save_every and done % cfg.save_every == 0) or last:
+        score = checkpoint_score(metrics) if metrics is not None else None
+        save_run_checkpoint(run, done, metrics or {"step": done}, score=score, extra={"run_shape": run_shape(run, data)})
+    return metrics
+
+
+def run_shape(run: Run, data: Data) -> dict:
+    """What a resumed run must share with the run it continues (its plan of steps depends on these)."""
+    return {"samples": len(data.examples), "world_size": run.info.world_size, "total_steps": data.total_steps}
 
 
 if __name__ == "__main__":

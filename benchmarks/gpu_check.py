@@ -42,11 +42,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from train_grip import policy_update  # noqa: E402
-from timer1.train.config import GRIPConfig  # noqa: E402
+from timer1.train.run import Run  # noqa: E402
+from timer1.util.dist import DistInfo  # noqa: E402
+from timer1.core.grip import LossConfig  # noqa: E402
+from timer1.core.policy import Policy  # noqa: E402
+from timer1.train.config import GRIPConfig, group_of  # noqa: E402
 from timer1.core.grip import loss_totals  # noqa: E402
 from timer1.core.lora import apply_lora  # noqa: E402
 from timer1.core.model import Qwen2, Qwen2Config  # noqa: E402
-from timer1.core.reference import Reference
+from timer1.core.reference import Reference  # noqa: E402
 from timer1.core.rollout import TrainBatch, completion_logprobs  # noqa: E402
 from timer1.core.sampler import generate  # noqa: E402
 
@@ -244,19 +248,21 @@ def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, floa
     micro_batches = [(mb, True) for mb in batch.micro_batches(4)]
     cfg = GRIPConfig(mu=2, micro_batch=4, max_completion=completion_len)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    one_process = Run(cfg, DistInfo(0, 0, 1, device, True), Path("."), Policy(model, None, "gpu_check"), optimizer,
+                      log=None, ddp=model)
 
     def update() -> None:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16), \
                 Reference("base").active(model) as ref:
             reference = [completion_logprobs(ref, mb) for mb, _ in micro_batches]
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            policy_update(model, optimizer, micro_batches, reference,
-                          loss_totals(batch.weights, batch.completion_mask), cfg, 1)
+            policy_update(one_process, micro_batches, reference, loss_totals(batch.weights, batch.completion_mask),
+                          group_of(cfg, LossConfig))
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = timed(update, device)
-    tokens = prompt_len + 16 * completion_len   # the group's prompt is encoded once (timer1.rollout)
+    tokens = prompt_len + 16 * completion_len   # the group's prompt is encoded once (timer1.core.rollout)
     rate = update_flops(model, tokens, cfg.mu) / seconds
     peak_memory = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else "n/a on cpu"
     row = (f"| GRIP update {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, LoRA r16, checkpointing, "

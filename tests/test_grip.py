@@ -1,4 +1,4 @@
-"""GRIP pure functions (timer1/grip.py): hand-computed losses, gradients, advantages, weights, selection."""
+"""GRIP pure functions (timer1/core/grip.py): hand-computed losses, gradients, advantages, weights, selection."""
 
 import math
 
@@ -96,8 +96,8 @@ def test_padding_is_ignored_even_when_garbage():
     torch.testing.assert_close(grad_a, grad_b, atol=0, rtol=0)
     assert torch.all(grad_b[garbage] == 0)
     for agg in ("seq-mean", "token-mean"):
-        l1, _ = grip_loss(logp, old, ref, adv, w, mask, agg=agg)
-        l2, _ = grip_loss(logp.masked_fill(garbage, 9.0), old, ref, adv, w, mask, agg=agg)
+        l1, _ = grip_loss(logp, old, ref, adv, w, mask, loss_agg=agg)
+        l2, _ = grip_loss(logp.masked_fill(garbage, 9.0), old, ref, adv, w, mask, loss_agg=agg)
         assert l1.item() == l2.item()
 
 
@@ -111,7 +111,7 @@ def test_empty_rows_are_nan_free():
     loss.backward()
     assert torch.isfinite(logp.grad).all() and torch.all(logp.grad[1] == 0)
     all_empty, m = grip_loss(logp, torch.zeros(2, 3), None, torch.ones(2), None,
-                             torch.zeros(2, 3, dtype=torch.bool), beta=0.0, agg="token-mean")
+                             torch.zeros(2, 3, dtype=torch.bool), beta=0.0, loss_agg="token-mean")
     assert all_empty.item() == 0.0 and m["tokens"] == 0 and all(math.isfinite(v) for v in m.values())
 
 
@@ -189,9 +189,9 @@ def test_token_mean_by_hand():
     logp = torch.zeros(2, 3)
     adv = torch.tensor([1.0, -2.0])
     w = torch.tensor([0.75, 0.25])
-    tok, _ = grip_loss(logp, logp, None, adv, w, mask, beta=0.0, agg="token-mean")
-    tok_uniform, _ = grip_loss(logp, logp, None, adv, None, mask, beta=0.0, agg="token-mean")
-    seq_uniform, _ = grip_loss(logp, logp, None, adv, None, mask, beta=0.0, agg="seq-mean")
+    tok, _ = grip_loss(logp, logp, None, adv, w, mask, beta=0.0, loss_agg="token-mean")
+    tok_uniform, _ = grip_loss(logp, logp, None, adv, None, mask, beta=0.0, loss_agg="token-mean")
+    seq_uniform, _ = grip_loss(logp, logp, None, adv, None, mask, beta=0.0, loss_agg="seq-mean")
     assert tok.item() == pytest.approx(-0.875)
     assert tok_uniform.item() == pytest.approx(-0.25)
     assert seq_uniform.item() == pytest.approx(0.5)
@@ -235,8 +235,8 @@ def test_inner_updates_raise_the_rewarded_token_and_the_clip_bites():
 def test_grip_loss_bad_inputs_are_caught():
     x, m, a = torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2)
     cases = [dict(logp=torch.zeros(2, 3, 1)), dict(old_logp=torch.zeros(2, 4)), dict(mask=torch.ones(3, 3)),
-             dict(advantages=torch.zeros(3)), dict(ref_logp=None), dict(agg="sum"), dict(ratio_level="word"),
-             dict(agg="constant")]
+             dict(advantages=torch.zeros(3)), dict(ref_logp=None), dict(loss_agg="sum"), dict(ratio_level="word"),
+             dict(loss_agg="constant", max_completion=0)]
     for override in cases:
         kwargs = dict(logp=x, old_logp=x, ref_logp=x, advantages=a, weights=None, mask=m)
         kwargs.update(override)
@@ -298,17 +298,17 @@ def test_aggregations_by_hand_and_with_step_totals():
               "batch-token-mean": -(0.75 * 3.0 + 0.25 * -2.0) * 2 / (1.0 * 4),
               "constant": -(0.75 * 3.0 + 0.25 * -2.0) / (1.0 * 10)}       # w_i S_i / (W C), C = 10
     for agg, expected in by_agg.items():
-        loss, _ = grip_loss(logp, logp, None, adv, w, mask, beta=0.0, agg=agg, const_len=10)
+        loss, _ = grip_loss(logp, logp, None, adv, w, mask, beta=0.0, loss_agg=agg, max_completion=10)
         assert loss.item() == pytest.approx(expected), agg
     # the same rows as two micro-batches of one step: with the step's totals the parts add up
     totals = LossTotals(weight=1.0, rows=2, tokens=4)
     for agg in ("seq-mean", "batch-token-mean", "constant"):
         parts = [grip_loss(logp[i:i + 1], logp[i:i + 1], None, adv[i:i + 1], w[i:i + 1], mask[i:i + 1], beta=0.0,
-                           agg=agg, totals=totals, const_len=10)[0].item() for i in range(2)]
+                           loss_agg=agg, totals=totals, max_completion=10)[0].item() for i in range(2)]
         assert sum(parts) == pytest.approx(by_agg[agg]), agg
     # token-mean is per micro-batch: each part is its own token mean, weighted by its share of W
     parts = [grip_loss(logp[i:i + 1], logp[i:i + 1], None, adv[i:i + 1], w[i:i + 1], mask[i:i + 1], beta=0.0,
-                       agg="token-mean", totals=totals)[0].item() for i in range(2)]
+                       loss_agg="token-mean", totals=totals)[0].item() for i in range(2)]
     assert parts == pytest.approx([-0.75 * 1.0, -0.25 * -2.0])
     assert S.tolist() == [3.0, -2.0]
 

@@ -52,13 +52,14 @@ def test_load_errors(policy, tmp_path):
 
 
 def test_a_run_directory_resolves_to_its_best_checkpoint_which_loads(tmp_path):
-    from timer1.train.checkpoint import resolve_checkpoint, save_checkpoint
+    from timer1.train.checkpoint import CheckpointContents, resolve_checkpoint, save_checkpoint
     from timer1.core.policy import save_policy_files
 
     run = tmp_path / "run"
     policies = [random_policy(TINY, seed=seed) for seed in (5, 6)]
     for step, (p, score) in enumerate(zip(policies, (0.5, 0.9)), start=1):   # step 1 best, step 2 latest
-        save_checkpoint(run, step, p.model, score=score, write_files=lambda d: save_policy_files(p.tokenizer, p.prompt_format, d))
+        files = CheckpointContents(write_files=lambda d: save_policy_files(p.tokenizer, p.prompt_format, d))
+        save_checkpoint(run, step, p.model, files, score=score)
     with pytest.raises(ValueError, match="a training run"):
         load_policy(run)                         # a run is not a checkpoint: the core loads checkpoints only
     loaded = load_policy(resolve_checkpoint(run))

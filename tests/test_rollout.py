@@ -1,4 +1,4 @@
-"""timer1.rollout: the batch layout, one log-prob path (each prompt encoded once), the reference, scoring,
+"""timer1.core.rollout and timer1.core.reference: the batch layout, one log-prob path (each prompt encoded once), the reference, scoring,
 sampling seeds."""
 
 import copy
@@ -234,7 +234,7 @@ def test_micro_batch_losses_add_up_to_the_step_loss(agg):
         mb = batch.rows(*rows)
         T = mb.completion_mask.shape[1]
         return grip_loss(completion_logprobs(model, mb), old[rows[0]:rows[1], :T], ref[rows[0]:rows[1], :T],
-                         mb.advantages, mb.weights, mb.completion_mask, agg=agg, const_len=8,
+                         mb.advantages, mb.weights, mb.completion_mask, loss_agg=agg, max_completion=8,
                          totals=totals if with_totals else None)[0]
 
     full = loss_of((0, 4), False)

@@ -1,4 +1,4 @@
-"""timer1.sft_data: Algorithm 1 (min-MAPE candidate, revision, true-value target), the statistical
+"""timer1.core.sft_data and timer1.train.sft_jsonl: Algorithm 1 (min-MAPE candidate, revision, true-value target), the statistical
 teacher's stated numbers, the model teacher end to end, JSONL and the CLI."""
 
 import json

@@ -1,4 +1,4 @@
-"""timer1.task: prompts in, real-scale forecasts out, and the window sets training draws from."""
+"""timer1.core.codec and timer1.data.window_sets: prompts in, real-scale forecasts out, and the window sets training draws from."""
 
 import re
 

@@ -1,4 +1,4 @@
-"""timer1.train_utils: schedule, optimizer groups, metrics log, progress line, forecast validation,
+"""timer1.train.setup, run_dir, validation, resume, run: schedule, optimizer groups, metrics log, progress line, forecast validation,
 checkpoints that load with load_policy, resume."""
 
 import json
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from timer1.train.resume import resume_run, save_base_model, save_run_checkpoint, weights_digest
+from timer1.train.resume import resume_run, save_base_model, weights_digest
+from timer1.train.run import Run, save_run_checkpoint
 from timer1.train.run_dir import MetricsLog, Progress, check_writable, format_seconds
 from timer1.train.setup import autocast, build_optimizer, build_policy, lr_at
 from timer1.train.validation import checkpoint_score, evaluate_forecasts
@@ -240,7 +241,8 @@ def test_checkpoint_loads_with_load_policy_and_resumes(shared_data, tmp_path, lo
         opt.step()
         opt.zero_grad()
     digest = weights_digest(model)
-    ckpt = save_run_checkpoint(tmp_path, 2, model, policy, opt, cfg, SINGLE, metrics={"val_mse": 1.5}, score=1.5)
+    run = Run(cfg, SINGLE, tmp_path, policy, opt, log=None)
+    ckpt = save_run_checkpoint(run, 2, {"val_mse": 1.5}, score=1.5)
     if lora:
         base = save_base_model(policy, tmp_path)
         loaded = load_policy(base, adapter=ckpt)

@@ -1,1 +1,28 @@
-"""timer1.core."""
+"""The method of Time-R1 (arXiv 2506.10630), readable on its own: it imports nothing outside
+``timer1.core`` and ``timer1.util``. Reading order:
+
+The model (Qwen2 / Llama, as Hugging Face names it)
+    model.py        config, RMSNorm, RoPE, GQA attention, SwiGLU, blocks, KV cache, log-probs
+    hf_io.py        config.json dialects, safetensors shards in and out
+    tokenizer.py    tokenizer.json and the checkpoint's own chat template
+    lora.py         LoRA layers keeping weight/bias names, PEFT's files, merge, disable
+    sampler.py      generate: prefill once, copy to the sample rows, draw each token
+
+The task
+    window.py       one forecasting example (history, target, dates)
+    prompts.py      the paper's prompt, the answer layout, the forecast parser
+    codec.py        a window to prompt token ids, a completion back to a real-scale forecast
+
+Training (SFT warm-up, then GRIP)
+    sft_data.py     paper Algorithm 1: teacher candidates, min-MAPE pick, revised reasoning
+    rewards.py      format, length, MSE, seasonal, trend, change-point rewards
+    rollout.py      one GRIP step's rollout: sample k*G, score, batch, completion log-probs
+    reference.py    the KL reference without a second model copy
+    grip.py         selection, advantages, adaptive weights, the GRIP loss
+
+Inference
+    baselines.py    the statistical forecasters (teacher candidates, fallbacks)
+    metrics.py      MSE, MAE, MASE, CRPS, ...
+    slow_think.py   draft, reflect (a critic, a backtest), refine
+    policy.py       a model with its tokenizer and prompt format, loaded and saved as one
+"""

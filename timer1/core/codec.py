@@ -1,10 +1,10 @@
 """One forecasting example as the model sees it, shared by SFT, GRIP, slow thinking and evaluation.
 
-A :class:`Window` becomes a chat prompt (``prompt_ids``); the model's completion becomes a forecast on
-the series' real scale (``forecast_from_completion``); a target becomes the text the model should have
-written (``target_completion``). With the compact style the model reads and writes rescaled integers,
-and this module is the one place that undoes the scaling. Rewards are scale-free, so GRIP scores a
-compact completion against ``reward_target`` on the compact scale.
+A :class:`~timer1.core.window.Window` becomes a chat prompt (``prompt_ids``); the model's completion
+becomes a forecast on the series' real scale (``forecast_from_completion``); a target becomes the text
+the model should have written (``target_completion``). With the compact style the model reads and
+writes rescaled integers, and this module is the one place that undoes the scaling. Rewards are
+scale-free, so GRIP scores a compact completion against ``reward_target`` on the compact scale.
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ Shapes: K candidates per prompt, B prompts, G selected per prompt, N = B * G tra
 T completion tokens (right-padded, ``mask`` marks real tokens).
 """
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal, Optional
 
 import torch
 
@@ -234,6 +236,27 @@ def loss_totals(weights: torch.Tensor, mask: torch.Tensor) -> LossTotals:
     return LossTotals(float(weights.sum()), int((weights > 0).sum()), int(mask.sum()))
 
 
+def knob(default, help: str):
+    """A field of a method group with the help ``--help`` shows (timer1.train.config reads it)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class LossConfig:
+    """The GRIP objective's knobs, the paper's values by default; `grip_loss` takes the group whole
+    (timer1.train.config.GRIPConfig inherits it, so each is a flat ``--key=value`` of train_grip.py)."""
+
+    eps: float = knob(0.2, "PPO clip range (the lower side when eps_high is set)")
+    eps_high: Optional[float] = knob(None, "upper clip range (DAPO clip-higher: 0.28); unset = eps")
+    beta: float = knob(0.04, "KL penalty coefficient (official code: 0.001; TRL's default: 0)")
+    loss_agg: Literal["seq-mean", "token-mean", "batch-token-mean", "constant"] = knob(
+        "seq-mean", "seq-mean = 1/|o_i| per trajectory (paper); token-mean per micro-batch (official code); "
+                    "batch-token-mean over the whole step (DAPO); constant = divide by max_completion (Dr. GRPO)")
+    ratio_level: Literal["token", "sequence"] = knob(
+        "token", "importance ratio per token (paper) or GSPO's length-normalised sequence ratio")
+    max_completion: int = knob(3000, "max new tokens per completion (and loss_agg=constant's divisor)")
+
+
 def grip_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -241,42 +264,42 @@ def grip_loss(
     advantages: torch.Tensor,
     weights: torch.Tensor | None,
     mask: torch.Tensor,
-    eps: float = 0.2,
-    beta: float = 0.04,
-    *,
-    eps_high: float | None = None,
-    agg: str = "seq-mean",
-    ratio_level: str = "token",
+    loss: LossConfig | None = None,
     totals: LossTotals | None = None,
-    const_len: int | None = None,
+    **knobs,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The GRIP loss ``-J`` (Time-R1 Sec. 3.3, written out in the module docstring) and metrics.
 
     Per token ``obj_it = min(rho A_i, clip(rho, 1-eps, 1+eps_high) A_i) - beta KL_it``;
-    ``S_i = sum_t mask_it obj_it``; ``loss = -sum_i c_i S_i`` with ``c_i`` by ``agg``. Masked
+    ``S_i = sum_t mask_it obj_it``; ``loss = -sum_i c_i S_i`` with ``c_i`` by ``loss_agg``. Masked
     positions are zeroed before any ``exp``, so garbage there (even inf) cannot leak in.
-    ``weights=None`` is uniform; ``eps_high`` (DAPO's clip-higher) defaults to ``eps``.
+    ``weights=None`` is uniform; ``eps_high`` (DAPO's clip-higher) defaults to ``eps``. ``loss`` is
+    the objective's group (the paper's when None); ``knobs`` replace single fields of it, so
+    ``grip_loss(..., beta=0.0)`` reads as the paper writes it. ``totals`` are the whole step's
+    normalisers (this batch's when None).
     """
-    eps_high = eps if eps_high is None else eps_high
-    assert agg in AGGREGATIONS and ratio_level in RATIO_LEVELS, f"bad agg {agg!r} or ratio_level {ratio_level!r}"
+    cfg = dataclasses.replace(loss or LossConfig(), **knobs)
+    eps, beta, agg = cfg.eps, cfg.beta, cfg.loss_agg
+    eps_high = eps if cfg.eps_high is None else cfg.eps_high
+    assert agg in AGGREGATIONS and cfg.ratio_level in RATIO_LEVELS, f"bad loss_agg {agg!r} or ratio_level {cfg.ratio_level!r}"
     assert logp.dim() == 2 and old_logp.shape == logp.shape == mask.shape, "logp, old_logp, mask must be (N, T)"
     assert advantages.shape == (logp.shape[0],), "advantages must be (N,)"
     assert ref_logp is not None or beta == 0, "ref_logp is required when beta != 0"
-    assert agg != "constant" or const_len, "agg='constant' needs const_len"
+    assert agg != "constant" or cfg.max_completion > 0, "loss_agg='constant' needs max_completion > 0"
     live = mask.bool()  # (N, T)
     logp = logp.float()  # (N, T) fp32 math whatever the model dtype
     adv = advantages.detach().float().to(logp.device)[:, None]  # (N, 1) constants
     w = torch.ones(logp.shape[0]) if weights is None else weights.detach().float()  # (N,) constants
     w = w.to(logp.device)  # (N,)
 
-    ratio = importance_ratio(logp, old_logp.float(), live, ratio_level)  # (N, T)
+    ratio = importance_ratio(logp, old_logp.float(), live, cfg.ratio_level)  # (N, T)
     per_token = clipped_surrogate(ratio, adv, eps, eps_high)  # (N, T)
     kl = k3_kl(logp, ref_logp, live)  # (N, T)
     if beta != 0:
         per_token = per_token - beta * kl  # (N, T)
     per_seq = (per_token * live.float()).sum(dim=1)  # (N,) S_i
-    loss = -aggregate(per_seq, w, live, agg, totals or loss_totals(w, live), const_len)  # ()
-    return loss, loss_metrics(loss, ratio, kl, logp, adv, live, eps, eps_high)
+    objective = -aggregate(per_seq, w, live, agg, totals or loss_totals(w, live), cfg.max_completion)  # ()
+    return objective, loss_metrics(objective, ratio, kl, logp, adv, live, eps, eps_high)
 
 
 def importance_ratio(logp: torch.Tensor, old_logp: torch.Tensor, live: torch.Tensor,
@@ -308,7 +331,7 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor | None, live: torch.Tensor)
 
 
 def aggregate(per_seq: torch.Tensor, w: torch.Tensor, live: torch.Tensor, agg: str, totals: LossTotals,
-              const_len: int | None) -> torch.Tensor:
+              const_len: int) -> torch.Tensor:
     """The objective ``J = sum_i c_i S_i`` from the trajectory sums ``S_i`` ``(N,)``, with the step's
     totals ``W, N_all, T_all`` (``totals``) and ``c_i`` by ``agg``:
 

@@ -3,7 +3,7 @@
 Every formula follows Hugging Face ``transformers/models/qwen2/modeling_qwen2.py`` (and
 ``modeling_llama.py``: no q/k/v bias by default, ``attention_bias`` / ``mlp_bias`` add them). Module
 names equal HF's, so loading a checkpoint is a strict ``load_state_dict``; every projection is a plain
-``nn.Linear`` that LoRA (timer1/lora.py) swaps for a subclass keeping ``weight``/``bias``.
+``nn.Linear`` that LoRA (timer1/core/lora.py) swaps for a subclass keeping ``weight``/``bias``.
 
 One forward serves training, scoring and decoding (nanochat's habit). ``attention_mask`` marks left
 padding (pads are never attended to and rotary positions count real tokens only, so a padded row gives

@@ -1,21 +1,6 @@
-"""The rollout half of a GRIP step as small functions; train_grip.py runs them in order.
-
-One GRIP step (paper Sec. 3.3; the objective is ``timer1.core.grip``) on B prompts:
-
-1. ``sample_rollout``: the current policy samples ``K = k * G`` completions per prompt;
-2. ``score_rollout``: each completion is scored by ``compute_reward`` -> rewards ``(B, K)``;
-3. ``timer1.core.grip.make_groups``: G of the K are selected per prompt, with advantages and weights;
-4. ``build_batch``: the selected trajectories become one token batch, each distinct prompt stored
-   once and each completion pointing to its prompt;
-5. ``completion_logprobs``: the one function that turns a batch into per-token log-probs
-   ``(N, T)``, encoding each prompt once; the reference pass and every update use it alike.
-
-Old log-probs are not a separate pass: at the first inner update of a rollout the weights are
-still the sampling weights, so ``old = logp.detach()`` of that forward is the old policy by
-definition (ratio exactly 1 there, whatever the dtype, autocast or checkpointing), and later
-inner updates reuse it. The sampler's own log-probs come from another kernel order (KV-cached
-decoding) and would bias the ratio in bf16, so they are not used.
-"""
+"""The reference policy of GRIP's KL term, without a second model where LoRA allows: the base with the
+adapter switched off, the starting adapter swapped in from a snapshot, or (full fine-tuning) a frozen
+copy. ``Reference.active`` yields the module whose log-probs are the reference's."""
 
 from __future__ import annotations
 

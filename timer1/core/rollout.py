@@ -50,17 +50,16 @@ class Rollout:
 
 
 def sample_rollout(model: nn.Module, tokenizer, prompts: list[list[int]], *, K: int, max_new_tokens: int,
-                   temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-                   prompts_per_call: int = 0) -> Rollout:
-    """Sample K completions per prompt from ``model`` as it is now (the old policy of this step).
-    ``prompts_per_call > 0`` bounds the KV cache to ``prompts_per_call * K`` rows per sampler call."""
+                   seed: int = 0, prompts_per_call: int = 0, **sampling) -> Rollout:
+    """Sample K completions per prompt from ``model`` as it is now (the old policy of this step);
+    ``sampling``: temperature, top_k, top_p (timer1.core.sampler.Sampling). ``prompts_per_call > 0``
+    bounds the KV cache to ``prompts_per_call * K`` rows per sampler call."""
     core = unwrap(model)
     step = prompts_per_call if prompts_per_call > 0 else len(prompts)
     tokens, finished = [], []
     for call, start in enumerate(range(0, len(prompts), step)):
         out = generate(core, prompts[start:start + step], max_new_tokens=max_new_tokens, num_samples=K,
-                       temperature=temperature, top_p=top_p, eos_ids=tokenizer.eos_ids,
-                       seed=derive_seed(seed, call))
+                       eos_ids=tokenizer.eos_ids, seed=derive_seed(seed, call), **sampling)
         tokens += out.tokens
         finished += out.finished
     texts = [tokenizer.decode(toks[:-1] if done else toks) for toks, done in zip(tokens, finished)]

@@ -29,7 +29,7 @@ import torch
 from timer1.util.dist import unwrap
 from timer1.core.model import KVCache, Qwen2
 
-__all__ = ["Generation", "generate", "sampling_logprobs", "top_k_mask", "top_p_mask",
+__all__ = ["Generation", "Sampling", "generate", "sampling_logprobs", "top_k_mask", "top_p_mask",
            "sample_token", "AUTO_COMPILE_STEPS"]
 
 AUTO_COMPILE_STEPS = 20_000
@@ -46,6 +46,16 @@ class Generation:
     tokens: list[list[int]] = field(default_factory=list)     # new tokens, a hit eos kept last
     logprobs: list[list[float]] = field(default_factory=list)  # under the (masked) distribution drawn from; 0 greedy
     finished: list[bool] = field(default_factory=list)        # stopped on an eos id
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each token is drawn: ``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` switch those
+    filters off (gpt-fast's and HF ``generate``'s names)."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,7 +129,7 @@ def left_pad(prompts: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, to
     return ids.to(device), mask.to(device)
 
 
-def _check_args(prompts, max_new_tokens, num_samples, temperature, top_k, top_p, vocab_size):
+def _check_args(prompts, max_new_tokens, num_samples, sampling: Sampling, vocab_size):
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("prompts must be a non-empty list of non-empty token-id lists")
     for p in prompts:
@@ -129,25 +139,27 @@ def _check_args(prompts, max_new_tokens, num_samples, temperature, top_k, top_p,
     if max_new_tokens < 0 or num_samples < 1:
         raise ValueError(f"need max_new_tokens >= 0 and num_samples >= 1, "
                          f"got {max_new_tokens} and {num_samples}")
-    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+    s = sampling
+    if s.temperature < 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
         raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1; "
-                         f"got {temperature}, {top_k}, {top_p}")
+                         f"got {s.temperature}, {s.top_k}, {s.top_p}")
 
 
 @torch.inference_mode()
 def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num_samples: int = 1,
-             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              eos_ids: Sequence[int] = (), seed: int | Sequence[int] | None = None,
-             compile: bool | None = None) -> Generation:
+             compile: bool | None = None, **sampling) -> Generation:
     """Sample ``num_samples`` continuations of each prompt, all rows decoded together.
 
-    ``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` switch those filters off. A list of
-    seeds, one per prompt, makes a prompt's samples independent of the prompts sharing its batch.
-    Logits are cast to fp32 before log-softmax and sampling, whatever the model's dtype.
+    ``sampling`` holds the fields of :class:`Sampling` (``temperature=0`` greedy, ``top_k``,
+    ``top_p``). A list of seeds, one per prompt, makes a prompt's samples independent of the prompts
+    sharing its batch. Logits are cast to fp32 before log-softmax and sampling, whatever the model's
+    dtype. ``compile``: run the decode step through ``torch.compile`` (None = the auto rule above).
     """
     model = unwrap(model)
     config = model.config
-    _check_args(prompts, max_new_tokens, num_samples, temperature, top_k, top_p, config.vocab_size)
+    draw = Sampling(**sampling)
+    _check_args(prompts, max_new_tokens, num_samples, draw, config.vocab_size)
     param = model.lm_head.weight
     device, dtype = param.device, param.dtype
     generator = _generators(seed, len(prompts), device)
@@ -171,7 +183,7 @@ def generate(model: Qwen2, prompts: list[list[int]], *, max_new_tokens: int, num
     lengths = torch.full((n_rows,), max_new_tokens, dtype=torch.long, device=device)
     step_fn = _step_function(model, compile, max_new_tokens)
     for step in range(max_new_tokens):
-        token, logprob = _draw(logits, temperature, top_k, top_p, generator)  # (N,), (N,)
+        token, logprob = _draw(logits, draw, generator)  # (N,), (N,)
         out_tokens[:, step] = torch.where(done, 0, token)
         out_logprobs[:, step] = torch.where(done, 0.0, logprob)
         if len(eos):
@@ -229,11 +241,11 @@ def _generators(seed, n_prompts: int, device):
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _draw(logits, temperature, top_k, top_p, generator):
+def _draw(logits, sampling: Sampling, generator):
     """One token per row and its log-prob under the distribution it was drawn from."""
-    if temperature == 0:
+    if sampling.temperature == 0:
         token = torch.argmax(logits, dim=-1)  # greedy: a point mass, log-prob 0
         return token, torch.zeros(token.shape, dtype=torch.float32, device=token.device)
-    logprobs = sampling_logprobs(logits, temperature, top_k, top_p)  # (N, V) fp32
+    logprobs = sampling_logprobs(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # (N, V) fp32
     token = sample_token(logprobs, generator)  # (N,)
     return token, logprobs.gather(1, token[:, None]).squeeze(1)

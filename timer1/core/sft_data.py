@@ -13,11 +13,7 @@ checkpoint (DeepSeek-R1-Distill-Qwen is one); :class:`StatisticalTeacher` needs 
 are the naive baselines and its reasoning states the history's level, range, trend and period, and how
 the true future differs. A teacher that fails on a window falls back to the statistical one.
 
-CLI (writes a JSONL of samples that ``train_sft.py`` reads with ``--data.sft_jsonl=...``)::
-
-    python -m timer1.train.sft_jsonl --config configs/demo_sft.toml --out data/demo_sft.jsonl
-    python -m timer1.train.sft_jsonl --config configs/sft_qwen2.5_7b.toml --out data/sft_etth1.jsonl \\
-        --teacher=model --teacher_path=/models/DeepSeek-R1-Distill-Qwen-7B --teacher_k=3
+The JSONL file ``train_sft.py --data.sft_jsonl`` reads is built by ``python -m timer1.train.sft_jsonl``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ reasoning paths before settling on an answer (paper Sec. 1 and 3), is a test-tim
    differs from series to series, and the history says which.
 
 ``single_pass`` is the plain model for comparison: one greedy draft (temperature 0), no dropping.
-Everything works on the real scale of the series (``timer1.task`` undoes the compact scaling).
+Everything works on the real scale of the series (``timer1.core.codec`` undoes the compact scaling).
 """
 
 from __future__ import annotations

@@ -1,1 +1,3 @@
-"""timer1.data."""
+"""Series data around the method: CSV files (csv_io), dates and steps (dates), the paper's protocol,
+splits and windows (protocol), a user's forecast window with its repairs (repair), synthetic series
+(synthetic) and the window sets training and evaluation draw from (window_sets)."""

@@ -1,15 +1,13 @@
-"""Series data: CSV reading, the Time-R1 evaluation protocol and splits, windows, synthetic series.
+"""The Time-R1 evaluation protocol, the splits and the windows cut from a series.
 
-Missing cells stay NaN in ``Series.values``. A window's history is interpolated between valid
-neighbours; a target is never filled, and a window whose target has a NaN is left out.
-
-The Time-R1 evaluation protocol (official ``eval/dataLoader.py``): look-back 96 and horizon 96
-(nasdaq 36/36). ETTh's test region is rows [11520, 14400) (Informer's 12/4/4-month split; ETTm: times
-4); every other set starts it at ``T - int(0.2 * T)`` (Time-Series-Library ``Dataset_Custom``; this can
-differ from ``int(0.8*T)`` by one row). Window i has its history in rows
-``[start - L + i*stride, start + i*stride)`` and its target in the H rows after; stride is L (nasdaq: 1);
-the first 10 windows per channel are used. Inputs of non-ETT sets are rounded to 3 decimals
-(targets are not).
+The protocol (official ``eval/dataLoader.py``): look-back 96 and horizon 96 (nasdaq 36/36). ETTh's
+test region is rows [11520, 14400) (Informer's 12/4/4-month split; ETTm: times 4); every other set
+starts it at ``T - int(0.2 * T)`` (Time-Series-Library ``Dataset_Custom``; this can differ from
+``int(0.8*T)`` by one row). Window i has its history in rows ``[start - L + i*stride, start + i*stride)``
+and its target in the H rows after; stride is L (nasdaq: 1); the first 10 windows per channel are
+used. Inputs of non-ETT sets are rounded to 3 decimals (targets are not). A window's history is
+interpolated between valid neighbours; a target is never filled, and a window whose target has a NaN
+is left out.
 """
 
 from __future__ import annotations
@@ -159,24 +157,18 @@ def rolling_windows(series: Series, lookback: int, horizon: int, stride: int | N
 
 
 def train_windows(series: Series, lookback: int, horizon: int, stride: int,
-                  channels: Sequence[str] | None = None, rng: np.random.Generator | int | None = None,
-                  max_windows: int | None = None, dataset: str | None = None,
+                  channels: Sequence[str] | None = None, dataset: str | None = None,
                   round_inputs: int | None = None) -> list[Window]:
-    """Windows inside the train region [0, train_end); at most `max_windows` (0: all), a random
-    subset kept in row order."""
+    """Windows inside the train region [0, train_end)."""
     train_end, _ = split_bounds(series, dataset)
-    windows = region_windows(series, 0, train_end, lookback, horizon, stride, channels, dataset, round_inputs)
-    if max_windows and len(windows) > max_windows:
-        generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng or 0)
-        keep = np.sort(generator.choice(len(windows), size=max_windows, replace=False))
-        windows = [windows[i] for i in keep]
-    return windows
+    return region_windows(series, (0, train_end), lookback, horizon, stride, channels, dataset, round_inputs)
 
 
-def region_windows(series: Series, lo: int, hi: int, lookback: int, horizon: int, stride: int,
+def region_windows(series: Series, rows: tuple[int, int], lookback: int, horizon: int, stride: int,
                    channels: Sequence[str] | None = None, dataset: str | None = None,
                    round_inputs: int | None = None) -> list[Window]:
-    """Every `stride`-th window whose history AND target lie in rows [lo, hi), channel by channel."""
+    """Every `stride`-th window whose history AND target lie in ``rows`` [lo, hi), channel by channel."""
+    lo, hi = rows
     if lookback <= 0 or horizon <= 0 or stride <= 0:
         raise ValueError(f"lookback, horizon, stride must be positive (got {lookback}, {horizon}, {stride})")
     starts = list(range(lo, hi - lookback - horizon + 1, stride))
@@ -188,7 +180,7 @@ def validation_windows(series: Series, lookback: int, horizon: int, stride: int,
                        round_inputs: int | None = None) -> list[Window]:
     """Windows inside the validation region [train_end, val_end): held out from training, never test."""
     train_end, val_end = split_bounds(series, dataset)
-    return region_windows(series, train_end, val_end, lookback, horizon, stride, channels, dataset, round_inputs)
+    return region_windows(series, (train_end, val_end), lookback, horizon, stride, channels, dataset, round_inputs)
 
 
 def evenly_spaced(items: Sequence, n: int) -> list:

@@ -1,16 +1,6 @@
-"""Series data: CSV reading, the Time-R1 evaluation protocol and splits, windows, synthetic series.
-
-Missing cells stay NaN in ``Series.values``. A window's history is interpolated between valid
-neighbours; a target is never filled, and a window whose target has a NaN is left out.
-
-The Time-R1 evaluation protocol (official ``eval/dataLoader.py``): look-back 96 and horizon 96
-(nasdaq 36/36). ETTh's test region is rows [11520, 14400) (Informer's 12/4/4-month split; ETTm: times
-4); every other set starts it at ``T - int(0.2 * T)`` (Time-Series-Library ``Dataset_Custom``; this can
-differ from ``int(0.8*T)`` by one row). Window i has its history in rows
-``[start - L + i*stride, start + i*stride)`` and its target in the H rows after; stride is L (nasdaq: 1);
-the first 10 windows per channel are used. Inputs of non-ETT sets are rounded to 3 decimals
-(targets are not).
-"""
+"""The window a user's series is forecast from: the last ``lookback`` values on a regular time grid,
+missing steps and NaN interpolated, isolated glitches (far outliers) replaced, every repair reported,
+and refused when more than MAX_REPAIRED_SHARE of the look-back had to be made up."""
 
 from __future__ import annotations
 

@@ -1,20 +1,11 @@
-"""Series data: CSV reading, the Time-R1 evaluation protocol and splits, windows, synthetic series.
-
-Missing cells stay NaN in ``Series.values``. A window's history is interpolated between valid
-neighbours; a target is never filled, and a window whose target has a NaN is left out.
-
-The Time-R1 evaluation protocol (official ``eval/dataLoader.py``): look-back 96 and horizon 96
-(nasdaq 36/36). ETTh's test region is rows [11520, 14400) (Informer's 12/4/4-month split; ETTm: times
-4); every other set starts it at ``T - int(0.2 * T)`` (Time-Series-Library ``Dataset_Custom``; this can
-differ from ``int(0.8*T)`` by one row). Window i has its history in rows
-``[start - L + i*stride, start + i*stride)`` and its target in the H rows after; stride is L (nasdaq: 1);
-the first 10 windows per channel are used. Inputs of non-ETT sets are rounded to 3 decimals
-(targets are not).
-"""
+"""Seeded synthetic series (level, trend, seasonal sines, level shifts, spikes, noise): extra training
+windows (``data.synthetic_frac``), the tiny tokenizer's corpus, and test data with known parts."""
 
 from __future__ import annotations
 
 from typing import Sequence
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,14 +13,28 @@ from timer1.data.csv_io import Series, future_dates
 from timer1.data.dates import Step, date_components, parse_dates
 
 
-def synthetic_series(length: int, seed: int, *, level: float = 10.0, trend: float = 0.0,
-                     periods: Sequence[tuple[float, float]] = ((24.0, 1.0),), level_shifts: int = 0,
-                     shift_size: float = 3.0, spikes: int = 0, spike_size: float = 5.0,
-                     noise: float = 0.1) -> np.ndarray:
-    """A seeded (length,) series: level + trend*t + sines of (period, amplitude) with random phases
-    + `level_shifts` steps of +-shift_size + `spikes` single-row outliers + Gaussian noise."""
+@dataclass(frozen=True)
+class Components:
+    """What a synthetic series is made of: level + trend*t + sines of (period, amplitude) with random
+    phases + `level_shifts` steps of +-shift_size + `spikes` single-row outliers + Gaussian noise."""
+
+    level: float = 10.0
+    trend: float = 0.0
+    periods: Sequence[tuple[float, float]] = ((24.0, 1.0),)
+    level_shifts: int = 0
+    shift_size: float = 3.0
+    spikes: int = 0
+    spike_size: float = 5.0
+    noise: float = 0.1
+
+
+def synthetic_series(length: int, seed: int, **components) -> np.ndarray:
+    """A seeded (length,) series of the given `Components` (keyword fields; the rest default)."""
     if length <= 0:
         raise ValueError(f"synthetic_series: length must be positive, got {length}")
+    c = Components(**components)
+    level, trend, periods, noise = c.level, c.trend, c.periods, c.noise
+    level_shifts, shift_size, spikes, spike_size = c.level_shifts, c.shift_size, c.spikes, c.spike_size
     rng = np.random.default_rng(seed)
     t = np.arange(length, dtype=np.float64)
     y = level + trend * t

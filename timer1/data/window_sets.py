@@ -1,11 +1,6 @@
-"""One forecasting example as the model sees it, shared by SFT, GRIP, slow thinking and evaluation.
-
-A :class:`Window` becomes a chat prompt (``prompt_ids``); the model's completion becomes a forecast on
-the series' real scale (``forecast_from_completion``); a target becomes the text the model should have
-written (``target_completion``). With the compact style the model reads and writes rescaled integers,
-and this module is the one place that undoes the scaling. Rewards are scale-free, so GRIP scores a
-compact completion against ``reward_target`` on the compact scale.
-"""
+"""The window sets a run draws from: training windows (train regions, several shapes, a share of
+synthetic series), validation windows (validation regions, never the test region), a user's own
+files split by time, and the evaluation windows of the paper's protocol or rolling origins."""
 
 from __future__ import annotations
 
@@ -79,9 +74,9 @@ def file_windows(spec: WindowSpec, region: str) -> list[Window]:
         channels = [c for c in spec.channels if c in series.channels] or None
         if region == "train":
             for lookback, horizon in spec.train_shapes:
-                out += region_windows(series, 0, split, lookback, horizon, spec.stride, channels, name)
+                out += region_windows(series, (0, split), lookback, horizon, spec.stride, channels, name)
         else:
-            out += region_windows(series, split - spec.lookback, len(series), spec.lookback, spec.horizon,
+            out += region_windows(series, (split - spec.lookback, len(series)), spec.lookback, spec.horizon,
                                   spec.stride, channels, name)
     return out
 

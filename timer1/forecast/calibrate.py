@@ -1,6 +1,6 @@
 """Calibrate a model's forecast band on held-out windows.
 
-    python -m timer1.forecast.calibrate checkpoints/timer1-tiny [--windows 64] [--samples 8]
+    python -m timer1.forecast.calibrate checkpoints/timer1-tiny [--windows 64] [--level 0.8]
 
 Slow thinking's band is the spread of its drafts. A small model's drafts are too alike, so their
 10-90% band covers far fewer outcomes than 80% (README has timer1-tiny's numbers). Conformal
@@ -73,12 +73,14 @@ def validation_windows(data_dir: str, n_windows: int) -> list:
 
 
 def calibrate(forecaster, windows: list, level: float = 0.8, seed: int = 0) -> tuple[float, float]:
+    from timer1.forecast.forecaster import WindowHints
+
     """(band scale, coverage of the drafts' own band) of ``forecaster`` (its slow thinking, band scale 1)."""
     medians, lows, highs, targets = [], [], [], []
     for horizon in sorted({w.horizon for w in windows}):  # one forecasting call per horizon
         group = [(i, w) for i, w in enumerate(windows) if w.horizon == horizon]
         forecast = forecaster.forecast_windows([w for _, w in group], mode="slow", quantiles=(0.1, 0.9),
-                                               seeds=[seed + 1000 * i for i, _ in group])
+                                               hints=WindowHints(seeds=[seed + 1000 * i for i, _ in group]))
         medians += list(forecast.point)
         lows += list(forecast.quantiles[0.1])
         highs += list(forecast.quantiles[0.9])

@@ -74,6 +74,19 @@ class Forecast:
 
 
 @dataclass
+class WindowHints:
+    """What a caller knows about each window of a `Forecaster.forecast_windows` call beyond its values,
+    one entry per window (None = nothing known): ``seeds`` (each window its own generator), seasonal
+    ``periods`` (one hint for all, or one each), ``nonnegative`` (clip the forecast at 0) and, for a
+    single pass, ``thoughts`` that replace the model's reasoning (timer1.core.slow_think.single_pass)."""
+
+    seeds: Sequence[int] | None = None
+    periods: int | None | Sequence[int | None] = None
+    nonnegative: Sequence[bool] | None = None
+    thoughts: Sequence[str] | None = None
+
+
+@dataclass
 class Prepared:
     """Checked input of `Forecaster.predict`: per series its window (repaired look-back, future dates),
     its repairs, whether its whole context is non-negative (NaN not counted), its seasonal period hint
@@ -139,8 +152,8 @@ class Forecaster:
         check_mode(mode)
         levels = check_quantiles(quantiles)
         batch = self.prepare(context, horizon, timestamps)
-        out = self.forecast_windows(batch.windows, mode=mode, seeds=None if seed is None else [seed] * len(batch.windows),
-                                    periods=batch.periods, quantiles=levels, nonnegative=batch.nonnegative)
+        hints = WindowHints(None if seed is None else [seed] * len(batch.windows), batch.periods, batch.nonnegative)
+        out = self.forecast_windows(batch.windows, mode=mode, quantiles=levels, hints=hints)
         out.repairs, out.timestamps = batch.repairs, batch.future_dates()
         return out
 
@@ -177,18 +190,15 @@ class Forecaster:
                              f"{self.facts.horizon_cap // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
         return int(horizon)
 
-    def forecast_windows(self, windows: Sequence[Window], *, mode: str = "slow", seeds: Sequence[int] | None = None,
-                         periods: int | None | Sequence[int | None] = None,
-                         quantiles: Sequence[float] = QUANTILES, nonnegative: Sequence[bool] | None = None,
-                         progress: Callable[[int, int], None] | None = None,
-                         log: Callable[[str], None] | None = None,
-                         thoughts: Sequence[str] | None = None) -> Forecast:
+    def forecast_windows(self, windows: Sequence[Window], *, mode: str = "slow", quantiles: Sequence[float] = QUANTILES,
+                         hints: WindowHints = WindowHints(), progress: Callable[[int, int], None] | None = None,
+                         log: Callable[[str], None] | None = None) -> Forecast:
         """THE forecasting loop: windows in batches of ``self.batch`` (windows with different seasonal
-        ``periods`` hints go in separate calls), each batch drafted by one generate call per round;
-        per-window ``seeds``; ``nonnegative`` windows clipped at 0; ``progress(done, total)`` after each
-        batch, ``log`` gets slow thinking's round lines. All windows share one horizon; the model is
-        asked for `prompt_horizon` of it and the answer cut back. ``thoughts`` (single mode, one per
-        window) replace the model's reasoning (timer1.core.slow_think.single_pass)."""
+        period hints go in separate calls), each batch drafted by one generate call per round, with
+        what ``hints`` tell of each window (seeds, periods, the non-negative clip, thoughts);
+        ``progress(done, total)`` after each batch, ``log`` gets slow thinking's round lines. All
+        windows share one horizon; the model is asked for `prompt_horizon` of it and the answer cut
+        back, and the kept drafts are spread by the model's calibrated band scale (timer1.forecast.band)."""
         check_mode(mode)
         if not windows:
             raise ValueError("no series to forecast")
@@ -198,31 +208,33 @@ class Forecaster:
         asked = prompt_horizon(horizon, self.facts.trained_horizons)
         if asked != horizon:  # the dates past the horizon are never shown: a prompt names only the first
             windows = [dataclasses.replace(w, target=np.full(asked, np.nan)) for w in windows]
-        periods = list(periods) if isinstance(periods, (list, tuple)) else [periods] * len(windows)
+        periods = list(hints.periods) if isinstance(hints.periods, (list, tuple)) else [hints.periods] * len(windows)
         results: list[SlowThinkResult | None] = [None] * len(windows)
         done = 0
         for period in dict.fromkeys(periods):
             members = [i for i, p in enumerate(periods) if p == period]
             for start in range(0, len(members), self.batch):
                 chunk = members[start:start + self.batch]
-                batch = self._draft([windows[i] for i in chunk], mode, None if seeds is None else
-                                    [seeds[i] for i in chunk], period, log,
-                                    None if thoughts is None else [thoughts[i] for i in chunk])
+                def pick(values):  # this chunk's share of a per-window hint
+                    return None if values is None else [values[i] for i in chunk]
+
+                chunk_hints = WindowHints(seeds=pick(hints.seeds), thoughts=pick(hints.thoughts))
+                batch = self._draft([windows[i] for i in chunk], mode, chunk_hints, period, log)
                 for i, result in zip(chunk, batch):
                     results[i] = widen_result(cut(result, horizon), self.facts.band_scale)
                 done += len(chunk)
                 if progress is not None:
                     progress(done, len(windows))
-        return assemble(results, check_quantiles(quantiles), nonnegative)
+        return assemble(results, check_quantiles(quantiles), hints.nonnegative)
 
-    def _draft(self, windows: list[Window], mode: str, seeds, period, log, thoughts) -> list[SlowThinkResult]:
+    def _draft(self, windows: list[Window], mode: str, hints: WindowHints, period, log) -> list[SlowThinkResult]:
         from timer1.core.slow_think import default_max_new_tokens, single_pass, slow_think
 
         max_new = self.max_new_tokens or default_max_new_tokens(self.policy.prompt_format, windows[0].horizon)
         if mode == "single":
-            return single_pass(self.policy, windows, max_new_tokens=max_new, period=period, thoughts=thoughts)
+            return single_pass(self.policy, windows, max_new_tokens=max_new, period=period, thoughts=hints.thoughts)
         config = dataclasses.replace(self.config, max_new_tokens=max_new)
-        return slow_think(self.policy, windows, config, period=period, log=log, seeds=seeds)
+        return slow_think(self.policy, windows, config, period=period, log=log, seeds=hints.seeds)
 
 
 def cut(result: SlowThinkResult, horizon: int) -> SlowThinkResult:

@@ -1,26 +1,6 @@
-"""timer1 from Python: load a model once, forecast arrays of any length in batched calls.
-
-    from timer1 import Forecaster
-    forecaster = Forecaster.from_pretrained()                 # timer1-tiny (or $TIMER1_MODEL)
-    out = forecaster.predict([3.0, 4.1, 5.2, ...], horizon=24)
-    out.point            # (N, H) median of the kept drafts (slow thinking) or the greedy answer
-    out.quantiles[0.1]   # (N, H), one array per requested quantile
-    out.source           # per series: "model" or the fallback used ("seasonal naive (period 24)")
-
-The shape follows Chronos (``pipeline.predict(context, prediction_length)``, ``predict_quantiles``):
-a context is one 1-D array or a list of them of different lengths, and many series go through one
-batched ``generate`` call per slow-thinking round (timer1.core.slow_think), not one call each.
-This module is the ONE forecasting loop: forecast.py (CSV), evaluate.py (paper protocol) and
-timer1.forecast.serve (HTTP) all call `Forecaster.forecast_windows`; it also holds how a model name is
-resolved (`resolve_model`) and loaded (`open_policy`), and the per-model horizon cap.
-
-Each context becomes a window exactly as forecast.py makes one from a CSV column
-(timer1.data.csv_io.series_from_values, then timer1.data.repair.forecast_window): the last ``lookback`` values,
-NaN / missing steps and isolated outliers interpolated (refused above MAX_REPAIRED_SHARE). A series
-whose whole context is non-negative gets its forecast, quantiles and samples clipped at 0. With a
-``seed``, each series draws from its own generator, so a series' forecast does not depend on the
-other series of the batch (equal to forecasting it alone). Every bad input is a one-line ValueError.
-"""
+"""What `Forecaster.predict` accepts, checked before any model runs: contexts (one series or several,
+NaN/None for missing), timestamps, the mode and quantile levels. Every bad input is a one-line
+ValueError naming what is wrong."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from timer1.util.cli import show_warnings_as_lines
 from timer1.forecast.inputs import QUANTILES, check_mode, check_quantiles
-from timer1.forecast.forecaster import Forecaster, Prepared
+from timer1.forecast.forecaster import Forecaster, Prepared, WindowHints
 from timer1.forecast.resolve import add_model_arguments
 
 MAX_BODY = 1 << 20          # bytes of a request body, far beyond any look-back the model reads
@@ -90,10 +90,9 @@ class Worker(threading.Thread):
         windows = [w for j in group for w in j.batch.windows]
         levels = tuple(dict.fromkeys(q for j in group for q in j.levels))
         try:
-            out = self.forecaster.forecast_windows(
-                windows, mode=group[0].mode, seeds=[self.seed] * len(windows),
-                periods=[p for j in group for p in j.batch.periods], quantiles=levels,
-                nonnegative=[n for j in group for n in j.batch.nonnegative])
+            hints = WindowHints([self.seed] * len(windows), [p for j in group for p in j.batch.periods],
+                                [n for j in group for n in j.batch.nonnegative])
+            out = self.forecaster.forecast_windows(windows, mode=group[0].mode, quantiles=levels, hints=hints)
         except Exception as err:  # the worker must outlive any one failure; the clients get a 500
             for job in group:
                 job.error = f"forecast failed: {type(err).__name__}: {err}"

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -138,16 +139,29 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return chosen
 
 
-def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Module, optimizer=None,
-                    rng_state: dict | list | None = None, config: Any = None, metrics: Optional[dict] = None, *,
-                    score: Optional[float] = None, keep_best: int = 1, keep_last: int = 1,
-                    extra: Optional[dict] = None, write_files: Optional[Callable[[Path], None]] = None,
-                    base_model: str = "") -> Path:
+@dataclass
+class CheckpointContents:
+    """What a checkpoint directory holds besides the weights: the optimizer's state, the RNG states
+    (captured at save time when None, or one per rank), the run's config and metrics, the script's own
+    ``extra`` state, ``write_files(dir)`` for what else it needs to load on its own (tokenizer, prompt
+    format), and the base model an adapter names."""
+
+    optimizer: Any = None
+    rng_state: dict | list | None = None
+    config: Any = None
+    metrics: Optional[dict] = None
+    extra: Optional[dict] = None
+    write_files: Optional[Callable[[Path], None]] = None
+    base_model: str = ""
+
+
+def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Module,
+                    contents: CheckpointContents = CheckpointContents(), *, score: Optional[float] = None,
+                    keep_best: int = 1, keep_last: int = 1) -> Path:
     """Write ``out_dir/step_XXXXXX`` atomically, point ``latest`` at it, then prune; call on rank 0 only.
 
-    A model with LoRA layers is saved as its adapter. `rng_state` is captured now if None, or a
-    per-rank list. `score` (lower is better) ranks checkpoints for `keep_best`. `write_files(dir)`
-    adds what else the directory needs to load on its own (tokenizer, prompt format).
+    A model with LoRA layers is saved as its adapter, beside `contents`. `score` (lower is better)
+    ranks checkpoints for `keep_best`; the `keep_last` newest are kept too.
     """
     from timer1.core.lora import lora_modules, write_adapter  # lazy: lora is only needed here
     out_dir, name = Path(out_dir), step_dir_name(step)
@@ -155,18 +169,19 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
         model = unwrap(model)
         adapter_only = bool(lora_modules(model))
         if adapter_only:
-            write_adapter(model, tmp, base_model)
+            write_adapter(model, tmp, contents.base_model)
         else:
             model.save_pretrained(tmp)
-        if write_files is not None:
-            write_files(tmp)
+        if contents.write_files is not None:
+            contents.write_files(tmp)
         torch.save({"step": step, "adapter_only": adapter_only,
-                    "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                    "rng": capture_rng_state() if rng_state is None else rng_state, "extra": extra or {}},
+                    "optimizer": contents.optimizer.state_dict() if contents.optimizer is not None else None,
+                    "rng": capture_rng_state() if contents.rng_state is None else contents.rng_state,
+                    "extra": contents.extra or {}},
                    tmp / TRAIN_STATE)
-        if config is not None:
-            save_config(config, tmp / "config.toml")
-        write_json_atomic(tmp / "metrics.json", {"step": step, **(metrics or {})})
+        if contents.config is not None:
+            save_config(contents.config, tmp / "config.toml")
+        write_json_atomic(tmp / "metrics.json", {"step": step, **(contents.metrics or {})})
         _fsync_files(tmp)
     write_text_atomic(out_dir / LATEST, name + "\n")
     scores = read_best_index(out_dir)["scores"]

@@ -1,7 +1,11 @@
 """Run configuration: dataclasses with the paper's defaults, a TOML preset, then ``--key=value`` overrides.
 
 A run is one dataclass (`SFTConfig` or `GRIPConfig`) whose groups (`model`, `lora`, `data`, `optim`)
-are dataclasses too: a TOML table or ``--group.key=value`` sets a group's field. Every value is
+are dataclasses too: a TOML table or ``--group.key=value`` sets a group's field. Groups a run shares
+or a method function takes whole are base classes, so their keys stay flat (``--out_dir``, ``--beta``):
+`RunConfig` (the run's bookkeeping, SFT and GRIP alike), `timer1.core.grip.LossConfig` (the GRIP
+objective, taken whole by ``grip_loss``) and `RandomInitDims` (a random model's dims, under ``model.``);
+`group_of` hands a function just its group. Every value is
 coerced to its field's annotated type; a bad key or value is a one-line `ConfigError` naming the key.
 nanoGPT's configurator without its ``exec``.
 """
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+from timer1.core.grip import LossConfig
 from timer1.util.atomic import write_text_atomic
 
 
@@ -38,10 +43,10 @@ def group(factory: Any, help: str) -> Any:
 # ----------------------------------------------------------------------------- groups
 
 @dataclass
-class ModelConfig:
-    path: str = opt("", "Hugging Face Qwen2/Qwen2.5 directory (config.json + safetensors)")
-    tokenizer: str = opt("", "directory holding tokenizer.json; empty = same as path")
-    random_init: bool = opt(False, "build a randomly initialised Qwen2 from the dims below (smoke runs)")
+class RandomInitDims:
+    """A randomly initialised Qwen2's dims (smoke runs, the tiny model), under HF ``config.json`` names
+    by `config_dict`."""
+
     vocab_size: int = opt(151936, "random_init: vocabulary rows (Qwen2.5 uses 151936)")
     hidden_size: int = opt(64, "random_init: model width")
     intermediate_size: int = opt(128, "random_init: SwiGLU hidden width")
@@ -50,16 +55,23 @@ class ModelConfig:
     num_kv_heads: int = opt(2, "random_init: key/value heads (GQA)")
     tie_word_embeddings: bool = opt(True, "random_init: share lm_head with embed_tokens")
     rope_theta: float = opt(1e6, "random_init: RoPE base (Qwen2.5 uses 1e6)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
-        "auto", "parameter dtype; auto = bfloat16 on CUDA, float32 on CPU")
-    gradient_checkpointing: bool = opt(False, "recompute block activations in backward to save memory")
 
-    def random_config_dict(self) -> dict:
-        """The random model's dims under HF ``config.json`` names (for ``Qwen2Config.from_dict``)."""
+    def config_dict(self) -> dict:
+        """The dims under HF ``config.json`` names (for ``Qwen2Config.from_dict``)."""
         return {"model_type": "qwen2", "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
                 "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
                 "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
                 "tie_word_embeddings": self.tie_word_embeddings, "rope_theta": self.rope_theta}
+
+
+@dataclass
+class ModelConfig(RandomInitDims):
+    path: str = opt("", "Hugging Face Qwen2/Qwen2.5 directory (config.json + safetensors)")
+    tokenizer: str = opt("", "directory holding tokenizer.json; empty = same as path")
+    random_init: bool = opt(False, "build a randomly initialised Qwen2 from the dims below (smoke runs)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", "parameter dtype; auto = bfloat16 on CUDA, float32 on CPU")
+    gradient_checkpointing: bool = opt(False, "recompute block activations in backward to save memory")
 
 
 @dataclass
@@ -111,16 +123,9 @@ class OptimConfig:
 # ----------------------------------------------------------------------------- runs
 
 @dataclass
-class SFTConfig:
-    """SFT warm-up (paper Section 3.2: 300 samples, one epoch, lr 5e-5)."""
-    model: ModelConfig = group(ModelConfig, "base model")
-    lora: LoRAConfig = group(LoRAConfig, "LoRA adapters")
-    data: DataConfig = group(DataConfig, "data and prompts")
-    optim: OptimConfig = group(OptimConfig, "optimizer and schedule")
-    epochs: int = opt(1, "passes over the SFT set")
-    batch_size: int = opt(4, "sequences per micro-batch per rank")
-    grad_accum: int = opt(1, "micro-batches per optimizer step")
-    max_seq_len: int = opt(4096, "truncate prompt+completion to this many tokens")
+class RunConfig:
+    """A training run's bookkeeping, the same for SFT and GRIP: validation, logging, checkpoints."""
+
     eval_every: int = opt(50, "validate every N optimizer steps (0 = only at the end)")
     eval_windows: int = opt(8, "validation windows per evaluation")
     log_every: int = opt(1, "print metrics every N steps")
@@ -130,6 +135,24 @@ class SFTConfig:
     seed: int = opt(0, "random seed")
     out_dir: str = opt("runs/sft", "checkpoints, config and logs go here")
     resume: bool = opt(False, "continue from <out_dir>/latest")
+
+
+def run_default(name: str, default: Any) -> Any:
+    """`RunConfig`'s field `name` with a run-specific default (same help)."""
+    return opt(default, {f.name: f for f in dataclasses.fields(RunConfig)}[name].metadata["help"])
+
+
+@dataclass
+class SFTConfig(RunConfig):
+    """SFT warm-up (paper Section 3.2: 300 samples, one epoch, lr 5e-5)."""
+    model: ModelConfig = group(ModelConfig, "base model")
+    lora: LoRAConfig = group(LoRAConfig, "LoRA adapters")
+    data: DataConfig = group(DataConfig, "data and prompts")
+    optim: OptimConfig = group(OptimConfig, "optimizer and schedule")
+    epochs: int = opt(1, "passes over the SFT set")
+    batch_size: int = opt(4, "sequences per micro-batch per rank")
+    grad_accum: int = opt(1, "micro-batches per optimizer step")
+    max_seq_len: int = opt(4096, "truncate prompt+completion to this many tokens")
     teacher: Literal["statistical", "model"] = opt(
         "statistical", "SFT data teacher (paper Algorithm 1): baselines + written analysis, or a local Qwen2 model")
     teacher_path: str = opt("", "teacher = model: a Qwen2-architecture checkpoint (e.g. DeepSeek-R1-Distill-Qwen)")
@@ -144,7 +167,7 @@ class SFTConfig:
 
 
 @dataclass
-class GRIPConfig:
+class GRIPConfig(RunConfig, LossConfig):
     """GRIP RL (paper Section 3.3: k=3, G=16, eps 0.2, beta 0.04, lr 1e-6, batch 16)."""
     model: ModelConfig = group(ModelConfig, "base model")
     lora: LoRAConfig = group(LoRAConfig, "LoRA adapters")
@@ -159,17 +182,9 @@ class GRIPConfig:
         "cluster", "how G of the k*G completions are chosen (uniform = plain GRPO sampling)")
     weights: Literal["softmax", "positive", "uniform"] = opt(
         "softmax", "trajectory weights: softmax of rewards (paper), positive advantages only, or uniform")
-    eps: float = opt(0.2, "PPO clip range (the lower side when eps_high is set)")
-    eps_high: Optional[float] = opt(None, "upper clip range (DAPO clip-higher: 0.28); unset = eps")
-    beta: float = opt(0.04, "KL penalty coefficient (official code: 0.001; TRL's default: 0)")
     mu: int = opt(2, "inner policy updates per rollout (1 makes the ratio 1 and the clip inert)")
-    loss_agg: Literal["seq-mean", "token-mean", "batch-token-mean", "constant"] = opt(
-        "seq-mean", "seq-mean = 1/|o_i| per trajectory (paper); token-mean per micro-batch (official code); "
-                    "batch-token-mean over the whole step (DAPO); constant = divide by max_completion (Dr. GRPO)")
     adv_scale: Literal["group-std", "batch-std", "none"] = opt(
         "group-std", "advantage = (r - group mean) / group std (paper), / batch std (ScaleRL), or unscaled (Dr. GRPO)")
-    ratio_level: Literal["token", "sequence"] = opt(
-        "token", "importance ratio per token (paper) or GSPO's length-normalised sequence ratio")
     drop_zero_variance: bool = opt(
         False, "drop groups whose rewards are all equal from the update (DAPO's dynamic-sampling filter)")
     overlong: Literal["keep", "drop", "soft-penalty"] = opt(
@@ -177,7 +192,6 @@ class GRIPConfig:
                 "add DAPO's soft length penalty to every reward")
     temperature: float = opt(1.0, "sampling temperature")
     top_p: float = opt(1.0, "nucleus sampling threshold (log-probs in the loss are of the full distribution)")
-    max_completion: int = opt(3000, "max new tokens per completion")
     reward: Literal["paper", "official"] = opt(
         "paper", "mse reward normalisation: by target stats (paper) or the prediction's own (official)")
     reference: Literal["init", "base"] = opt(
@@ -188,17 +202,17 @@ class GRIPConfig:
         0.0, "smoke runs/tests only: add this times the share of digits in a completion to its reward "
              "(gives a random model a non-constant reward); 0 = the paper's reward only")
     steps: int = opt(100, "optimizer steps (rollouts)")
-    eval_every: int = opt(10, "validate every N steps (0 = only at the end)")
-    eval_windows: int = opt(8, "validation windows per evaluation")
     eval_samples: int = opt(
         1, "validation forecasts: 1 = one greedy answer per window; N > 1 = slow thinking's median of N drafts")
-    log_every: int = opt(1, "print metrics every N steps")
-    save_every: int = opt(10, "checkpoint every N steps (0 = only at the end)")
-    keep_best: int = opt(1, "keep the K best checkpoints by validation score")
-    keep_last: int = opt(1, "also keep the K most recent checkpoints")
-    seed: int = opt(0, "random seed")
-    out_dir: str = opt("runs/grip", "checkpoints, config and logs go here")
-    resume: bool = opt(False, "continue from <out_dir>/latest")
+    eval_every: int = run_default("eval_every", 10)
+    save_every: int = run_default("save_every", 10)
+    out_dir: str = run_default("out_dir", "runs/grip")
+
+
+def group_of(cfg: Any, cls: type) -> Any:
+    """The `cls` group (a base class of ``type(cfg)``) of a run config, as its own object: what a
+    function that takes that group is given."""
+    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
 
 
 # ----------------------------------------------------------------------------- reading
@@ -399,22 +413,41 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 
 
 def format_help(cls: type, description: str = "") -> str:
-    """Every field with its type, its run's default and its help, grouped as in the dataclass."""
+    """Every field with its type, its run's default and its help: the run's own fields, then each flat
+    group it inherits (`RunConfig`, `LossConfig`), then each nested group."""
     lines = [f"usage: {Path(sys.argv[0]).name or 'script'} [--config PRESET.toml] [--key=value ...] "
              f"[--group.key=value ...]"] + (["", description.strip()] if description else []) + [
              "", "  --config PATH  TOML preset; top-level keys are fields, tables are groups",
-             "  -h, --help     show this message and exit", "", "run:"]
+             "  -h, --help     show this message and exit"]
     defaults = cls()
-    sections = [("", cls, None)] + [(f"{n}.", tp, f) for n, (f, tp) in _fields(cls).items() if _is_group(tp)]
-    for prefix, node, group_field in sections:
-        if group_field is not None:
-            lines += ["", f"{prefix[:-1]}: {group_field.metadata['help']}"]
-        for name, (f, tp) in _fields(node).items():
-            if not _is_group(tp):
-                default = _get(defaults, prefix + name)
-                shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-                lines += [f"  --{prefix}{name}=<{_type_name(tp)}>  (default: {shown})", f"      {f.metadata['help']}"]
+    flat = [name for name, (f, tp) in _fields(cls).items() if not _is_group(tp)]
+    owners = [c for c in cls.__mro__ if dataclasses.is_dataclass(c)]   # the run first, then its flat groups
+    for owner in owners:
+        own = [n for n in flat if _owner(owners, n) is owner]
+        title = "run" if owner is cls else f"{owner.__name__}: {owner.__doc__.split(chr(10))[0].rstrip('.')}"
+        lines += ["", f"{title}:"] + _field_lines(cls, own, "", defaults)
+    for name, (f, tp) in _fields(cls).items():
+        if _is_group(tp):
+            lines += ["", f"{name}: {f.metadata['help']}"]
+            lines += _field_lines(tp, [n for n, (_, t) in _fields(tp).items() if not _is_group(t)], name + ".", defaults)
     return "\n".join(lines)
+
+
+def _owner(owners: list[type], name: str) -> type:
+    """The most basic class of the run's hierarchy that declares field `name` (a run-specific default
+    does not move a field out of its group)."""
+    return [c for c in owners if name in getattr(c, "__dataclass_fields__", {})][-1]
+
+
+def _field_lines(node: type, names: list[str], prefix: str, defaults: Any) -> list[str]:
+    lines = []
+    fields = _fields(node)
+    for name in names:
+        f, tp = fields[name]
+        default = _get(defaults, prefix + name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        lines += [f"  --{prefix}{name}=<{_type_name(tp)}>  (default: {shown})", f"      {f.metadata['help']}"]
+    return lines
 
 
 def _toml_value(value: Any) -> str:

@@ -1,6 +1,6 @@
-"""What train_sft.py and train_grip.py share: policy and optimizer setup, the LR schedule, the run
-directory, metrics log and progress line, validation forecasts, checkpoints and resume. No trainer and
-no callbacks: each script calls these from its own visible loop."""
+"""The training scripts' ``__main__``: config from the command line, the process group, ``main(cfg,
+info)``, and the one-line endings: bad input, Ctrl-C (naming the checkpoint ``--resume=true``
+continues from), a schedule too short to reach its learning rate."""
 
 from __future__ import annotations
 

@@ -1,49 +1,27 @@
-"""What train_sft.py and train_grip.py share: policy and optimizer setup, the LR schedule, the run
-directory, metrics log and progress line, validation forecasts, checkpoints and resume. No trainer and
-no callbacks: each script calls these from its own visible loop."""
+"""Reading a run's checkpoints back: the newest readable one into the model and optimizer (with each
+rank's RNG states), checked before anything is copied; the random-init base a LoRA run's adapters
+need; a digest of the weights that tells whether DDP ranks ended equal."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
 
 import torch
 from safetensors.torch import load_file
 
 from timer1.core.lora import ADAPTER_WEIGHTS, PEFT_PREFIX, lora_modules
 from timer1.core.model import Qwen2
-from timer1.core.policy import Policy, save_policy, save_policy_files
-from timer1.train.checkpoint import checkpoints_newest_first, read_train_state, restore_train_state, save_checkpoint
+from timer1.core.policy import Policy, save_policy
+from timer1.train.checkpoint import checkpoints_newest_first, read_train_state, restore_train_state
 from timer1.train.setup import loaded
 from timer1.util import dist
-from timer1.util.seeding import capture_rng_state
 
 
 def uses_lora(model: torch.nn.Module) -> bool:
     return bool(lora_modules(dist.unwrap(model)))
-
-
-def save_run_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Module, policy: Policy,
-                        optimizer: torch.optim.Optimizer, cfg: Any, info: dist.DistInfo, *,
-                        metrics: Optional[dict] = None, score: Optional[float] = None,
-                        extra: Optional[dict] = None) -> Optional[Path]:
-    """Checkpoint after optimizer step `step`. Collective: every rank must call it (RNG states are
-    gathered so a resume restores each rank's own); rank 0 writes, the others return None.
-    Lower `score` is better (validation MSE); cfg.keep_best / cfg.keep_last drive pruning."""
-    rng = dist.all_gather_object(capture_rng_state()) if info.distributed else capture_rng_state()
-    path = None
-    if info.is_master:
-        path = save_checkpoint(out_dir, step, model, optimizer, rng, cfg, metrics, score=score,
-                               keep_best=cfg.keep_best, keep_last=cfg.keep_last, extra=extra,
-                               write_files=functools.partial(save_policy_files, policy.tokenizer, policy.prompt_format),
-                               base_model=str(Path(out_dir) / "base_model") if policy.source == "random"
-                               else policy.source)
-    dist.barrier()
-    return path
 
 
 def save_base_model(policy: Policy, out_dir: str | os.PathLike) -> Path:

@@ -1,6 +1,5 @@
-"""What train_sft.py and train_grip.py share: policy and optimizer setup, the LR schedule, the run
-directory, metrics log and progress line, validation forecasts, checkpoints and resume. No trainer and
-no callbacks: each script calls these from its own visible loop."""
+"""The run directory: claimed by one live process (an flock) and refused when it holds another run,
+a killed run's temporaries cleaned; the append-only metrics log; the one-line progress report."""
 
 from __future__ import annotations
 

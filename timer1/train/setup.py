@@ -1,6 +1,6 @@
-"""What train_sft.py and train_grip.py share: policy and optimizer setup, the LR schedule, the run
-directory, metrics log and progress line, validation forecasts, checkpoints and resume. No trainer and
-no callbacks: each script calls these from its own visible loop."""
+"""What a training run is built from: the policy of a config (a checkpoint or a random-init model, with
+LoRA or full fine-tuning), AdamW over the trainable weights, the learning-rate schedule, and the
+autocast that gives one precision rule on every device."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def policy_from_config(model_cfg, prompt_format: PromptFormat = PromptFormat(), 
     ``model_cfg.path``, which may be a run directory (its best, else latest, checkpoint)."""
     if model_cfg.random_init:
         tokenizer = Tokenizer.from_pretrained(model_cfg.tokenizer) if model_cfg.tokenizer else None
-        policy = random_policy(model_cfg.random_config_dict(), seed=seed, tokenizer=tokenizer,
+        policy = random_policy(model_cfg.config_dict(), seed=seed, tokenizer=tokenizer,
                                prompt_format=prompt_format, device=device, dtype=model_cfg.dtype)
     else:
         policy = load_policy(resolve_checkpoint(model_cfg.path), tokenizer_path=model_cfg.tokenizer or None,

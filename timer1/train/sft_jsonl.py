@@ -1,19 +1,5 @@
-"""SFT data construction: the Time-R1 paper's Algorithm 1 with a pluggable teacher.
-
-For each training window (train region only, never test):
-
-1. the teacher writes k candidate answers, each a reasoning and a forecast;
-2. the candidate with the lowest MAPE against the true future is kept;
-3. the teacher is shown the history, the true values and that reasoning, and writes a revised
-   reasoning that leads to the truth;
-4. the target is ``<think>revised reasoning</think>\\n<answer>true values</answer>``.
-
-The paper's teacher was DeepSeek-R1. Offline, :class:`ModelTeacher` samples any local Qwen2-architecture
-checkpoint (DeepSeek-R1-Distill-Qwen is one); :class:`StatisticalTeacher` needs no model: its candidates
-are the naive baselines and its reasoning states the history's level, range, trend and period, and how
-the true future differs. A teacher that fails on a window falls back to the statistical one.
-
-CLI (writes a JSONL of samples that ``train_sft.py`` reads with ``--data.sft_jsonl=...``)::
+"""SFT samples as a JSONL file: build them from the train regions with any teacher (paper Algorithm 1,
+timer1.core.sft_data), write them, and read them back for ``train_sft.py --data.sft_jsonl=...``::
 
     python -m timer1.train.sft_jsonl --config configs/demo_sft.toml --out data/demo_sft.jsonl
     python -m timer1.train.sft_jsonl --config configs/sft_qwen2.5_7b.toml --out data/sft_etth1.jsonl \\

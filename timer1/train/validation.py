@@ -1,6 +1,5 @@
-"""What train_sft.py and train_grip.py share: policy and optimizer setup, the LR schedule, the run
-directory, metrics log and progress line, validation forecasts, checkpoints and resume. No trainer and
-no callbacks: each script calls these from its own visible loop."""
+"""Validation during training: the policy's forecasts on held-out windows (greedy, or slow thinking's
+median of drafts), scored on the real scale; ``val_mase`` is the checkpoint score."""
 
 from __future__ import annotations
 

@@ -1,14 +1,5 @@
-"""Checkpoints: atomic saves, a resume pointer, keep-best-k, and exact RNG capture/restore.
-
-A run directory holds ``latest`` (the name of the newest complete checkpoint), ``best.json`` (the
-validation scores of the kept checkpoints, best first) and ``step_000120/``: the weights (HF layout,
-or a PEFT LoRA adapter), ``train_state.pt`` (step, optimizer, RNG states, extra), ``config.toml``
-(rerun with ``--config`` this file) and ``metrics.json``.
-
-A checkpoint is written into ``.tmp-step_000120``, fsynced and only then renamed into place, and
-``latest`` is rewritten after that: a crash mid-save leaves the previous checkpoint as ``latest``
-and no half-written directory under a checkpoint name.
-"""
+"""Seeds and RNG states: one seed for every library, seeds derived from (seed, step, rank, ...) keys, and
+the exact capture and restore of Python's, numpy's and torch's RNG states that a resume needs."""
 
 from __future__ import annotations
 
