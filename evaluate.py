@@ -432,8 +432,8 @@ def run(args) -> int:
         write_json_atomic(args.out, report)
         log(f"wrote {args.out}")
     if args.plot is not None:
-        from timer1.util.atomic import write_text_atomic
         from timer1.tools.plot import render_charts
+        from timer1.util.atomic import write_text_atomic
 
         write_text_atomic(args.plot, render_charts(comparison_panels(results), title="timer1 evaluation: MSE and MASE"))
         log(f"wrote {args.plot}")

@@ -45,8 +45,9 @@ import warnings
 from pathlib import Path
 
 from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
-from timer1.forecast.resolve import HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap, resolve_model
 from timer1.forecast.forecaster import MIN_CONTEXT, Forecaster, WindowHints
+from timer1.forecast.resolve import (HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap,
+                                     resolve_model)
 
 EXIT_BAD_INPUT = 2
 PROGRESS_AFTER = 3.0    # seconds of reading before progress is shown

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from timer1.core.codec import prompt_ids, reward_target
-from timer1.core.grip import LossConfig, LossTotals, loss_totals, make_groups, overlong_penalty, grip_loss
+from timer1.core.grip import LossConfig, LossTotals, grip_loss, loss_totals, make_groups, overlong_penalty
 from timer1.core.lora import lora_modules
 from timer1.core.reference import Reference, adapter_snapshot
 from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout
@@ -105,7 +105,8 @@ def policy_update(run: Run, micro_batches, ref, totals: LossTotals, loss: LossCo
             if real:
                 inner_stats.append({**stats, "inner": inner})
         params = trainable_parameters(run.model)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         if totals.weight > 0:  # 0 when every row of the step was dropped: nothing to learn from
             run.optimizer.step()
     return inner_stats, grad_norm
@@ -121,12 +122,14 @@ class Windows:
 
 def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     if cfg.batch < info.world_size:
-        raise ValueError(f"batch={cfg.batch} prompts cannot be split over {info.world_size} ranks (need batch >= ranks)")
+        raise ValueError(f"batch={cfg.batch} prompts cannot be split over {info.world_size} ranks "
+                         f"(need batch >= ranks)")
     sft = str(resolve_checkpoint(cfg.sft_adapter)) if cfg.sft_adapter else ""
     run = open_run(cfg, info, adapter=sft)
     run.model.eval()  # for good: no dropout in any RL forward
     spec = window_spec_from(cfg.data)
-    windows = Windows(load_windows(spec, "train", cfg.seed), evenly_spaced(load_windows(spec, "val", cfg.seed), cfg.eval_windows))
+    windows = Windows(load_windows(spec, "train", cfg.seed),
+                      evenly_spaced(load_windows(spec, "val", cfg.seed), cfg.eval_windows))
     reference = make_reference(cfg, run.model, from_adapter=bool(sft))
     if not begin(run, cfg.steps):
         return

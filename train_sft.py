@@ -291,13 +291,15 @@ def finish_step(run: Run, data: Data, done: int, result: dict) -> dict | None:
                    "tokens": result["tokens"]}
         if evaluate:
             metrics.update(validate(run, data.val))
-        run.progress.update(done, loss=train_loss, lr=result["lr"], **({k: metrics[k] for k in SCORES} if evaluate else {}))
+        scores = {k: metrics[k] for k in SCORES} if evaluate else {}
+        run.progress.update(done, loss=train_loss, lr=result["lr"], **scores)
         if last:                                  # every rank's weights must agree under DDP
             metrics["rank_digests"] = dist.all_gather_object(weights_digest(run.model))
         run.log.log(metrics)
     if (cfg.save_every and done % cfg.save_every == 0) or last:
         score = checkpoint_score(metrics) if metrics is not None else None
-        save_run_checkpoint(run, done, metrics or {"step": done}, score=score, extra={"run_shape": run_shape(run, data)})
+        save_run_checkpoint(run, done, metrics or {"step": done}, score=score,
+                            extra={"run_shape": run_shape(run, data)})
     return metrics
 
 

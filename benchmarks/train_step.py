@@ -5,7 +5,7 @@ not a test.
     python benchmarks/train_step.py --configs tiny --steps 10 --threads 2
 
 Configs (random weights, one sequence per step), each in every ``--dtypes`` entry under the training
-scripts' precision rule (``train_utils.autocast``, frozen weights in the run dtype, trainable ones fp32):
+scripts' precision rule (``timer1.train.setup.autocast``, frozen weights in the run dtype, trainable ones fp32):
 
 * ``tiny``: the ``configs/demo_sft.toml`` model (hidden 128, 4 layers, 4/2 heads, intermediate 384,
   vocab 1024), full fine-tuning, sequence 256 (about one compact-prompt SFT sample).
@@ -85,7 +85,7 @@ def run_one(name: str, steps: int, seq_len: int, threads: int, dtype: str) -> di
     with torch.device(device):
         model = Qwen2(config)                              # PyTorch's default init: fine for timing
     model.gradient_checkpointing = spec["checkpointing"]
-    if spec["lora"]:                                       # train_utils.build_policy's storage rule:
+    if spec["lora"]:                                       # timer1.train.setup.build_policy's storage rule:
         model.to(dtype)                                    # a frozen base in the run dtype, fp32 LoRA
         apply_lora(model, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
                    r=spec["lora"], alpha=2 * spec["lora"])

@@ -4,17 +4,8 @@
 import numpy as np
 import pytest
 
-from timer1.core.baselines import (
-    BASELINES,
-    Drift,
-    LastValue,
-    Linear,
-    Mean,
-    SeasonalNaive,
-    estimate_period,
-    make_baseline,
-    period_from_step,
-)
+from timer1.core.baselines import (BASELINES, Drift, LastValue, Linear, Mean, SeasonalNaive, estimate_period,
+                                   make_baseline, period_from_step)
 
 
 def test_registry_names():

@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 from timer1.train.checkpoint import (CheckpointContents, best_checkpoint, latest_checkpoint, list_checkpoints,
                                      read_best_index, read_train_state, resolve_checkpoint, restore_train_state,
                                      save_checkpoint)
-from timer1.util.seeding import capture_rng_state, restore_rng_state, seed_everything
 from timer1.train.config import GRIPConfig, load_config
+from timer1.util.seeding import capture_rng_state, restore_rng_state, seed_everything
 
 
 class TinyModel(torch.nn.Module):

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from timer1.train.config import (ConfigError, DataConfig, GRIPConfig, LoRAConfig, ModelConfig, OptimConfig,
-                           SFTConfig, from_dict, load_config, load_config_or_exit, save_config, to_dict)
+from timer1.train.config import (ConfigError, DataConfig, GRIPConfig, LoRAConfig, ModelConfig, OptimConfig, SFTConfig,
+                                 from_dict, load_config, load_config_or_exit, save_config, to_dict)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RANDOM = ["--model.random_init=true"]           # a runnable config needs a model source

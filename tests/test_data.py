@@ -5,11 +5,12 @@ import warnings
 import numpy as np
 import pytest
 
-from timer1.data.dates import Step
-from timer1.data.repair import forecast_window
-from timer1.data.csv_io import future_dates, read_csv, write_csv
 from timer1.core.window import interpolate_gaps
-from timer1.data.protocol import make_window, paper_windows, protocol_for, rolling_windows, split_bounds, split_test_region, train_windows
+from timer1.data.csv_io import future_dates, read_csv, write_csv
+from timer1.data.dates import Step
+from timer1.data.protocol import (make_window, paper_windows, protocol_for, rolling_windows, split_bounds,
+                                  split_test_region, train_windows)
+from timer1.data.repair import forecast_window
 from timer1.data.synthetic import synthetic_frame, synthetic_series
 
 # Paper sample counts (README: 10 windows per channel).

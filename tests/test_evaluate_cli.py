@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.data.protocol import evenly_spaced, paper_windows
 from timer1.data.csv_io import read_csv
+from timer1.data.protocol import evenly_spaced, paper_windows
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear"]
@@ -121,9 +121,9 @@ def test_bad_input_is_one_line_and_no_report(args, message, tmp_path, shared_dat
 def test_baselines_score_the_paper_windows(tmp_path, shared_data):
     """The paper protocol's 50 nasdaq samples; the last-value row recomputed from the windows."""
     from timer1.core.baselines import BASELINES
-    from timer1.data.protocol import paper_windows
-    from timer1.data.csv_io import read_csv
     from timer1.core.metrics import mae, mse
+    from timer1.data.csv_io import read_csv
+    from timer1.data.protocol import paper_windows
 
     out = tmp_path / "r.json"
     done = run("--no-model", "--datasets", "nasdaq", "--data", shared_data, "--out", out)

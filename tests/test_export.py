@@ -5,15 +5,15 @@ import json
 
 import pytest
 import torch
-
 from conftest import TINY_CONFIG
-from timer1.train.checkpoint import CheckpointContents, save_checkpoint
-from timer1.train.config import SFTConfig
-from timer1.tools.export import ADAPTER_FILES, INFERENCE_FILES, export, main
+
+from timer1.core.codec import PromptFormat
 from timer1.core.lora import apply_lora
 from timer1.core.policy import load_policy, save_policy, save_policy_files
+from timer1.tools.export import ADAPTER_FILES, INFERENCE_FILES, export, main
+from timer1.train.checkpoint import CheckpointContents, save_checkpoint
+from timer1.train.config import SFTConfig
 from timer1.train.random_init import random_policy
-from timer1.core.codec import PromptFormat
 
 
 def _run(tmp_path, name, seeds_and_scores):

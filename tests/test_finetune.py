@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from timer1.core.metrics import mase
 from timer1.data.csv_io import read_csv
 from timer1.data.protocol import train_windows
-from timer1.forecast.forecaster import Forecaster
-from timer1.core.metrics import mase
 from timer1.data.window_sets import FILE_VALIDATION_SHARE, WindowSpec, file_windows, load_windows
+from timer1.forecast.forecaster import Forecaster
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = 600

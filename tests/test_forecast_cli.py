@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_CONFIG as TINY
 
 from timer1.core.lora import apply_lora, save_adapter
 from timer1.train.random_init import random_policy
-
-from conftest import TINY_CONFIG as TINY
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS, LOOKBACK, HORIZON = 40, 24, 8
@@ -251,9 +250,9 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, caps
 
 
 def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_cli, monkeypatch):
-    from timer1.forecast.resolve import open_policy
-
     import torch
+
+    from timer1.forecast.resolve import open_policy
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)   # record, leave the suite's threads alone
@@ -484,8 +483,8 @@ def test_non_negative_histories_give_non_negative_forecasts(history_min, clipped
 def test_a_checkpoint_with_non_finite_logits_is_an_error(tmp_path, forecast_cli, capsys):
     import torch
 
-    from timer1.core.policy import save_policy
     from timer1.core.codec import PromptFormat
+    from timer1.core.policy import save_policy
 
     policy = random_policy(TINY, seed=0, prompt_format=PromptFormat("compact"))
     with torch.no_grad():

@@ -8,10 +8,10 @@ from the generator's own grid, independently of timer1.data.dates. main() runs i
 start per case) with a tiny random checkpoint, so the whole test takes seconds.
 """
 
+import csv
 import datetime as dt
 import hashlib
 import io
-import csv
 from pathlib import Path
 
 import numpy as np

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import timer1
+from timer1.core.slow_think import SlowThinkConfig
 from timer1.forecast.forecaster import Forecaster
 from timer1.forecast.resolve import prompt_horizon, trained_horizon, trained_horizons
-from timer1.core.slow_think import SlowThinkConfig
 
 REPO = Path(__file__).resolve().parents[1]
 HORIZON, SAMPLES, SEED = 12, 4, 3
@@ -189,6 +189,7 @@ def test_an_adapter_on_the_smollm2_hub_name_gets_the_cached_conversion(monkeypat
     """checkpoints/timer1-smol names its base as PEFT does (the hub id); with no such directory the
     base is SmolLM2 converted once from the installed GGUF package (timer1.forecast.resolve.smollm2_base_dir)."""
     import json
+
     import timer1.forecast.resolve
     from timer1.forecast.resolve import SMOLLM2_HUB_NAME, resolve_model
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from timer1.forecast import resolve
-from timer1.tools import gguf
 from timer1.core.model import Qwen2, Qwen2Config
 from timer1.core.sampler import generate
 from timer1.core.tokenizer import SMOLLM2_CHAT_TEMPLATE, Tokenizer
+from timer1.forecast import resolve
+from timer1.tools import gguf
 
 FIXTURE = Path(__file__).parent / "fixtures" / "smollm2_reference.json"
 TYPE_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "BF16": 30, "Q4_K": 12}
@@ -356,9 +356,9 @@ def test_shipped_timer1_smol_runs_on_the_converted_base(smollm2, monkeypatch):
     """``--model timer1-smol``: checkpoints/timer1-smol is a PEFT adapter naming its base by hub id;
     it resolves to SmolLM2 converted into the cache plus that adapter, and its single pass answers a
     24-step window with 24 values the model wrote (not a fallback)."""
+    from timer1.core.lora import lora_modules
     from timer1.forecast.forecaster import Forecaster
     from timer1.forecast.resolve import resolve_model
-    from timer1.core.lora import lora_modules
 
     base = smollm2[0]
     monkeypatch.setenv("TIMER1_CACHE", str(base.parent))

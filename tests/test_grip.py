@@ -5,17 +5,8 @@ import math
 import pytest
 import torch
 
-from timer1.core.grip import (
-    LossTotals,
-    adaptive_weights,
-    group_advantages,
-    grip_loss,
-    kmeans_1d,
-    make_groups,
-    overlong_penalty,
-    select_candidates,
-    select_groups,
-)
+from timer1.core.grip import (LossTotals, adaptive_weights, grip_loss, group_advantages, kmeans_1d, make_groups,
+                              overlong_penalty, select_candidates, select_groups)
 
 
 def lengths_mask(lengths, T):

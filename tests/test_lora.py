@@ -16,16 +16,8 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from timer1.core.lora import (
-    LoRALinear,
-    apply_lora,
-    find_targets,
-    load_adapter,
-    lora_disabled,
-    lora_state_dict,
-    merge_lora,
-    save_adapter,
-)
+from timer1.core.lora import (LoRALinear, apply_lora, find_targets, load_adapter, lora_disabled, lora_state_dict,
+                              merge_lora, save_adapter)
 from timer1.core.model import Qwen2, Qwen2Config
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "peft_lora"

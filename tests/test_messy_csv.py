@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.data.repair import forecast_window
-from timer1.data.csv_io import future_dates, read_csv
 from timer1.core.prompts import build_prompt
+from timer1.data.csv_io import future_dates, read_csv
+from timer1.data.repair import forecast_window
 
 HOURS = [f"2021-03-{1 + k // 24:02d} {k % 24:02d}:00:00" for k in range(240)]
 

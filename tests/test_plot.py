@@ -67,6 +67,7 @@ def test_moving_average_by_hand():
 def test_compare_runs_one_line_per_run(tmp_path):
     import json
     import xml.etree.ElementTree as ET
+
     from timer1.tools.plot import main
     for name, offset in (("grpo", 0.0), ("grip", 1.0)):
         run = tmp_path / name

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from timer1.core.policy import load_policy, save_policy
-from timer1.train.random_init import random_policy
 from timer1.core.sampler import generate
+from timer1.train.random_init import random_policy
 
 TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2}
@@ -52,8 +52,8 @@ def test_load_errors(policy, tmp_path):
 
 
 def test_a_run_directory_resolves_to_its_best_checkpoint_which_loads(tmp_path):
-    from timer1.train.checkpoint import CheckpointContents, resolve_checkpoint, save_checkpoint
     from timer1.core.policy import save_policy_files
+    from timer1.train.checkpoint import CheckpointContents, resolve_checkpoint, save_checkpoint
 
     run = tmp_path / "run"
     policies = [random_policy(TINY, seed=seed) for seed in (5, 6)]

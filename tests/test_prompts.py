@@ -7,22 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from timer1.core.prompts import (OFFICIAL_TEMPLATE, CompactScaler, build_prompt, channel_meaning, compact_scaler,
+                                 dataset_description, format_answer, format_compact_answer, format_table, format_values,
+                                 parse_forecast)
 from timer1.core.window import Window
-from timer1.data.protocol import paper_windows
 from timer1.data.csv_io import read_csv
-from timer1.core.prompts import (
-    OFFICIAL_TEMPLATE,
-    CompactScaler,
-    build_prompt,
-    channel_meaning,
-    compact_scaler,
-    dataset_description,
-    format_answer,
-    format_compact_answer,
-    format_table,
-    format_values,
-    parse_forecast,
-)
+from timer1.data.protocol import paper_windows
 
 
 def window(history=(1.0, 2.5, -3.25), target=(4.0, 5.0), dataset="ETTh1", channel="OT"):

@@ -7,25 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from timer1.core.rewards import (
-    OFFICIAL,
-    PAPER,
-    RewardOptions,
-    bounded_score,
-    change_point_reward,
-    compute_reward,
-    count_matches,
-    decompose,
-    find_extrema,
-    format_reward,
-    length_reward,
-    moving_average,
-    mse_reward,
-    normalize_pair,
-    reward_terms,
-    seasonal_reward,
-    trend_reward,
-)
+from timer1.core.rewards import (OFFICIAL, PAPER, RewardOptions, bounded_score, change_point_reward, compute_reward,
+                                 count_matches, decompose, find_extrema, format_reward, length_reward, moving_average,
+                                 mse_reward, normalize_pair, reward_terms, seasonal_reward, trend_reward)
 
 RAMP = np.array([1.0, 2.0, 3.0, 4.0])  # mean 2.5, population std sqrt(1.25) = 1.1180340
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from timer1.util.seeding import derive_seed
 from timer1.core.grip import Groups, LossTotals, grip_loss, make_groups
 from timer1.core.lora import apply_lora, lora_modules
 from timer1.core.model import Qwen2, Qwen2Config, token_logprobs
-from timer1.core.rewards import compute_reward
 from timer1.core.reference import Reference, adapter_snapshot
+from timer1.core.rewards import compute_reward
 from timer1.core.rollout import Rollout, build_batch, completion_logprobs, digit_share, sample_rollout, score_rollout
 from timer1.core.sampler import generate
+from timer1.util.seeding import derive_seed
 
 VOCAB = 64
 

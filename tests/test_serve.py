@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from timer1.core.slow_think import SlowThinkConfig
 from timer1.forecast.forecaster import Forecaster
 from timer1.forecast.serve import MAX_BODY, Service, main
-from timer1.core.slow_think import SlowThinkConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 0

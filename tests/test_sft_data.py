@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.core.sft_data import Candidate, METHODS, ModelTeacher, StatisticalTeacher, build_samples, extract_reasoning, make_sample, select_best
-from timer1.data.window_sets import WindowSpec
-from timer1.train.sft_jsonl import read_jsonl, train_values, write_jsonl
 from timer1.core.baselines import make_baseline
-from timer1.core.window import Window
+from timer1.core.codec import PromptFormat, forecast_from_completion
 from timer1.core.metrics import mape
 from timer1.core.policy import save_policy
-from timer1.train.random_init import random_policy
 from timer1.core.prompts import compact_scaler, parse_forecast
-from timer1.core.codec import PromptFormat, forecast_from_completion
-from timer1.data.window_sets import load_windows
+from timer1.core.sft_data import (METHODS, Candidate, ModelTeacher, StatisticalTeacher, build_samples,
+                                  extract_reasoning, make_sample, select_best)
+from timer1.core.window import Window
+from timer1.data.window_sets import WindowSpec, load_windows
+from timer1.train.random_init import random_policy
+from timer1.train.sft_jsonl import read_jsonl, train_values, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 COMPACT = PromptFormat(style="compact", digits=2)

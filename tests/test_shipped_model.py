@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timer1.data.protocol import paper_windows
-from timer1.data.csv_io import read_csv
-from timer1.tools.export import INFERENCE_FILES
+from timer1.core.codec import forecast_from_completion, prompt_ids
 from timer1.core.policy import load_policy
 from timer1.core.prompts import compact_scaler
 from timer1.core.sampler import generate
-from timer1.core.codec import forecast_from_completion, prompt_ids
+from timer1.data.csv_io import read_csv
+from timer1.data.protocol import paper_windows
+from timer1.tools.export import INFERENCE_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "timer1-tiny"

@@ -7,15 +7,15 @@ import pytest
 
 import timer1.core.slow_think as st
 from timer1.core.baselines import SeasonalNaive
+from timer1.core.codec import PromptFormat
+from timer1.core.prompts import compact_scaler
+from timer1.core.sampler import Generation
+from timer1.core.slow_think import (QUANTILES, SlowThinkConfig, aggregate, backtest_window, choose_answer, conclude,
+                                    critique, period_for_step, review, single_pass, slow_think)
 from timer1.data.dates import Step
 from timer1.data.repair import forecast_window
 from timer1.data.synthetic import synthetic_frame
 from timer1.train.random_init import random_policy
-from timer1.core.prompts import compact_scaler
-from timer1.core.sampler import Generation
-from timer1.core.slow_think import (QUANTILES, SlowThinkConfig, aggregate, backtest_window, choose_answer, conclude,
-                               critique, period_for_step, review, single_pass, slow_think)
-from timer1.core.codec import PromptFormat
 
 TINY = {"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2}

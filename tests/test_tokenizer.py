@@ -14,14 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from timer1.core.tokenizer import (
-    DEFAULT_SYSTEM_PROMPT,
-    QWEN25_CHAT_TEMPLATE,
-    SMOLLM2_CHAT_TEMPLATE,
-    SMOLLM2_SYSTEM_PROMPT,
-    Tokenizer,
-    train_tokenizer,
-)
+from timer1.core.tokenizer import (DEFAULT_SYSTEM_PROMPT, QWEN25_CHAT_TEMPLATE, SMOLLM2_CHAT_TEMPLATE,
+                                   SMOLLM2_SYSTEM_PROMPT, Tokenizer, train_tokenizer)
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "chat_template_reference.json").read_text("utf-8"))
 SMOLLM2 = json.loads((Path(__file__).parent / "fixtures" / "smollm2_reference.json").read_text("utf-8"))

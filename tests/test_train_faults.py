@@ -15,9 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from timer1.data.window_sets import WindowSpec, load_windows
 from timer1.train.checkpoint import clean_stale_temps, latest_checkpoint, list_checkpoints
 from timer1.train.run_dir import claim_out_dir
-from timer1.data.window_sets import WindowSpec, load_windows
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # as conftest.py's shared_data

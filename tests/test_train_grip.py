@@ -10,22 +10,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
-import pytest
-
 import train_grip
-from timer1.util import dist
-from timer1.train.config import GRIPConfig, load_config
+from timer1.core.codec import prompt_format_from
 from timer1.core.grip import grip_loss, loss_totals, make_groups
 from timer1.core.lora import apply_lora, lora_modules, save_adapter
 from timer1.core.policy import save_policy
-from timer1.train.random_init import random_policy
-from timer1.train.setup import policy_from_config
 from timer1.core.reference import Reference
 from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout
-from timer1.core.codec import prompt_format_from
+from timer1.train.config import GRIPConfig, load_config
+from timer1.train.random_init import random_policy
+from timer1.train.setup import policy_from_config
+from timer1.util import dist
 
 REPO = Path(__file__).resolve().parents[1]
 

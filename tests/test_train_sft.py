@@ -14,13 +14,13 @@ import pytest
 import torch
 
 import train_sft as T
+from timer1.core.codec import completion_ids
+from timer1.core.policy import load_policy
+from timer1.core.tokenizer import train_tokenizer
 from timer1.train.checkpoint import latest_checkpoint
 from timer1.train.config import SFTConfig, load_config
-from timer1.util.dist import DistInfo
-from timer1.core.policy import load_policy
-from timer1.core.codec import completion_ids
-from timer1.core.tokenizer import train_tokenizer
 from timer1.train.resume import weights_digest
+from timer1.util.dist import DistInfo
 
 REPO = Path(__file__).resolve().parents[1]
 SINGLE = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), is_master=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from timer1.core.window import interpolate_gaps
 from timer1.core.rewards import moving_average
+from timer1.core.window import interpolate_gaps
 
 
 def _history(history) -> np.ndarray:

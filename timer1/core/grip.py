@@ -281,7 +281,8 @@ def grip_loss(
     cfg = dataclasses.replace(loss or LossConfig(), **knobs)
     eps, beta, agg = cfg.eps, cfg.beta, cfg.loss_agg
     eps_high = eps if cfg.eps_high is None else cfg.eps_high
-    assert agg in AGGREGATIONS and cfg.ratio_level in RATIO_LEVELS, f"bad loss_agg {agg!r} or ratio_level {cfg.ratio_level!r}"
+    assert agg in AGGREGATIONS, f"bad loss_agg {agg!r}"
+    assert cfg.ratio_level in RATIO_LEVELS, f"bad ratio_level {cfg.ratio_level!r}"
     assert logp.dim() == 2 and old_logp.shape == logp.shape == mask.shape, "logp, old_logp, mask must be (N, T)"
     assert advantages.shape == (logp.shape[0],), "advantages must be (N,)"
     assert ref_logp is not None or beta == 0, "ref_logp is required when beta != 0"

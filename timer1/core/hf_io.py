@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-
 SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

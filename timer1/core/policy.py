@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from timer1.util.atomic import write_json_atomic
+from timer1.core.codec import PromptFormat
 from timer1.core.hf_io import as_dtype
 from timer1.core.model import Qwen2
-from timer1.core.codec import PromptFormat
 from timer1.core.tokenizer import Tokenizer
+from timer1.util.atomic import write_json_atomic
 
 PROMPT_FILE = "timer1_prompt.json"  # the prompt format a checkpoint was trained with (ours only)
 

@@ -26,8 +26,8 @@ from typing import Sequence
 
 import torch
 
-from timer1.util.dist import unwrap
 from timer1.core.model import KVCache, Qwen2
+from timer1.util.dist import unwrap
 
 __all__ = ["Generation", "Sampling", "generate", "sampling_logprobs", "top_k_mask", "top_p_mask",
            "sample_token", "AUTO_COMPILE_STEPS"]

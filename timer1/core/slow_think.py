@@ -39,10 +39,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from timer1.core.baselines import SeasonalNaive, estimate_period, period_from_step
-from timer1.core.window import Window
+from timer1.core.codec import (PromptFormat, answer_opening, chat_ids, complete_forecast, forecast_from_completion,
+                               prompt_ids, prompt_messages)
 from timer1.core.metrics import correlation, mae
 from timer1.core.sampler import generate
-from timer1.core.codec import PromptFormat, answer_opening, chat_ids, complete_forecast, forecast_from_completion, prompt_ids, prompt_messages
+from timer1.core.window import Window
 
 QUANTILES = (0.1, 0.5, 0.9)
 REFINE_MODES = ("resample", "critique")

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 import warnings
-from itertools import repeat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 

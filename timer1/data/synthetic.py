@@ -3,9 +3,8 @@ windows (``data.synthetic_frac``), the tiny tokenizer's corpus, and test data wi
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -23,6 +23,7 @@ import numpy as np
 
 from timer1.forecast.band import CALIBRATION_FILE
 
+
 def needed_scale(median: np.ndarray, low: np.ndarray, high: np.ndarray, outcome: np.ndarray) -> np.ndarray:
     """Per point, the smallest ``c`` with ``median + c (low - median) <= outcome <= median + c (high - median)``:
     ``(y - m) / (high - m)`` above the median, ``(m - y) / (m - low)`` below (inf when that side of the
@@ -59,8 +60,9 @@ DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
 def validation_windows(data_dir: str, n_windows: int) -> list:
     """About ``n_windows`` windows spread evenly over the validation regions of the seven datasets, each
     dataset in its protocol's look-back and horizon (nasdaq 36 -> 36, the others 96 -> 96)."""
-    from timer1.data.protocol import evenly_spaced, protocol_for, validation_windows as region
     from timer1.data.csv_io import read_csv
+    from timer1.data.protocol import evenly_spaced, protocol_for
+    from timer1.data.protocol import validation_windows as region
 
     per_dataset = max(1, n_windows // len(DATASETS))
     windows = []
@@ -94,12 +96,13 @@ def main(argv=None) -> int:
     import dataclasses
     import sys
 
-    from timer1.util.atomic import write_json_atomic
-    from timer1.util.cli import show_warnings_as_lines
     from timer1.forecast.forecaster import Forecaster
     from timer1.forecast.resolve import resolve_model
+    from timer1.util.atomic import write_json_atomic
+    from timer1.util.cli import show_warnings_as_lines
 
-    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m timer1.forecast.calibrate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m timer1.forecast.calibrate",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a model directory, training run or name (as forecast.py --model)")
     parser.add_argument("--adapter", default=None, help="a LoRA adapter (the calibration is written beside it)")
     parser.add_argument("--windows", type=int, default=64, help="validation windows (default 64)")

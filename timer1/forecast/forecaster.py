@@ -35,8 +35,8 @@ from timer1.core.window import Window
 from timer1.data.csv_io import series_from_values
 from timer1.data.protocol import protocol_for
 from timer1.data.repair import forecast_window
-from timer1.forecast.inputs import QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
 from timer1.forecast.band import widen_result
+from timer1.forecast.inputs import QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
 from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, model_facts, open_policy,
                                      prompt_horizon, resolve_model)
 
@@ -118,7 +118,8 @@ class Forecaster:
     context shown to the model), ``batch`` (windows per generate call) and ``facts`` (what the model's
     directory says: trained horizons, horizon cap, band scale; timer1.forecast.resolve.ModelFacts)."""
 
-    def __init__(self, policy, *, name: str = "", facts: ModelFacts = ModelFacts(), config: SlowThinkConfig | None = None,
+    def __init__(self, policy, *, name: str = "", facts: ModelFacts = ModelFacts(),
+                 config: SlowThinkConfig | None = None,
                  max_new_tokens: int | None = None, lookback: int = DEFAULT_LOOKBACK, batch: int = DEFAULT_BATCH):
         from timer1.core.slow_think import SlowThinkConfig
 
@@ -186,8 +187,9 @@ class Forecaster:
         if isinstance(horizon, bool) or not whole or horizon < 1:  # 5.0 is 5 steps (JSON has one number type)
             raise ValueError(f"horizon must be a positive whole number of steps, got {horizon!r}")
         if horizon > self.facts.horizon_cap:
-            raise ValueError(f"horizon {horizon} is more than {self.facts.horizon_cap} steps, {HORIZON_FACTOR} times the "
-                             f"{self.facts.horizon_cap // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
+            cap = self.facts.horizon_cap
+            raise ValueError(f"horizon {horizon} is more than {cap} steps, {HORIZON_FACTOR} times the "
+                             f"{cap // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
         return int(horizon)
 
     def forecast_windows(self, windows: Sequence[Window], *, mode: str = "slow", quantiles: Sequence[float] = QUANTILES,

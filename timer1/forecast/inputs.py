@@ -9,8 +9,6 @@ from typing import Sequence
 
 import numpy as np
 
-
-
 MODES = ("slow", "single")
 
 

@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from timer1.forecast.band import read_band_scale
 from timer1.data.protocol import is_paper_dataset, protocol_for
+from timer1.forecast.band import read_band_scale
 from timer1.tools.gguf import SMOLLM2_PACKAGE, convert, package_gguf
-
-
-
 
 DEFAULT_MODEL = "checkpoints/timer1-tiny"
 

@@ -30,10 +30,10 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from timer1.util.cli import show_warnings_as_lines
-from timer1.forecast.inputs import QUANTILES, check_mode, check_quantiles
 from timer1.forecast.forecaster import Forecaster, Prepared, WindowHints
+from timer1.forecast.inputs import QUANTILES, check_mode, check_quantiles
 from timer1.forecast.resolve import add_model_arguments
+from timer1.util.cli import show_warnings_as_lines
 
 MAX_BODY = 1 << 20          # bytes of a request body, far beyond any look-back the model reads
 QUEUE_SIZE = 64             # requests waiting for the worker before new ones get 503

@@ -23,9 +23,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from timer1.util.atomic import replacing_directory, write_json_atomic
-from timer1.train.checkpoint import resolve_checkpoint
 from timer1.core.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from timer1.train.checkpoint import resolve_checkpoint
+from timer1.util.atomic import replacing_directory, write_json_atomic
 
 COMMON_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "timer1_prompt.json")
 INFERENCE_FILES = ("config.json", "model.safetensors", *COMMON_FILES)

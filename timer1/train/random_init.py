@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from timer1.data.synthetic import synthetic_frame
-from timer1.data.protocol import train_windows
+from timer1.core.codec import PromptFormat
 from timer1.core.model import Qwen2, Qwen2Config
 from timer1.core.policy import Policy, resolve_device
 from timer1.core.prompts import build_prompt
 from timer1.core.sft_data import StatisticalTeacher, make_sample
-from timer1.core.codec import PromptFormat
 from timer1.core.tokenizer import Tokenizer, train_tokenizer
+from timer1.data.protocol import train_windows
+from timer1.data.synthetic import synthetic_frame
 
 
 def tokenizer_corpus(seed: int = 0, n_series: int = 6) -> list[str]:

@@ -18,11 +18,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from timer1.core.codec import PromptFormat
-from timer1.train.checkpoint import resolve_checkpoint
 from timer1.core.sft_data import ModelTeacher, SFTSample, StatisticalTeacher, Teacher, build_samples
 from timer1.data.csv_io import read_csv
 from timer1.data.protocol import split_bounds
 from timer1.data.window_sets import WindowSpec
+from timer1.train.checkpoint import resolve_checkpoint
 from timer1.util.atomic import write_text_atomic
 from timer1.util.cli import show_warnings_as_lines
 

@@ -5,12 +5,13 @@ import re
 import numpy as np
 import pytest
 
-from timer1.data.protocol import paper_windows, split_bounds
-from timer1.data.csv_io import read_csv
+from timer1.core.codec import (STYLES, PromptFormat, answer_opening, complete_forecast, forecast_from_completion,
+                               reward_target, target_completion)
 from timer1.core.prompts import compact_scaler
-from timer1.core.codec import STYLES, PromptFormat, complete_forecast, forecast_from_completion, answer_opening, reward_target, target_completion
-from timer1.data.window_sets import WindowSpec, load_windows, parse_shape
 from timer1.core.rewards import compute_reward
+from timer1.data.csv_io import read_csv
+from timer1.data.protocol import paper_windows, split_bounds
+from timer1.data.window_sets import WindowSpec, load_windows, parse_shape
 
 
 @pytest.fixture

@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+from timer1.core.codec import PromptFormat, target_completion
+from timer1.core.metrics import mae, mse
+from timer1.core.model import Qwen2, Qwen2Config, token_logprobs
+from timer1.core.policy import load_policy
+from timer1.core.sampler import Generation
+from timer1.data.window_sets import load_windows, window_spec_from
+from timer1.train.config import SFTConfig, load_config
 from timer1.train.resume import resume_run, save_base_model, weights_digest
 from timer1.train.run import Run, save_run_checkpoint
 from timer1.train.run_dir import MetricsLog, Progress, check_writable, format_seconds
 from timer1.train.setup import autocast, build_optimizer, build_policy, lr_at
 from timer1.train.validation import checkpoint_score, evaluate_forecasts
-from timer1.train.config import SFTConfig, load_config
 from timer1.util.dist import DistInfo
-from timer1.core.metrics import mae, mse
-from timer1.core.model import Qwen2, Qwen2Config, token_logprobs
-from timer1.core.policy import load_policy
-from timer1.core.sampler import Generation
-from timer1.core.codec import PromptFormat, target_completion
-from timer1.data.window_sets import load_windows, window_spec_from
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -210,10 +210,10 @@ def test_evaluate_forecasts_scores_parsed_answers_on_the_real_scale(shared_data,
 def test_evaluate_forecasts_with_drafts_scores_slow_thinkings_median():
     """samples > 1: the score of slow thinking's point forecast (median of the kept drafts, seed 0),
     computed here from slow_think itself on the shipped model."""
-    from timer1.data.protocol import paper_windows
-    from timer1.data.csv_io import read_csv
     from timer1.core.policy import load_policy
     from timer1.core.slow_think import SlowThinkConfig, slow_think
+    from timer1.data.csv_io import read_csv
+    from timer1.data.protocol import paper_windows
 
     policy = load_policy(REPO / "checkpoints" / "timer1-tiny")
     windows = paper_windows(read_csv(REPO.parent / "shared" / "data" / "ETTh1.csv"), "ETTh1")[:2]
