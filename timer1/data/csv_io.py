@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from timer1.data.dates import (DateCells, DateLabels, Step, classify_step, date_components, format_dates,
-                               grid_positions, parse_dates)
+from timer1.data.dates import (DateCells, DateLabels, Step, classify_step, date_components, date_fields, format_dates,
+                               grid_positions, parse_dates, parse_other_layouts, years_as_dates)
 from timer1.util.atomic import write_text_atomic
 
 _THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -29,6 +29,7 @@ _DECIMAL_COMMA_RE = re.compile(r"[ \t]*[+-]?\d+,\d+[ \t]*")
 
 
 DATE_COLUMN_NAMES = {"date", "time", "timestamp", "datetime", "ds", "index", "t"}
+YEAR_COLUMN_NAMES = {"year", "yr", "years"}   # whole numbers 1000-2999 under these names (or a date name) are years
 
 
 DELIMITERS = ",;\t|"
@@ -163,6 +164,7 @@ class _Block:
     and the file line of every row (for messages)."""
 
     dates: DateCells | None
+    other: tuple[np.ndarray, str, str | None] | None   # a less common date layout (dates.parse_other_layouts)
     numbers: tuple[np.ndarray, int] | None
     first: np.ndarray | None          # the first column as floats, when it may turn out to be a channel
     values: list[np.ndarray]
@@ -172,10 +174,12 @@ class _Block:
 def _parse_block(rows: list[list[str]], lines: list[int], keep: list[int], dialect: CsvDialect) -> _Block:
     first_cells = [row[0].strip() for row in rows]
     dates = DateCells.parse(first_cells)
-    numbers = None if dates is not None else _index_numbers(first_cells)
-    first = None if dates is not None else _cells_to_floats(first_cells, dialect.decimal_comma)
+    other = None if dates is not None else parse_other_layouts(first_cells)
+    is_date = dates is not None or other is not None
+    numbers = None if is_date else _index_numbers(first_cells)
+    first = None if is_date else _cells_to_floats(first_cells, dialect.decimal_comma)
     values = [_cells_to_floats([row[k] for row in rows], dialect.decimal_comma) for k in keep]
-    return _Block(dates, numbers, first, values, np.array(lines, dtype=np.int64))
+    return _Block(dates, other, numbers, first, values, np.array(lines, dtype=np.int64))
 
 
 def _row_blocks(rows, width: int, path: Path):
@@ -306,13 +310,21 @@ def series_from_values(values: Sequence[float], dates: Sequence[str] | None = No
 
 def _date_column(path: Path, name: str, blocks: list[_Block]):
     """(timestamps, sort keys, step draft) of the first column; all None when it is a channel
-    (numeric and not named like a date)."""
+    (numeric and not named like a date). A reading that is a guess (digits as YYYYMMDD, numbers as
+    years, quarters, ISO weeks) is said in one warning."""
     cells = DateCells.merge([b.dates for b in blocks])
     parsed = None if cells is None else cells.resolve()
+    if parsed is None:
+        parsed = _other_layout(path, blocks)
     if parsed is not None:
         timestamps, style = parsed
         return timestamps, timestamps.astype(np.int64), Step("seconds", 1.0, 0, style)
     numbers = None if any(b.numbers is None for b in blocks) else np.concatenate([b.numbers[0] for b in blocks])
+    if numbers is not None and name.lower() in DATE_COLUMN_NAMES | YEAR_COLUMN_NAMES:
+        years = years_as_dates(numbers)
+        if years is not None:
+            warnings.warn(f"{path}: column {name!r} read as years")
+            return years, years.astype(np.int64), Step("seconds", 1.0, 0, "{Y:04d}")
     if numbers is not None and name.lower() in DATE_COLUMN_NAMES:
         decimals = max(b.numbers[1] for b in blocks)
         return None, numbers, Step("index", 1.0, 0, "{i:." + str(min(decimals, 6)) + "f}")
@@ -321,6 +333,15 @@ def _date_column(path: Path, name: str, blocks: list[_Block]):
         return None, None, None
     warnings.warn(f"{path}: column {name!r} does not parse as dates; using a running row index")
     return None, None, Step("index", 1.0, 0, "{i:.0f}")
+
+
+def _other_layout(path: Path, blocks: list[_Block]) -> tuple[np.ndarray, str] | None:
+    """The first column in one of the less common layouts, the same in every block; its note warned once."""
+    if any(b.other is None or b.other[1] != blocks[0].other[1] for b in blocks):
+        return None
+    if blocks[0].other[2]:
+        warnings.warn(f"{path}: {blocks[0].other[2]}")
+    return np.concatenate([b.other[0] for b in blocks]), blocks[0].other[1]
 
 
 def _chronological(path: Path, keys: np.ndarray | None, lines: np.ndarray, step: Step) -> np.ndarray | None:
@@ -445,5 +466,5 @@ def future_dates(series_or_last: Series | np.datetime64 | str | float, step: Ste
         year, month = c["Y"] + total // 12, total % 12 + 1
         days_in_month = calendar.monthrange(year, month)[1]
         day = days_in_month if month_end else min(c["d"], days_in_month)
-        out.append(step.style.format(Y=year, m=month, d=day, H=c["H"], M=c["M"], S=c["S"]))
+        out.append(step.style.format(**date_fields(year, month, day, c["H"], c["M"], c["S"])))
     return out

@@ -7,7 +7,10 @@ Layouts recognised (one per column, never mixed):
   from the values (a field above 12 is a day); when both orders give valid dates, the one with the
   more regular step wins, month first (US) on a tie, and a warning says which was chosen;
 - an optional UTC offset after the time, ``Z``, ``+02:00`` or ``+0200`` (ISO 8601). One offset in the
-  whole column is kept as written; several (summer time) are converted to UTC, with a warning.
+  whole column is kept as written; several (summer time) are converted to UTC, with a warning;
+- less common layouts (`parse_other_layouts`): ``19580329`` (YYYYMMDD digits), quarters ``1959Q1`` /
+  ``1959-Q1``, month names ``Jan-1-1995`` / ``1995 Jan`` / ``January 1995``, ISO weeks ``2020-W05``;
+  each reading is said in one warning, since digits or names could have meant something else.
 
 Parsing is one regex pass over a joined block of cells, then numpy, so a column can be parsed chunk by
 chunk as `timer1.data.csv_io.read_csv` streams a file.
@@ -15,6 +18,7 @@ chunk as `timer1.data.csv_io.read_csv` streams a file.
 
 from __future__ import annotations
 
+import datetime
 import re
 import warnings
 from collections.abc import Sequence
@@ -91,13 +95,24 @@ def date_components(timestamps: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+
+
+def date_fields(Y: int, m: int, d: int, H: int = 0, M: int = 0, S: int = 0) -> dict:
+    """Every field a Step.style may use: Y m d H M S, the quarter q, the month's name b (Jan) and B
+    (January), and the ISO 8601 year G and week V."""
+    iso_year, iso_week, _ = datetime.date(Y, m, d).isocalendar()
+    return {"Y": Y, "m": m, "d": d, "H": H, "M": M, "S": S, "q": (m - 1) // 3 + 1, "b": MONTHS[m - 1][:3],
+            "B": MONTHS[m - 1], "G": iso_year, "V": iso_week}
+
+
 def format_dates(timestamps: np.ndarray, style: str) -> list[str]:
     """Write datetime64 values with a Step.style template."""
     if len(timestamps) == 0:
         return []
     parts = date_components(np.asarray(timestamps))
-    keys = list(parts)
-    return [style.format(**dict(zip(keys, map(int, row)))) for row in zip(*parts.values())]
+    return [style.format(**date_fields(*map(int, row))) for row in zip(*parts.values())]
 
 
 class DateLabels(Sequence):
@@ -285,10 +300,18 @@ def _grid_steps(timestamps: np.ndarray) -> float:
 
 
 def parse_dates(cells: Sequence[str]) -> tuple[np.ndarray, str] | None:
-    """Parse date strings of one layout into datetime64[s] and a template that rewrites them;
-    None when any cell does not match, the layouts are mixed, or a date is impossible."""
+    """Parse date strings of one layout, common or not (`parse_other_layouts`, whose assumption is
+    warned), into datetime64[s] and a template that rewrites them; None when any cell does not match,
+    the layouts are mixed, or a date is impossible."""
     parsed = DateCells.parse(cells)
-    return None if parsed is None else parsed.resolve()
+    if parsed is not None:
+        return parsed.resolve()
+    other = parse_other_layouts(cells)
+    if other is None:
+        return None
+    if other[2]:
+        warnings.warn(other[2])
+    return other[0], other[1]
 
 
 def grid_positions(timestamps: np.ndarray, step: Step) -> np.ndarray | None:
@@ -304,3 +327,107 @@ def grid_positions(timestamps: np.ndarray, step: Step) -> np.ndarray | None:
         return None
     positions = offsets // unit
     return positions if (np.diff(positions) > 0).all() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Less common layouts: digits, quarters, month names, ISO weeks
+
+_MONTH_NUMBERS = {name.lower(): k + 1 for k, full in enumerate(MONTHS) for name in (full, full[:3])}
+_MONTH_NUMBERS["sept"] = 9
+_NAME = r"([A-Za-z]{3,9})"
+
+
+def _month(names: Sequence[str]) -> np.ndarray | None:
+    numbers = [_MONTH_NUMBERS.get(n.lower()) for n in names]
+    return None if None in numbers else np.array(numbers, dtype=np.int64)
+
+
+def _name_style(names: Sequence[str]) -> str:
+    """{b} for short month names (Jan), {B} for full ones (January; June and July are both)."""
+    return "{B}" if any(len(n) > 3 and n.lower() != "sept" for n in names) else "{b}"
+
+
+def _digits(g):        # 19580329
+    return g[0], g[1], g[2], "{Y:04d}{m:02d}{d:02d}", "8-digit numbers read as dates YYYYMMDD"
+
+
+def _quarter(g):       # 1959Q1, 1959-Q1, 1959 q1
+    quarters = np.array(g[2], dtype=np.int64)
+    return (g[0], 3 * quarters - 2, None, "{Y:04d}" + g[1][0] + "Q{q}",
+            f"dates like {g[0][0]}{g[1][0]}Q{g[2][0]} read as quarters (each the quarter's first day)")
+
+
+def _name_day_year(g):  # Jan-1-1995, January 1 1995
+    day = "{d:02d}" if any(d.startswith("0") for d in g[2]) else "{d}"
+    return g[3], _month(g[0]), g[2], _name_style(g[0]) + g[1][0] + day + g[1][0] + "{Y:04d}", None
+
+
+def _year_name(g):      # 1995 Jan, 1995-January
+    return g[0], _month(g[2]), None, "{Y:04d}" + g[1][0] + _name_style(g[2]), None
+
+
+def _name_year(g):      # Jan 1995, January-1995
+    return g[2], _month(g[0]), None, _name_style(g[0]) + g[1][0] + "{Y:04d}", None
+
+
+def _iso_week(g):       # 2020-W05, 2020W05
+    try:
+        mondays = [datetime.date.fromisocalendar(int(y), int(w), 1) for y, w in zip(g[0], g[2])]
+    except ValueError:
+        return None
+    return ([d.year for d in mondays], [d.month for d in mondays], [d.day for d in mondays],
+            "{G:04d}" + g[1][0] + "W{V:02d}", "ISO weeks read as their Mondays")
+
+
+_OTHER_LAYOUTS = (
+    (re.compile(r"^[ \t]*(\d{4})(\d{2})(\d{2})[ \t]*$", re.M), _digits),
+    (re.compile(r"^[ \t]*(\d{4})([- ]?)[Qq]([1-4])[ \t]*$", re.M), _quarter),
+    (re.compile(r"^[ \t]*" + _NAME + r"([- /])(\d{1,2})\2(\d{4})[ \t]*$", re.M), _name_day_year),
+    (re.compile(r"^[ \t]*(\d{4})([- ])" + _NAME + r"[ \t]*$", re.M), _year_name),
+    (re.compile(r"^[ \t]*" + _NAME + r"([- ])(\d{4})[ \t]*$", re.M), _name_year),
+    (re.compile(r"^[ \t]*(\d{4})(-?)W(\d{2})[ \t]*$", re.M), _iso_week),
+)
+
+
+def parse_other_layouts(cells: Sequence[str]) -> tuple[np.ndarray, str, str | None] | None:
+    """(datetime64[s] timestamps, Step.style, what was assumed or None) for a column in one of the less
+    common layouts; None when no layout matches every cell, a separator is mixed, or a date is
+    impossible."""
+    if not cells:
+        return None
+    text = "\n".join(cells)
+    for pattern, read in _OTHER_LAYOUTS:
+        groups = pattern.findall(text)
+        if len(groups) != len(cells):
+            continue
+        columns = list(zip(*groups))
+        separators = [c for c in columns if c and all(not s or not s.strip("- /") for s in c)]
+        if any(len(set(c)) > 1 for c in separators):
+            return None   # 1959Q1 beside 1959-Q1: mixed layouts are refused, as above
+        parsed = read(columns)
+        if parsed is None or parsed[1] is None:
+            return None
+        year, month, day, style, note = parsed
+        built = _calendar(np.array(year, dtype=np.int64), np.asarray(month, dtype=np.int64),
+                          np.ones(len(cells), np.int64) if day is None else np.array(day, dtype=np.int64))
+        return None if built is None else (built, style, note)
+    return None
+
+
+def _calendar(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray | None:
+    """datetime64[s] midnights of (year, month, day) arrays; None when one is impossible (Feb 30)."""
+    if ((m < 1) | (m > 12) | (d < 1) | (y < 1) | (y > 9999)).any():
+        return None
+    month_start = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
+    days_in_month = (month_start + np.timedelta64(1, "M")).astype("datetime64[D]") - month_start.astype("datetime64[D]")
+    if (d > days_in_month.astype(np.int64)).any():
+        return None
+    return month_start.astype("datetime64[D]").astype("datetime64[s]") + ((d - 1) * 86400).astype("timedelta64[s]")
+
+
+def years_as_dates(numbers: np.ndarray) -> np.ndarray | None:
+    """A column of year numbers (1871, 1700.0) as the first days of those years; None unless every value
+    is a whole number between 1000 and 2999."""
+    if not (np.all(numbers == np.round(numbers)) and numbers.min() >= 1000 and numbers.max() <= 2999):
+        return None
+    return _calendar(numbers.astype(np.int64), np.ones(len(numbers), np.int64), np.ones(len(numbers), np.int64))

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from timer1.data.csv_io import Series, future_dates
-from timer1.data.dates import Step, date_components, parse_dates
+from timer1.data.dates import Step, format_dates, parse_dates
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def synthetic_frame(length: int, seed: int, channels: Sequence[str] = ("value",)
     first = parse_dates([start])
     if first is None:
         raise ValueError(f"synthetic_frame: cannot parse start date {start!r}")
-    dates = [step.style.format(**{k: int(v[0]) for k, v in date_components(first[0]).items()})]
+    dates = format_dates(first[0][:1], step.style)
     dates += future_dates(first[0][0], step, length - 1)
     timestamps = parse_dates(dates)[0]
     values = np.stack([synthetic_series(length, seed + i, **components) for i in range(len(channels))], axis=1)
