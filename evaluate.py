@@ -11,7 +11,9 @@ and horizon 96 (nasdaq 36), inputs of non-ETT sets rounded to 3 decimals, as the
 ``rolling`` = every ``--stride``-th origin over the whole test region.
 
 Methods: ``timer1`` (the plain model: one greedy answer per window), ``timer1-slow`` (slow thinking,
-timer1.core.slow_think: ``--samples`` drafts, critic, median), and every baseline of timer1.core.baselines
+timer1.core.slow_think: ``--samples`` drafts, critic, median), ``timer1-default`` (what forecast.py does:
+slow thinking, then reflection on the dataset's rows before each window's origin chooses between it and
+statistical candidates, timer1.forecast.reflect), and every baseline of timer1.core.baselines
 (``last``, ``mean``, ``seasonal_naive``, ``drift``, ``linear``), all on the same windows.
 
 Metrics per window on the raw scale, then the mean over windows (NaN-safe: a window whose metric is
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections import Counter
 import math
 import os
 import sys
@@ -60,7 +63,8 @@ from timer1.forecast.resolve import add_model_arguments, resolve_model
 # single pass after a reasoning the model did not write: none, or the next window's own (does it use it?);
 # run only when asked for with --methods
 THINK_ABLATIONS = ("timer1-nothink", "timer1-shuffled")
-MODEL_METHODS = ("timer1", "timer1-slow", *THINK_ABLATIONS)
+MODEL_METHODS = ("timer1", "timer1-slow", "timer1-default", *THINK_ABLATIONS)
+SLOW_METHODS = ("timer1-slow", "timer1-default")   # answers that are slow thinking's (with a band)
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
 # Time-R1's published MSE (paper Table 2, Qwen2.5-7B), drawn beside our methods by --plot
 PAPER_TIME_R1_MSE = {"ETTh1": 5.875, "ETTh2": 8.709, "exchange": 0.0007, "aqwan": 13033.0, "aqshunyi": 16151.0,
@@ -92,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--no-model", action="store_true", help="baselines only")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
-                        help=f"methods to run (default: {' '.join(MODEL_METHODS[:2] + tuple(BASELINES))}; "
+                        help=f"methods to run (default: {' '.join(MODEL_METHODS[:3] + tuple(BASELINES))}; "
                              f"also the think ablations {' '.join(THINK_ABLATIONS)})")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N windows per dataset, spread evenly over its channels and windows")
@@ -189,7 +193,16 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
     return out
 
 
-def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, dataset: str) -> list[dict]:
+def whole_window(series, window):
+    """``window`` with every row of its channel before its origin as history (never one after it),
+    made as the protocol makes its windows: reflection's history under the paper protocol."""
+    from timer1.data.protocol import make_window, protocol_for
+
+    return make_window(series, window.channel, 0, window.start + window.lookback, window.horizon,
+                       protocol_for(window.dataset).round_inputs, window.dataset)
+
+
+def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, series) -> list[dict]:
     """Per window: {"pred": (H,) or None (unparsed), "filled": (H,), "samples": (K, H), "status", "kept",
     "drafts", "band"}, from timer1.forecast.forecaster's loop (window i seeded ``seed + 1000 i``)."""
     from timer1.core.sft_data import extract_reasoning
@@ -197,7 +210,7 @@ def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, 
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
-        log(f"  [{dataset}] {method}: {done}/{total} windows, {(time.perf_counter() - started) / done:.2f} s/window")
+        log(f"  [{series.name}] {method}: {done}/{total} windows, {(time.perf_counter() - started) / done:.2f} s/window")
 
     seeds = [args.seed + 1000 * i for i in range(len(windows))]
     thoughts = None
@@ -206,8 +219,10 @@ def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, 
     elif method == "timer1-shuffled":  # window i reads window i+1's own reasoning
         own = forecaster.forecast_windows(windows, mode="single", hints=WindowHints(seeds, period)).results
         thoughts = [extract_reasoning(r.drafts[0].text) for r in own[1:] + own[:1]]
-    forecast = forecaster.forecast_windows(windows, mode="slow" if method == "timer1-slow" else "single",
-                                           hints=WindowHints(seeds, period, thoughts=thoughts), progress=progress)
+    modes = {"timer1-slow": "slow", "timer1-default": "auto"}
+    full = [whole_window(series, w) for w in windows] if method == "timer1-default" else None
+    forecast = forecaster.forecast_windows(windows, mode=modes.get(method, "single"), progress=progress,
+                                           hints=WindowHints(seeds, period, thoughts=thoughts, full=full))
     return [_model_outcome(method, window, result) for window, result in zip(windows, forecast.results)]
 
 
@@ -217,7 +232,7 @@ def _model_outcome(method: str, window, result) -> dict:
     from timer1.core.codec import complete_forecast
 
     draft = result.drafts[0]
-    if method != "timer1-slow":
+    if method not in SLOW_METHODS:
         if draft.values is None:
             status = "unparsed"
         elif len(draft.values) < window.horizon:
@@ -234,7 +249,8 @@ def _model_outcome(method: str, window, result) -> dict:
         samples = result.samples if pred is not None else filled[None, :]
     return {"pred": pred, "filled": filled, "samples": samples, "status": status,
             "kept": result.kept, "drafts": result.kept + result.dropped,
-            "band": method == "timer1-slow" and pred is not None and result.kept >= 2}
+            "band": method in SLOW_METHODS and pred is not None and len(result.samples) >= 2,
+            "source": result.source}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,14 +326,16 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: F
         forecasts[name] = [forecast_entry(p) for p in predictions[name]]
     for method in [m for m in methods if m in MODEL_METHODS]:
         t0 = time.perf_counter()
-        outcomes = model_forecasts(forecaster, windows, method, args, period, dataset)
+        outcomes = model_forecasts(forecaster, windows, method, args, period, series)
         seconds = time.perf_counter() - t0
         strict = [window_metrics(o["pred"], w.target, w.history, o["samples"])
                   for o, w in zip(outcomes, windows) if o["pred"] is not None]
         filled = [window_metrics(o["filled"], w.target, w.history, o["samples"]) for o, w in zip(outcomes, windows)]
-        if method != "timer1-slow":  # a single pass: why the unparsed windows were unparsed
+        if method not in SLOW_METHODS:  # a single pass: why the unparsed windows were unparsed
             counts = {"no_number": sum(o["status"] == "unparsed" for o in outcomes),
                       "short": sum(o["status"] == "short" for o in outcomes)}
+        elif method == "timer1-default":  # every window answered: how often each candidate was chosen
+            counts = {"chosen": dict(sorted(Counter(o["source"] for o in outcomes).items()))}
         else:
             counts = {"fallback": sum(o["status"] == "unparsed" for o in outcomes),
                       "drafts_kept": sum(o["kept"] for o in outcomes)}
@@ -374,7 +392,7 @@ def choose_methods(args) -> list[str]:
     if args.no_model:
         methods = [m for m in methods if m not in MODEL_METHODS]
     if not methods:
-        raise ValueError("no method left to run (--no-model removed timer1 and timer1-slow)")
+        raise ValueError("no method left to run (--no-model removed the timer1 methods)")
     return methods
 
 

@@ -4,7 +4,8 @@
     python forecast.py series.csv --column OT --horizon 48 --out fc.csv --plot fc.svg
     python forecast.py series.csv --column all --samples 16 --show-reasoning
     python forecast.py series.csv --model /path/Qwen2.5-7B-Instruct --adapter runs/grip/adapter
-    python forecast.py series.csv --single-pass                    # one greedy draft, for comparison
+    python forecast.py series.csv --mode slow                      # the model's drafts only, for comparison
+    python forecast.py series.csv --single-pass                    # one greedy draft (= --mode single)
 
 The CSV has a date column first (ISO with or without a UTC offset, ``2020/1/1 0:00``, ``07/01/1950``,
 a running number, ...) and one numeric column per channel; the delimiter (``, ; TAB |``), decimal
@@ -45,7 +46,8 @@ import warnings
 from pathlib import Path
 
 from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
-from timer1.forecast.forecaster import MIN_CONTEXT, Forecaster, WindowHints
+from timer1.forecast.forecaster import MIN_CONTEXT, Forecaster, WindowHints, whole_history
+from timer1.forecast.reflect import BAND_LEVELS
 from timer1.forecast.resolve import (HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap,
                                      resolve_model)
 
@@ -99,8 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per answer (default: 256 + 4 per value for compact prompts, "
                              "16 per value for date/value tables)")
-    parser.add_argument("--single-pass", action="store_true",
-                        help="one greedy draft instead of slow thinking (no band: quantiles = forecast)")
+    parser.add_argument("--mode", choices=("auto", "slow", "single"), default="auto",
+                        help="auto (default): slow thinking, then reflection on the series' own history chooses "
+                             "between its answer and statistical candidates (seasonal naive, last value, drift, "
+                             "Theta), with a band from the chosen one's backtest errors; slow: the model's drafts "
+                             "only; single: one greedy draft")
+    parser.add_argument("--single-pass", action="store_true", help="the same as --mode single")
     parser.add_argument("--out", type=Path, default=None, metavar="PATH",
                         help="write the CSV here (atomically) instead of stdout")
     parser.add_argument("--plot", type=Path, default=None, metavar="PATH.svg",
@@ -248,7 +254,10 @@ def format_number(value: float) -> str:
 
 
 def has_band(result) -> bool:
-    """Whether the drafts give a 10-90% band: two or more kept, not a fallback (else q0.1 = q0.9)."""
+    """Whether there is a 10-90% band: reflection's (from backtest errors, or the drafts' moved to the
+    chosen point) or the drafts' own (two or more kept, not a fallback); else q0.1 = q0.9 is no band."""
+    if result.answer.startswith("reflection"):
+        return len(result.samples) >= 2
     return result.kept >= 2 and not result.used_fallback
 
 
@@ -306,14 +315,16 @@ def run(args) -> int:
         f"on {forecaster.device} in {resolving + time.perf_counter() - started:.1f} s")
     for note in notes:
         log(note)
+    mode = "single" if args.single_pass else args.mode
     for index, channel in enumerate(channels, start=1):
         log(f"[{index}/{len(channels)}] {channel}: {lookback} -> {horizon} steps, "
-            f"{'single pass' if args.single_pass else f'{args.samples} drafts'}")
+            f"{'single pass' if mode == 'single' else f'{args.samples} drafts'}"
+            + (", then reflection on the history" if mode == "auto" else ""))
     started = time.perf_counter()
     nonnegative = [not (series.column(c) < 0).any() for c in channels]  # NaN cells compare False: not counted
-    hints = WindowHints([args.seed] * len(windows), period_for_step(series.step), nonnegative)
-    forecast = forecaster.forecast_windows(windows, mode="single" if args.single_pass else "slow", hints=hints,
-                                           log=lambda m: log("    " + m))
+    full = [whole_history(series, c, w) for c, w in zip(channels, windows)]
+    hints = WindowHints([args.seed] * len(windows), period_for_step(series.step), nonnegative, full=full)
+    forecast = forecaster.forecast_windows(windows, mode=mode, hints=hints, log=lambda m: log("    " + m))
     seconds = time.perf_counter() - started
     rows, panels = [], []
     for channel, window, result, clipped in zip(channels, windows, forecast.results, forecast.clipped):
@@ -353,7 +364,11 @@ def report_channel(channel: str, window, result, clipped: bool, seconds: float, 
     """One channel's summary on stderr: drafts kept, fallback, band, backtest, clip (``seconds``: the
     whole batch)."""
     band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): q0.1 and q0.9 left empty"
-    backtest = backtest_note(result, window) if args.backtest and not args.single_pass else ""
+    if has_band(result) and result.answer.startswith("reflection"):
+        band = "; band from its backtest errors" if len(result.samples) == len(BAND_LEVELS) else "; band: the drafts' spread"
+    mode = "single" if args.single_pass else args.mode
+    backtest = (reflection_note(result) if mode == "auto" else
+                backtest_note(result, window) if args.backtest and mode == "slow" else "")
     log(f"    {channel}: kept {result.kept} of {result.kept + result.dropped} drafts in {seconds:.1f} s"
         + (f"; FALLBACK: {result.fallback}" if result.used_fallback else "") + band + backtest)
     if clipped:
@@ -362,11 +377,24 @@ def report_channel(channel: str, window, result, clipped: bool, seconds: float, 
         show_reasoning(channel, result)
 
 
+def reflection_note(result) -> str:
+    """What reflection chose and why, e.g. "; reflection chose theta (backtest MAE: theta 1.08, model 2.74,
+    ...)"; the band's origin is the same choice's backtest errors (timer1.forecast.reflect)."""
+    if not result.backtest_mae:
+        return "; no reflection: the history is too short for a backtest"
+    chosen = result.answer.removeprefix("reflection: ")
+    ranked = sorted(result.backtest_mae.items(), key=lambda kv: kv[1])
+    return (f"; reflection chose {chosen} (backtest MAE: "
+            + ", ".join(f"{name} {error:.4g}" for name, error in ranked) + ")")
+
+
 def backtest_note(result, window) -> str:
     """What the backtest decided, e.g. "; answer: greedy draft (backtest MAE 0.41 vs median 0.52)",
     or why there was none."""
     from timer1.core.slow_think import MIN_BACKTEST, backtest_window
 
+    if result.used_fallback:   # the fallback is the answer: what the backtest preferred did not stand
+        return ""
     if result.backtest_mae is None:
         if backtest_window(window) is None:
             return (f"; no backtest: a look-back of {len(window.history)} and a horizon of {window.horizon} "

@@ -46,7 +46,7 @@ def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_dat
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     results = report["results"]["nasdaq"]
-    assert list(results) == BASELINE_NAMES + ["timer1", "timer1-slow"]
+    assert list(results) == BASELINE_NAMES + ["timer1", "timer1-slow", "timer1-default"]
     for method, entry in results.items():
         assert FIELDS <= set(entry), method
         assert entry["n"] + entry["unparsed"] == entry["n_windows"] == 2
@@ -71,6 +71,9 @@ def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_dat
     assert slow["mse"] is None and slow["n"] == 0
     assert slow["mse_fallback"] == pytest.approx(results["last"]["mse"])  # replaced by the last value
     assert "| nasdaq | timer1-slow | 0 | 2 |" in done.stdout
+    default = results["timer1-default"]   # reflection answers every window: the report says with what
+    assert sum(default["chosen"].values()) == 2 and default["mse_fallback"] is not None
+    assert len(report["forecasts"]["nasdaq"]["timer1-default"]) == 2
 
 
 def test_rolling_protocol_on_any_csv_without_a_model(tmp_path):
@@ -157,7 +160,7 @@ def test_a_short_answer_is_stored_as_the_fallback_metrics_score_it():
 
     window = Window("d", "c", np.array([1.0, 2.0, 3.0, 5.0]), np.array([6.0, 6.0, 8.0, 8.0]), [], [], 0)
     result = SimpleNamespace(drafts=[SimpleNamespace(values=np.array([7.0, 9.0]))], kept=1, dropped=0,
-                             used_fallback=False, point=None, samples=None)
+                             used_fallback=False, point=None, samples=None, source="model")
     outcome = _model_outcome("timer1", window, result)
     assert outcome["status"] == "short" and outcome["pred"] is None
     np.testing.assert_array_equal(outcome["filled"], [7.0, 9.0, 9.0, 9.0])

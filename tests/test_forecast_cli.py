@@ -26,7 +26,8 @@ from timer1.train.random_init import random_policy
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS, LOOKBACK, HORIZON = 40, 24, 8
-FAST = ["--lookback", str(LOOKBACK), "--horizon", str(HORIZON), "--samples", "2", "--max-new-tokens", "4"]
+# quick runs of the model's own path (--mode slow; the default adds reflection: its own tests below)
+FAST = ["--lookback", str(LOOKBACK), "--horizon", str(HORIZON), "--samples", "2", "--max-new-tokens", "4", "--mode", "slow"]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,22 @@ def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_cli, caps
     for r in rows:
         assert [float(r[k]) for k in ("forecast", "q0.5")] == [2 * (ROWS - 1) + 1] * 2
         assert (r["q0.1"], r["q0.9"], r["source"]) == ("", "", "last value repeated")
+
+
+def test_the_default_reflects_on_the_history_and_says_what_it_chose(tmp_path, checkpoint, forecast_cli, capsys):
+    """Without --mode the forecast is the product's: the random model's garbage loses to drift on the
+    ramp's own history, the source column and one stderr line say so, and the band is drift's backtest
+    errors (none: a zero-width band around the exact continuation)."""
+    dates = dates_for("daily", ROWS + HORIZON)
+    source = ramp_csv(tmp_path / "ramp.csv", dates[:ROWS])
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST[:-2]]) == 0
+    captured = capsys.readouterr()
+    assert "reflection chose drift (backtest MAE: drift 0," in captured.err
+    rows = read_output(captured.out)
+    assert [r["date"] for r in rows] == dates[ROWS:] and {r["source"] for r in rows} == {"drift"}
+    expected = [2 * (ROWS + k) + 1 for k in range(HORIZON)]
+    for key in ("forecast", "q0.1", "q0.5", "q0.9"):
+        np.testing.assert_allclose([float(r[key]) for r in rows], expected, rtol=1e-9)
 
 
 def test_unparseable_dates_warn_and_use_a_running_index(tmp_path, checkpoint, forecast_cli, capsys):
@@ -244,7 +261,7 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, caps
         forecast_cli.main([str(source), "--config", str(preset)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == (f"error: {preset}: unknown key 'sample' (known: adapter, backtest, "
-                                               "column, csv, device, dtype, horizon, lookback, max_new_tokens, model, out, "
+                                               "column, csv, device, dtype, horizon, lookback, max_new_tokens, mode, model, out, "
                                                "plot, refine, rounds, samples, seed, show_reasoning, single_pass, "
                                                "temperature, threads, top_p)")
 
@@ -370,13 +387,13 @@ def test_out_dev_null_discards_the_forecast(tmp_path, checkpoint, forecast_cli, 
 
 @pytest.mark.parametrize("script, with_csv", [("forecast.py", True), ("evaluate.py", False)])
 def test_an_option_prefix_is_not_taken_for_an_option(script, with_csv, tmp_path):
-    """argparse's default would read ``--mode single`` as ``--model single`` and then fail on a model
+    """argparse's default would read ``--mod single`` as ``--model single`` and then fail on a model
     named "single"; the scripts refuse the unknown option by name instead."""
     source = ramp_csv(tmp_path / "in.csv", dates_for("hourly", ROWS))
-    done = subprocess.run([sys.executable, script, *([str(source)] if with_csv else []), "--mode", "single"], cwd=REPO,
+    done = subprocess.run([sys.executable, script, *([str(source)] if with_csv else []), "--mod", "single"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "unrecognized arguments: --mode single" in done.stderr and "Traceback" not in done.stderr
+    assert "unrecognized arguments: --mod single" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_horizon_is_capped_per_model(tmp_path, checkpoint, forecast_cli, capsys, no_model_load):

@@ -63,12 +63,16 @@ def test_one_series_equals_forecast_py(forecaster, forecast_cli, capsys, tmp_pat
     values[50] = np.nan                                   # a missing cell: interpolated by both
     rows = cli_forecast(forecast_cli, capsys, write_csv(tmp_path / "one.csv", values))
     dates = hourly_dates(120)
-    out = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED)
-    assert out.point.shape == (1, HORIZON) and out.source == ["model"]
-    assert out.samples[0].shape[0] >= 2 and out.results[0].kept == out.samples[0].shape[0]
+    out = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED)   # the default: reflection
+    assert out.point.shape == (1, HORIZON) and out.results[0].answer.startswith("reflection: ")
     assert_same(rows, out, 0)
     assert out.timestamps == [[r["date"] for r in rows]]
     assert out.repairs[0].bad_cells == [dates[50]]        # inside the last 96 values: interpolated and reported
+
+    slow_rows = cli_forecast(forecast_cli, capsys, tmp_path / "one.csv", "--mode", "slow")
+    slow = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED, mode="slow")
+    assert slow.source == ["model"] and slow.samples[0].shape[0] >= 2 and slow.results[0].kept == slow.samples[0].shape[0]
+    assert_same(slow_rows, slow, 0)
 
     single_rows = cli_forecast(forecast_cli, capsys, tmp_path / "one.csv", "--single-pass")
     single = forecaster.predict(values.tolist(), HORIZON, mode="single", timestamps=dates, seed=SEED)
@@ -131,8 +135,8 @@ def test_the_shipped_model_knows_every_horizon_of_its_recipes():
 def test_an_untrained_horizon_is_the_trained_answer_cut_back(forecaster):
     # asked for 10 steps, the model is prompted for 12 (trained) with the same seeds: the same drafts
     series = daily_cycle(96, seed=7)
-    short = forecaster.predict(series, 10, seed=2)
-    trained = forecaster.predict(series, 12, seed=2)
+    short = forecaster.predict(series, 10, seed=2, mode="slow")
+    trained = forecaster.predict(series, 12, seed=2, mode="slow")
     assert short.point.shape == (1, 10) and short.samples[0].shape[1] == 10 and len(short.timestamps or [[]] * 1) == 1
     np.testing.assert_array_equal(short.point[0], trained.point[0][:10])
     np.testing.assert_array_equal(short.quantiles[0.9][0], trained.quantiles[0.9][0][:10])
@@ -150,7 +154,7 @@ def test_an_untrained_horizon_is_the_trained_answer_cut_back(forecaster):
     (lambda f: f.predict([1.0] * 20, 10_000), "horizon 10000 is more than 384 steps"),
     (lambda f: f.predict([1.0] * 9 + [np.inf] + [1.0] * 10, 4), "series 0 holds inf at position 9: not a finite"),
     (lambda f: f.predict([[1.0] * 20, [-np.inf] + [1.0] * 19], 4), "series 1 holds -inf at position 0"),
-    (lambda f: f.predict([1.0] * 20, 4, mode="fast"), "mode must be one of slow, single, got 'fast'"),
+    (lambda f: f.predict([1.0] * 20, 4, mode="fast"), "mode must be one of auto, slow, single, got 'fast'"),
     (lambda f: f.predict([1.0] * 20, 4, quantiles=(0.1, 1.5)), "strictly between 0 and 1"),
     (lambda f: f.predict([1.0] * 20, 4, timestamps=["2020-01-01"] * 3), "3 timestamps for 20 values"),
     (lambda f: f.predict([1.0] * 20, 4, timestamps=[f"day {k}" for k in range(20)]), "do not parse"),

@@ -397,11 +397,12 @@ def _draft_rounds(policy, windows: list[Window], config: SlowThinkConfig, period
             new = {i: texts[k * config.samples:(k + 1) * config.samples] for k, i in enumerate(todo)}
         for i, texts in new.items():
             drafts[i] += [review(t, windows[i], fmt, config, period, round_index) for t in texts]
-        if log is not None:
-            passed = sum(d.passed for i in todo for d in drafts[i])
-            total = sum(len(drafts[i]) for i in todo)
-            log(f"round {round_index}/{config.rounds}: {passed} of {total} drafts so far passed the critic "
-                f"({len(todo)} window(s) drafted)")
+        if log is not None:  # counts over every window, so the last round's line agrees with the result
+            passed = sum(d.passed for ds in drafts for d in ds)
+            total = sum(len(ds) for ds in drafts)
+            short = sum(sum(d.passed for d in ds) < config.wanted for ds in drafts)
+            log(f"round {round_index}/{config.rounds}: {len(todo)} window(s) drafted; {passed} of {total} drafts "
+                f"passed the critic so far; {short} of {len(windows)} window(s) short of {config.wanted}")
     return drafts
 
 

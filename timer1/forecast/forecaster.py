@@ -36,6 +36,7 @@ from timer1.data.csv_io import series_from_values
 from timer1.data.protocol import protocol_for
 from timer1.data.repair import forecast_window
 from timer1.forecast.band import widen_result
+from timer1.forecast.reflect import backtest_windows, conclude, reflect
 from timer1.forecast.inputs import QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
 from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, model_facts, open_policy,
                                      prompt_horizon, resolve_model)
@@ -84,6 +85,10 @@ class WindowHints:
     periods: int | None | Sequence[int | None] = None
     nonnegative: Sequence[bool] | None = None
     thoughts: Sequence[str] | None = None
+    full: Sequence[Window] | None = None  # mode "auto": each window with every value before its origin
+
+    def period_list(self, n: int) -> list[int | None]:
+        return list(self.periods) if isinstance(self.periods, (list, tuple)) else [self.periods] * n
 
 
 @dataclass
@@ -97,6 +102,7 @@ class Prepared:
     nonnegative: list[bool]
     periods: list[int | None]
     dated: bool
+    full: list[Window]   # each window with every value of its context (reflection's history)
 
     def future_dates(self) -> list[list[str]] | None:
         return [list(w.target_dates) for w in self.windows] if self.dated else None
@@ -143,7 +149,7 @@ class Forecaster:
         return str(self.policy.device)
 
     def predict(self, context, horizon: int | None = None, *, quantiles: Sequence[float] = QUANTILES,
-                mode: str = "slow", timestamps=None, seed: int | None = None) -> Forecast:
+                mode: str = "auto", timestamps=None, seed: int | None = None) -> Forecast:
         """Forecast ``horizon`` steps after each series of ``context`` (one 1-D array/list, or a list
         of them, lengths may differ; NaN or None = missing). ``timestamps``: the dates of each
         series' values (one list, or one per series), any layout forecast.py reads; the default
@@ -153,7 +159,8 @@ class Forecaster:
         check_mode(mode)
         levels = check_quantiles(quantiles)
         batch = self.prepare(context, horizon, timestamps)
-        hints = WindowHints(None if seed is None else [seed] * len(batch.windows), batch.periods, batch.nonnegative)
+        hints = WindowHints(None if seed is None else [seed] * len(batch.windows), batch.periods, batch.nonnegative,
+                            full=batch.full)
         out = self.forecast_windows(batch.windows, mode=mode, quantiles=levels, hints=hints)
         out.repairs, out.timestamps = batch.repairs, batch.future_dates()
         return out
@@ -177,7 +184,8 @@ class Forecaster:
             windows.append(window)
             repairs.append(repaired)
         return Prepared(windows, repairs, nonnegative=[not (s.column("value") < 0).any() for s in series],
-                        periods=[period_for_step(s.step) for s in series], dated=dates is not None)
+                        periods=[period_for_step(s.step) for s in series], dated=dates is not None,
+                        full=[whole_history(s, "value", w) for s, w in zip(series, windows)])
 
     def _horizon(self, horizon, series) -> int:
         if horizon is None:
@@ -192,42 +200,74 @@ class Forecaster:
                              f"{cap // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
         return int(horizon)
 
-    def forecast_windows(self, windows: Sequence[Window], *, mode: str = "slow", quantiles: Sequence[float] = QUANTILES,
+    def forecast_windows(self, windows: Sequence[Window], *, mode: str = "auto", quantiles: Sequence[float] = QUANTILES,
                          hints: WindowHints = WindowHints(), progress: Callable[[int, int], None] | None = None,
                          log: Callable[[str], None] | None = None) -> Forecast:
-        """THE forecasting loop: windows in batches of ``self.batch`` (windows with different seasonal
-        period hints go in separate calls), each batch drafted by one generate call per round, with
-        what ``hints`` tell of each window (seeds, periods, the non-negative clip, thoughts);
-        ``progress(done, total)`` after each batch, ``log`` gets slow thinking's round lines. All
-        windows share one horizon; the model is asked for `prompt_horizon` of it and the answer cut
-        back, and the kept drafts are spread by the model's calibrated band scale (timer1.forecast.band)."""
+        """THE forecasting loop: windows in batches of ``self.batch``, each batch drafted by one generate
+        call per round, with what ``hints`` tell of each window (seeds, periods, the non-negative clip,
+        thoughts, the full history). ``mode``: "auto" (slow thinking, then reflection on the history
+        chooses between it and the statistical candidates, with a band from the chosen one's backtest
+        errors), "slow" (the model's drafts only, spread by its calibrated band scale,
+        timer1.forecast.band) or "single" (one greedy answer). ``progress(done, total)`` after each
+        batch, ``log`` gets slow thinking's round lines. All windows share one horizon."""
         check_mode(mode)
         if not windows:
             raise ValueError("no series to forecast")
         if len({w.horizon for w in windows}) > 1:
             raise ValueError("every window of one forecast_windows call needs the same horizon")
+        levels = check_quantiles(quantiles)
+        if mode == "auto":
+            return assemble(self._reflect(windows, hints, progress, log), levels, hints.nonnegative)
+        results = [widen_result(r, self.facts.band_scale) for r in self._answers(windows, mode, hints, progress, log)]
+        return assemble(results, levels, hints.nonnegative)
+
+    def _reflect(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
+        """Mode "auto": slow thinking on each window and on its backtest windows in the same calls,
+        then reflection on the history (timer1.forecast.reflect) chooses each answer and its band."""
+        from timer1.core.slow_think import BACKTEST_SEED
+
+        fulls = list(hints.full) if hints.full is not None else list(windows)
+        horizon, periods = windows[0].horizon, hints.period_list(len(windows))
+        tests = [backtest_windows(f, w.lookback, horizon) for f, w in zip(fulls, windows)]
+        owners = [i for i, t in enumerate(tests) for _ in t]
+        seeds = None if hints.seeds is None else list(hints.seeds) + [hints.seeds[i] + BACKTEST_SEED for i in owners]
+        answers = self._answers(list(windows) + [t for ts in tests for t in ts], "slow",
+                                WindowHints(seeds, periods + [periods[i] for i in owners]), progress, log)
+        now, then = answers[:len(windows)], answers[len(windows):]
+        out = []
+        for i, (full, result) in enumerate(zip(fulls, now)):
+            past = [then[j].point for j, owner in enumerate(owners) if owner == i]
+            reflection = reflect(full.history, horizon, periods[i], result.point, past)
+            out.append(conclude(result, reflection, self.facts.band_scale))
+        return out
+
+    def _answers(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress, log) -> list[SlowThinkResult]:
+        """The model's answer to each window (slow thinking or a single pass), batched: windows with
+        different seasonal period hints go in separate calls; the model is asked for
+        `prompt_horizon` of the horizon and the answer cut back."""
         horizon = windows[0].horizon
         asked = prompt_horizon(horizon, self.facts.trained_horizons)
         if asked != horizon:  # the dates past the horizon are never shown: a prompt names only the first
             windows = [dataclasses.replace(w, target=np.full(asked, np.nan)) for w in windows]
-        periods = list(hints.periods) if isinstance(hints.periods, (list, tuple)) else [hints.periods] * len(windows)
+        periods = hints.period_list(len(windows))
         results: list[SlowThinkResult | None] = [None] * len(windows)
         done = 0
         for period in dict.fromkeys(periods):
             members = [i for i, p in enumerate(periods) if p == period]
             for start in range(0, len(members), self.batch):
                 chunk = members[start:start + self.batch]
+
                 def pick(values):  # this chunk's share of a per-window hint
                     return None if values is None else [values[i] for i in chunk]
 
                 chunk_hints = WindowHints(seeds=pick(hints.seeds), thoughts=pick(hints.thoughts))
                 batch = self._draft([windows[i] for i in chunk], mode, chunk_hints, period, log)
                 for i, result in zip(chunk, batch):
-                    results[i] = widen_result(cut(result, horizon), self.facts.band_scale)
+                    results[i] = cut(result, horizon)
                 done += len(chunk)
                 if progress is not None:
                     progress(done, len(windows))
-        return assemble(results, check_quantiles(quantiles), hints.nonnegative)
+        return results
 
     def _draft(self, windows: list[Window], mode: str, hints: WindowHints, period, log) -> list[SlowThinkResult]:
         from timer1.core.slow_think import default_max_new_tokens, single_pass, slow_think
@@ -237,6 +277,17 @@ class Forecaster:
             return single_pass(self.policy, windows, max_new_tokens=max_new, period=period, thoughts=hints.thoughts)
         config = dataclasses.replace(self.config, max_new_tokens=max_new)
         return slow_think(self.policy, windows, config, period=period, log=log, seeds=hints.seeds)
+
+
+def whole_history(series, channel: str, window: Window) -> Window:
+    """``window`` with every value of the series before its origin as history (repaired as a look-back
+    is), for reflection; the window itself when the whole series needs too many repairs."""
+    if len(series) <= window.lookback:
+        return window
+    try:
+        return forecast_window(series, channel, len(series), window.horizon)[0]
+    except ValueError:
+        return window
 
 
 def cut(result: SlowThinkResult, horizon: int) -> SlowThinkResult:

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-MODES = ("slow", "single")
+MODES = ("auto", "slow", "single")
 
 
 QUANTILES = (0.1, 0.5, 0.9)   # the band forecast.py writes (timer1.core.slow_think aggregates the same three)

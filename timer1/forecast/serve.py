@@ -4,7 +4,7 @@
 
     GET  /health    -> 200 {"status": "ok", "model": ..., "device": ..., "queued": n}
     POST /forecast  {"series": [..] | [[..], ..], "horizon": H, "quantiles": [0.1, 0.5, 0.9],
-                     "mode": "slow" | "single", "timestamps": [..] | [[..], ..]}   (all but series optional)
+                     "mode": "auto" | "slow" | "single", "timestamps": [..] | [[..], ..]}   (all but series optional)
                     -> 200 {"forecast": [[..]], "quantiles": {"0.1": [[..]], ..}, "source": [..],
                             "timestamps": [[..]] (when given)}
 
@@ -91,7 +91,8 @@ class Worker(threading.Thread):
         levels = tuple(dict.fromkeys(q for j in group for q in j.levels))
         try:
             hints = WindowHints([self.seed] * len(windows), [p for j in group for p in j.batch.periods],
-                                [n for j in group for n in j.batch.nonnegative])
+                                [n for j in group for n in j.batch.nonnegative],
+                                full=[f for j in group for f in j.batch.full])
             out = self.forecaster.forecast_windows(windows, mode=group[0].mode, quantiles=levels, hints=hints)
         except Exception as err:  # the worker must outlive any one failure; the clients get a 500
             for job in group:
@@ -132,7 +133,7 @@ def parse_request(body: bytes, forecaster: Forecaster) -> Job:
         raise ValueError(f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
     if "series" not in payload:
         raise ValueError('"series" is required: a list of numbers, or a list of such lists')
-    mode = payload.get("mode", "slow")
+    mode = payload.get("mode", "auto")
     check_mode(mode)
     quantiles = payload.get("quantiles", list(QUANTILES))
     if not isinstance(quantiles, list) or not all(isinstance(q, (int, float)) and not isinstance(q, bool)
