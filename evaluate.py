@@ -210,7 +210,8 @@ def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, 
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
-        log(f"  [{series.name}] {method}: {done}/{total} windows, {(time.perf_counter() - started) / done:.2f} s/window")
+        rate = (time.perf_counter() - started) / done
+        log(f"  [{series.name}] {method}: {done}/{total} windows, {rate:.2f} s/window")
 
     seeds = [args.seed + 1000 * i for i in range(len(windows))]
     thoughts = None

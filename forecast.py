@@ -365,7 +365,8 @@ def report_channel(channel: str, window, result, clipped: bool, seconds: float, 
     whole batch)."""
     band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): q0.1 and q0.9 left empty"
     if has_band(result) and result.answer.startswith("reflection"):
-        band = "; band from its backtest errors" if len(result.samples) == len(BAND_LEVELS) else "; band: the drafts' spread"
+        own = len(result.samples) == len(BAND_LEVELS)
+        band = "; band from its backtest errors" if own else "; band: the drafts' spread (too little history)"
     mode = "single" if args.single_pass else args.mode
     backtest = (reflection_note(result) if mode == "auto" else
                 backtest_note(result, window) if args.backtest and mode == "slow" else "")
@@ -378,8 +379,9 @@ def report_channel(channel: str, window, result, clipped: bool, seconds: float, 
 
 
 def reflection_note(result) -> str:
-    """What reflection chose and why, e.g. "; reflection chose theta (backtest MAE: theta 1.08, model 2.74,
-    ...)"; the band's origin is the same choice's backtest errors (timer1.forecast.reflect)."""
+    """What reflection chose and why, e.g. "; reflection chose linear (backtest MAE on the model's
+    origins: linear 1.9, model 2.1, model (greedy draft) 2.4)": the model's two answers against the
+    best statistical candidate over the history (timer1.forecast.reflect)."""
     if not result.backtest_mae:
         return "; no reflection: the history is too short for a backtest"
     chosen = result.answer.removeprefix("reflection: ")

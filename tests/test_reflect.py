@@ -7,8 +7,8 @@ import pytest
 from timer1 import Forecaster
 from timer1.core.baselines import Theta, seasonal_indices
 from timer1.core.slow_think import SlowThinkResult
-from timer1.forecast.reflect import (MIN_RESIDUALS, Reflection, band_samples, candidate_periods, conclude,
-                                     model_origins, origins, reflect)
+from timer1.forecast.reflect import (GREEDY, MIN_RESIDUALS, MODEL, ModelAnswers, Reflection, band_samples,
+                                     candidate_periods, conclude, model_origins, origins, reflect)
 
 
 def test_origins_are_the_latest_first_with_the_target_inside_and_enough_before():
@@ -26,11 +26,12 @@ def test_candidate_periods_follow_the_dates_and_fit_two_cycles():
 
 def test_a_ramp_chooses_drift_with_no_error_and_a_zero_width_band():
     history = 3.0 + 2.0 * np.arange(60)                            # 3, 5, 7, ...
-    model_then = [np.full(6, 0.0)] * 3                             # a model that answers 0: far off
-    out = reflect(history, 6, None, np.zeros(6), model_then)
+    off = ModelAnswers({MODEL: np.zeros(6), GREEDY: np.zeros(6)}, {MODEL: [np.zeros(6)] * 3, GREEDY: [np.zeros(6)] * 3})
+    out = reflect(history, 6, None, off, lookback=24)           # a model that answers 0: far off
     assert out.choice == "drift" and out.errors["drift"] == pytest.approx(0.0, abs=1e-9)
     np.testing.assert_allclose(out.point, 3.0 + 2.0 * np.arange(60, 66))
-    assert out.errors["last value"] == pytest.approx(np.mean(2.0 * np.arange(1, 7)))  # 2h behind at step h
+    assert set(out.errors) == {"drift", MODEL, GREEDY}             # the best statistical one meets the model's two
+    assert out.errors[MODEL] == pytest.approx(np.mean(history[-18:]))   # zeros against the last 3 x 6 values
     np.testing.assert_allclose(out.samples, np.tile(out.point, (len(out.samples), 1)), atol=1e-9)
     assert out.model_origins == 3
 
@@ -38,8 +39,9 @@ def test_a_ramp_chooses_drift_with_no_error_and_a_zero_width_band():
 def test_a_model_that_was_right_on_its_origins_is_kept_on_a_tie():
     history = 3.0 + 2.0 * np.arange(60)
     then = [history[o:o + 6] for o in model_origins(history, 6)]   # exact at every origin, as drift is
-    out = reflect(history, 6, None, np.full(6, 99.0), then)
-    assert out.choice == "model" and out.errors["model"] == 0.0 and out.point[0] == 99.0
+    answers = ModelAnswers({MODEL: np.full(6, 99.0), GREEDY: np.zeros(6)}, {MODEL: then, GREEDY: [np.zeros(6)] * 3})
+    out = reflect(history, 6, None, answers, lookback=24)
+    assert out.choice == MODEL and out.errors[MODEL] == 0.0 and out.point[0] == 99.0 and out.errors[GREEDY] > 0
 
 
 def test_band_quantiles_are_the_residuals_quantiles_pooled_over_neighbour_steps():
@@ -79,3 +81,15 @@ def test_the_default_forecast_of_a_ramp_is_the_ramp_continued():
     np.testing.assert_allclose(out.point[0], 50.0 + 0.5 * np.arange(150, 162), rtol=1e-12)
     slow = forecaster.predict(ramp, 12, seed=0, mode="slow")       # the model alone is left as it was
     assert slow.results[0].answer in ("median", "greedy")
+
+
+def test_a_long_history_brings_in_the_linear_candidate_fitted_on_the_past_only():
+    """A sine of period 17.5 obeys x_t = 2 cos(w) x_{t-1} - x_{t-2}: the linear model, fitted on the
+    values before each origin, continues it exactly, where no whole-period repeat can."""
+    t = np.arange(300)
+    history = 10 + np.sin(2 * np.pi * t / 17.5)
+    off = ModelAnswers({MODEL: np.zeros(6), GREEDY: np.zeros(6)}, {MODEL: [np.zeros(6)] * 3, GREEDY: [np.zeros(6)] * 3})
+    out = reflect(history, 6, None, off, lookback=24)
+    assert out.choice == "linear" and out.errors["linear"] < 1e-6
+    np.testing.assert_allclose(out.point, 10 + np.sin(2 * np.pi * np.arange(300, 306) / 17.5), atol=1e-6)
+    assert set(out.errors) == {"linear", MODEL, GREEDY}

@@ -36,7 +36,7 @@ from timer1.data.csv_io import series_from_values
 from timer1.data.protocol import protocol_for
 from timer1.data.repair import forecast_window
 from timer1.forecast.band import widen_result
-from timer1.forecast.reflect import backtest_windows, conclude, reflect
+from timer1.forecast.reflect import GREEDY, MODEL, ModelAnswers, backtest_windows, conclude, reflect
 from timer1.forecast.inputs import QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
 from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, model_facts, open_policy,
                                      prompt_horizon, resolve_model)
@@ -222,8 +222,9 @@ class Forecaster:
         return assemble(results, levels, hints.nonnegative)
 
     def _reflect(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
-        """Mode "auto": slow thinking on each window and on its backtest windows in the same calls,
-        then reflection on the history (timer1.forecast.reflect) chooses each answer and its band."""
+        """Mode "auto": slow thinking (the drafts' median; reflection replaces its one-cut backtest) and
+        a greedy draft on each window and on its backtest windows, then reflection on the history
+        (timer1.forecast.reflect) chooses each answer and its band."""
         from timer1.core.slow_think import BACKTEST_SEED
 
         fulls = list(hints.full) if hints.full is not None else list(windows)
@@ -231,17 +232,21 @@ class Forecaster:
         tests = [backtest_windows(f, w.lookback, horizon) for f, w in zip(fulls, windows)]
         owners = [i for i, t in enumerate(tests) for _ in t]
         seeds = None if hints.seeds is None else list(hints.seeds) + [hints.seeds[i] + BACKTEST_SEED for i in owners]
-        answers = self._answers(list(windows) + [t for ts in tests for t in ts], "slow",
-                                WindowHints(seeds, periods + [periods[i] for i in owners]), progress, log)
-        now, then = answers[:len(windows)], answers[len(windows):]
-        out = []
-        for i, (full, result) in enumerate(zip(fulls, now)):
-            past = [then[j].point for j, owner in enumerate(owners) if owner == i]
-            reflection = reflect(full.history, horizon, periods[i], result.point, past)
+        every = list(windows) + [t for ts in tests for t in ts]
+        every_hints = WindowHints(seeds, periods + [periods[i] for i in owners])
+        drafted = self._answers(every, "drafts", every_hints, progress, log)
+        greedy = self._answers(every, "single", every_hints, None, None)
+        n, out = len(windows), []
+        for i, (full, result) in enumerate(zip(fulls, drafted[:n])):
+            mine = [n + j for j, owner in enumerate(owners) if owner == i]
+            answers = ModelAnswers({MODEL: result.point, GREEDY: greedy[i].point},
+                                   {MODEL: [drafted[j].point for j in mine], GREEDY: [greedy[j].point for j in mine]})
+            reflection = reflect(full.history, horizon, periods[i], answers, windows[i].lookback)
             out.append(conclude(result, reflection, self.facts.band_scale))
         return out
 
-    def _answers(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress, log) -> list[SlowThinkResult]:
+    def _answers(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,
+                 log) -> list[SlowThinkResult]:
         """The model's answer to each window (slow thinking or a single pass), batched: windows with
         different seasonal period hints go in separate calls; the model is asked for
         `prompt_horizon` of the horizon and the answer cut back."""
@@ -275,7 +280,9 @@ class Forecaster:
         max_new = self.max_new_tokens or default_max_new_tokens(self.policy.prompt_format, windows[0].horizon)
         if mode == "single":
             return single_pass(self.policy, windows, max_new_tokens=max_new, period=period, thoughts=hints.thoughts)
-        config = dataclasses.replace(self.config, max_new_tokens=max_new)
+        # "drafts": slow thinking without its own one-cut backtest (reflection scores the model instead)
+        backtest = self.config.backtest and mode == "slow"
+        config = dataclasses.replace(self.config, max_new_tokens=max_new, backtest=backtest)
         return slow_think(self.policy, windows, config, period=period, log=log, seeds=hints.seeds)
 
 
