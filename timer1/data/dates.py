@@ -246,15 +246,10 @@ class DateCells:
     def _build(self, m: np.ndarray, d: np.ndarray, order: str) -> tuple[np.ndarray, str] | None:
         m, d = m.astype(np.int64), d.astype(np.int64)
         y, hh, mm, ss = (self.fields[k].astype(np.int64) for k in ("Y", "H", "M", "S"))
-        if ((m < 1) | (m > 12) | (d < 1) | (hh > 23) | (mm > 59) | (ss > 59)).any():
+        midnights = _calendar(y, m, d) if not ((hh > 23) | (mm > 59) | (ss > 59)).any() else None
+        if midnights is None:
             return None
-        month_start = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
-        next_month = month_start + np.timedelta64(1, "M")  # a bare `+ 1` is numpy's deprecated generic unit
-        days_in_month = next_month.astype("datetime64[D]") - month_start.astype("datetime64[D]")
-        if (d > days_in_month.astype(np.int64)).any():
-            return None
-        offsets = ((d - 1) * 86400 + hh * 3600 + mm * 60 + ss).astype("timedelta64[s]")
-        timestamps = month_start.astype("datetime64[s]") + offsets
+        timestamps = midnights + (hh * 3600 + mm * 60 + ss).astype("timedelta64[s]")
         zone = "".join(self.zones)
         if len(self.zones) > 1:
             timestamps = timestamps - self.fields["tz"].astype("timedelta64[s]")
@@ -415,11 +410,13 @@ def parse_other_layouts(cells: Sequence[str]) -> tuple[np.ndarray, str, str | No
 
 
 def _calendar(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray | None:
-    """datetime64[s] midnights of (year, month, day) arrays; None when one is impossible (Feb 30)."""
-    if ((m < 1) | (m > 12) | (d < 1) | (y < 1) | (y > 9999)).any():
+    """datetime64[s] midnights of (year, month, day) arrays; None when one is impossible (month 13,
+    Feb 30). Every layout's dates are built here."""
+    if ((m < 1) | (m > 12) | (d < 1)).any():
         return None
     month_start = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
-    days_in_month = (month_start + np.timedelta64(1, "M")).astype("datetime64[D]") - month_start.astype("datetime64[D]")
+    next_month = month_start + np.timedelta64(1, "M")  # a bare `+ 1` is numpy's deprecated generic unit
+    days_in_month = next_month.astype("datetime64[D]") - month_start.astype("datetime64[D]")
     if (d > days_in_month.astype(np.int64)).any():
         return None
     return month_start.astype("datetime64[D]").astype("datetime64[s]") + ((d - 1) * 86400).astype("timedelta64[s]")
