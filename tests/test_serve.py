@@ -127,7 +127,7 @@ def test_body_over_the_limit_and_unknown_paths(server):
 def test_a_path_asked_with_the_wrong_method_gets_405_naming_the_right_one(server, method, path, allowed):
     status, answer, headers = call_with_headers(server, method, path, {"series": series(0)})
     assert status == 405 and headers["Allow"] == allowed
-    assert answer == {"error": f"{path} takes {allowed}, not {method}; use GET /health or POST /forecast"}
+    assert answer == {"error": f"{path} takes {allowed}, not {method}; use GET /health, GET /metrics or POST /forecast"}
     assert call(server, "GET", "/health")[0] == 200       # the unread body did not confuse the server
 
 

@@ -3,6 +3,8 @@
     python -m timer1.forecast.serve --model timer1-tiny --host 127.0.0.1 --port 8000
 
     GET  /health    -> 200 {"status": "ok", "model": ..., "device": ..., "queued": n}
+    GET  /metrics   -> 200 Prometheus text: requests by path and status, latency histogram, queue depth,
+                       model load time (timer1.forecast.telemetry)
     POST /forecast  {"series": [..] | [[..], ..], "horizon": H, "quantiles": [0.1, 0.5, 0.9],
                      "mode": "auto" | "slow" | "single", "timestamps": [..] | [[..], ..]}   (all but series optional)
                     -> 200 {"forecast": [[..]], "quantiles": {"0.1": [[..]], ..}, "source": [..],
@@ -33,13 +35,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from timer1.forecast.forecaster import Forecaster, Prepared, WindowHints
 from timer1.forecast.inputs import QUANTILES, check_mode, check_quantiles
 from timer1.forecast.resolve import add_model_arguments
+from timer1.forecast.telemetry import CONTENT_TYPE, ServiceMetrics
 from timer1.util.cli import show_warnings_as_lines
 
 MAX_BODY = 1 << 20          # bytes of a request body, far beyond any look-back the model reads
 QUEUE_SIZE = 64             # requests waiting for the worker before new ones get 503
 MIN_BACKLOG = 128           # connections the kernel holds before they are accepted (Python's default is 5)
 FIELDS = ("series", "horizon", "quantiles", "mode", "timestamps")
-ROUTES = {"/health": "GET", "/forecast": "POST"}
+ROUTES = {"/health": "GET", "/metrics": "GET", "/forecast": "POST"}
 
 
 @dataclass
@@ -151,13 +154,14 @@ class Service(ThreadingHTTPServer):
     daemon_threads = False
 
     def __init__(self, address, forecaster: Forecaster, *, seed: int = 0, batching: bool = True,
-                 queue_size: int = QUEUE_SIZE, log=None):
+                 queue_size: int = QUEUE_SIZE, log=None, load_seconds: float | None = None):
         # listen()'s backlog: a burst of clients connecting at once waits in the kernel until the accept
         # loop takes each (then 200 or 503); socketserver's default of 5 reset the 6th of 16 at once
         self.request_queue_size = max(MIN_BACKLOG, 2 * queue_size)
         super().__init__(address, Handler)
         self.forecaster, self.log = forecaster, log
         self.jobs: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.metrics = ServiceMetrics(ROUTES, load_seconds)
         self.worker = Worker(forecaster, self.jobs, seed, batching)
         self.worker.start()
 
@@ -172,9 +176,18 @@ class Handler(BaseHTTPRequestHandler):
     server: Service
     server_version = "timer1-serve"
 
+    def parse_request(self) -> bool:
+        """The standard parse, with the clock started: a request's latency runs from here (its first
+        line read; time a kept-alive connection sat idle before it is not the service's)."""
+        self.started = time.perf_counter()
+        return super().parse_request()
+
     def do_GET(self) -> None:
         if not self.route():
             return
+        if self.path == "/metrics":
+            text = self.server.metrics.render(self.server.jobs.qsize())
+            return self.send(200, text.encode(), CONTENT_TYPE)
         forecaster = self.server.forecaster
         self.reply(200, {"status": "ok", "model": forecaster.name, "device": forecaster.device,
                          "queued": self.server.jobs.qsize()})
@@ -201,7 +214,7 @@ class Handler(BaseHTTPRequestHandler):
         allowed, method = ROUTES.get(self.path), self.command
         if allowed == method:
             return True
-        usage = "use GET /health or POST /forecast"
+        usage = "use GET /health, GET /metrics or POST /forecast"
         if allowed is None:
             self.reply(404, {"error": f"no such path {self.path}; {usage}"})
         else:
@@ -224,17 +237,21 @@ class Handler(BaseHTTPRequestHandler):
         return body
 
     def reply(self, status: int, payload: dict, headers: dict | None = None) -> None:
-        data = json.dumps(payload).encode()
+        self.send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def send(self, status: int, data: bytes, content_type: str, headers: dict | None = None) -> None:
+        """Answer, and count the answer in /metrics."""
         try:
             self.send_response(status)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
         except OSError:
             pass  # the client went away: nothing to answer, the service goes on
+        self.server.metrics.observe(self.path, status, time.perf_counter() - self.started)
 
     def log_message(self, format: str, *args) -> None:
         if self.server.log is not None:
@@ -245,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m timer1.forecast.serve",
         allow_abbrev=False,
-        description="Serve timer1 forecasts over HTTP: GET /health, POST /forecast (JSON). One model in "
+        description="Serve timer1 forecasts over HTTP: GET /health, GET /metrics (Prometheus), POST /forecast (JSON). One model in "
                     "memory; concurrent requests are batched by one worker thread.",
         epilog=f"Request bodies over {MAX_BODY} bytes, bad JSON or values get 400 with one-line JSON errors; a full "
                "queue gets 503. SIGTERM finishes the requests already received and exits 0.")
@@ -277,11 +294,12 @@ def serve(args) -> int:
     started = time.perf_counter()
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
                                             config=SlowThinkConfig(samples=args.samples, rounds=args.rounds))
+    load_seconds = time.perf_counter() - started
     service = Service((args.host, args.port), forecaster, seed=args.seed, batching=not args.no_batching,
-                      queue_size=args.queue, log=log)
+                      queue_size=args.queue, log=log, load_seconds=load_seconds)
     host, port = service.server_address[:2]
-    log(f"loaded {forecaster.name} on {forecaster.device} in {time.perf_counter() - started:.1f} s; "
-        f"serving on http://{host}:{port} (POST /forecast, GET /health)")
+    log(f"loaded {forecaster.name} on {forecaster.device} in {load_seconds:.1f} s; "
+        f"serving on http://{host}:{port} (POST /forecast, GET /health, GET /metrics)")
 
     def stop(signum, frame):  # serve_forever runs in this thread: shutdown() must come from another
         log(f"{signal.Signals(signum).name}: finishing the requests received, then exiting")
