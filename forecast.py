@@ -16,9 +16,11 @@ outliers (interpolated; a look-back with more than MAX_REPAIRED_SHARE of them is
 channel the last ``--lookback`` steps are written into the checkpoint's prompt, ``--samples``
 reasoning paths are drawn in one batched call, a critic drops the implausible ones and the rest are
 aggregated (timer1.core.slow_think): the median is the forecast, the 0.1/0.5/0.9 quantiles of the drafts
-give the band; with the backtest (default) the same is done on the history's last part, and where
-the greedy draft forecast that part better it is the forecast (the band moves with it). If no
-draft survives, seasonal naive is used and the ``source`` column says so.
+give the band. Then (``--mode auto``, the default) the forecast reflects on the series' own history
+(timer1.forecast.reflect): the best statistical candidate over rolling origins before the forecast
+origin, or its blend with the model's answer where that backtested better, with a band from the
+backtest errors; ``--mode slow`` keeps the model's answer (its own backtest picks the drafts' median
+or the greedy draft). If no draft survives, seasonal naive is used and the ``source`` column says so.
 Output CSV columns: ``date,forecast,q0.1,q0.5,q0.9,source``; q0.1 and q0.9 are empty when there is
 no band (fewer than two drafts kept, a single pass, a fallback); with ``--column all`` a ``channel``
 column comes first and the channels follow one another in blocks (long format). Dates continue the
@@ -102,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="token budget per answer (default: 256 + 4 per value for compact prompts, "
                              "16 per value for date/value tables)")
     parser.add_argument("--mode", choices=("auto", "slow", "single"), default="auto",
-                        help="auto (default): slow thinking, then reflection on the series' own history chooses "
-                             "between its answer and statistical candidates (seasonal naive, last value, drift, "
-                             "Theta), with a band from the chosen one's backtest errors; slow: the model's drafts "
-                             "only; single: one greedy draft")
+                        help="auto (default): slow thinking, then reflection on the series' own history: the "
+                             "best statistical candidate (seasonal naive, last value, drift, Theta, linear) or its "
+                             "blend with the model's answer, whichever backtested better, with a band from the "
+                             "backtest errors; slow: the model's drafts only; single: one greedy draft")
     parser.add_argument("--single-pass", action="store_true", help="the same as --mode single")
     parser.add_argument("--out", type=Path, default=None, metavar="PATH",
                         help="write the CSV here (atomically) instead of stdout")
@@ -379,9 +381,9 @@ def report_channel(channel: str, window, result, clipped: bool, seconds: float, 
 
 
 def reflection_note(result) -> str:
-    """What reflection chose and why, e.g. "; reflection chose linear (backtest MAE on the model's
-    origins: linear 1.9, model 2.1, model (greedy draft) 2.4)": the model's two answers against the
-    best statistical candidate over the history (timer1.forecast.reflect)."""
+    """What reflection chose and why, e.g. "; reflection chose linear + model (backtest MAE: linear + model
+    1.8, linear 1.9, model 2.1)": on the model's origins, the best statistical candidate over the
+    history, its blend with the model, and the model alone (timer1.forecast.reflect)."""
     if not result.backtest_mae:
         return "; no reflection: the history is too short for a backtest"
     chosen = result.answer.removeprefix("reflection: ")

@@ -7,8 +7,11 @@ import pytest
 from timer1 import Forecaster
 from timer1.core.baselines import Theta, seasonal_indices
 from timer1.core.slow_think import SlowThinkResult
-from timer1.forecast.reflect import (GREEDY, MIN_RESIDUALS, MODEL, ModelAnswers, Reflection, band_samples,
-                                     candidate_periods, conclude, model_origins, origins, reflect)
+from timer1.forecast.reflect import (LINEAR_LOOKBACK, MIN_RESIDUALS, MODEL, MODEL_WEIGHT, ModelAnswers, Reflection,
+                                     band_samples, candidate_periods, conclude, errors_at, linear_candidate,
+                                     model_origins, origins, reflect, statistical_candidates)
+
+OFF = ModelAnswers(np.zeros(6), [np.zeros(6)] * 3)   # a model that answers 0 to every 6-step question
 
 
 def test_origins_are_the_latest_first_with_the_target_inside_and_enough_before():
@@ -26,22 +29,42 @@ def test_candidate_periods_follow_the_dates_and_fit_two_cycles():
 
 def test_a_ramp_chooses_drift_with_no_error_and_a_zero_width_band():
     history = 3.0 + 2.0 * np.arange(60)                            # 3, 5, 7, ...
-    off = ModelAnswers({MODEL: np.zeros(6), GREEDY: np.zeros(6)}, {MODEL: [np.zeros(6)] * 3, GREEDY: [np.zeros(6)] * 3})
-    out = reflect(history, 6, None, off, lookback=24)           # a model that answers 0: far off
+    out = reflect(history, 6, None, OFF)                           # the model far off
     assert out.choice == "drift" and out.errors["drift"] == pytest.approx(0.0, abs=1e-9)
     np.testing.assert_allclose(out.point, 3.0 + 2.0 * np.arange(60, 66))
-    assert set(out.errors) == {"drift", MODEL, GREEDY}             # the best statistical one meets the model's two
+    assert set(out.errors) == {"drift", MODEL, "drift + model"}    # the best statistical one meets its blend
     assert out.errors[MODEL] == pytest.approx(np.mean(history[-18:]))   # zeros against the last 3 x 6 values
+    assert out.errors["drift + model"] == pytest.approx(MODEL_WEIGHT * np.mean(history[-18:]))
     np.testing.assert_allclose(out.samples, np.tile(out.point, (len(out.samples), 1)), atol=1e-9)
     assert out.model_origins == 3
 
 
-def test_a_model_that_was_right_on_its_origins_is_kept_on_a_tie():
-    history = 3.0 + 2.0 * np.arange(60)
-    then = [history[o:o + 6] for o in model_origins(history, 6)]   # exact at every origin, as drift is
-    answers = ModelAnswers({MODEL: np.full(6, 99.0), GREEDY: np.zeros(6)}, {MODEL: then, GREEDY: [np.zeros(6)] * 3})
-    out = reflect(history, 6, None, answers, lookback=24)
-    assert out.choice == MODEL and out.errors[MODEL] == 0.0 and out.point[0] == 99.0 and out.errors[GREEDY] > 0
+def noisy_series(n=80, seed=1):
+    return 10.0 + np.random.default_rng(seed).normal(0.0, 1.0, n)
+
+
+def test_a_model_right_on_its_origins_is_blended_in_at_its_weight():
+    history = noisy_series()
+    alone = reflect(history, 6, None, OFF)                          # what the statistical side picks
+    exact = ModelAnswers(np.full(6, 99.0), [history[o:o + 6] for o in model_origins(history, 6)])
+    out = reflect(history, 6, None, exact)
+    best = alone.choice
+    assert out.choice == f"{best} + model" and out.errors[MODEL] == 0.0
+    # an exact model scales the statistical residuals by (1 - w) on the model's origins
+    assert out.errors[out.choice] == pytest.approx((1 - MODEL_WEIGHT) * out.errors[best])
+    np.testing.assert_allclose(out.point, (1 - MODEL_WEIGHT) * alone.point + MODEL_WEIGHT * 99.0)
+    # the band is the statistical candidate's residual spread, moved to the blended point
+    np.testing.assert_allclose(out.samples - out.point, alone.samples - alone.point, atol=1e-12)
+
+
+def test_a_model_no_better_than_the_statistical_answer_is_left_out():
+    history = noisy_series()
+    alone = reflect(history, 6, None, OFF)
+    best = statistical_candidates(candidate_periods(None, history, 6))[alone.choice]
+    same = [best.forecast(history[:o], 6) for o in model_origins(history, 6)]   # the very same answers
+    out = reflect(history, 6, None, ModelAnswers(np.full(6, 99.0), same))
+    assert out.choice == alone.choice and out.errors[MODEL] == pytest.approx(out.errors[alone.choice])
+    np.testing.assert_allclose(out.point, alone.point)
 
 
 def test_band_quantiles_are_the_residuals_quantiles_pooled_over_neighbour_steps():
@@ -85,11 +108,22 @@ def test_the_default_forecast_of_a_ramp_is_the_ramp_continued():
 
 def test_a_long_history_brings_in_the_linear_candidate_fitted_on_the_past_only():
     """A sine of period 17.5 obeys x_t = 2 cos(w) x_{t-1} - x_{t-2}: the linear model, fitted on the
-    values before each origin, continues it exactly, where no whole-period repeat can."""
+    values before the earliest origin, continues it exactly, where no whole-period repeat can."""
     t = np.arange(300)
     history = 10 + np.sin(2 * np.pi * t / 17.5)
-    off = ModelAnswers({MODEL: np.zeros(6), GREEDY: np.zeros(6)}, {MODEL: [np.zeros(6)] * 3, GREEDY: [np.zeros(6)] * 3})
-    out = reflect(history, 6, None, off, lookback=24)
+    out = reflect(history, 6, None, OFF)
     assert out.choice == "linear" and out.errors["linear"] < 1e-6
     np.testing.assert_allclose(out.point, 10 + np.sin(2 * np.pi * np.arange(300, 306) / 17.5), atol=1e-6)
-    assert set(out.errors) == {"linear", MODEL, GREEDY}
+    assert set(out.errors) == {"linear", MODEL, "linear + model"}
+
+
+def test_the_linear_candidate_reads_the_past_only_with_a_lookback_it_can_fit():
+    history = np.sin(np.arange(5000) / 7.0)
+    assert linear_candidate(history, 96, 4000).fitted.lookback == LINEAR_LOOKBACK
+    assert linear_candidate(history, 20, 400).fitted.lookback == (400 - 20 + 1) // 5   # 4 windows per input
+    assert linear_candidate(history, 10, 45) is None                                  # a look-back under 8
+    changed = history.copy()
+    changed[400:] = 1e6                                            # what follows the earliest origin is never read
+    a, b = linear_candidate(history, 20, 400), linear_candidate(changed, 20, 400)
+    np.testing.assert_array_equal(a.fitted.weights, b.fitted.weights)
+    np.testing.assert_allclose(errors_at(a, history, [400], 20), 0.0, atol=1e-6)   # a sine continued exactly

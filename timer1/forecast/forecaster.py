@@ -36,7 +36,7 @@ from timer1.data.csv_io import series_from_values
 from timer1.data.protocol import protocol_for
 from timer1.data.repair import forecast_window
 from timer1.forecast.band import widen_result
-from timer1.forecast.reflect import GREEDY, MODEL, ModelAnswers, backtest_windows, conclude, reflect
+from timer1.forecast.reflect import ModelAnswers, backtest_windows, conclude, reflect
 from timer1.forecast.inputs import QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
 from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, model_facts, open_policy,
                                      prompt_horizon, resolve_model)
@@ -222,8 +222,8 @@ class Forecaster:
         return assemble(results, levels, hints.nonnegative)
 
     def _reflect(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
-        """Mode "auto": slow thinking (the drafts' median; reflection replaces its one-cut backtest) and
-        a greedy draft on each window and on its backtest windows, then reflection on the history
+        """Mode "auto": slow thinking (the drafts' median; reflection replaces its one-cut backtest) on
+        each window and on its backtest windows, then reflection on the history
         (timer1.forecast.reflect) chooses each answer and its band."""
         from timer1.core.slow_think import BACKTEST_SEED
 
@@ -233,15 +233,12 @@ class Forecaster:
         owners = [i for i, t in enumerate(tests) for _ in t]
         seeds = None if hints.seeds is None else list(hints.seeds) + [hints.seeds[i] + BACKTEST_SEED for i in owners]
         every = list(windows) + [t for ts in tests for t in ts]
-        every_hints = WindowHints(seeds, periods + [periods[i] for i in owners])
-        drafted = self._answers(every, "drafts", every_hints, progress, log)
-        greedy = self._answers(every, "single", every_hints, None, None)
+        drafted = self._answers(every, "drafts", WindowHints(seeds, periods + [periods[i] for i in owners]),
+                                progress, log)
         n, out = len(windows), []
         for i, (full, result) in enumerate(zip(fulls, drafted[:n])):
-            mine = [n + j for j, owner in enumerate(owners) if owner == i]
-            answers = ModelAnswers({MODEL: result.point, GREEDY: greedy[i].point},
-                                   {MODEL: [drafted[j].point for j in mine], GREEDY: [greedy[j].point for j in mine]})
-            reflection = reflect(full.history, horizon, periods[i], answers, windows[i].lookback)
+            then = [drafted[n + j].point for j, owner in enumerate(owners) if owner == i]
+            reflection = reflect(full.history, horizon, periods[i], ModelAnswers(result.point, then))
             out.append(conclude(result, reflection, self.facts.band_scale))
         return out
 
