@@ -165,6 +165,30 @@ class Forecaster:
         out.repairs, out.timestamps = batch.repairs, batch.future_dates()
         return out
 
+    def predict_quantiles(self, context, prediction_length: int | None = None,
+                          quantile_levels: Sequence[float] = QUANTILES, **options) -> tuple[np.ndarray, np.ndarray]:
+        """Chronos' shape of `predict`: (quantiles (N, H, Q) in ``quantile_levels`` order, point (N, H)),
+        the same numbers; ``options`` are predict's (mode, timestamps, seed)."""
+        out = self.predict(context, prediction_length, quantiles=quantile_levels, **options)
+        return np.stack([out.quantiles[q] for q in check_quantiles(quantile_levels)], axis=-1), out.point
+
+    def predict_df(self, df, horizon: int | None = None, *, id_column: str = "unique_id", timestamp_column: str = "ds",
+                   target: str = "y", quantile_levels: Sequence[float] = QUANTILES, mode: str = "auto", seed: int = 0):
+        """Forecast every series of a long pandas DataFrame (statsforecast's ``unique_id``, ``ds``,
+        ``y``) in one batched `predict` call; a long frame back: id, future timestamp, ``forecast``,
+        ``q<level>`` per quantile level, ``source`` (timer1.forecast.frames). pandas is needed only here."""
+        from timer1.forecast.frames import forecast_frame, index_future, require_pandas, split_long
+
+        pandas = require_pandas()
+        if not isinstance(df, pandas.DataFrame):
+            raise ValueError(f"predict_df takes a pandas DataFrame, got {type(df).__name__}")
+        ids, contexts, stamps = split_long(df, (id_column, timestamp_column, target))
+        indexed = pandas.api.types.is_numeric_dtype(df[timestamp_column])  # a running index, not dates
+        out = self.predict(contexts, horizon, quantiles=quantile_levels, mode=mode,
+                           timestamps=None if indexed else stamps, seed=seed)
+        future = index_future(stamps, out.point.shape[1]) if indexed else [pandas.to_datetime(d) for d in out.timestamps]
+        return forecast_frame(pandas, ids, out, (id_column, timestamp_column), future)
+
     def prepare(self, context, horizon: int | None = None, timestamps=None) -> "Prepared":
         """Check and window a context as `predict` does, without running the model (timer1.forecast.serve
         checks a request here, then batches the windows of several requests in one call)."""
