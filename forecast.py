@@ -45,10 +45,12 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
-from timer1.forecast.forecaster import MIN_CONTEXT, Forecaster, WindowHints, whole_history
+from timer1.forecast.forecaster import DEFAULT_LOOKBACK, MIN_CONTEXT, Forecaster, WindowHints, whole_history
+from timer1.forecast.inputs import QUANTILES
 from timer1.forecast.reflect import BAND_LEVELS
 from timer1.forecast.resolve import (HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap,
                                      resolve_model)
@@ -115,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also draw history, forecast and band as an SVG (the path must end in .svg)")
     parser.add_argument("--show-reasoning", action="store_true",
                         help="print every draft, the critic's findings and the kept reasoning to stderr")
+    parser.add_argument("--id-column", default=None, metavar="NAME",
+                        help="read a long CSV (one row per series and time, as statsforecast's unique_id,ds,y): "
+                             "every series is forecast in batched calls and written back long")
+    parser.add_argument("--timestamp-column", default="ds", metavar="NAME", help="long CSV: the dates (default ds)")
+    parser.add_argument("--target", default="y", metavar="NAME", help="long CSV: the values (default y)")
     return parser
 
 
@@ -289,12 +296,65 @@ def show_reasoning(channel: str, result) -> None:
         log(draft.text.strip() or "(empty)")
 
 
-def run(args) -> int:
+def run_long(args) -> int:
+    """``--id-column``: every series of a long CSV through one `Forecaster.predict` call (batched), the
+    answer long: id, date, forecast, q0.1, q0.5, q0.9, source (timer1.data.long_csv)."""
+    from timer1.data.long_csv import LongColumns, long_rows, read_long
+
+    if args.column is not None or args.plot is not None:
+        raise ValueError("--column and --plot are for wide CSVs; a long CSV (--id-column) forecasts every series")
+    columns = LongColumns(args.id_column, args.timestamp_column, args.target)
+    series = read_long(args.csv, columns)
+    indexed = any(s.indexed for s in series)
+    started = time.perf_counter()
+    forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
+                                            config=slow_config(args), max_new_tokens=args.max_new_tokens,
+                                            lookback=args.lookback or DEFAULT_LOOKBACK)
+    log(f"loaded {forecaster.name} in {time.perf_counter() - started:.1f} s; {len(series)} series in {args.csv}")
+    started = time.perf_counter()
+    out = forecaster.predict([s.values for s in series], args.horizon, mode="single" if args.single_pass else args.mode,
+                             timestamps=None if indexed else [s.dates for s in series], seed=args.seed)
+    horizon = out.point.shape[1]
+    future = [s.next_index(horizon) for s in series] if indexed else out.timestamps
+    cells = {"forecast": out.point, **{f"q{q:g}": out.quantiles[q] for q in QUANTILES}}
+    log(f"{len(series)} series x {horizon} steps in {time.perf_counter() - started:.1f} s; answered by "
+        + ", ".join(f"{name} {n}" for name, n in Counter(out.source).most_common()))
+    rows = long_rows(series, future, cells, out.source)
+    return emit(args, write_csv_text([columns.id, columns.timestamp, *cells, "source"], rows), len(rows))
+
+
+def slow_config(args):
+    """The slow-thinking settings the options give (torch comes in here: input errors come first)."""
+    from timer1.core.slow_think import SlowThinkConfig
+
+    return SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
+                           temperature=args.temperature, top_p=args.top_p, backtest=args.backtest, seed=args.seed)
+
+
+def check_options(args) -> None:
     if args.samples < 1 or args.rounds < 1:
         raise ValueError(f"--samples and --rounds must be at least 1, got {args.samples} and {args.rounds}")
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise ValueError(f"need --temperature >= 0 and 0 < --top-p <= 1, got {args.temperature} and {args.top_p}")
     check_output_paths(args)
+
+
+def emit(args, text: str, rows: int) -> int:
+    """The CSV to ``--out`` (atomically) or to stdout."""
+    if args.out is not None:
+        from timer1.util.atomic import write_text_atomic
+
+        write_text_atomic(args.out, text, newline="")
+        log(f"wrote {rows} rows to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def run(args) -> int:
+    check_options(args)
+    if args.id_column is not None:
+        return run_long(args)
     notes: list[str] = []  # what was fixed or chosen: shown once nothing can fail before the forecast
     series = read_series(args.csv, None if args.column in (None, "all") else [args.column], notes)
     channels = pick_channels(series, args.column)
@@ -306,10 +366,9 @@ def run(args) -> int:
     windows = prepare_windows(series, channels, lookback, horizon, notes)
 
     # torch comes in only now: every input error above is reported without paying for its import
-    from timer1.core.slow_think import SlowThinkConfig, period_for_step
+    from timer1.core.slow_think import period_for_step
 
-    config = SlowThinkConfig(samples=args.samples, rounds=args.rounds, refine=args.refine,
-                             temperature=args.temperature, top_p=args.top_p, backtest=args.backtest, seed=args.seed)
+    config = slow_config(args)
     started = time.perf_counter()
     forecaster = Forecaster.from_pretrained(model_dir, adapter_dir, args.device, args.dtype, threads=args.threads,
                                             config=config, max_new_tokens=args.max_new_tokens)
@@ -338,14 +397,7 @@ def run(args) -> int:
     text = write_csv_text(header, rows)
     if args.plot is not None:
         write_plot(args.plot, series.name, panels)
-    if args.out is not None:
-        from timer1.util.atomic import write_text_atomic
-
-        write_text_atomic(args.out, text, newline="")
-        log(f"wrote {len(rows)} rows to {args.out}")
-    else:
-        sys.stdout.write(text)
-    return 0
+    return emit(args, text, len(rows))
 
 
 def prepare_windows(series, channels: list[str], lookback: int, horizon: int, notes: list[str]) -> list:

@@ -67,6 +67,15 @@ def test_a_model_no_better_than_the_statistical_answer_is_left_out():
     np.testing.assert_allclose(out.point, alone.point)
 
 
+def test_model_origins_before_the_statistical_ones_are_left_out():
+    # 80 monthly values, horizon 24: the model was asked at 56, 32 and 8, but seasonal naive (period 12)
+    # cannot answer at 8 and the earliest statistical origin is 12
+    history = 10 + np.sin(2 * np.pi * np.arange(80) / 12)
+    answers = ModelAnswers(np.zeros(24), [history[o:o + 24] for o in (56, 32)] + [np.zeros(24)])
+    out = reflect(history, 24, 12, answers)
+    assert out.model_origins == 2 and out.errors[MODEL] == 0.0      # the two it could be compared on
+
+
 def test_the_band_is_split_conformal_on_absolute_errors_pooled_over_neighbour_steps():
     residuals = np.arange(1.0, 21.0)[:, None] * np.ones((1, 3))   # 20 origins, errors 1..20 at each of 3 steps
     samples = band_samples(np.array([10.0, 20.0, 30.0]), residuals)

@@ -157,11 +157,14 @@ def reflect(history: np.ndarray, horizon: int, step_period: int | None, model: M
     residuals = {name: errors_at(f, history, points, horizon) for name, f in candidates.items()}  # (K, H) each
     best = min(residuals, key=lambda name: mean_abs(residuals[name]))
     point = candidates[best].forecast(history, horizon)  # (H,)
-    asked = model_origins(history, horizon)[:len(model.then)]
+    # the model's origins the statistical side can answer too (none before its earliest: the linear
+    # candidate's weights saw what follows that one)
+    pairs = [(o, p) for o, p in zip(model_origins(history, horizon), model.then) if o >= points[-1]]
+    asked = [o for o, _ in pairs]
     errors, choice = {best: mean_abs(residuals[best])}, best
     if asked:
         stat_then = errors_at(candidates[best], history, asked, horizon)                 # (M, H)
-        model_then = np.array([history[o:o + horizon] - p for o, p in zip(asked, model.then)])
+        model_then = np.array([history[o:o + horizon] - p for o, p in pairs])
         blend = f"{best} + model"
         errors = {best: mean_abs(stat_then), MODEL: mean_abs(model_then),
                   blend: mean_abs((1 - MODEL_WEIGHT) * stat_then + MODEL_WEIGHT * model_then)}
