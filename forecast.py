@@ -117,12 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also draw history, forecast and band as an SVG (the path must end in .svg)")
     parser.add_argument("--show-reasoning", action="store_true",
                         help="print every draft, the critic's findings and the kept reasoning to stderr")
+    add_long_arguments(parser)
+    return parser
+
+
+def add_long_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id-column", default=None, metavar="NAME",
                         help="read a long CSV (one row per series and time, as statsforecast's unique_id,ds,y): "
                              "every series is forecast in batched calls and written back long")
     parser.add_argument("--timestamp-column", default="ds", metavar="NAME", help="long CSV: the dates (default ds)")
     parser.add_argument("--target", default="y", metavar="NAME", help="long CSV: the values (default y)")
-    return parser
 
 
 def parse_with_preset(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:

@@ -261,9 +261,9 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, caps
         forecast_cli.main([str(source), "--config", str(preset)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == (f"error: {preset}: unknown key 'sample' (known: adapter, backtest, "
-                                               "column, csv, device, dtype, horizon, lookback, max_new_tokens, mode, model, out, "
-                                               "plot, refine, rounds, samples, seed, show_reasoning, single_pass, "
-                                               "temperature, threads, top_p)")
+                                               "column, csv, device, dtype, horizon, id_column, lookback, max_new_tokens, mode, "
+                                               "model, out, plot, refine, rounds, samples, seed, show_reasoning, single_pass, "
+                                               "target, temperature, threads, timestamp_column, top_p)")
 
 
 def test_small_models_decode_on_one_thread_unless_told(checkpoint, forecast_cli, monkeypatch):
