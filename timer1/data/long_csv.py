@@ -42,10 +42,15 @@ class LongSeries:
     indexed: bool        # the dates are a running index (whole numbers), not calendar dates
 
     def next_index(self, horizon: int) -> list[str]:
-        """The running index's next ``horizon`` values, its most common step on."""
-        steps, counts = np.unique(np.diff([int(d) for d in self.dates]), return_counts=True)
-        step = int(steps[np.argmax(counts)]) if len(steps) else 1
-        return [str(int(self.dates[-1]) + step * k) for k in range(1, horizon + 1)]
+        """The running index's next ``horizon`` values (see `continue_index`)."""
+        return [str(v) for v in continue_index([int(d) for d in self.dates], horizon)]
+
+
+def continue_index(values, horizon: int) -> list:
+    """The next ``horizon`` values of a running index (numbers), on its most common step."""
+    steps, counts = np.unique(np.diff(np.asarray(values)), return_counts=True)
+    step = steps[np.argmax(counts)].item() if len(steps) else 1
+    return [values[-1] + step * k for k in range(1, horizon + 1)]
 
 
 def number(cell: str, where: str) -> float:

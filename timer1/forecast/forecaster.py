@@ -177,7 +177,8 @@ class Forecaster:
         """Forecast every series of a long pandas DataFrame (statsforecast's ``unique_id``, ``ds``,
         ``y``) in one batched `predict` call; a long frame back: id, future timestamp, ``forecast``,
         ``q<level>`` per quantile level, ``source`` (timer1.forecast.frames). pandas is needed only here."""
-        from timer1.forecast.frames import forecast_frame, index_future, require_pandas, split_long
+        from timer1.data.long_csv import continue_index
+        from timer1.forecast.frames import forecast_frame, require_pandas, split_long
 
         pandas = require_pandas()
         if not isinstance(df, pandas.DataFrame):
@@ -186,7 +187,9 @@ class Forecaster:
         indexed = pandas.api.types.is_numeric_dtype(df[timestamp_column])  # a running index, not dates
         out = self.predict(contexts, horizon, quantiles=quantile_levels, mode=mode,
                            timestamps=None if indexed else stamps, seed=seed)
-        future = index_future(stamps, out.point.shape[1]) if indexed else [pandas.to_datetime(d) for d in out.timestamps]
+        horizon = out.point.shape[1]
+        future = ([continue_index(t, horizon) for t in stamps] if indexed
+                  else [pandas.to_datetime(d) for d in out.timestamps])
         return forecast_frame(pandas, ids, out, (id_column, timestamp_column), future)
 
     def prepare(self, context, horizon: int | None = None, timestamps=None) -> "Prepared":

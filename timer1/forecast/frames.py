@@ -40,16 +40,6 @@ def split_long(df, names: tuple[str, str, str]) -> tuple[list, list[np.ndarray],
     return ids, [groups[key][target].to_numpy() for key in ids], [list(groups[key][timestamp_column]) for key in ids]
 
 
-def index_future(stamps: list[list], horizon: int) -> list[list]:
-    """The next ``horizon`` values of each series' running index (numbers), its most common step on."""
-    out = []
-    for values in stamps:
-        steps, counts = np.unique(np.diff(np.asarray(values)), return_counts=True)
-        step = steps[np.argmax(counts)] if len(steps) else 1
-        out.append([values[-1] + step * k for k in range(1, horizon + 1)])
-    return out
-
-
 def forecast_frame(pandas, ids: list, forecast, names: tuple[str, str], future: list[list]):
     """The long answer: per id its H rows of (id, timestamp, forecast, q<level>..., source), ``names``
     the (id, timestamp) column names, ``future`` each id's H timestamps."""
