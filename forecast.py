@@ -50,7 +50,6 @@ from pathlib import Path
 
 from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
 from timer1.forecast.forecaster import DEFAULT_LOOKBACK, MIN_CONTEXT, Forecaster, WindowHints, whole_history
-from timer1.forecast.inputs import QUANTILES
 from timer1.forecast.reflect import BAND_LEVELS
 from timer1.forecast.resolve import (HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap,
                                      resolve_model)
@@ -274,10 +273,11 @@ def has_band(result) -> bool:
     return result.kept >= 2 and not result.used_fallback
 
 
-def forecast_rows(channel: str, window, result, with_channel: bool) -> list[list[str]]:
+def forecast_rows(channel: str, dates: list[str], result, with_channel: bool) -> list[list[str]]:
+    """One output row per future date: ([channel,] date, forecast, q0.1, q0.5, q0.9, source)."""
     band = has_band(result)
     rows = []
-    for k, date in enumerate(window.target_dates):
+    for k, date in enumerate(dates):
         low, high = (format_number(result.quantiles[q][k]) if band else "" for q in (0.1, 0.9))
         cells = [date, format_number(result.point[k]), low, format_number(result.quantiles[0.5][k]), high,
                  result.source]
@@ -303,13 +303,13 @@ def show_reasoning(channel: str, result) -> None:
 def run_long(args) -> int:
     """``--id-column``: every series of a long CSV through one `Forecaster.predict` call (batched), the
     answer long: id, date, forecast, q0.1, q0.5, q0.9, source (timer1.data.long_csv)."""
-    from timer1.data.long_csv import LongColumns, long_rows, read_long
+    from timer1.data.long_csv import LongColumns, read_long
 
     if args.column is not None or args.plot is not None:
         raise ValueError("--column and --plot are for wide CSVs; a long CSV (--id-column) forecasts every series")
     columns = LongColumns(args.id_column, args.timestamp_column, args.target)
     series = read_long(args.csv, columns)
-    indexed = any(s.indexed for s in series)
+    indexed = series[0].indexed   # one kind for all (read_long checks)
     started = time.perf_counter()
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
                                             config=slow_config(args), max_new_tokens=args.max_new_tokens,
@@ -320,11 +320,12 @@ def run_long(args) -> int:
                              timestamps=None if indexed else [s.dates for s in series], seed=args.seed)
     horizon = out.point.shape[1]
     future = [s.next_index(horizon) for s in series] if indexed else out.timestamps
-    cells = {"forecast": out.point, **{f"q{q:g}": out.quantiles[q] for q in QUANTILES}}
     log(f"{len(series)} series x {horizon} steps in {time.perf_counter() - started:.1f} s; answered by "
         + ", ".join(f"{name} {n}" for name, n in Counter(out.source).most_common()))
-    rows = long_rows(series, future, cells, out.source)
-    return emit(args, write_csv_text([columns.id, columns.timestamp, *cells, "source"], rows), len(rows))
+    rows = [row for s, dates, result in zip(series, future, out.results)
+            for row in forecast_rows(s.id, dates, result, with_channel=True)]
+    header = [columns.id, columns.timestamp, "forecast", "q0.1", "q0.5", "q0.9", "source"]
+    return emit(args, write_csv_text(header, rows), len(rows))
 
 
 def slow_config(args):
@@ -394,7 +395,7 @@ def run(args) -> int:
     rows, panels = [], []
     for channel, window, result, clipped in zip(channels, windows, forecast.results, forecast.clipped):
         report_channel(channel, window, result, clipped, seconds, args)
-        rows += forecast_rows(channel, window, result, with_channel=args.column == "all")
+        rows += forecast_rows(channel, window.target_dates, result, with_channel=args.column == "all")
         panels.append((channel, window, result))
 
     header = (["channel"] if args.column == "all" else []) + ["date", "forecast", "q0.1", "q0.5", "q0.9", "source"]

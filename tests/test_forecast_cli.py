@@ -470,12 +470,12 @@ def fake_result(kept: int, point, fallback: str | None = None):
 
 
 def test_source_column_and_no_zero_width_band(tmp_path, forecast_cli):
-    window = type("W", (), {"target_dates": ["d1", "d2"]})()
-    banded = forecast_cli.forecast_rows("v", window, fake_result(3, [1.0, 2.0]), with_channel=False)
+    dates = ["d1", "d2"]
+    banded = forecast_cli.forecast_rows("v", dates, fake_result(3, [1.0, 2.0]), with_channel=False)
     assert banded == [["d1", "1", "0", "1", "2", "model"], ["d2", "2", "1", "2", "3", "model"]]
-    one_draft = forecast_cli.forecast_rows("v", window, fake_result(1, [1.0, 2.0]), with_channel=False)
+    one_draft = forecast_cli.forecast_rows("v", dates, fake_result(1, [1.0, 2.0]), with_channel=False)
     assert one_draft == [["d1", "1", "", "1", "", "model"], ["d2", "2", "", "2", "", "model"]]
-    fallback = forecast_cli.forecast_rows("v", window, fake_result(0, [1.0, 2.0], "no draft passed"), True)
+    fallback = forecast_cli.forecast_rows("v", dates, fake_result(0, [1.0, 2.0], "no draft passed"), True)
     assert fallback[0] == ["v", "d1", "1", "", "1", "", "seasonal naive (period 24)"]
 
 

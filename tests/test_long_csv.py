@@ -44,6 +44,7 @@ def test_a_running_index_continues_on_its_own_step(tmp_path):
     ([["unique_id", "ds", "y"], ["a", "2020-01-01", "1"], ["a", "2020-01-01", "2"]], "the date '2020-01-01' appears twice"),
     ([["unique_id", "ds", "y"], ["a", "soon", "1"]], "dates do not parse as one layout, first 'soon'"),
     ([["unique_id", "ds", "y"]], "no rows below the header"),
+    ([["unique_id", "ds", "y"], ["a", "2020-01-01", "1"], ["b", "7", "1"]], "some series are dated and some have a running"),
 ])
 def test_bad_long_files_are_one_line(tmp_path, rows, message):
     with pytest.raises(ValueError) as caught:
@@ -76,6 +77,7 @@ def test_forecast_py_writes_every_series_long_as_predict_forecasts_them(tmp_path
     assert list(rows[0]) == ["unique_id", "ds", "forecast", "q0.1", "q0.5", "q0.9", "source"]
     assert [r["unique_id"] for r in rows] == [name for name in series for _ in range(6)]
     assert [r["ds"] for r in rows[:6]] == [f"2018-{m:02d}-01" for m in range(5, 11)]   # store_0 ends 2018-04
+    assert all(r["q0.1"] == r["q0.9"] == "" for r in rows)          # one greedy answer: no band, as in a wide file
     alone = Forecaster.from_pretrained("timer1-tiny", threads=1).predict(
         [v for v, _ in series.values()], 6, mode="single", timestamps=[d for _, d in series.values()], seed=0)
     np.testing.assert_allclose(np.array([float(r["forecast"]) for r in rows]).reshape(3, 6), alone.point, rtol=1e-9)

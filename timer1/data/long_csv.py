@@ -1,5 +1,5 @@
 """Long CSV files: one row per (series, time), the layout of statsforecast, GluonTS and Chronos'
-``predict_df`` (``unique_id,ds,y``), read and written back with the standard library.
+``predict_df`` (``unique_id,ds,y``), read with the standard library.
 
     unique_id,ds,y
     store_a,2019-01-01,412
@@ -80,7 +80,10 @@ def read_long(path: Path, columns: LongColumns) -> list[LongSeries]:
             rows.setdefault(row[columns.id], []).append((row[columns.timestamp], number(row[columns.target], where)))
     if not rows:
         raise ValueError(f"{path}: no rows below the header")
-    return [in_time_order(path, key, cells) for key, cells in rows.items()]
+    series = [in_time_order(path, key, cells) for key, cells in rows.items()]
+    if len({s.indexed for s in series}) > 1:
+        raise ValueError(f"{path}: some series are dated and some have a running index; give them one kind")
+    return series
 
 
 def in_time_order(path: Path, key: str, cells: list[tuple[str, float]]) -> LongSeries:
@@ -99,11 +102,3 @@ def in_time_order(path: Path, key: str, cells: list[tuple[str, float]]) -> LongS
         raise ValueError(f"{path}: series {key!r}: the date {dates[order[repeated[0]]]!r} appears twice")
     return LongSeries(key, np.array([cells[i][1] for i in order]), [dates[i] for i in order], indexed)
 
-
-def long_rows(series: list[LongSeries], future: list[list[str]], columns: dict[str, np.ndarray],
-              sources: list[str]) -> list[list[str]]:
-    """The long answer's rows: per series and future date, (id, date, one cell per ``columns`` array
-    (N, H), in its order, numbers to 10 significant digits, the series' source)."""
-    arrays = list(columns.values())
-    return [[s.id, dates[k], *(f"{float(a[i, k]):.10g}" for a in arrays), sources[i]]
-            for i, (s, dates) in enumerate(zip(series, future)) for k in range(len(dates))]

@@ -31,7 +31,7 @@ MODEL_ORIGINS = 3     # slow-thinking windows per forecast spent on the backtest
 MAX_ORIGINS = 24      # origins the statistical candidates are scored on
 MODEL_WEIGHT = 0.25   # the model's share of the blend (the statistical candidate has 8x the origins)
 MIN_RESIDUALS = 20    # residuals a step's band needs; fewer, and the drafts' calibrated band stays
-BAND_LEVELS = np.linspace(0.0, 1.0, 51)  # the band as samples, sample i at level i / 50: numpy's quantile q of them is level q
+BAND_LEVELS = np.linspace(0.0, 1.0, 51)  # the band as samples at levels i / 50: numpy's quantile q of them is level q
 MIN_FIT = 8           # values a candidate needs before an origin
 LINEAR_LOOKBACK = 336      # the linear candidate's input length: DLinear's (Zeng et al. 2023) ...
 LINEAR_FIT_RATIO = 5       # ... or less, so the values before the earliest origin give 4 windows per input
@@ -119,8 +119,8 @@ def model_origins(history: np.ndarray, horizon: int) -> list[int]:
 
 
 def backtest_windows(full: Window, lookback: int, horizon: int) -> list[Window]:
-    """The model's backtest problems: at each model origin, ``lookback``
-    values before it (or all there are) and the next ``horizon`` known values as the target."""
+    """The model's backtest problems: at each model origin, ``lookback`` values before it (or all there
+    are) and the next ``horizon`` known values as the target."""
     out = []
     for o in model_origins(full.history, horizon):
         start = max(0, o - lookback)
