@@ -31,8 +31,9 @@ The JSON report (``--out``, written atomically) is
 ``{"results": {dataset: {method: {"mse", "mae", "mase", "crps", "n", "unparsed", ...}}}, "forecasts": {dataset:
 {method: [{"point", "q0.1", "q0.9"} or null, ...]}}, "config": ...}``: ``forecasts`` lists each window's forecast
 in protocol order (null when unparsed; a short answer filled as ``*_fallback`` fills it, with ``"short": true``;
-q0.1/q0.9 null without a band). ``--plot report.svg`` draws MSE and MASE
-of every method per dataset, with Time-R1's published MSE beside them (timer1.tools.plot).
+q0.1/q0.9 null without a band). ``--plot report.svg`` draws MASE and MSE
+of every method per dataset (the default highlighted; with several datasets their geometric-mean MASE
+first), with Time-R1's published MSE beside them (timer1.tools.plot).
 The model methods run through timer1.forecast.forecaster (the loop forecast.py and the service use), window i
 seeded ``--seed + 1000 i``, so ``--batch`` changes the speed, not the forecasts.
 Bad input gives one line ``error: ...`` on stderr and exit code 2.
@@ -368,17 +369,27 @@ def format_table(results: dict) -> str:
 
 
 def comparison_panels(results: dict) -> list:
-    """timer1.tools.plot bar panels: per dataset, the MSE of every method (and Time-R1's published MSE where
-    the paper has the dataset), then the MASE of every method."""
+    """timer1.tools.plot bar panels, the default (``timer1-default``) highlighted: with several datasets
+    first each method's geometric-mean MASE over them, then per dataset every method's MASE, then its
+    MSE (with Time-R1's published MSE where the paper has the dataset)."""
     from timer1.tools.plot import Bars
 
+    highlight = "timer1-default"
     panels = []
-    for dataset, methods in results.items():
-        mse = {method: r["mse"] for method, r in methods.items()}
+    methods = list(dict.fromkeys(m for r in results.values() for m in r))
+    if len(results) > 1:
+        logs = {m: [np.log(r[m]["mase"]) for r in results.values() if m in r and r[m]["mase"] and r[m]["mase"] > 0]
+                for m in methods}
+        means = {m: float(np.exp(np.mean(v))) if len(v) == len(results) else None for m, v in logs.items()}
+        panels.append(Bars(f"all {len(results)} datasets: geometric-mean MASE", "MASE (lower is better)",
+                           means, highlight))
+    for dataset, scores in results.items():
+        panels.append(Bars(f"{dataset}: MASE", "MASE (lower is better)",
+                           {m: r["mase"] for m, r in scores.items()}, highlight))
+        mse = {m: r["mse"] for m, r in scores.items()}
         if dataset in PAPER_TIME_R1_MSE:
             mse["Time-R1 (paper)"] = PAPER_TIME_R1_MSE[dataset]
-        panels.append(Bars(f"{dataset}: MSE", "MSE (lower is better)", mse))
-        panels.append(Bars(f"{dataset}: MASE", "MASE (lower is better)", {m: r["mase"] for m, r in methods.items()}))
+        panels.append(Bars(f"{dataset}: MSE", "MSE (lower is better)", mse, highlight))
     return panels
 
 
@@ -454,7 +465,7 @@ def run(args) -> int:
         from timer1.tools.plot import render_charts
         from timer1.util.atomic import write_text_atomic
 
-        write_text_atomic(args.plot, render_charts(comparison_panels(results), title="timer1 evaluation: MSE and MASE"))
+        write_text_atomic(args.plot, render_charts(comparison_panels(results), title="timer1 evaluation: MASE and MSE by dataset"))
         log(f"wrote {args.plot}")
     return 0
 

@@ -21,8 +21,8 @@ give the band. Then (``--mode auto``, the default) the forecast reflects on the 
 origin, or its blend with the model's answer where that backtested better, with a band from the
 backtest errors; ``--mode slow`` keeps the model's answer (its own backtest picks the drafts' median
 or the greedy draft). If no draft survives, seasonal naive is used and the ``source`` column says so.
-Output CSV columns: ``date,forecast,q0.1,q0.5,q0.9,source``; q0.1 and q0.9 are empty when there is
-no band (fewer than two drafts kept, a single pass, a fallback); with ``--column all`` a ``channel``
+Output CSV columns: ``date,forecast,q0.1,q0.5,q0.9,source`` (``--quantiles 0.05,0.5,0.95``: one column
+per level, ``q0.05,q0.5,q0.95``); cells of levels other than 0.5 are empty when there is no band (fewer than two drafts kept, a single pass, a fallback); with ``--column all`` a ``channel``
 column comes first and the channels follow one another in blocks (long format). Dates continue the
 input's step (hourly, daily, weekly, monthly, quarterly, yearly or running index). A channel whose
 whole history is non-negative (counts, prices) gets its forecast and band clipped at 0.
@@ -37,8 +37,6 @@ and exit code 2; no output file is written then.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import shutil
 import sys
@@ -50,7 +48,8 @@ from pathlib import Path
 
 from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
 from timer1.forecast.forecaster import DEFAULT_LOOKBACK, MIN_CONTEXT, Forecaster, WindowHints, whole_history
-from timer1.forecast.reflect import BAND_LEVELS
+from timer1.forecast.inputs import parse_quantiles
+from timer1.forecast.output import csv_text, forecast_rows, has_band, header
 from timer1.forecast.resolve import (HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap,
                                      resolve_model)
 
@@ -65,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Forecast the next values of a CSV time series with a timer1 / Qwen2 checkpoint "
                     "(Time-R1 slow thinking: sample several reasoning paths, let a critic drop bad "
                     "drafts, aggregate the rest into a median forecast and a 10-90% band).",
-        epilog="Output columns: date,forecast,q0.1,q0.5,q0.9,source (with --column all: channel first, one "
-               "block per channel); source is 'model' or the fallback used; q0.1 and q0.9 are empty when "
+        epilog="Output columns: date,forecast,q0.1,q0.5,q0.9,source (one q column per --quantiles level; with "
+               "--column all: channel first, one block per channel); source is the model, the statistical "
+               "candidate or the fallback that answered; levels other than q0.5 are empty when "
                "there is no band (fewer than 2 drafts kept). When a channel's whole history is "
                "non-negative, the forecast and the band are clipped at 0. Missing or non-number cells, "
                f"missing date steps and isolated outliers (over {OUTLIER_MADS:g} MADs) in the look-back "
@@ -110,14 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
                              "blend with the model's answer, whichever backtested better, with a band from the "
                              "backtest errors; slow: the model's drafts only; single: one greedy draft")
     parser.add_argument("--single-pass", action="store_true", help="the same as --mode single")
+    add_output_arguments(parser)
+    add_long_arguments(parser)
+    return parser
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quantiles", default="0.1,0.5,0.9", metavar="LEVELS",
+                        help="quantile levels to write, one column each named by level (q0.05, ...), e.g. "
+                             "0.05,0.5,0.95 (default 0.1,0.5,0.9); the band is calibrated for each level")
     parser.add_argument("--out", type=Path, default=None, metavar="PATH",
                         help="write the CSV here (atomically) instead of stdout")
     parser.add_argument("--plot", type=Path, default=None, metavar="PATH.svg",
-                        help="also draw history, forecast and band as an SVG (the path must end in .svg)")
+                        help="also draw history, forecast and band as an SVG (the path must end in .svg); several "
+                             "series are drawn side by side, a long CSV's first 12")
     parser.add_argument("--show-reasoning", action="store_true",
                         help="print every draft, the critic's findings and the kept reasoning to stderr")
-    add_long_arguments(parser)
-    return parser
 
 
 def add_long_arguments(parser: argparse.ArgumentParser) -> None:
@@ -261,38 +269,6 @@ def check_output_paths(args) -> None:
         taken.append((target, f"{option} {path}"))
 
 
-def format_number(value: float) -> str:
-    return f"{float(value):.10g}"
-
-
-def has_band(result) -> bool:
-    """Whether there is a 10-90% band: reflection's (from backtest errors, or the drafts' moved to the
-    chosen point) or the drafts' own (two or more kept, not a fallback); else q0.1 = q0.9 is no band."""
-    if result.answer.startswith("reflection"):
-        return len(result.samples) >= 2
-    return result.kept >= 2 and not result.used_fallback
-
-
-def forecast_rows(channel: str, dates: list[str], result, with_channel: bool) -> list[list[str]]:
-    """One output row per future date: ([channel,] date, forecast, q0.1, q0.5, q0.9, source)."""
-    band = has_band(result)
-    rows = []
-    for k, date in enumerate(dates):
-        low, high = (format_number(result.quantiles[q][k]) if band else "" for q in (0.1, 0.9))
-        cells = [date, format_number(result.point[k]), low, format_number(result.quantiles[0.5][k]), high,
-                 result.source]
-        rows.append(([channel] if with_channel else []) + cells)
-    return rows
-
-
-def write_csv_text(header: list[str], rows: list[list[str]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def show_reasoning(channel: str, result) -> None:
     for k, draft in enumerate(result.drafts, start=1):
         verdict = "kept" if draft.passed else "dropped: " + "; ".join(draft.findings)
@@ -302,11 +278,11 @@ def show_reasoning(channel: str, result) -> None:
 
 def run_long(args) -> int:
     """``--id-column``: every series of a long CSV through one `Forecaster.predict` call (batched), the
-    answer long: id, date, forecast, q0.1, q0.5, q0.9, source (timer1.data.long_csv)."""
+    answer long: id, date, forecast, q<level> per --quantiles level, source (timer1.data.long_csv)."""
     from timer1.data.long_csv import LongColumns, read_long
 
-    if args.column is not None or args.plot is not None:
-        raise ValueError("--column and --plot are for wide CSVs; a long CSV (--id-column) forecasts every series")
+    if args.column is not None:
+        raise ValueError("--column is for wide CSVs; a long CSV (--id-column) forecasts every series")
     columns = LongColumns(args.id_column, args.timestamp_column, args.target)
     series = read_long(args.csv, columns)
     indexed = series[0].indexed   # one kind for all (read_long checks)
@@ -317,15 +293,16 @@ def run_long(args) -> int:
     log(f"loaded {forecaster.name} in {time.perf_counter() - started:.1f} s; {len(series)} series in {args.csv}")
     started = time.perf_counter()
     out = forecaster.predict([s.values for s in series], args.horizon, mode="single" if args.single_pass else args.mode,
-                             timestamps=None if indexed else [s.dates for s in series], seed=args.seed)
+                             timestamps=None if indexed else [s.dates for s in series], seed=args.seed,
+                             quantiles=args.levels)
     horizon = out.point.shape[1]
     future = [s.next_index(horizon) for s in series] if indexed else out.timestamps
     log(f"{len(series)} series x {horizon} steps in {time.perf_counter() - started:.1f} s; answered by "
         + ", ".join(f"{name} {n}" for name, n in Counter(out.source).most_common()))
-    rows = [row for s, dates, result in zip(series, future, out.results)
-            for row in forecast_rows(s.id, dates, result, with_channel=True)]
-    header = [columns.id, columns.timestamp, "forecast", "q0.1", "q0.5", "q0.9", "source"]
-    return emit(args, write_csv_text(header, rows), len(rows))
+    rows = [row for i, (s, dates) in enumerate(zip(series, future)) for row in forecast_rows([s.id], dates, out, i)]
+    if args.plot is not None:
+        write_plot(args.plot, args.csv.name, [(s.id, s.dates, s.values, d) for s, d in zip(series, future)], out)
+    return emit(args, csv_text(header([columns.id, columns.timestamp], args.levels), rows), len(rows))
 
 
 def slow_config(args):
@@ -341,6 +318,7 @@ def check_options(args) -> None:
         raise ValueError(f"--samples and --rounds must be at least 1, got {args.samples} and {args.rounds}")
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise ValueError(f"need --temperature >= 0 and 0 < --top-p <= 1, got {args.temperature} and {args.top_p}")
+    args.levels = parse_quantiles(args.quantiles)
     check_output_paths(args)
 
 
@@ -390,18 +368,18 @@ def run(args) -> int:
     nonnegative = [not (series.column(c) < 0).any() for c in channels]  # NaN cells compare False: not counted
     full = [whole_history(series, c, w) for c, w in zip(channels, windows)]
     hints = WindowHints([args.seed] * len(windows), period_for_step(series.step), nonnegative, full=full)
-    forecast = forecaster.forecast_windows(windows, mode=mode, hints=hints, log=lambda m: log("    " + m))
+    forecast = forecaster.forecast_windows(windows, mode=mode, quantiles=args.levels, hints=hints,
+                                           log=lambda m: log("    " + m))
     seconds = time.perf_counter() - started
-    rows, panels = [], []
-    for channel, window, result, clipped in zip(channels, windows, forecast.results, forecast.clipped):
-        report_channel(channel, window, result, clipped, seconds, args)
-        rows += forecast_rows(channel, window.target_dates, result, with_channel=args.column == "all")
-        panels.append((channel, window, result))
-
-    header = (["channel"] if args.column == "all" else []) + ["date", "forecast", "q0.1", "q0.5", "q0.9", "source"]
-    text = write_csv_text(header, rows)
+    rows = []
+    for i, (channel, window) in enumerate(zip(channels, windows)):
+        report_channel(channel, window, forecast.results[i], forecast.clipped[i], seconds, args)
+        rows += forecast_rows([channel] if args.column == "all" else [], window.target_dates, forecast, i)
+    first = ["channel", "date"] if args.column == "all" else ["date"]
+    text = csv_text(header(first, args.levels), rows)
     if args.plot is not None:
-        write_plot(args.plot, series.name, panels)
+        write_plot(args.plot, series.name, [(c, w.history_dates, w.history, w.target_dates)
+                                            for c, w in zip(channels, windows)], forecast)
     return emit(args, text, len(rows))
 
 
@@ -422,9 +400,9 @@ def prepare_windows(series, channels: list[str], lookback: int, horizon: int, no
 def report_channel(channel: str, window, result, clipped: bool, seconds: float, args) -> None:
     """One channel's summary on stderr: drafts kept, fallback, band, backtest, clip (``seconds``: the
     whole batch)."""
-    band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): q0.1 and q0.9 left empty"
+    band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): levels other than q0.5 left empty"
     if has_band(result) and result.answer.startswith("reflection"):
-        own = len(result.samples) == len(BAND_LEVELS)
+        own = result.band == "backtest errors"
         band = "; band from its backtest errors" if own else "; band: the drafts' spread (too little history)"
     mode = "single" if args.single_pass else args.mode
     backtest = (reflection_note(result) if mode == "auto" else
@@ -467,18 +445,26 @@ def backtest_note(result, window) -> str:
             f"{other} {result.backtest_mae[other]:.4g})")
 
 
-def write_plot(path: Path, name: str, panels) -> None:
+MAX_PANELS = 12   # series drawn by --plot; a long CSV of hundreds gets its first twelve
+
+
+def write_plot(path: Path, title: str, histories: list[tuple], forecast) -> None:
+    """Each series' history tail, forecast and band (small multiples for several; timer1.tools.plot):
+    ``histories`` holds per series (name, dates, values, future dates); the band lies between the lowest
+    and highest requested quantile levels."""
     from timer1.tools.plot import Panel, write_svg
 
     tail = 3  # show up to three horizons of history: enough context, the forecast stays readable
+    low, high = min(forecast.quantiles), max(forecast.quantiles)
     drawn = []
-    for channel, window, result in panels:
-        keep = min(len(window.history), tail * window.horizon)
-        low, high = (result.quantiles[0.1], result.quantiles[0.9]) if has_band(result) else (None, None)
-        drawn.append(Panel(f"{channel}", window.history_dates[-keep:], window.history[-keep:],
-                           window.target_dates, result.point, low, high))
-    write_svg(path, drawn, title=f"{name}: timer1 forecast")
-    log(f"wrote plot to {path}")
+    for i, (name, dates, values, future) in enumerate(histories[:MAX_PANELS]):
+        keep = min(len(values), tail * len(future))
+        band = has_band(forecast.results[i]) and low < high
+        drawn.append(Panel(str(name), list(dates)[-keep:], values[-keep:], future, forecast.point[i],
+                           forecast.quantiles[low][i] if band else None, forecast.quantiles[high][i] if band else None))
+    write_svg(path, drawn, title=f"{title}: timer1 forecast", band=f"{100 * low:g}-{100 * high:g}% band")
+    shown = "" if len(histories) <= MAX_PANELS else f" (the first {MAX_PANELS} of {len(histories)} series)"
+    log(f"wrote plot to {path}{shown}")
 
 
 def run_reporting_errors(run, args) -> int:

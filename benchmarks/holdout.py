@@ -8,7 +8,8 @@ default horizon forecast.py would pick (two cycles of the step: 104 weekly, 24 m
 yearly); ``python forecast.py`` then runs on the rest with default settings (``--mode`` as listed) and
 its forecast is scored on the held-out rows. Printed as made: one row per series and mode, then the
 summary the issue's goals name: the median of MAE / seasonal naive's MAE, the share of series at or
-below the better baseline, the 10-90% band's pooled coverage and its mean width over the MAE.
+below the better baseline, the 10-90% band's pooled coverage and its mean width over the MAE, and the
+pooled coverage of the 50%, 90% and 95% bands (forecast.py --quantiles asks for every level).
 Series from dataset packages are for this check only, never for training.
 """
 
@@ -44,17 +45,23 @@ def held_out(path: Path, tmp: Path) -> tuple[Path, np.ndarray, np.ndarray, int, 
     return cut, values[:-horizon], values[-horizon:], horizon, period_for_step(series.step) or 1
 
 
-def forecast(path: Path, mode: str, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], float]:
-    """(point, q0.1, q0.9, sources, seconds) of ``python forecast.py`` on ``path``."""
+COVERAGES = (0.5, 0.8, 0.9, 0.95)
+LEVELS = sorted({round(0.5 + side * c / 2, 4) for c in COVERAGES for side in (-1, 1)})
+
+
+def forecast(path: Path, mode: str, threads: int) -> tuple[np.ndarray, dict, list[str], float]:
+    """(point, {level: quantile}, sources, seconds) of ``python forecast.py`` on ``path``."""
     out = path.with_suffix(f".{mode}.out.csv")
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(REPO / "forecast.py"), str(path), "--mode", mode, "--out", str(out),
-                           "--threads", str(threads)], capture_output=True, text=True, cwd=REPO)
+                           "--threads", str(threads), "--quantiles", ",".join(f"{q:g}" for q in LEVELS)],
+                          capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"forecast.py failed on {path.name}: {done.stderr.strip().splitlines()[-1]}")
     rows = list(csv.DictReader(out.open()))
     column = lambda key: np.array([float(r[key]) if r[key] else np.nan for r in rows])  # noqa: E731
-    return column("forecast"), column("q0.1"), column("q0.9"), [r["source"] for r in rows], time.perf_counter() - started
+    quantiles = {q: column(f"q{q:g}") for q in LEVELS}
+    return column("forecast"), quantiles, [r["source"] for r in rows], time.perf_counter() - started
 
 
 def main(argv=None) -> int:
@@ -67,14 +74,16 @@ def main(argv=None) -> int:
     print("| series | H | period | mode | MAE | / seasonal naive | / last value | beats the better | "
           "coverage 10-90% | width / MAE | source | s |")
     print("|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---:|")
-    summary = {mode: {"ratio": [], "beats": [], "covered": [], "width": []} for mode in args.modes}
+    summary = {mode: {"ratio": [], "beats": [], "covered": [], "width": [], **{c: [] for c in COVERAGES}}
+               for mode in args.modes}
     with tempfile.TemporaryDirectory() as tmp:
         for path in files:
             cut, history, truth, horizon, period = held_out(path, Path(tmp))
             naive = np.abs(SeasonalNaive(min(period, len(history))).forecast(history, horizon) - truth).mean()
             last = np.abs(history[np.isfinite(history)][-1] - truth).mean()
             for mode in args.modes:
-                point, low, high, sources, seconds = forecast(cut, mode, args.threads)
+                point, quantiles, sources, seconds = forecast(cut, mode, args.threads)
+                low, high = quantiles[0.1], quantiles[0.9]
                 mae = float(np.abs(point - truth).mean())
                 has_band = np.isfinite(low).all()
                 covered = ((truth >= low) & (truth <= high)) if has_band else np.zeros(0, bool)
@@ -84,6 +93,8 @@ def main(argv=None) -> int:
                 s["beats"].append(mae <= min(naive, last))
                 s["covered"] += covered.tolist()
                 s["width"].append(width)
+                for c in COVERAGES if has_band else ():
+                    s[c] += ((truth >= quantiles[round(0.5 - c / 2, 4)]) & (truth <= quantiles[round(0.5 + c / 2, 4)])).tolist()
                 print(f"| {path.stem} | {horizon} | {period} | {mode} | {mae:.4g} | {mae / naive:.3f} | {mae / last:.3f} | "
                       f"{'yes' if mae <= min(naive, last) else 'no'} | "
                       f"{covered.mean() if has_band else float('nan'):.2f} | {width:.2f} | {sources[0]} | {seconds:.1f} |",
@@ -91,7 +102,8 @@ def main(argv=None) -> int:
     for mode, s in summary.items():
         print(f"\n{mode}: median MAE / seasonal naive {np.median(s['ratio']):.3f}; at or below the better baseline on "
               f"{sum(s['beats'])} of {len(s['beats'])}; 10-90% band covers {np.mean(s['covered']) if s['covered'] else float('nan'):.1%} "
-              f"of held-out values (pooled), mean width {np.nanmean(s['width']):.2f} x MAE")
+              f"of held-out values (pooled), mean width {np.nanmean(s['width']):.2f} x MAE; central bands cover "
+              + ", ".join(f"{c:.0%}: {np.mean(s[c]) if s[c] else float('nan'):.1%}" for c in COVERAGES))
     return 0
 
 

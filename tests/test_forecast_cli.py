@@ -107,6 +107,31 @@ def test_the_default_reflects_on_the_history_and_says_what_it_chose(tmp_path, ch
         np.testing.assert_allclose([float(r[key]) for r in rows], expected, rtol=1e-9)
 
 
+def test_quantile_levels_name_their_columns_and_nest(tmp_path, checkpoint, forecast_cli, capsys):
+    """--quantiles writes one column per level, named by it; levels shared with the default run give the
+    same numbers (one band), and a wider level lies outside a narrower one."""
+    rng = np.random.default_rng(0)
+    dates = dates_for("daily", 120)
+    values = 50 + 10 * np.sin(np.arange(120) * 2 * np.pi / 7) + rng.normal(size=120)
+    source = tmp_path / "noisy.csv"
+    source.write_text("date,value\n" + "".join(f"{d},{v:.3f}\n" for d, v in zip(dates, values)))
+    base = ["--model", str(checkpoint), *FAST[:-2]]
+    assert forecast_cli.main([str(source), *base]) == 0
+    default = read_output(capsys.readouterr().out)
+    assert forecast_cli.main([str(source), *base, "--quantiles", "0.95,0.05,0.9,0.1"]) == 0
+    wide = read_output(capsys.readouterr().out)
+    assert list(wide[0]) == ["date", "forecast", "q0.05", "q0.1", "q0.9", "q0.95", "source"]
+    column = {key: np.array([float(r[key]) for r in wide]) for key in ("forecast", "q0.05", "q0.1", "q0.9", "q0.95")}
+    for key in ("forecast", "q0.1", "q0.9"):
+        np.testing.assert_array_equal(column[key], [float(r[key]) for r in default])
+    assert (column["q0.05"] <= column["q0.1"]).all() and (column["q0.05"] < column["q0.1"]).any()
+    assert (column["q0.95"] >= column["q0.9"]).all() and (column["q0.95"] > column["q0.9"]).any()
+    for bad in ("0.5,1.2", "0.1;0.9", ""):
+        assert forecast_cli.main([str(source), *base, "--quantiles", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and "quantiles" in err[0]
+
+
 def test_unparseable_dates_warn_and_use_a_running_index(tmp_path, checkpoint, forecast_cli, capsys):
     source = ramp_csv(tmp_path / "odd.csv", [f"day {k}" for k in range(ROWS)])
     assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST]) == 0
@@ -262,7 +287,7 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, caps
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == (f"error: {preset}: unknown key 'sample' (known: adapter, backtest, "
                                                "column, csv, device, dtype, horizon, id_column, lookback, max_new_tokens, mode, "
-                                               "model, out, plot, refine, rounds, samples, seed, show_reasoning, single_pass, "
+                                               "model, out, plot, quantiles, refine, rounds, samples, seed, show_reasoning, single_pass, "
                                                "target, temperature, threads, timestamp_column, top_p)")
 
 
@@ -469,14 +494,20 @@ def fake_result(kept: int, point, fallback: str | None = None):
                            "model" if fallback is None else "seasonal naive (period 24)")
 
 
-def test_source_column_and_no_zero_width_band(tmp_path, forecast_cli):
+def test_source_column_and_no_zero_width_band():
+    from timer1.forecast.forecaster import assemble
+    from timer1.forecast.output import forecast_rows, header
+
     dates = ["d1", "d2"]
-    banded = forecast_cli.forecast_rows("v", dates, fake_result(3, [1.0, 2.0]), with_channel=False)
-    assert banded == [["d1", "1", "0", "1", "2", "model"], ["d2", "2", "1", "2", "3", "model"]]
-    one_draft = forecast_cli.forecast_rows("v", dates, fake_result(1, [1.0, 2.0]), with_channel=False)
-    assert one_draft == [["d1", "1", "", "1", "", "model"], ["d2", "2", "", "2", "", "model"]]
-    fallback = forecast_cli.forecast_rows("v", dates, fake_result(0, [1.0, 2.0], "no draft passed"), True)
-    assert fallback[0] == ["v", "d1", "1", "", "1", "", "seasonal naive (period 24)"]
+    results = [fake_result(3, [1.0, 2.0]), fake_result(1, [1.0, 2.0]), fake_result(0, [1.0, 2.0], "no draft passed")]
+    for r in results[:2]:   # drafts point - 1, point, point + 1: quantiles 0.25 and 0.75 are point -/+ 0.5
+        r.samples = np.stack([r.point - 1, r.point, r.point + 1])
+    forecast = assemble(results, (0.25, 0.5, 0.75), None)
+    assert header(["date"], (0.25, 0.5, 0.75)) == ["date", "forecast", "q0.25", "q0.5", "q0.75", "source"]
+    assert forecast_rows([], dates, forecast, 0) == [["d1", "1", "0.5", "1", "1.5", "model"],
+                                                     ["d2", "2", "1.5", "2", "2.5", "model"]]
+    assert forecast_rows([], dates, forecast, 1) == [["d1", "1", "", "1", "", "model"], ["d2", "2", "", "2", "", "model"]]
+    assert forecast_rows(["v"], dates, forecast, 2)[0] == ["v", "d1", "1", "", "1", "", "seasonal naive (period 24)"]
 
 
 @pytest.mark.parametrize("history_min, clipped", [(0.0, True), (-1.0, False)])

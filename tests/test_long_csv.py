@@ -5,6 +5,7 @@ batched call and writes the answer long, equal to `Forecaster.predict` on the sa
 import csv
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +69,10 @@ def test_forecast_py_writes_every_series_long_as_predict_forecasts_them(tmp_path
 
     path, series = stores(tmp_path)
     out = tmp_path / "out.csv"
+    picture = tmp_path / "stores.svg"
     done = subprocess.run([sys.executable, "forecast.py", str(path), "--id-column", "unique_id", "--horizon", "6",
-                           "--mode", "single", "--out", str(out), "--threads", "1"], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+                           "--mode", "single", "--out", str(out), "--plot", str(picture), "--threads", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "3 series x 6 steps" in done.stderr
     rows = list(csv.DictReader(out.open()))
@@ -81,14 +83,18 @@ def test_forecast_py_writes_every_series_long_as_predict_forecasts_them(tmp_path
     alone = Forecaster.from_pretrained("timer1-tiny", threads=1).predict(
         [v for v, _ in series.values()], 6, mode="single", timestamps=[d for _, d in series.values()], seed=0)
     np.testing.assert_allclose(np.array([float(r["forecast"]) for r in rows]).reshape(3, 6), alone.point, rtol=1e-9)
+    root = ET.parse(picture).getroot()          # small multiples: one panel per store, its last 18 months drawn
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    assert [t.text for t in root.findall("svg:text[@class='title']", ns)] == list(series)
+    assert [len(p.get("points").split()) for p in root.findall("svg:polyline[@class='history']", ns)] == [18] * 3
 
 
-def test_long_mode_refuses_wide_only_options_in_one_line(tmp_path):
+def test_long_mode_refuses_the_wide_only_option_in_one_line(tmp_path):
     path, _ = stores(tmp_path)
-    done = subprocess.run([sys.executable, "forecast.py", str(path), "--id-column", "unique_id", "--plot",
-                           str(tmp_path / "p.svg")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "forecast.py", str(path), "--id-column", "unique_id", "--column", "y"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
-        "error: --column and --plot are for wide CSVs; a long CSV (--id-column) forecasts every series")
+        "error: --column is for wide CSVs; a long CSV (--id-column) forecasts every series")
     done = subprocess.run([sys.executable, "forecast.py", str(path), "--id-column", "store"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no column 'store'" in done.stderr and "Traceback" not in done.stderr

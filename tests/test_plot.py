@@ -30,12 +30,13 @@ def test_svg_parses_with_the_expected_points(tmp_path):
     band = points(root.find("svg:polygon[@class='band']", NS))
     assert history.shape == (30, 2) and forecast.shape == (12, 2) and band.shape == (24, 2)
     assert np.all(np.diff(history[:, 0]) > 0) and forecast[0, 0] > history[-1, 0]  # time runs left to right
-    # the band's upper edge (value + 0.2) is drawn above the forecast: smaller SVG y
-    assert np.all(band[:12, 1] < forecast[:, 1]) and np.all(band[12:, 1][::-1] > forecast[:, 1])
+    # the band's upper edge (value + 0.2) is drawn above the forecast (smaller SVG y), its lower edge below
+    # (or on the panel's bottom, where it is cut: the y range is the history's and the forecast's)
+    assert np.all(band[:12, 1] < forecast[:, 1]) and np.all(band[12:, 1][::-1] >= forecast[:, 1])
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "ETTh1 forecast" in texts and 'OT <&> "load"' in texts  # escaped in the file, intact when parsed
-    dates = [t.text for t in root.findall("svg:text[@class='date']", NS)]
-    assert dates[0] == "2020-01-01 00:00" and dates[-1] == "2020-01-02 11:00" and len(dates) == 6
+    dates = [t.text for t in root.findall("svg:text[@class='tick x date']", NS)]
+    assert dates[0] == "2020-01-01 00:00" and dates[-1] == "2020-01-02 11:00" and 4 <= len(dates) <= 6
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
 
 
@@ -47,7 +48,9 @@ def test_several_panels_stack_and_nan_is_skipped():
     histories = root.findall("svg:polyline[@class='history']", NS)
     assert len(histories) == 2 and len(points(histories[1])) == 29
     assert len(root.findall("svg:polygon[@class='band']", NS)) == 1
-    assert float(root.get("height")) == 2 * 260
+    assert float(root.get("height")) == 260 + 22      # small multiples: side by side, then the legend line
+    left, right = (points(h)[:, 0] for h in histories)
+    assert left.max() < 430 <= right.min()
 
 
 def test_flat_series_and_no_panel():

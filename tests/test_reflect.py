@@ -7,6 +7,7 @@ import pytest
 from timer1 import Forecaster
 from timer1.core.baselines import Theta, seasonal_indices
 from timer1.core.slow_think import SlowThinkResult
+from timer1.forecast.band import BandCalibration
 from timer1.forecast.reflect import (LINEAR_LOOKBACK, MIN_RESIDUALS, MODEL, MODEL_WEIGHT, ModelAnswers, Reflection,
                                      band_samples, candidate_periods, conclude, errors_at, linear_candidate,
                                      model_origins, origins, reflect, statistical_candidates)
@@ -91,9 +92,12 @@ def test_the_band_is_split_conformal_on_absolute_errors_pooled_over_neighbour_st
 def test_without_enough_residuals_the_drafts_band_moves_to_the_chosen_point():
     drafts = np.array([[1.0, 1.0], [3.0, 3.0]])
     result = SlowThinkResult(np.array([2.0, 2.0]), {}, drafts, [], [], 2, 0, 1)
-    out = conclude(result, Reflection("drift", np.array([10.0, 11.0]), None, {"drift": 0.5}, 2, 0), band_scale=2.0)
-    np.testing.assert_allclose(out.samples, [[8.0, 9.0], [12.0, 13.0]])   # spread doubled around the new point
+    doubled = BandCalibration((0.8,), (2.0,))
+    out = conclude(result, Reflection("drift", np.array([10.0, 11.0]), None, {"drift": 0.5}, 2, 0), doubled)
+    for q, offset in ((0.0, -2.0), (0.1, -1.6), (0.5, 0.0), (0.9, 1.6), (1.0, 2.0)):  # drafts' q-quantile 1 + 2q
+        np.testing.assert_allclose(np.quantile(out.samples, q, axis=0), [10 + offset, 11 + offset])
     assert out.source == "drift" and out.answer == "reflection: drift" and out.backtest_mae == {"drift": 0.5}
+    assert out.band == "drafts"
 
 
 def test_theta_is_ses_plus_half_the_trend_by_hand():

@@ -131,8 +131,9 @@ def test_evaluate_plot_compares_methods_with_the_paper(tmp_path):
                 "--data", REPO.parent / "shared" / "data"])
     assert done.returncode == 0, done.stderr
     root = ET.parse(svg).getroot()
-    assert texts(root, "title") == ["nasdaq: MSE", "nasdaq: MASE", "ETTh1: MSE", "ETTh1: MASE"]
+    assert texts(root, "title") == ["all 2 datasets: geometric-mean MASE", "nasdaq: MASE", "nasdaq: MSE",
+                                     "ETTh1: MASE", "ETTh1: MSE"]
     bars = [p.get("data-series") for p in root.iter(f"{SVG}path") if p.get("class") == "bar"]
     methods = ["last", "mean", "seasonal_naive", "drift", "linear"]
-    assert bars == (methods + ["Time-R1 (paper)"] + methods) * 2            # one bar per method, paper MSE beside
-    assert texts(root, "x-label") == ["MSE (lower is better)", "MASE (lower is better)"] * 2
+    assert bars == methods + (methods + methods + ["Time-R1 (paper)"]) * 2  # one bar per method, paper MSE beside
+    assert texts(root, "x-label") == ["MASE (lower is better)"] * 2 + ["MSE (lower is better)", "MASE (lower is better)"] + ["MSE (lower is better)"]

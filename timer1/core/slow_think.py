@@ -119,6 +119,8 @@ class SlowThinkResult:
     answer: how the point was concluded: "median" of the kept drafts or the "greedy" draft.
     backtest_mae: with the backtest, each way's MAE on the history's last part, e.g.
     {"median": 0.8, "greedy": 1.1}; None without it.
+    band: what the band is made of: "drafts" (the kept drafts' spread; reflection may replace it by
+    its "backtest errors", timer1.forecast.reflect).
     """
 
     point: np.ndarray
@@ -133,6 +135,7 @@ class SlowThinkResult:
     source: str = "model"
     answer: str = "median"
     backtest_mae: dict[str, float] | None = None
+    band: str = "drafts"
 
     @property
     def used_fallback(self) -> bool:

@@ -12,7 +12,7 @@ a context is one 1-D array or a list of them of different lengths, and many seri
 batched ``generate`` call per slow-thinking round (timer1.core.slow_think), not one call each.
 This module is the ONE forecasting loop: forecast.py (CSV), evaluate.py (paper protocol) and
 timer1.forecast.serve (HTTP) all call `Forecaster.forecast_windows`. How a model name is resolved and
-loaded, and what its directory says (horizons, band scale), is timer1.forecast.resolve.
+loaded, and what its directory says (horizons, band calibration), is timer1.forecast.resolve.
 
 Each context becomes a window exactly as forecast.py makes one from a CSV column
 (timer1.data.csv_io.series_from_values, then timer1.data.repair.forecast_window): the last ``lookback`` values,
@@ -56,9 +56,11 @@ DEFAULT_BATCH = 64      # windows per generate call: 64 x 8 drafts of timer1-tin
 class Forecast:
     """What `Forecaster.predict` returns for N series of horizon H.
 
-    point: (N, H). quantiles: {q: (N, H)} for each requested q. samples: per series the (K, H) kept
-    drafts (K = 1 for a single pass or a fallback). source: per series "model" or the fallback's
-    name. timestamps: per series the H future dates, when timestamps were given (else None).
+    point: (N, H). quantiles: {q: (N, H)} for each requested q. samples: per series the (K, H) values
+    the quantiles are read from: the kept drafts (K = 1 for a single pass or a fallback), or, where a
+    band was calibrated or came from reflection's backtest errors, the band's per-step values at
+    timer1.forecast.band.BAND_LEVELS (K = 201; quantiles per step, not paths). source: per series what
+    answered ("model", a statistical candidate, a blend, or the fallback's name). timestamps: per series the H future dates, when timestamps were given (else None).
     results: per series the full timer1.core.slow_think.SlowThinkResult (drafts, critic findings).
     repairs: per series what was interpolated (timer1.data.repair.Repairs). clipped: per series whether the
     non-negative clip changed anything.
@@ -122,7 +124,7 @@ class Forecaster:
     """A loaded policy and how it forecasts: ``config`` (slow thinking: drafts, rounds, critic),
     ``max_new_tokens`` (None = sized from the prompt style and horizon), ``lookback`` (values of a
     context shown to the model), ``batch`` (windows per generate call) and ``facts`` (what the model's
-    directory says: trained horizons, horizon cap, band scale; timer1.forecast.resolve.ModelFacts)."""
+    directory says: trained horizons, horizon cap, band calibration; timer1.forecast.resolve.ModelFacts)."""
 
     def __init__(self, policy, *, name: str = "", facts: ModelFacts = ModelFacts(),
                  config: SlowThinkConfig | None = None,
@@ -234,7 +236,7 @@ class Forecaster:
         call per round, with what ``hints`` tell of each window (seeds, periods, the non-negative clip,
         thoughts, the full history). ``mode``: "auto" (slow thinking, then reflection on the history
         chooses between it and the statistical candidates, with a band from the chosen one's backtest
-        errors), "slow" (the model's drafts only, spread by its calibrated band scale,
+        errors), "slow" (the model's drafts only, widened per level by its band calibration,
         timer1.forecast.band) or "single" (one greedy answer). ``progress(done, total)`` after each
         batch, ``log`` gets slow thinking's round lines. All windows share one horizon."""
         check_mode(mode)
@@ -245,7 +247,7 @@ class Forecaster:
         levels = check_quantiles(quantiles)
         if mode == "auto":
             return assemble(self._reflect(windows, hints, progress, log), levels, hints.nonnegative)
-        results = [widen_result(r, self.facts.band_scale) for r in self._answers(windows, mode, hints, progress, log)]
+        results = [widen_result(r, self.facts.calibration) for r in self._answers(windows, mode, hints, progress, log)]
         return assemble(results, levels, hints.nonnegative)
 
     def _reflect(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
@@ -266,7 +268,7 @@ class Forecaster:
         for i, (full, result) in enumerate(zip(fulls, drafted[:n])):
             then = [drafted[n + j].point for j, owner in enumerate(owners) if owner == i]
             reflection = reflect(full.history, horizon, periods[i], ModelAnswers(result.point, then))
-            out.append(conclude(result, reflection, self.facts.band_scale))
+            out.append(conclude(result, reflection, self.facts.calibration))
         return out
 
     def _answers(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,

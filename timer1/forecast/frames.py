@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from timer1.forecast.inputs import quantile_column
+
 
 def require_pandas():
     try:
@@ -47,6 +49,6 @@ def forecast_frame(pandas, ids: list, forecast, names: tuple[str, str], future: 
     table = {names[0]: np.repeat(np.array(ids, dtype=object), horizon),
              names[1]: [d for dates in future for d in dates], "forecast": forecast.point.ravel()}
     for q, values in forecast.quantiles.items():
-        table[f"q{q:g}"] = values.ravel()
+        table[quantile_column(q)] = values.ravel()
     table["source"] = np.repeat(np.array(forecast.source, dtype=object), horizon)
     return pandas.DataFrame(table)

@@ -32,6 +32,21 @@ def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
     return levels
 
 
+def parse_quantiles(text: str) -> tuple[float, ...]:
+    """Levels written as on the command line, ``"0.05,0.5,0.95"``, checked as `check_quantiles`
+    does, in ascending order without repeats."""
+    try:
+        levels = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--quantiles takes numbers between 0 and 1 separated by commas, got {text!r}") from None
+    return tuple(sorted(set(check_quantiles(levels))))
+
+
+def quantile_column(level: float) -> str:
+    """The column of a quantile level in every table timer1 writes: ``q0.05``, ``q0.5``, ``q0.975``."""
+    return f"q{level:g}"
+
+
 def _is_number(x) -> bool:
     return x is None or (isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool))
 

@@ -25,13 +25,12 @@ import numpy as np
 from timer1.core.baselines import Drift, LastValue, Linear, SeasonalNaive, Theta, estimate_period
 from timer1.core.slow_think import SlowThinkResult, aggregate
 from timer1.core.window import Window
-from timer1.forecast.band import widen_result
+from timer1.forecast.band import BAND_LEVELS, BandCalibration, widen_result
 
 MODEL_ORIGINS = 3     # slow-thinking windows per forecast spent on the backtest (the cold-start cost)
 MAX_ORIGINS = 24      # origins the statistical candidates are scored on
 MODEL_WEIGHT = 0.25   # the model's share of the blend (the statistical candidate has 8x the origins)
 MIN_RESIDUALS = 20    # residuals a step's band needs; fewer, and the drafts' calibrated band stays
-BAND_LEVELS = np.linspace(0.0, 1.0, 51)  # the band as samples at levels i / 50: numpy's quantile q of them is level q
 MIN_FIT = 8           # values a candidate needs before an origin
 LINEAR_LOOKBACK = 336      # the linear candidate's input length: DLinear's (Zeng et al. 2023) ...
 LINEAR_FIT_RATIO = 5       # ... or less, so the values before the earliest origin give 4 windows per input
@@ -198,18 +197,19 @@ def band_samples(point: np.ndarray, residuals: np.ndarray) -> np.ndarray | None:
     return samples
 
 
-def conclude(result: SlowThinkResult, reflection: Reflection, band_scale: float) -> SlowThinkResult:
+def conclude(result: SlowThinkResult, reflection: Reflection, calibration: BandCalibration) -> SlowThinkResult:
     """The window's answer after reflection: the chosen candidate's point with the band of its own
     backtest residuals; with too few residuals, the model's drafts' band (widened by the model's
-    calibrated ``band_scale``), moved to the chosen point."""
+    ``calibration``), moved to the chosen point. ``band`` says which."""
     chosen = reflection.choice
     source = result.source if chosen == MODEL else chosen
     if reflection.samples is not None:
         samples = reflection.samples
     else:
-        drafts = widen_result(result, band_scale)
+        drafts = widen_result(result, calibration)
         samples = reflection.point + (drafts.samples - drafts.point)  # (K, H)
     _, quantiles = aggregate(samples)
     return replace(result, point=reflection.point.copy(), quantiles=quantiles, samples=samples, source=source,
                    fallback=result.fallback if chosen == MODEL else None, answer=f"reflection: {chosen}",
-                   backtest_mae=reflection.errors)
+                   backtest_mae=reflection.errors,
+                   band="drafts" if reflection.samples is None else "backtest errors")

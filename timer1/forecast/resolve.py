@@ -2,7 +2,7 @@
 values (a name under checkpoints/, a Hugging Face directory, a training run, a LoRA adapter, the
 SmolLM2 hub name converted once from its GGUF) into directories; ``open_policy`` loads them with
 one-line errors; ``model_facts`` reads what the directory says about forecasting with it (the
-horizons its recipes trained on, the horizon cap, the calibrated band scale)."""
+horizons its recipes trained on, the horizon cap, the band calibration)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from timer1.data.protocol import is_paper_dataset, protocol_for
-from timer1.forecast.band import read_band_scale
+from timer1.forecast.band import BandCalibration, read_band_calibration
 from timer1.tools.gguf import SMOLLM2_PACKAGE, convert, package_gguf
 
 DEFAULT_MODEL = "checkpoints/timer1-tiny"
@@ -190,17 +190,17 @@ def horizon_cap(model_dir: Path, adapter_dir: Path | None = None) -> int:
 class ModelFacts:
     """What a model's directory says about forecasting with it: the horizons its recipes trained on
     (`prompt_horizon` asks for one of them), the longest horizon it is asked for, and its calibrated
-    band scale (timer1.forecast.band; 1 = the drafts' own spread)."""
+    band calibration (timer1.forecast.band; none = the drafts' own spread)."""
 
     trained_horizons: tuple[int, ...] = ()
     horizon_cap: int = HORIZON_FACTOR * PAPER_HORIZON
-    band_scale: float = 1.0
+    calibration: BandCalibration = BandCalibration()
 
 
 def model_facts(model_dir: Path, adapter_dir: Path | None = None) -> ModelFacts:
     """The `ModelFacts` of a resolved model (and adapter: its calibration is the one that counts)."""
     return ModelFacts(trained_horizons(model_dir, adapter_dir), horizon_cap(model_dir, adapter_dir),
-                      read_band_scale(adapter_dir or model_dir))
+                      read_band_calibration(adapter_dir or model_dir))
 
 
 def default_horizon(series) -> int:

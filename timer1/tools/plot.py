@@ -1,8 +1,9 @@
 """Small SVG pictures with no plotting dependency: valid XML, written atomically, open in any browser.
 
-Forecasts (`render_svg`, forecast.py --plot): one panel per channel with the history's tail, the
-forecast and the 10-90% band of the slow-thinking drafts. Charts (`render_charts`): a grid of line
-(`Lines`) or bar (`Bars`) panels, e.g. training curves or a method's MSE.
+Forecasts (`render_svg`, forecast.py --plot): a panel per series (small multiples for several) with
+the history's tail, the forecast and its band. Charts (`render_charts`): a grid of line (`Lines`) or
+bar (`Bars`) panels: training curves, or each method's MASE per dataset (evaluate.py --plot). Every
+label is placed inside the canvas and every numeric axis has 4-6 round ticks (timer1.tools.svg).
 
     python -m timer1.tools.plot RUN_DIR [--out curves.svg]
     python -m timer1.tools.plot RUN_A RUN_B ... --out compare.svg [--keys reward val_mase]
@@ -24,17 +25,19 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from timer1.tools import svg
 from timer1.util.atomic import write_text_atomic
 
-WIDTH = 860           # px, whole figure
-PANEL_HEIGHT = 260    # px, one channel
-MARGIN = dict(left=70, right=20, top=34, bottom=46)
-N_DATE_LABELS = 6
+WIDTH = 860           # px, the whole figure
+PANEL_HEIGHT = 260    # px, one series
+COLUMNS = 2           # small multiples: two series a row
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
 
 
 @dataclass
 class Panel:
-    """One channel: history (dates, values), forecast (dates, point, low, high band)."""
+    """One series: history (dates, values), forecast (dates, point, low and high edges of the band)."""
 
     title: str
     history_dates: Sequence[str]
@@ -45,99 +48,151 @@ class Panel:
     high: Sequence[float] | None = None
 
 
+@dataclass(frozen=True)
+class Box:
+    """A panel's plot area in px: x0 left, x1 right, y0 top, y1 bottom (SVG y grows downwards)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
 def _points(xs: np.ndarray, ys: np.ndarray) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys) if np.isfinite(y))
 
 
 def _span(values: np.ndarray) -> tuple[float, float]:
-    """(low, high) of the finite values, widened by 1 each way when they are all equal."""
+    """(low, high) of the finite values ((0, 1) when there are none)."""
     finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    return (low - 1.0, high + 1.0) if low == high else (low, high)
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
 
 
-def _panel_svg(panel: Panel, top: float, width: int, height: int) -> list[str]:
-    history = np.asarray(panel.history, dtype=np.float64)  # (L,)
-    forecast = np.asarray(panel.forecast, dtype=np.float64)  # (H,)
-    low = forecast if panel.low is None else np.asarray(panel.low, dtype=np.float64)
-    high = forecast if panel.high is None else np.asarray(panel.high, dtype=np.float64)
-    y_min, y_max = _span(np.concatenate([history, forecast, low, high]))
-    n = len(history) + len(forecast)
-    x0, x1 = MARGIN["left"], width - MARGIN["right"]
-    y0, y1 = top + MARGIN["top"], top + height - MARGIN["bottom"]
+BAND_MARGIN = 0.25   # how far past the history and the point forecast the y range reaches for the band
 
-    def x_at(i):  # row index -> px
-        return x0 + (x1 - x0) * np.asarray(i, dtype=np.float64) / max(n - 1, 1)
 
-    def y_at(v):  # value -> px (SVG y grows downwards)
-        return y1 - (y1 - y0) * (np.asarray(v, dtype=np.float64) - y_min) / (y_max - y_min)
+def _y_limits(panel: Panel, history: np.ndarray, forecast: np.ndarray) -> tuple[float, float]:
+    """The y range: the history's and the point forecast's, widened for the band by at most
+    BAND_MARGIN of that span each way (a band wider than that is cut, not allowed to squash the
+    history into a thin line)."""
+    low, high = _span(np.concatenate([history, forecast]))
+    if panel.low is None or panel.high is None:
+        return low, high
+    reach = BAND_MARGIN * (high - low)
+    band_low, band_high = _span(np.concatenate([np.asarray(panel.low, float), np.asarray(panel.high, float)]))
+    return max(min(low, band_low), low - reach), min(max(high, band_high), high + reach)
 
-    hist_x = x_at(np.arange(len(history)))
-    fc_x = x_at(np.arange(len(history), n))
-    out = [f'<text x="{width / 2:.0f}" y="{top + 20:.0f}" text-anchor="middle" font-size="14">'
-           f'{escape(panel.title)}</text>',
-           f'<rect x="{x0}" y="{y0:.1f}" width="{x1 - x0}" height="{y1 - y0:.1f}" fill="none" stroke="#ccc"/>']
-    if panel.low is not None and panel.high is not None:
-        band = _points(np.concatenate([fc_x, fc_x[::-1]]), np.concatenate([y_at(high), y_at(low)[::-1]]))
-        out.append(f'<polygon class="band" points="{band}" fill="#9ecae1" fill-opacity="0.5" stroke="none"/>')
-    out.append(f'<polyline class="history" points="{_points(hist_x, y_at(history))}" '
-               'fill="none" stroke="#555" stroke-width="1.5"/>')
-    out.append(f'<polyline class="forecast" points="{_points(fc_x, y_at(forecast))}" '
-               'fill="none" stroke="#1f77b4" stroke-width="2"/>')
-    if len(history) and len(forecast):
-        split = float(x_at(len(history) - 0.5))
-        out.append(f'<line x1="{split:.1f}" y1="{y0:.1f}" x2="{split:.1f}" y2="{y1:.1f}" '
-                   'stroke="#999" stroke-dasharray="4 3"/>')
-    for value in (y_min, y_max):
-        out.append(f'<text x="{x0 - 6}" y="{float(y_at(value)) + 4:.1f}" text-anchor="end" font-size="11">'
-                   f'{value:.4g}</text>')
-    dates = list(panel.history_dates) + list(panel.forecast_dates)
-    for i in np.unique(np.linspace(0, n - 1, min(N_DATE_LABELS, n)).round().astype(int)):
-        label = dates[i] if i < len(dates) else str(i)
-        out.append(f'<text class="date" x="{float(x_at(i)):.1f}" y="{y1 + 16:.1f}" text-anchor="middle" '
-                   f'font-size="10">{escape(str(label))}</text>')
+
+def _y_axis(ticks: np.ndarray, box: Box, at) -> list[str]:
+    """Grid lines and labels at the y ticks, labels right-aligned left of the box."""
+    out = []
+    for value, label in zip(ticks, svg.tick_labels(ticks)):
+        y = float(at(value))
+        out.append(f'<line x1="{box.x0:.1f}" y1="{y:.1f}" x2="{box.x1:.1f}" y2="{y:.1f}" stroke="#eee"/>')
+        out.append(svg.text(box.x0 - 5, y + 3.5, label, anchor="end", css="tick y"))
     return out
 
 
-def render_svg(panels: Sequence[Panel], title: str = "") -> str:
-    """The SVG document for one or more panels stacked vertically (a figure title on top if given)."""
+def _x_dates(dates: list[str], box: Box, panel_edges: tuple[float, float], at) -> list[str]:
+    """4 to 6 date labels under the box, as many as fit at the largest font that lets 4 fit, each
+    kept inside the panel."""
+    labels = svg.short_dates(dates)
+    widest = max(len(label) for label in labels)
+    for size in (10, 9, 8, 7):
+        count = svg.TICKS[1]
+        while count > svg.TICKS[0] and count * (svg.CHAR_EM * size * widest + 8) > box.x1 - box.x0:
+            count -= 1
+        if count * (svg.CHAR_EM * size * widest + 8) <= panel_edges[1] - panel_edges[0]:
+            break
+    where = np.unique(np.linspace(0, len(labels) - 1, min(count, len(labels))).round().astype(int))
+    return [svg.text(svg.inside(float(at(i)), labels[i], size, *panel_edges), box.y1 + 15, labels[i],
+                     size=size, css="tick x date") for i in where]
+
+
+def _band(panel: Panel, fc_x, y_range: tuple[float, float], at) -> tuple[list[str], bool]:
+    """The band's polygon, clipped to the y range; whether anything was clipped."""
+    if panel.low is None or panel.high is None:
+        return [], False
+    low, high = (np.asarray(v, dtype=np.float64) for v in (panel.low, panel.high))
+    clipped = bool(np.nanmin(low) < y_range[0] or np.nanmax(high) > y_range[1])
+    low, high = np.clip(low, *y_range), np.clip(high, *y_range)
+    outline = _points(np.concatenate([fc_x, fc_x[::-1]]), np.concatenate([at(high), at(low)[::-1]]))
+    return [f'<polygon class="band" points="{outline}" fill="#9ecae1" fill-opacity="0.5" stroke="none"/>'], clipped
+
+
+def _panel_svg(panel: Panel, left: float, top: float, width: float) -> tuple[list[str], bool]:
+    """One series' panel at (left, top): the y range is the history's and the point forecast's, at
+    round ticks; the band is clipped to it (a wide band must not squash the history into a line).
+    Returns the SVG and whether the band was clipped."""
+    history = np.asarray(panel.history, dtype=np.float64)  # (L,)
+    forecast = np.asarray(panel.forecast, dtype=np.float64)  # (H,)
+    ticks = svg.nice_ticks(*_y_limits(panel, history, forecast))
+    y_range = float(ticks[0]), float(ticks[-1])
+    label_room = max(svg.text_width(label, 10) for label in svg.tick_labels(ticks)) + 12
+    box = Box(left + label_room, top + 30, left + width - 18, top + PANEL_HEIGHT - 30)
+    n = len(history) + len(forecast)
+
+    def x_at(i):  # row index -> px
+        return box.x0 + (box.x1 - box.x0) * np.asarray(i, dtype=np.float64) / max(n - 1, 1)
+
+    def y_at(v):  # value -> px
+        return box.y1 - (box.y1 - box.y0) * (np.asarray(v, dtype=np.float64) - y_range[0]) / (y_range[1] - y_range[0])
+
+    fc_x = x_at(np.arange(len(history), n))
+    band, clipped = _band(panel, fc_x, y_range, y_at)
+    out = [svg.text(left + width / 2, top + 19, svg.fit(panel.title, 13, width - 8), size=13, css="title"),
+           *_y_axis(ticks, box, y_at), *band,
+           f'<rect x="{box.x0:.1f}" y="{box.y0:.1f}" width="{box.x1 - box.x0:.1f}" height="{box.y1 - box.y0:.1f}" '
+           'fill="none" stroke="#ccc"/>',
+           f'<polyline class="history" points="{_points(x_at(np.arange(len(history))), y_at(history))}" '
+           'fill="none" stroke="#555" stroke-width="1.5"/>',
+           f'<polyline class="forecast" points="{_points(fc_x, y_at(forecast))}" '
+           'fill="none" stroke="#1f77b4" stroke-width="2"/>']
+    if len(history) and len(forecast):
+        split = float(x_at(len(history) - 0.5))
+        out.append(f'<line x1="{split:.1f}" y1="{box.y0:.1f}" x2="{split:.1f}" y2="{box.y1:.1f}" '
+                   'stroke="#999" stroke-dasharray="4 3"/>')
+    dates = [str(d) for d in [*panel.history_dates, *panel.forecast_dates]] or [str(i) for i in range(n)]
+    return out + _x_dates(dates, box, (left, left + width), x_at), clipped
+
+
+def render_svg(panels: Sequence[Panel], title: str = "", band: str = "10-90% band") -> str:
+    """The SVG document of one or more series: one full-width panel, or small multiples COLUMNS a row,
+    under an optional title, with one legend line (naming the ``band`` and where it was cut)."""
     if not panels:
         raise ValueError("render_svg needs at least one panel")
-    head = 28 if title else 0
-    height = head + PANEL_HEIGHT * len(panels)
-    body = [f'<text x="{WIDTH / 2:.0f}" y="20" text-anchor="middle" font-size="16" font-weight="bold">'
-            f'{escape(title)}</text>'] if title else []
+    columns = 1 if len(panels) == 1 else COLUMNS
+    width, head = WIDTH / columns, 28 if title else 0
+    rows = -(-len(panels) // columns)
+    height = head + PANEL_HEIGHT * rows + 22
+    body = [svg.text(WIDTH / 2, 20, svg.fit(title, 16, WIDTH - 8), size=16, extra=' font-weight="bold"')] if title else []
+    clipped = []
     for k, panel in enumerate(panels):
-        body += _panel_svg(panel, head + k * PANEL_HEIGHT, WIDTH, PANEL_HEIGHT)
-    # a panel without a band (one draft kept, a fallback) must not be read as a 10-90% interval
-    band = ", 10-90% band (shaded)" if any(p.low is not None and p.high is not None for p in panels) else ""
-    legend = ('<text x="{x}" y="{y}" font-size="11" fill="#555">history (grey), forecast (blue){band}'
-              '</text>').format(x=MARGIN["left"], y=height - 8, band=band)
-    return _document(WIDTH, height, body + [legend])
+        drawn, cut = _panel_svg(panel, width * (k % columns), head + PANEL_HEIGHT * (k // columns), width)
+        body += drawn
+        clipped += [panel.title] if cut else []
+    banded = any(p.low is not None and p.high is not None for p in panels)
+    legend = "history (grey), forecast (blue)" + (f", {band} (shaded)" if banded else "")
+    if clipped:
+        legend += "; band cut at the panel's edge " + (f"in {len(clipped)} of {len(panels)} panels" if len(clipped) > 2
+                                                        else "in " + " and ".join(clipped))
+    body.append(svg.text(8, height - 8, svg.fit(legend, 11, WIDTH - 16), size=11, anchor="start", css="legend",
+                         extra=' fill="#555"'))
+    return svg.document(WIDTH, height, body)
 
 
-def _document(width: float, height: float, body: list[str]) -> str:
-    """A standalone SVG document of `body` on a white background."""
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="sans-serif">\n'
-            f'<rect width="{width}" height="{height}" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n")
-
-
-def write_svg(path: str | os.PathLike, panels: Sequence[Panel], title: str = "") -> Path:
+def write_svg(path: str | os.PathLike, panels: Sequence[Panel], title: str = "", band: str = "10-90% band") -> Path:
     """Render and write atomically."""
-    return write_text_atomic(Path(path), render_svg(panels, title))
+    return write_text_atomic(Path(path), render_svg(panels, title, band))
 
 
 # ----------------------------------------------------------------------------------------------
 # Charts: panels of lines or bars in a grid
 
 CHART_WIDTH, CHART_HEIGHT = 430, 270     # px, one panel
-CHART_MARGIN = dict(left=64, right=14, top=30, bottom=80)   # the bottom holds tick labels, x label, legend
-COLUMNS = 2
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf")
 MARKERS_BELOW = 20   # series with fewer points get a dot per point (sparse validation scores stay visible)
+HIGHLIGHT = "#d62728"  # the highlighted bar; the others are MUTED
+MUTED = "#6b8fb5"
 
 
 @dataclass
@@ -152,56 +207,60 @@ class Lines:
 
 @dataclass
 class Bars:
-    """A bar panel: one horizontal bar per named value (None = no value, drawn as "n/a")."""
+    """A bar panel: one horizontal bar per named value (None = no value, drawn as "n/a"); the bar
+    named ``highlight`` stands out."""
 
     title: str
     x_label: str
     values: dict[str, float | None]
+    highlight: str | None = None
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def _frame(left: float, top: float, chart_title: str, x_label: str, y_label: str) -> tuple[list[str], tuple]:
-    """Title, plot box and axis labels of one panel; returns the SVG and the box (x0, y0, x1, y1)."""
-    x0, x1 = left + CHART_MARGIN["left"], left + CHART_WIDTH - CHART_MARGIN["right"]
-    y0, y1 = top + CHART_MARGIN["top"], top + CHART_HEIGHT - CHART_MARGIN["bottom"]
-    out = [f'<text class="title" x="{(x0 + x1) / 2:.0f}" y="{top + 18:.0f}" text-anchor="middle" '
-           f'font-size="13">{escape(chart_title)}</text>',
-           f'<rect x="{x0:.0f}" y="{y0:.0f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}" fill="none" stroke="#ccc"/>',
-           f'<text class="x-label" x="{(x0 + x1) / 2:.0f}" y="{y1 + 30:.0f}" text-anchor="middle" '
-           f'font-size="11">{escape(x_label)}</text>']
+def _frame(left: float, top: float, panel: Lines | Bars, box: Box) -> list[str]:
+    """Title, plot box and axis titles of one chart panel."""
+    out = [svg.text(left + CHART_WIDTH / 2, top + 18, svg.fit(panel.title, 13, CHART_WIDTH - 8), size=13, css="title"),
+           f'<rect x="{box.x0:.0f}" y="{box.y0:.0f}" width="{box.x1 - box.x0:.0f}" height="{box.y1 - box.y0:.0f}" '
+           'fill="none" stroke="#ccc"/>',
+           svg.text((box.x0 + box.x1) / 2, box.y1 + 30, svg.fit(panel.x_label, 11, CHART_WIDTH - 8), size=11,
+                    css="x-label")]
+    y_label = getattr(panel, "y_label", "")
     if y_label:
-        out.append(f'<text class="y-label" x="{left + 12:.0f}" y="{(y0 + y1) / 2:.0f}" text-anchor="middle" '
-                   f'font-size="11" transform="rotate(-90 {left + 12:.0f} {(y0 + y1) / 2:.0f})">{escape(y_label)}</text>')
-    return out, (x0, y0, x1, y1)
+        x, y = left + 12, (box.y0 + box.y1) / 2
+        out.append(svg.text(x, y, svg.fit(y_label, 11, box.y1 - box.y0), size=11, css="y-label",
+                            extra=f' transform="rotate(-90 {x:.0f} {y:.0f})"'))
+    return out
 
 
 def _legend(names: Sequence[str], x0: float, x1: float, y: float) -> list[str]:
-    """Colour keys flowing left to right from (x0, y), wrapping at x1 (about 5 px per character)."""
+    """Colour keys flowing left to right from (x0, y), wrapping at x1."""
     out, x = [], x0
     for k, name in enumerate(names):
-        width = 20 + 5 * len(name)
+        label = svg.fit(name, 9, x1 - x0 - 12)
+        width = 16 + svg.text_width(label, 9)
         if x + width > x1 and x > x0:
             x, y = x0, y + 12
-        color = PALETTE[k % len(PALETTE)]
-        out.append(f'<rect x="{x:.0f}" y="{y - 7:.0f}" width="8" height="8" fill="{color}"/>'
-                   f'<text class="legend" x="{x + 11:.0f}" y="{y:.0f}" font-size="9">{escape(name)}</text>')
+        out.append(f'<rect x="{x:.0f}" y="{y - 7:.0f}" width="8" height="8" fill="{PALETTE[k % len(PALETTE)]}"/>'
+                   + svg.text(x + 11, y, label, size=9, anchor="start", css="legend"))
         x += width
     return out
 
 
 def _lines_svg(panel: Lines, left: float, top: float) -> list[str]:
-    out, (x0, y0, x1, y1) = _frame(left, top, panel.title, panel.x_label, panel.y_label)
     data = {name: (np.asarray(xs, dtype=np.float64), np.array(ys, dtype=np.float64))
             for name, (xs, ys) in panel.series.items()}
-    x_min, x_max = _span(np.concatenate([xs for xs, _ in data.values()]))
-    y_min, y_max = _span(np.concatenate([ys for _, ys in data.values()]))
+    x_ticks = svg.nice_ticks(*_span(np.concatenate([xs for xs, _ in data.values()])))
+    y_ticks = svg.nice_ticks(*_span(np.concatenate([ys for _, ys in data.values()])))
+    room = max(svg.text_width(label, 10) for label in svg.tick_labels(y_ticks)) + 30
+    box = Box(left + room, top + 30, left + CHART_WIDTH - 16, top + CHART_HEIGHT - 80)
 
     def at(x, y):
-        return x0 + (x1 - x0) * (x - x_min) / (x_max - x_min), y1 - (y1 - y0) * (y - y_min) / (y_max - y_min)
+        return (box.x0 + (box.x1 - box.x0) * (x - x_ticks[0]) / (x_ticks[-1] - x_ticks[0]),
+                box.y1 - (box.y1 - box.y0) * (y - y_ticks[0]) / (y_ticks[-1] - y_ticks[0]))
 
+    out = _frame(left, top, panel, box) + _y_axis(y_ticks, box, lambda v: at(x_ticks[0], v)[1])
+    for value, label in zip(x_ticks, svg.tick_labels(x_ticks)):
+        x = svg.inside(at(value, 0)[0], label, 10, left, left + CHART_WIDTH)
+        out.append(svg.text(x, box.y1 + 14, label, css="tick x"))
     for k, (name, (xs, ys)) in enumerate(data.items()):
         color = PALETTE[k % len(PALETTE)]
         keep = np.isfinite(xs) & np.isfinite(ys)
@@ -211,33 +270,34 @@ def _lines_svg(panel: Lines, left: float, top: float) -> list[str]:
                    f'stroke-width="1.5"/>')
         if len(points) < MARKERS_BELOW:
             out += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{color}"/>' for px, py in points]
-    for value in (y_min, y_max):
-        out.append(f'<text class="tick" x="{x0 - 4:.0f}" y="{at(x_min, value)[1] + 4:.1f}" text-anchor="end" '
-                   f'font-size="10">{_fmt(value)}</text>')
-    for value in (x_min, x_max):
-        out.append(f'<text class="tick" x="{at(value, y_min)[0]:.1f}" y="{y1 + 14:.0f}" text-anchor="middle" '
-                   f'font-size="10">{_fmt(value)}</text>')
-    return out + _legend(list(data), x0, x1, y1 + 46)
+    return out + _legend(list(data), box.x0, left + CHART_WIDTH - 4, box.y1 + 46)
 
 
 def _bars_svg(panel: Bars, left: float, top: float) -> list[str]:
-    out, (x0, y0, x1, y1) = _frame(left, top, panel.title, panel.x_label, "")
-    label_width = 96  # method names sit inside the plot box, left of their bar
+    names = {name: svg.fit(name, 10, 120) for name in panel.values}
+    room = max(svg.text_width(label, 10) for label in names.values()) + 12
+    box = Box(left + room, top + 30, left + CHART_WIDTH - 16, top + CHART_HEIGHT - 80)
     known = [v for v in panel.values.values() if v is not None and np.isfinite(v)]
-    top_value = max(known, default=1.0) or 1.0
-    height = (y1 - y0) / max(len(panel.values), 1)
+    ticks = svg.nice_ticks(0.0, max(known, default=1.0) or 1.0)
+    scale = (box.x1 - box.x0 - 36) / ticks[-1]   # 36 px right of the longest bar keep its value's label
+    out = _frame(left, top, panel, box)
+    for value, label in zip(ticks, svg.tick_labels(ticks)):
+        x = box.x0 + scale * value
+        out.append(f'<line x1="{x:.1f}" y1="{box.y0:.1f}" x2="{x:.1f}" y2="{box.y1:.1f}" stroke="#eee"/>')
+        out.append(svg.text(svg.inside(x, label, 10, left, left + CHART_WIDTH), box.y1 + 14, label, css="tick x"))
+    height = (box.y1 - box.y0) / max(len(panel.values), 1)
     for k, (name, value) in enumerate(panel.values.items()):
-        y = y0 + k * height
-        out.append(f'<text class="bar-label" x="{x0 + label_width - 4:.0f}" y="{y + height / 2 + 4:.1f}" '
-                   f'text-anchor="end" font-size="10">{escape(name)}</text>')
+        y, bold = box.y0 + k * height, name == panel.highlight
+        weight = ' font-weight="bold"' if bold else ""
+        out.append(svg.text(box.x0 - 4, y + height / 2 + 4, names[name], anchor="end", css="bar-label", extra=weight))
         if value is None or not np.isfinite(value):
-            out.append(f'<text x="{x0 + label_width + 4:.0f}" y="{y + height / 2 + 4:.1f}" font-size="10">n/a</text>')
+            out.append(svg.text(box.x0 + 4, y + height / 2 + 4, "n/a", anchor="start"))
             continue
-        length = (x1 - x0 - label_width - 40) * max(value, 0.0) / top_value
-        out.append(f'<path class="bar" data-series="{escape(name)}" d="M{x0 + label_width:.1f},{y + 0.15 * height:.1f} '
-                   f'h{length:.1f} v{0.7 * height:.1f} h{-length:.1f} Z" fill="{PALETTE[k % len(PALETTE)]}"/>')
-        out.append(f'<text class="value" x="{x0 + label_width + length + 3:.1f}" y="{y + height / 2 + 4:.1f}" '
-                   f'font-size="9">{_fmt(value)}</text>')
+        length = scale * max(value, 0.0)
+        out.append(f'<path class="bar" data-series="{escape(name)}" d="M{box.x0:.1f},{y + 0.15 * height:.1f} '
+                   f'h{length:.1f} v{0.7 * height:.1f} h{-length:.1f} Z" fill="{HIGHLIGHT if bold else MUTED}"/>')
+        out.append(svg.text(box.x0 + length + 3, y + height / 2 + 4, f"{value:.4g}", size=9, anchor="start",
+                            css="value", extra=weight))
     return out
 
 
@@ -248,12 +308,11 @@ def render_charts(panels: Sequence[Lines | Bars], title: str = "") -> str:
     head = 30 if title else 0
     rows = -(-len(panels) // COLUMNS)
     width, height = CHART_WIDTH * min(COLUMNS, len(panels)), head + CHART_HEIGHT * rows
-    body = [f'<text x="{width / 2:.0f}" y="20" text-anchor="middle" font-size="15" font-weight="bold">'
-            f'{escape(title)}</text>'] if title else []
+    body = [svg.text(width / 2, 20, svg.fit(title, 15, width - 8), size=15, extra=' font-weight="bold"')] if title else []
     for k, panel in enumerate(panels):
         left, top = CHART_WIDTH * (k % COLUMNS), head + CHART_HEIGHT * (k // COLUMNS)
         body += (_lines_svg if isinstance(panel, Lines) else _bars_svg)(panel, left, top)
-    return _document(width, height, body)
+    return svg.document(width, height, body)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,53 @@
+"""The forecast CSV that forecast.py writes, wide (one file, one channel or ``--column all``) or long
+(``--id-column``): one row per future date with the point forecast, one column per quantile level
+named ``q<level>`` (``q0.05``, ``q0.5``, as `Forecaster.predict_df` names them) and the ``source``
+that answered. Cells of levels other than the median are left empty when there is no band (fewer
+than two drafts kept, a single pass, a fallback): a zero-width band would claim a certainty that
+nothing measured."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Sequence
+
+from timer1.forecast.inputs import quantile_column
+
+
+def format_number(value: float) -> str:
+    return f"{float(value):.10g}"
+
+
+def has_band(result) -> bool:
+    """Whether ``result`` (a SlowThinkResult) has a band: reflection's (from backtest errors, or the
+    drafts' moved to the chosen point) or the drafts' own (two or more kept, not a fallback)."""
+    if result.answer.startswith("reflection"):
+        return len(result.samples) >= 2
+    return result.kept >= 2 and not result.used_fallback
+
+
+def header(first: Sequence[str], levels: Sequence[float]) -> list[str]:
+    """The leading columns ``first`` (date; channel and date; id and timestamp), then forecast,
+    q<level>..., source."""
+    return [*first, "forecast", *(quantile_column(q) for q in levels), "source"]
+
+
+def forecast_rows(first: Sequence[str], dates: Sequence[str], forecast, index: int) -> list[list[str]]:
+    """Series ``index`` of ``forecast`` (a timer1.forecast.forecaster.Forecast) as one row per date in
+    ``dates``: ``first`` cells (its channel or id, or none), date, forecast, its quantiles, source."""
+    result = forecast.results[index]
+    band = has_band(result)
+    rows = []
+    for k, date in enumerate(dates):
+        levels = [format_number(values[index, k]) if band or q == 0.5 else ""
+                  for q, values in forecast.quantiles.items()]
+        rows.append([*first, date, format_number(forecast.point[index, k]), *levels, result.source])
+    return rows
+
+
+def csv_text(columns: list[str], rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue()
