@@ -355,8 +355,9 @@ def run(args) -> int:
     started = time.perf_counter()
     forecaster = Forecaster.from_pretrained(model_dir, adapter_dir, args.device, args.dtype, threads=args.threads,
                                             config=config, max_new_tokens=args.max_new_tokens)
+    dtype = str(forecaster.policy.model.lm_head.weight.dtype).removeprefix("torch.")
     log(f"loaded {forecaster.name} ({forecaster.policy.prompt_format.style} prompts) "
-        f"on {forecaster.device} in {resolving + time.perf_counter() - started:.1f} s")
+        f"on {forecaster.device} ({dtype}) in {resolving + time.perf_counter() - started:.1f} s")
     for note in notes:
         log(note)
     mode = "single" if args.single_pass else args.mode

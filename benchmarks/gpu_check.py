@@ -10,7 +10,9 @@ Rows, all on random weights (no download):
 1. parity: per-token log-probs of a random Qwen2 (Qwen2.5-0.5B widths, 2 layers) under the device's
    bf16 autocast against the fp32 CPU path: max and mean |d logp|, and how often the top-1 token agrees;
 2. decode tokens/s at the Qwen2.5-0.5B, 1.5B and 7B shapes (bf16 weights) with 1, 16 and 64 samples
-   after a 256-token prompt, as a fraction of the memory-bandwidth floor (a decode step reads every
+   after a 256-token prompt, through ``generate``'s default path (its fixed-shape step replayed as a
+   CUDA graph; ``--compile``: the step through ``torch.compile`` first, the compile inside the
+   warm-up), as a fraction of the memory-bandwidth floor (a decode step reads every
    weight once for all rows, plus each row's KV cache), against Hugging Face ``generate()`` on the
    same weights, built on the same device, when transformers is importable (timer1 never needs it);
 3. one GRIP update at the 1.5B and 7B shapes with LoRA (r 16, every projection) and gradient
@@ -19,10 +21,15 @@ Rows, all on random weights (no download):
    fraction of peak: model FLOPs = 2 x (linear weights) x tokens per forward, the reference pass one
    forward, each inner update three (forward, the checkpointed forward again, input gradients through
    the frozen weights); attention's FLOPs are left out, so the fraction is a lower bound;
-4. the 7B preset's GRIP step (configs/grip_qwen2.5_7b.toml on 4 GPUs) projected from rows 2 and 3:
-   each GPU samples its prompts' k*G rows for the full completion budget (the worst case), at the
-   step time interpolated between the 16- and 64-row decode rows, then updates its G rows a prompt,
-   the update's time scaled by tokens from row 3 (a prompt counts once: it is encoded once a group);
+4. the 7B preset's GRIP step (configs/grip_qwen2.5_7b.toml on 4 GPUs) projected from rows 0, 2 and 3:
+   each GPU samples its prompts' k*G rows for the full completion budget (the worst case), as many
+   prompts a sampler call as ``timer1.core.rollout`` fits in half the memory the bf16 weights leave
+   (``rollout_prompts = 0``); a decode step's time is the line through the 16- and 64-row decode rows
+   at the call's rows, plus reading the longer KV cache at the measured copy bandwidth: a step attends
+   over the filled slots rounded up to the sampler's CUDA block (``ATTEND_BLOCK``), on average
+   prompt + budget / 2 + half a block, where row 2's steps read all 256 + new slots of their cache
+   (one block); then the update of its G rows a prompt, the
+   update's time scaled by tokens from row 3 (a prompt counts once: it is encoded once a group);
 5. which SDPA kernel (flash, memory-efficient, math) accepts each kind of attention call timer1 makes.
 Every timing follows a warm-up run of the same call.
 """
@@ -51,8 +58,9 @@ from timer1.core.grip import loss_totals  # noqa: E402
 from timer1.core.lora import apply_lora  # noqa: E402
 from timer1.core.model import Qwen2, Qwen2Config  # noqa: E402
 from timer1.core.reference import Reference  # noqa: E402
-from timer1.core.rollout import TrainBatch, completion_logprobs  # noqa: E402
-from timer1.core.sampler import generate  # noqa: E402
+from timer1.core.rollout import (KV_SHARE_OF_FREE, TrainBatch, completion_logprobs,  # noqa: E402
+                                  fitting_prompts, kv_budget, kv_bytes_per_row)
+from timer1.core.sampler import ATTEND_BLOCK, generate  # noqa: E402
 
 SHAPES = {  # Qwen2.5 config.json values
     "0.5B": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -73,7 +81,8 @@ TOKENS_PER_TABLE_ROW = 20   # the paper prompt's "2016-07-01 00:00:00 12.345" ro
 class Sizes:
     """What one run measures: the full shapes on a GPU, small ones (2 layers, vocabulary 8192) with --quick."""
 
-    def __init__(self, quick: bool):
+    def __init__(self, quick: bool, compile: bool):
+        self.compile = compile                                      # generate(compile=...) in the decode rows
         self.layers = 2 if quick else None
         self.decode_shapes = ("0.5B", "1.5B") if quick else ("0.5B", "1.5B", "7B")
         self.new_tokens = 16 if quick else 128
@@ -199,8 +208,8 @@ def decode_rows(name: str, sizes: Sizes, device, bandwidth: float) -> Iterator[t
     new = sizes.new_tokens
     for samples in SAMPLE_COUNTS:
         tokens = samples * new
-        ours = tokens / timed(lambda: generate(model, [prompt], max_new_tokens=new, num_samples=samples, seed=0),
-                              device)
+        ours = tokens / timed(lambda: generate(model, [prompt], max_new_tokens=new, num_samples=samples, seed=0,
+                                               compile=sizes.compile), device)
         theirs = "HF generate n/a (no transformers)"
         if hf is not None:
             ids = torch.tensor([prompt] * samples, device=device)
@@ -208,7 +217,8 @@ def decode_rows(name: str, sizes: Sizes, device, bandwidth: float) -> Iterator[t
                                                       top_k=0, pad_token_id=0), device)
             theirs = f"HF generate {rate:,.0f} tok/s: timer1 {ours / rate:.2f}x"
         floor = decode_floor(model, samples, new, bandwidth)
-        label = f"decode {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, {samples} sample(s), bf16"
+        path = ("compiled" if sizes.compile else "eager") + (", CUDA graph" if device.type == "cuda" else "")
+        label = f"decode {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, {samples} sample(s), bf16, {path}"
         yield (f"| {label} | timer1 {ours:,.0f} tok/s = {ours / floor:.1%} of the bandwidth floor "
                f"({floor:,.0f}); {theirs} |", samples, ours)
 
@@ -275,22 +285,35 @@ def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, floa
 # 4. the 7B preset's step, projected
 
 
-def projected_step(decode: dict[int, float], update_seconds: float, update_tokens: int, label: str) -> str:
+def projected_step(decode: dict[int, float], update: tuple[float, int], config: Qwen2Config, bandwidth: float,
+                   device, sizes: Sizes) -> str:
     """One GRIP step of the 7B preset on PRESET_GPUS GPUs from measured rows (module docstring, row 4);
-    ``decode`` maps rows -> tokens/s at the 7B shape."""
+    ``decode`` maps rows -> tokens/s at the shape of ``config`` (the last decode shape) and ``update``
+    is row 3's (seconds, tokens)."""
     preset = tomllib.loads(PRESET.read_text())
     prompts = preset["batch"] // PRESET_GPUS                        # prompts per GPU per step
-    rows, budget = preset["k"] * preset["G"], preset["max_completion"]
-    (r0, t0), (r1, t1) = (16, 16 / decode[16]), (64, 64 / decode[64])   # seconds per decode step
-    step = t0 + (t1 - t0) * (rows - r0) / (r1 - r0)
-    rollout = prompts * budget * step
+    K, budget = preset["k"] * preset["G"], preset["max_completion"]
     prompt = preset["data"]["lookback"] * TOKENS_PER_TABLE_ROW
+    dtype = torch.bfloat16
+    with torch.device("meta"):
+        weights = sum(p.numel() for p in Qwen2(config).parameters()) * dtype.itemsize
+    memory = (torch.cuda.get_device_properties(device).total_memory - weights) * KV_SHARE_OF_FREE \
+        if device.type == "cuda" else kv_budget(device)
+    per_call = min(prompts, fitting_prompts(config, K, prompt + budget, dtype, int(memory)))
+    calls, rows = -(-prompts // per_call), per_call * K
+    (r0, t0), (r1, t1) = (16, 16 / decode[16]), (64, 64 / decode[64])   # seconds per decode step
+    slots_read = prompt + budget // 2 + ATTEND_BLOCK["cuda"] // 2 - (PROMPT_TOKENS + sizes.new_tokens)
+    longer_cache = rows * kv_bytes_per_row(config, slots_read, dtype) / bandwidth
+    step = t0 + (t1 - t0) * (rows - r0) / (r1 - r0) + longer_cache
+    rollout = calls * budget * step
     tokens = prompts * (prompt + preset["G"] * budget)            # a prompt once, then its G rows
-    update = update_seconds * tokens / update_tokens
-    return (f"| projected {label} step: {preset['batch']} prompts on {PRESET_GPUS} GPUs, k*G = {rows} rows of up "
-            f"to {budget} tokens, mu {preset['mu']} | rollouts {rollout / 60:.1f} min + update {update / 60:.1f} min "
-            f"= {(rollout + update) / 60:.1f} min per step ({prompts} prompts x {budget} decode steps of "
-            f"{step * 1e3:.1f} ms; update scaled by tokens, {tokens:,} per GPU) |")
+    update_seconds = update[0] * tokens / update[1]
+    label = f"{sizes.decode_shapes[-1]}{f' ({sizes.layers} layers)' if sizes.layers else ''}"
+    return (f"| projected {label} step: {preset['batch']} prompts on {PRESET_GPUS} GPUs, k*G = {K} rows of up "
+            f"to {budget} tokens, mu {preset['mu']} | rollouts {rollout / 60:.1f} min + update "
+            f"{update_seconds / 60:.1f} min = {(rollout + update_seconds) / 60:.1f} min per step ({calls} call(s) of "
+            f"{rows} rows x {budget} decode steps of {step * 1e3:.1f} ms, {longer_cache * 1e3:.1f} ms of it the "
+            f"longer KV cache; update scaled by tokens, {tokens:,} per GPU) |")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,8 +364,8 @@ def rows(device, sizes: Sizes) -> Iterator[str]:
         row, seconds, tokens = grip_update(name, sizes, device, peak)
         yield row
         update = (seconds, tokens)
-    label = f"{sizes.decode_shapes[-1]}{' (2 layers)' if sizes.layers else ''}"
-    yield projected_step(decode_7b, *update, label)
+    shape = random_model(SHAPES[sizes.decode_shapes[-1]], sizes.layers, "meta", torch.bfloat16).config
+    yield projected_step(decode_7b, update, shape, bandwidth, device, sizes)
     yield from sdpa_kernels(device)
 
 
@@ -350,13 +373,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="2 layers per shape, no 7B, short sequences")
+    parser.add_argument("--compile", action="store_true", help="decode rows: generate(compile=True)")
     args = parser.parse_args()
     device = torch.device(args.device)
     started = time.perf_counter()
     print(f"torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""), flush=True)
     print("| check | result |\n|---|---|", flush=True)
-    for row in rows(device, Sizes(args.quick)):
+    for row in rows(device, Sizes(args.quick, args.compile)):
         print(row, flush=True)
     print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
 

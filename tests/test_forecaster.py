@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import timer1
 from timer1.core.slow_think import SlowThinkConfig
@@ -208,3 +209,24 @@ def test_an_adapter_on_the_smollm2_hub_name_gets_the_cached_conversion(monkeypat
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "someone/OtherLM"}))
     with pytest.raises(FileNotFoundError, match="trained on someone/OtherLM, which is not found"):
         resolve_model(adapter)
+
+
+def test_auto_dtype_is_the_checkpoints_own_on_cuda_and_fp32_on_cpu(tmp_path):
+    """A forecast never runs a model in a precision it was not saved in unless asked: "auto" reads the
+    checkpoint's torch_dtype for cuda (no GPU needed to decide it) and is fp32 on cpu."""
+    import json
+    import shutil
+
+    from timer1.forecast.resolve import forecast_dtype
+
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "timer1-tiny"
+    halved = tmp_path / "bf16"
+    shutil.copytree(shipped, halved)
+    config = json.loads((halved / "config.json").read_text())
+    (halved / "config.json").write_text(json.dumps({**config, "torch_dtype": "bfloat16"}))
+    assert forecast_dtype(shipped, "cuda", "auto") == "float32"      # timer1-tiny was trained in fp32
+    assert forecast_dtype(halved, "cuda", None) == "bfloat16"
+    assert forecast_dtype(halved, "cpu", "auto") == "float32"
+    assert forecast_dtype(shipped, "cuda", "bfloat16") == "bfloat16"  # asked for: as asked
+    forecaster = Forecaster.from_pretrained(shipped, dtype="bfloat16", threads=1)
+    assert forecaster.policy.model.lm_head.weight.dtype == torch.bfloat16   # --dtype bfloat16 on cpu runs bf16

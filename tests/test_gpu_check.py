@@ -27,6 +27,7 @@ def test_gpu_check_quick_on_cpu_prints_rows_as_it_makes_them():
                 ("| GRIP update 1.5B (2 layers)", 1), ("| projected 1.5B (2 layers) step", 1), ("| SDPA: ", 4)]
     for kind, count in expected:
         assert sum(row.startswith(kind) for row in rows) == count, (kind, rows)
-    assert all("of the bandwidth floor" in row for row in rows if row.startswith("| decode"))
+    assert all("of the bandwidth floor" in row and "bf16, eager |" in row for row in rows if row.startswith("| decode"))
+    assert "1 call(s) of 192 rows" in next(row for row in rows if row.startswith("| projected"))  # 4 prompts x 48
     assert "of peak" in next(row for row in rows if row.startswith("| GRIP update"))
     assert rest.strip().splitlines()[-1].startswith("done in ")

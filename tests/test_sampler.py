@@ -215,12 +215,12 @@ def test_auto_compile_after_enough_eager_steps(monkeypatch):
     compiled step (stubbed here by an eager wrapper that counts its calls)."""
     calls = []
 
-    def counting_core(*args):
+    def counting_step(*args):
         calls.append(1)
-        return Qwen2.core(*args)
+        return sampler.decode_step(*args)
 
     monkeypatch.setattr(sampler, "AUTO_COMPILE_STEPS", 10)
-    monkeypatch.setattr(sampler, "_compiled_core", lambda: counting_core)
+    monkeypatch.setattr(sampler, "_compiled_step", lambda: counting_step)
     model, other = tiny_model(), tiny_model()
     first = generate(model, [[1, 2, 3]], max_new_tokens=6, temperature=0)  # 5 eager steps
     generate(model, [[1, 2, 3]], max_new_tokens=6, temperature=0)  # 10: still eager

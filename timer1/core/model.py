@@ -13,6 +13,7 @@ so DDP and ``state_dict`` never see it).
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -73,7 +74,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=config.attention_bias)
 
-    def forward(self, x, cos, sin, mask, is_causal, cache: KVCache | None, start: int = 0):
+    def forward(self, x, cos, sin, mask, is_causal, cache: KVCache | None, start: int | torch.Tensor = 0):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, d)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, d)
@@ -270,10 +271,11 @@ class Qwen2(nn.Module):
         mask, is_causal = self._attention_mask(T, start, real, cache, device)
         return start, positions, mask, is_causal
 
-    def core(self, input_ids, positions, mask, is_causal, cache: KVCache | None = None, start: int = 0,
-             return_hidden: bool = False, last_only: bool = False) -> torch.Tensor:
+    def core(self, input_ids, positions, mask, is_causal, cache: KVCache | None = None,
+             start: int | torch.Tensor = 0, return_hidden: bool = False, last_only: bool = False) -> torch.Tensor:
         """Embeddings, the blocks, the final norm and ``lm_head`` on prepared inputs: pure tensor work
-        that writes cache slots ``[start, start + T)`` and reads no other cache state."""
+        that writes cache slots ``[start, start + T)`` and reads no other cache state (``start`` a
+        tensor: the fixed-shape decode step, :meth:`KVCache.write`)."""
         x = self.model.embed_tokens(input_ids)  # (B, T, D)
         cos, sin = rope_cos_sin(positions, self._rope_inv_freq(input_ids.device), x.dtype)  # (B, 1, T, d)
         use_ckpt = self.gradient_checkpointing and torch.is_grad_enabled()
@@ -439,14 +441,32 @@ class KVCache:
         self.valid[:, start:start + T] = True if real is None else real
         self.has_padding = self.has_padding or (real is not None and not bool(real.all()))
 
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor):
         """Store ``k``/``v`` at slots ``[start, start + T)`` of ``layer`` and return its slots
         ``[0, start + T)``. ``start`` is an argument, not ``self.length``, so a compiled step reads
-        no Python state of the cache (one graph for every step)."""
+        no Python state of the cache.
+
+        ``start`` as a ``(1,)`` long tensor is the fixed-shape decode step (T = 1, gpt-fast's static
+        cache): the slot is written in place with ``index_copy_`` and every slot is returned (of a
+        :meth:`window`: the slots it spans), the caller's validity mask hiding those not written yet,
+        so every step has the same shapes and reads its slot from device memory: it can be replayed
+        as a CUDA graph."""
+        if isinstance(start, torch.Tensor):
+            self.k[layer].index_copy_(2, start, k)  # (B, Hkv, max_len, d)
+            self.v[layer].index_copy_(2, start, v)
+            return self.k[layer], self.v[layer]
         end = start + k.shape[2]
         self.k[layer][:, :, start:end] = k
         self.v[layer][:, :, start:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def window(self, limit: int) -> KVCache:
+        """Slots ``[0, limit)`` as a cache of their own made of views of this one's tensors: a decode
+        step on it attends over those slots only, and what it writes lands in this cache."""
+        view = copy.copy(self)
+        view.k, view.v = [t[:, :, :limit] for t in self.k], [t[:, :, :limit] for t in self.v]
+        view.valid = self.valid[:, :limit]  # (B, limit); next_pos is shared as it is
+        return view
 
     def advance(self, T: int, attention_mask: torch.Tensor | None = None) -> None:
         """After a forward wrote ``T`` slots: move ``length`` on and each row's rotary position by

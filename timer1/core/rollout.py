@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from timer1.core.grip import Groups
-from timer1.core.model import KVCache, head_logprobs
+from timer1.core.model import KVCache, Qwen2Config, head_logprobs
 from timer1.core.rewards import REWARD_KEYS, compute_reward
 from timer1.core.sampler import generate, left_pad
 from timer1.util.dist import unwrap
@@ -52,10 +52,13 @@ class Rollout:
 def sample_rollout(model: nn.Module, tokenizer, prompts: list[list[int]], *, K: int, max_new_tokens: int,
                    seed: int = 0, prompts_per_call: int = 0, **sampling) -> Rollout:
     """Sample K completions per prompt from ``model`` as it is now (the old policy of this step);
-    ``sampling``: temperature, top_k, top_p (timer1.core.sampler.Sampling). ``prompts_per_call > 0``
-    bounds the KV cache to ``prompts_per_call * K`` rows per sampler call."""
+    ``sampling``: temperature, top_k, top_p (timer1.core.sampler.Sampling). Each sampler call decodes
+    the K rows of ``prompts_per_call`` prompts together; 0: as many prompts as :func:`kv_budget`
+    holds the KV cache of (:func:`fitting_prompts`)."""
     core = unwrap(model)
-    step = prompts_per_call if prompts_per_call > 0 else len(prompts)
+    param = core.lm_head.weight
+    max_len = max(len(p) for p in prompts) + max_new_tokens
+    step = prompts_per_call or fitting_prompts(core.config, K, max_len, param.dtype, kv_budget(param.device))
     tokens, finished = [], []
     for call, start in enumerate(range(0, len(prompts), step)):
         out = generate(core, prompts[start:start + step], max_new_tokens=max_new_tokens, num_samples=K,
@@ -64,6 +67,37 @@ def sample_rollout(model: nn.Module, tokenizer, prompts: list[list[int]], *, K: 
         finished += out.finished
     texts = [tokenizer.decode(toks[:-1] if done else toks) for toks, done in zip(tokens, finished)]
     return Rollout(prompts, tokens, finished, texts, K)
+
+
+KV_SHARE_OF_FREE = 0.5
+"""The share of the GPU memory free to PyTorch that one sampler call's KV cache may fill: the rest is
+for the prefill's copy of the prompts' cache, the step's activations and the (N, V) sampling tensors."""
+CPU_KV_BUDGET = 4 << 30
+"""KV-cache bytes a sampler call may fill off CUDA, where free memory is not asked (4 GiB)."""
+
+
+def kv_bytes_per_row(config: Qwen2Config, max_len: int, dtype: torch.dtype) -> int:
+    """Bytes of one row's KV cache (:class:`timer1.core.model.KVCache`): keys and values, every layer,
+    every kv head, ``head_dim`` numbers for each of ``max_len`` slots."""
+    per_slot = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim
+    return per_slot * max_len * dtype.itemsize
+
+
+def fitting_prompts(config: Qwen2Config, K: int, max_len: int, dtype: torch.dtype, budget: int) -> int:
+    """How many prompts' ``K`` rows of ``max_len`` slots fit ``budget`` bytes of KV cache (at least one:
+    a prompt's group is never split over calls)."""
+    return max(1, budget // (K * kv_bytes_per_row(config, max_len, dtype)))
+
+
+def kv_budget(device: torch.device) -> int:
+    """KV-cache bytes one sampler call may use on ``device``: :data:`KV_SHARE_OF_FREE` of the memory
+    free on a CUDA device, counting what PyTorch's allocator holds but does not use as free;
+    :data:`CPU_KV_BUDGET` elsewhere."""
+    if device.type != "cuda":
+        return CPU_KV_BUDGET
+    free, _ = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(KV_SHARE_OF_FREE * (free + cached))
 
 
 def digit_share(text: str) -> float:

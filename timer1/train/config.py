@@ -197,7 +197,8 @@ class GRIPConfig(RunConfig, LossConfig):
     reference: Literal["init", "base"] = opt(
         "init", "KL reference: the policy RL starts from (the SFT adapter / model) or the base with LoRA off")
     rollout_prompts: int = opt(
-        0, "prompts per sampler call (0 = all of a rank's prompts at once); the KV cache holds this * k * G rows")
+        0, "prompts per sampler call (0 = as many as half the free GPU memory holds the KV cache of, all of a "
+           "rank's prompts on a CPU up to 4 GiB; timer1.core.rollout.fitting_prompts); the cache holds this * k * G rows")
     digit_bonus: float = opt(
         0.0, "smoke runs/tests only: add this times the share of digits in a completion to its reward "
              "(gives a random model a non-constant reward); 0 = the paper's reward only")
