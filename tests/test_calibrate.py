@@ -20,7 +20,7 @@ def test_needed_scale_by_hand():
     np.testing.assert_array_equal(needed_scale(median, low, high, outcome), [3.0, 1.5, np.inf, np.inf, 0.0])
 
 
-def test_band_scale_reaches_the_level_and_widen_applies_it():
+def test_band_scale_reaches_the_level():
     rng = np.random.default_rng(0)
     medians, lows, highs, outcomes = [], [], [], []
     for _ in range(200):  # a band of +-1 around the truth's centre, outcomes with std 2: far too narrow

@@ -240,7 +240,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send(status, json.dumps(payload).encode(), "application/json", headers)
 
     def send(self, status: int, data: bytes, content_type: str, headers: dict | None = None) -> None:
-        """Answer, and count the answer in /metrics."""
+        """Count the answer in /metrics, then send it: counted first, so a client that has its answer
+        finds it counted by its next request (a request's time runs to its answer being ready)."""
+        self.server.metrics.observe(self.path, status, time.perf_counter() - self.started)
         try:
             self.send_response(status)
             for name, value in (headers or {}).items():
@@ -251,7 +253,6 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             pass  # the client went away: nothing to answer, the service goes on
-        self.server.metrics.observe(self.path, status, time.perf_counter() - self.started)
 
     def log_message(self, format: str, *args) -> None:
         if self.server.log is not None:

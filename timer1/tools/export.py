@@ -30,7 +30,7 @@ from timer1.util.atomic import replacing_directory, write_json_atomic
 COMMON_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "timer1_prompt.json")
 INFERENCE_FILES = ("config.json", "model.safetensors", *COMMON_FILES)
 ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, *COMMON_FILES)
-OPTIONAL_FILES = ("timer1_calibration.json",)  # a band scale from python -m timer1.forecast.calibrate
+OPTIONAL_FILES = ("timer1_calibration.json",)  # band factors per level from python -m timer1.forecast.calibrate
 REPORT_FIELDS = ("mse", "mae", "mase", "crps", "n", "unparsed", "n_windows")
 
 
