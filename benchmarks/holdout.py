@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from timer1.core.baselines import SeasonalNaive  # noqa: E402
 from timer1.core.slow_think import period_for_step  # noqa: E402
 from timer1.data.csv_io import read_csv  # noqa: E402
+from timer1.forecast.calibrate import COVERAGES, edges  # noqa: E402
 from timer1.forecast.resolve import default_horizon  # noqa: E402
 
 
@@ -45,8 +46,7 @@ def held_out(path: Path, tmp: Path) -> tuple[Path, np.ndarray, np.ndarray, int, 
     return cut, values[:-horizon], values[-horizon:], horizon, period_for_step(series.step) or 1
 
 
-COVERAGES = (0.5, 0.8, 0.9, 0.95)
-LEVELS = sorted({round(0.5 + side * c / 2, 4) for c in COVERAGES for side in (-1, 1)})
+LEVELS = sorted({q for c in COVERAGES for q in edges(c)})   # every level a calibrated band ends at
 
 
 def forecast(path: Path, mode: str, threads: int) -> tuple[np.ndarray, dict, list[str], float]:
@@ -94,7 +94,8 @@ def main(argv=None) -> int:
                 s["covered"] += covered.tolist()
                 s["width"].append(width)
                 for c in COVERAGES if has_band else ():
-                    s[c] += ((truth >= quantiles[round(0.5 - c / 2, 4)]) & (truth <= quantiles[round(0.5 + c / 2, 4)])).tolist()
+                    bottom, top = (quantiles[q] for q in edges(c))
+                    s[c] += ((truth >= bottom) & (truth <= top)).tolist()
                 print(f"| {path.stem} | {horizon} | {period} | {mode} | {mae:.4g} | {mae / naive:.3f} | {mae / last:.3f} | "
                       f"{'yes' if mae <= min(naive, last) else 'no'} | "
                       f"{covered.mean() if has_band else float('nan'):.2f} | {width:.2f} | {sources[0]} | {seconds:.1f} |",

@@ -198,6 +198,11 @@ class Qwen2Config:
         """Qwen2 always biases q/k/v; Llama when ``attention_bias``."""
         return self.model_type == "qwen2" or self.attention_bias
 
+    def load_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype "auto" loads these weights in: the checkpoint's own on cuda, fp32 on cpu (bf16
+        matmuls are slow on most CPUs)."""
+        return hf_io.as_dtype(self.torch_dtype) if device.type == "cuda" else torch.float32
+
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config") -> Qwen2Config:
         """From a parsed ``config.json`` of either dialect; ``source`` names the file in error messages."""
@@ -337,9 +342,7 @@ class Qwen2(nn.Module):
             raise FileNotFoundError(f"checkpoint directory not found: {path}")
         config = Qwen2Config.from_json(path / "config.json")
         device = torch.device(device)
-        dtype = hf_io.as_dtype(dtype)
-        if dtype is None:
-            dtype = hf_io.as_dtype(config.torch_dtype) if device.type == "cuda" else torch.float32
+        dtype = hf_io.as_dtype(dtype) or config.load_dtype(device)
         with torch.device("meta"):
             model = cls(config)
         shapes = {name: p.shape for name, p in model.state_dict().items()}
