@@ -17,8 +17,9 @@ Rows, all on random weights (no download):
    same weights, built on the same device, when transformers is importable (timer1 never needs it);
 3. one GRIP update at the 1.5B and 7B shapes with LoRA (r 16, every projection) and gradient
    checkpointing: the reference pass and ``mu = 2`` inner updates of one group of 16 x (512 prompt +
-   1024 completion tokens) through ``train_grip.policy_update``, timed after one warm-up update, as a
-   fraction of peak: model FLOPs = 2 x (linear weights) x tokens per forward, the reference pass one
+   1024 completion tokens) in micro-batches of 4 rows (the 7B preset's) through
+   ``train_grip.policy_update``, timed after one warm-up update, as a fraction of peak: model FLOPs =
+   2 x (linear weights) x tokens per forward (the prompt counted once a micro-batch), the reference pass one
    forward, each inner update three (forward, the checkpointed forward again, input gradients through
    the frozen weights); attention's FLOPs are left out, so the fraction is a lower bound;
 4. the 7B preset's GRIP step (configs/grip_qwen2.5_7b.toml on 4 GPUs) projected from rows 0, 2 and 3:
@@ -29,7 +30,8 @@ Rows, all on random weights (no download):
    over the filled slots rounded up to the sampler's CUDA block (``ATTEND_BLOCK``), on average
    prompt + budget / 2 + half a block, where row 2's steps read all 256 + new slots of their cache
    (one block); then the update of its G rows a prompt, the
-   update's time scaled by tokens from row 3 (a prompt counts once: it is encoded once a group);
+   update's time scaled by tokens from row 3 (a prompt is encoded once a micro-batch: the preset's
+   groups of 16 rows in micro-batches of 4 encode it 4 times);
 5. which SDPA kernel (flash, memory-efficient, math) accepts each kind of attention call timer1 makes.
 Every timing follows a warm-up run of the same call.
 """
@@ -240,6 +242,12 @@ def _hf_twin(model: Qwen2, device):
 # 3. the GRIP update
 
 
+def encoded_tokens(micro_batches: list[TrainBatch]) -> int:
+    """Tokens an update's forward runs: ``completion_logprobs`` encodes each micro-batch's prompts once,
+    then every row's completion on top."""
+    return sum(int(mb.prompt_mask.sum()) + int(mb.completion_mask.sum()) for mb in micro_batches)
+
+
 def update_flops(model: Qwen2, tokens: int, mu: int) -> float:
     """Model FLOPs of one update as the module docstring counts them: (1 + 3 mu) forwards' worth."""
     return 2 * linear_weights(model) * tokens * (1 + 3 * mu)
@@ -255,8 +263,8 @@ def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, floa
     prompt = torch.randint(0, 8192, (1, prompt_len), device=device)  # one group: 16 rows of one prompt
     batch = _batch(prompt, torch.randint(0, 8192, (16, completion_len), device=device))
     batch.advantages = torch.randn(16, device=device)
-    micro_batches = [(mb, True) for mb in batch.micro_batches(4)]
-    cfg = GRIPConfig(mu=2, micro_batch=4, max_completion=completion_len)
+    cfg = GRIPConfig(mu=2, micro_batch=4, max_completion=completion_len)   # the 7B preset's micro-batch
+    micro_batches = [(mb, True) for mb in batch.micro_batches(cfg.micro_batch)]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     one_process = Run(cfg, DistInfo(0, 0, 1, device, True), Path("."), Policy(model, None, "gpu_check"), optimizer,
                       log=None, ddp=model)
@@ -272,7 +280,7 @@ def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, floa
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = timed(update, device)
-    tokens = prompt_len + 16 * completion_len   # the group's prompt is encoded once (timer1.core.rollout)
+    tokens = encoded_tokens(batch.micro_batches(cfg.micro_batch))
     rate = update_flops(model, tokens, cfg.mu) / seconds
     peak_memory = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else "n/a on cpu"
     row = (f"| GRIP update {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, LoRA r16, checkpointing, "
@@ -306,7 +314,8 @@ def projected_step(decode: dict[int, float], update: tuple[float, int], config: 
     longer_cache = rows * kv_bytes_per_row(config, slots_read, dtype) / bandwidth
     step = t0 + (t1 - t0) * (rows - r0) / (r1 - r0) + longer_cache
     rollout = calls * budget * step
-    tokens = prompts * (prompt + preset["G"] * budget)            # a prompt once, then its G rows
+    encodings = -(-preset["G"] // preset["micro_batch"])          # micro-batches a group is split into
+    tokens = prompts * (encodings * prompt + preset["G"] * budget)  # each encodes the prompt, then its rows
     update_seconds = update[0] * tokens / update[1]
     label = f"{sizes.decode_shapes[-1]}{f' ({sizes.layers} layers)' if sizes.layers else ''}"
     return (f"| projected {label} step: {preset['batch']} prompts on {PRESET_GPUS} GPUs, k*G = {K} rows of up "

@@ -361,18 +361,22 @@ def aggregate(per_seq: torch.Tensor, w: torch.Tensor, live: torch.Tensor, agg: s
 @torch.no_grad()
 def loss_metrics(loss, ratio, kl, logp, adv, live, eps: float, eps_high: float) -> dict[str, float]:
     """Means over the live tokens; ``entropy`` is the mean ``-logp`` of the sampled tokens (a
-    Monte-Carlo estimate), ``clip_frac_low/high`` count tokens where the clipped branch is the minimum."""
+    Monte-Carlo estimate), ``clip_frac_low/high`` count tokens where the clipped branch is the minimum.
+    The numbers reach the host in one copy: each ``.item()`` would wait for the device on its own."""
     live_f = live.float()  # (N, T)
-    n_tok = live_f.sum(dim=1).sum().clamp_min(1)  # ()
+    tokens = live_f.sum()  # ()
+    n_tok = tokens.clamp_min(1)  # ()
     low = ((adv < 0) & (ratio < 1 - eps) & live).sum() / n_tok  # ()
     high = ((adv > 0) & (ratio > 1 + eps_high) & live).sum() / n_tok  # ()
-    return {
-        "loss": loss.item(),
-        "ratio": ((ratio * live_f).sum() / n_tok).item(),
-        "kl": ((kl * live_f).sum() / n_tok).item(),
-        "entropy": (-(logp * live_f).sum() / n_tok).item(),
-        "clip_frac_low": low.item(),
-        "clip_frac_high": high.item(),
-        "clip_frac": (low + high).item(),
-        "tokens": live_f.sum(dim=1).sum().item(),
+    values = {
+        "loss": loss.detach(),
+        "ratio": (ratio * live_f).sum() / n_tok,
+        "kl": (kl * live_f).sum() / n_tok,
+        "entropy": -(logp * live_f).sum() / n_tok,
+        "clip_frac_low": low,
+        "clip_frac_high": high,
+        "clip_frac": low + high,
+        "tokens": tokens,
     }
+    host = torch.stack([v.float() for v in values.values()]).tolist()  # one device -> host copy
+    return dict(zip(values, host))

@@ -83,7 +83,7 @@ class LoRALinear(nn.Linear):
         if self.disabled:
             return out
         h = self.lora_dropout(x.to(self.lora_A.weight.dtype))  # (..., in), dropout on the LoRA branch only
-        update = self.lora_B(self.lora_A(h)) * self.scale  # (..., r) -> (..., out)
+        update = self.lora_B(self.lora_A(h) * self.scale)  # (..., r) -> (..., out); scaled at rank r, not out
         return out + update.to(out.dtype)
 
     @torch.no_grad()
