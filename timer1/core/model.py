@@ -388,13 +388,10 @@ def head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, 
     """``log softmax(head(hidden) / temperature)`` at ``targets``: ``(N, T, D)``, ``(N, T)`` -> ``(N, T)`` fp32.
 
     The fp32 logits exist ``chunk_rows`` positions at a time, each chunk checkpointed under autograd,
-    so no fp32 ``(N, T, V)`` tensor is ever held, in forward or backward. The passes over a chunk's
-    ``(n, V)`` logits are what costs beyond the matmul (memory-bound on a GPU), so there are few:
-    the head has no bias, so ``head(h) / t = head(h / t)`` and the temperature scales the ``(n, D)``
-    hidden states (V / D = 100 times fewer numbers); ``log_softmax`` is one fused kernel forward and
-    backward, where ``logsumexp`` is composed of max, subtract, exp and sum passes (and as many
-    back). At the 1.5B head on CPU (benchmarks/head_logprobs.py, 512 positions, 1 thread) that cut
-    the time beyond the 7.8 s of matmuls from 3.9 s to 2.3 s.
+    so no fp32 ``(N, T, V)`` tensor is ever held. Passes over ``(n, V)`` logits cost beyond the matmul
+    (memory-bound on a GPU), so there are few: no head bias, so ``head(h) / t = head(h / t)`` scales the
+    ``(n, D)`` hidden states; one fused ``log_softmax`` where ``logsumexp`` is four passes each way
+    (benchmarks/head_logprobs.py, 1.5B head, CPU: 3.9 s -> 2.3 s beyond 7.8 s of matmuls).
     """
     N, T, D = hidden.shape
     h, t = hidden.reshape(-1, D), targets.reshape(-1)  # (N*T, D), (N*T,)
