@@ -280,7 +280,7 @@ def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, floa
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = timed(update, device)
-    tokens = encoded_tokens(batch.micro_batches(cfg.micro_batch))
+    tokens = encoded_tokens([mb for mb, _ in micro_batches])
     rate = update_flops(model, tokens, cfg.mu) / seconds
     peak_memory = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else "n/a on cpu"
     row = (f"| GRIP update {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, LoRA r16, checkpointing, "

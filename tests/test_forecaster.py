@@ -227,6 +227,6 @@ def test_auto_dtype_is_the_checkpoints_own_on_cuda_and_fp32_on_cpu(tmp_path):
     assert forecast_dtype(shipped, "cuda", "auto") == torch.float32      # timer1-tiny was trained in fp32
     assert forecast_dtype(halved, "cuda", None) == torch.bfloat16
     assert forecast_dtype(halved, "cpu", "auto") == torch.float32
-    assert forecast_dtype(shipped, "cuda", "bfloat16") == "bfloat16"  # asked for: as asked
+    assert forecast_dtype(shipped, "cuda", "bfloat16") == torch.bfloat16  # asked for: as asked
     forecaster = Forecaster.from_pretrained(shipped, dtype="bfloat16", threads=1)
     assert forecaster.policy.model.lm_head.weight.dtype == torch.bfloat16   # --dtype bfloat16 on cpu runs bf16

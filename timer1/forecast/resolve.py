@@ -244,15 +244,17 @@ def open_policy(model_dir: Path, adapter: str | os.PathLike | None, device=None,
 
 
 def forecast_dtype(model_dir: Path, device, dtype):
-    """The dtype a forecast runs in: as asked, or for "auto" what `Qwen2.from_pretrained` loads a
+    """The torch dtype a forecast runs in: as asked, or for "auto" what `Qwen2.from_pretrained` loads a
     checkpoint in (`Qwen2Config.load_dtype`: its own dtype on cuda, so timer1-tiny, trained in fp32, stays
     fp32; fp32 on cpu). Training's "auto" is bf16 on cuda (timer1.core.policy.resolve_device); a forecast
     does not silently run a model in a precision it was not trained in (on an H200 the shipped model's
     default forecast in bf16 took 89 s against 15 s in fp32)."""
-    if dtype not in (None, "auto"):
-        return dtype
+    from timer1.core.hf_io import as_dtype
     from timer1.core.model import Qwen2Config
     from timer1.core.policy import resolve_device
+
+    if dtype not in (None, "auto"):
+        return as_dtype(dtype)
 
     return Qwen2Config.from_json(model_dir / "config.json").load_dtype(resolve_device(device)[0])
 
