@@ -230,6 +230,19 @@ def test_cached_decoding_matches_full_forward(kv_heads):
             model(ids[:, :1], cache=cache)
 
 
+def test_chunk_after_cached_prefix_runs_under_lower_right_causal_bias():
+    """With no pads, a chunk after a cached prefix (a GRIP row on its prompt's cache) gets PyTorch's
+    lower-right causal bias (flash runs it on CUDA) instead of an explicit mask: query i of 3 after 5
+    cached slots sees slots 0..5+i, written out by hand."""
+    model = tiny_model()
+    cache = KVCache(model.config, 2, 8, "cpu", torch.float32)
+    model(torch.randint(0, 97, (2, 5)), cache=cache)
+    _, _, mask, is_causal = model.prepare(torch.randint(0, 97, (2, 3)), cache=cache)
+    by_hand = torch.tensor([[1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1, 0], [1] * 8], dtype=torch.bool)
+    assert type(mask).__name__ == "CausalBias" and not is_causal
+    assert torch.equal(mask._materialize(torch.device("cpu")), by_hand)
+
+
 def test_cached_decoding_with_left_padding_matches_rows_alone():
     model = tiny_model()
     rows = [[5, 9, 3, 7], [4, 8]]

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 from torch.utils.checkpoint import checkpoint
 
 from timer1.core import hf_io
@@ -86,34 +87,19 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
-def _sdpa_gqa_supported() -> bool:
-    try:  # enable_gqa arrived in torch 2.5
-        q, kv = torch.zeros(1, 2, 1, 2), torch.zeros(1, 1, 1, 2)
-        F.scaled_dot_product_attention(q, kv, kv, enable_gqa=True)
-        return True
-    except TypeError:
-        return False
-
-
-_HAS_GQA = _sdpa_gqa_supported()
-
-
 def _sdpa(q, k, v, mask, is_causal):
     """SDPA with k/v heads shared by groups of query heads: ``q`` ``(B, H, T, d)``, ``k``/``v``
-    ``(B, Hkv, S, d)``, ``mask`` None or ``(B|1, 1, T, S)``."""
+    ``(B, Hkv, S, d)``, ``mask`` None, a lower-right :func:`causal_lower_right` bias, or ``(B|1, 1, T, S)``."""
     B, H, T, d = q.shape
     if q.shape[1] == k.shape[1]:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
     if T == 1:  # decoding: the G query heads of a kv head become G queries against the same keys,
-        # a plain (B, Hkv, G, S) attention with no copy of the cache (faster than enable_gqa on CPU)
+        # a plain (B, Hkv, G, S) attention with no copy of the cache (faster than enable_gqa on CPU,
+        # and equal head counts let CUDA's memory-efficient kernel take the mask)
         y = F.scaled_dot_product_attention(q.reshape(B, k.shape[1], H // k.shape[1], d), k, v,
                                            attn_mask=mask)
         return y.reshape(B, H, 1, d)
-    if _HAS_GQA:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
-    group = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
 
 
 class MLP(nn.Module):
@@ -308,7 +294,11 @@ class Qwen2(nn.Module):
     @staticmethod
     def _attention_mask(T, start, real, cache, device):
         """``(mask, is_causal)`` for SDPA. ``is_causal=True`` is only right when queries and keys
-        start at the same slot; with a cached prefix the causal mask is offset and must be explicit."""
+        start at the same slot. With a cached prefix and no pads the causal mask is offset by the
+        prefix: PyTorch's lower-right causal bias, which CUDA's flash kernel runs without a ``(T, S)``
+        mask (an explicit mask rules flash out, and with grouped-query heads also the memory-efficient
+        kernel: a GRIP update's rows on their prompt's cache would fall back to materialized scores);
+        elsewhere it is materialized, the same mask as the explicit one below. Pads need that one."""
         padded = (cache.has_padding if cache is not None
                   else real is not None and not bool(real.all()))
         if padded and cache is not None and T == 1 and real is None:
@@ -318,15 +308,14 @@ class Qwen2(nn.Module):
                 return None, T > 1
             if T == 1:  # one new token sees every cached slot
                 return None, False
+            return causal_lower_right(T, start + T), False  # query i sees slots [0, start + i]
         S = start + T
         q_slot = torch.arange(start, S, device=device)[:, None]  # (T, 1)
         k_slot = torch.arange(S, device=device)[None, :]  # (1, S)
         allowed = k_slot <= q_slot  # (T, S) causal, offset by the cached prefix
-        if padded:
-            key_real = cache.valid[:, :S] if cache is not None else real  # (B, S)
-            allowed = (allowed & key_real[:, None, :]) | (k_slot == q_slot)  # (B, T, S)
-            return allowed[:, None], False  # (B, 1, T, S)
-        return allowed[None, None], False  # (1, 1, T, S)
+        key_real = cache.valid[:, :S] if cache is not None else real  # (B, S)
+        allowed = (allowed & key_real[:, None, :]) | (k_slot == q_slot)  # (B, T, S)
+        return allowed[:, None], False  # (B, 1, T, S)
 
     # -- Hugging Face directories (the file formats are timer1.core.hf_io's)
 
