@@ -337,7 +337,7 @@ def sdpa_kernels(device) -> Iterator[str]:
     left_pad = torch.ones(2, 64, dtype=torch.long, device=device)
     left_pad[0, :5] = 0
     calls = {"prompt prefill (mask-free causal)": lambda: model(ids),
-             "training rows on a cached prompt (offset causal mask)":
+             "training rows on a cached prompt (lower-right causal bias)":
                  lambda: completion_logprobs(model, _batch(ids[:1, :32], ids[:, 32:])),
              "left-padded prefill (explicit mask)": lambda: model(ids, attention_mask=left_pad),
              "decode step (sampler)": lambda: generate(model, [[1, 2, 3], [4, 5]], max_new_tokens=2)}
