@@ -311,7 +311,7 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: F
                      args) -> tuple[dict, dict]:
     """(results, forecasts) of one dataset: {method: report entry} and {method: [forecast_entry per window]}."""
     from forecast import read_series
-    from timer1.core.slow_think import period_for_step
+    from timer1.core.baselines import period_for_step
 
     series = read_series(path)
     windows, lookback, horizon = load_windows(series, dataset, args)

@@ -47,8 +47,7 @@ from collections import Counter
 from pathlib import Path
 
 from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
-from timer1.forecast.forecaster import DEFAULT_LOOKBACK, MIN_CONTEXT, Forecaster, WindowHints, whole_history
-from timer1.forecast.inputs import parse_quantiles
+from timer1.forecast.inputs import MIN_CONTEXT, parse_quantiles
 from timer1.forecast.output import csv_text, forecast_rows, has_band, header
 from timer1.forecast.resolve import (HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap,
                                      resolve_model)
@@ -132,8 +131,13 @@ def add_long_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id-column", default=None, metavar="NAME",
                         help="read a long CSV (one row per series and time, as statsforecast's unique_id,ds,y): "
                              "every series is forecast in batched calls and written back long")
-    parser.add_argument("--timestamp-column", default="ds", metavar="NAME", help="long CSV: the dates (default ds)")
+    parser.add_argument("--timestamp-column", default=None, metavar="NAME",
+                        help="the date column (default: a long CSV's ds; a wide CSV's first column, or the first "
+                             "later one whose cells are dates)")
     parser.add_argument("--target", default="y", metavar="NAME", help="long CSV: the values (default y)")
+    parser.add_argument("--skip-short", action="store_true",
+                        help=f"long CSV: leave out series with fewer than {MIN_CONTEXT} values (said on stderr) "
+                             "instead of stopping")
 
 
 def parse_with_preset(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -170,21 +174,22 @@ def input_name(path: Path) -> str:
     return STDIN_NAME if str(path) == STDIN else str(path)
 
 
-def read_series(path: Path, columns: list[str] | None = None, notes: list[str] | None = None):
+def read_series(path: Path, columns: list[str] | None = None, notes: list[str] | None = None,
+                date_column: str | None = None):
     """timer1.data.csv_io.read_csv, with its warnings (dialect, order, gaps, unparseable dates, dropped
     columns) as one stderr line each (appended to ``notes`` when given, to be shown once the run is
     sure to go on: a run that fails says one line), and progress on stderr once reading takes a few
     seconds. ``-`` is standard input: spooled to a temporary file (read_csv sniffs and streams a
     file), named ``<stdin>`` in every message."""
     if str(path) != STDIN:
-        return _read_series(path, columns, notes, str(path))
+        return _read_series(path, (columns, date_column), notes, str(path))
     with tempfile.TemporaryDirectory(prefix="timer1-stdin-") as folder:
         spooled = Path(folder) / "stdin.csv"
         with open(spooled, "wb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f)
         quiet: list[str] = []
         try:
-            series = _read_series(spooled, columns, quiet, STDIN_NAME)
+            series = _read_series(spooled, (columns, date_column), quiet, STDIN_NAME)
         except (ValueError, OSError) as err:
             raise ValueError(str(err).replace(str(spooled), STDIN_NAME)) from None
     for note in quiet:
@@ -192,7 +197,8 @@ def read_series(path: Path, columns: list[str] | None = None, notes: list[str] |
     return series
 
 
-def _read_series(path: Path, columns: list[str] | None, notes: list[str] | None, label: str):
+def _read_series(path: Path, columns: tuple[list[str] | None, str | None], notes: list[str] | None, label: str):
+    """read_csv of ``columns`` = (the value columns or None for all, the date column or None to find it)."""
     from timer1.data.csv_io import read_csv
 
     started, shown = time.perf_counter(), [0.0]
@@ -205,7 +211,7 @@ def _read_series(path: Path, columns: list[str] | None, notes: list[str] | None,
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        series = read_csv(path, columns=columns, progress=progress)
+        series = read_csv(path, columns=columns[0], progress=progress, date_column=columns[1])
     for warning in caught:
         (log if notes is None else notes.append)(f"warning: {warning.message}")
     return series
@@ -236,7 +242,7 @@ def choose_sizes(args, series, limit: int, notes: list[str]) -> tuple[int, int]:
                          f"{limit // HORIZON_FACTOR} this model was trained for; forecast in shorter pieces")
     horizon = args.horizon or min(default_horizon(series), limit)
     if args.horizon is None:
-        notes.append(f"horizon {horizon} steps (default for {series.step.kind} data; --horizon to change)")
+        notes.append(f"horizon {horizon} steps (default for {series.step.name} data; --horizon to change)")
     default = protocol_for(series.name).lookback
     if len(series) < MIN_CONTEXT:
         raise ValueError(f"{input_name(args.csv)} has {len(series)} rows; at least {MIN_CONTEXT} are needed")
@@ -283,26 +289,53 @@ def run_long(args) -> int:
 
     if args.column is not None:
         raise ValueError("--column is for wide CSVs; a long CSV (--id-column) forecasts every series")
-    columns = LongColumns(args.id_column, args.timestamp_column, args.target)
-    series = read_long(args.csv, columns)
+    from timer1.forecast.forecaster import DEFAULT_LOOKBACK, Forecaster
+
+    columns = LongColumns(args.id_column, args.timestamp_column or LongColumns.timestamp, args.target)
+    series = long_series(args, read_long(args.csv, columns))
     indexed = series[0].indexed   # one kind for all (read_long checks)
     started = time.perf_counter()
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
                                             config=slow_config(args), max_new_tokens=args.max_new_tokens,
                                             lookback=args.lookback or DEFAULT_LOOKBACK)
     log(f"loaded {forecaster.name} in {time.perf_counter() - started:.1f} s; {len(series)} series in {args.csv}")
-    started = time.perf_counter()
-    out = forecaster.predict([s.values for s in series], args.horizon, mode="single" if args.single_pass else args.mode,
-                             timestamps=None if indexed else [s.dates for s in series], seed=args.seed,
-                             quantiles=args.levels)
-    horizon = out.point.shape[1]
-    future = [s.next_index(horizon) for s in series] if indexed else out.timestamps
-    log(f"{len(series)} series x {horizon} steps in {time.perf_counter() - started:.1f} s; answered by "
-        + ", ".join(f"{name} {n}" for name, n in Counter(out.source).most_common()))
-    rows = [row for i, (s, dates) in enumerate(zip(series, future)) for row in forecast_rows([s.id], dates, out, i)]
+    started, rows, drawn, sources = time.perf_counter(), {}, {}, Counter()
+    groups = forecaster.predict_groups([s.values for s in series], args.horizon, seed=args.seed, quantiles=args.levels,
+                                       mode="single" if args.single_pass else args.mode,
+                                       timestamps=None if indexed else [s.dates for s in series])
+    for members, out in groups:
+        steps = out.point.shape[1]
+        for k, i in enumerate(members):
+            s = series[i]
+            future = s.next_index(steps) if indexed else out.timestamps[k]
+            if out.repairs[k].count:
+                log(f"warning: {s.id}: {out.repairs[k].describe(min(len(s.values), forecaster.lookback))}")
+            rows[i] = forecast_rows([s.id], future, out, k)
+            drawn[i] = ((s.id, s.dates, s.values, future), out, k)
+        sources.update(out.source)
+    log(f"{len(series)} series x " + " or ".join(str(out.point.shape[1]) for _, out in groups)
+        + f" steps in {time.perf_counter() - started:.1f} s; answered by "
+        + ", ".join(f"{name} {n}" for name, n in sources.most_common()))
     if args.plot is not None:
-        write_plot(args.plot, args.csv.name, [(s.id, s.dates, s.values, d) for s, d in zip(series, future)], out)
-    return emit(args, csv_text(header([columns.id, columns.timestamp], args.levels), rows), len(rows))
+        write_plot(args.plot, args.csv.name, [drawn[i] for i in sorted(drawn)])
+    table = [row for i in sorted(rows) for row in rows[i]]
+    return emit(args, csv_text(header([columns.id, columns.timestamp], args.levels), table), len(table))
+
+
+def long_series(args, series: list) -> list:
+    """The series of a long CSV to forecast: one shorter than MIN_CONTEXT values is an error naming it,
+    or, with --skip-short, left out with one warning line."""
+    short = [s.id for s in series if len(s.values) < MIN_CONTEXT]
+    if short and not args.skip_short:
+        raise ValueError(f"{input_name(args.csv)}: series {short[0]!r} has fewer than {MIN_CONTEXT} values "
+                         f"({len(short)} series do); pass --skip-short to forecast the others")
+    if short:
+        log(f"warning: skipped {len(short)} series with fewer than {MIN_CONTEXT} values: " + ", ".join(short[:5])
+            + (f" and {len(short) - 5} more" if len(short) > 5 else ""))
+    kept = [s for s in series if len(s.values) >= MIN_CONTEXT]
+    if not kept:
+        raise ValueError(f"{input_name(args.csv)}: every series has fewer than {MIN_CONTEXT} values")
+    return kept
 
 
 def slow_config(args):
@@ -339,7 +372,8 @@ def run(args) -> int:
     if args.id_column is not None:
         return run_long(args)
     notes: list[str] = []  # what was fixed or chosen: shown once nothing can fail before the forecast
-    series = read_series(args.csv, None if args.column in (None, "all") else [args.column], notes)
+    series = read_series(args.csv, None if args.column in (None, "all") else [args.column], notes,
+                         args.timestamp_column)
     channels = pick_channels(series, args.column)
     started = time.perf_counter()   # resolving may convert a base model once (timer1-smol): loading time too
     model_dir, adapter_dir = resolve_model(args.model, args.adapter)
@@ -349,7 +383,8 @@ def run(args) -> int:
     windows = prepare_windows(series, channels, lookback, horizon, notes)
 
     # torch comes in only now: every input error above is reported without paying for its import
-    from timer1.core.slow_think import period_for_step
+    from timer1.core.baselines import period_for_step
+    from timer1.forecast.forecaster import Forecaster, WindowHints, whole_history
 
     config = slow_config(args)
     started = time.perf_counter()
@@ -379,8 +414,8 @@ def run(args) -> int:
     first = ["channel", "date"] if args.column == "all" else ["date"]
     text = csv_text(header(first, args.levels), rows)
     if args.plot is not None:
-        write_plot(args.plot, series.name, [(c, w.history_dates, w.history, w.target_dates)
-                                            for c, w in zip(channels, windows)], forecast)
+        write_plot(args.plot, series.name, [((c, f.history_dates, f.history, w.target_dates), forecast, i)
+                                            for i, (c, f, w) in enumerate(zip(channels, full, windows))])
     return emit(args, text, len(rows))
 
 
@@ -449,22 +484,22 @@ def backtest_note(result, window) -> str:
 MAX_PANELS = 12   # series drawn by --plot; a long CSV of hundreds gets its first twelve
 
 
-def write_plot(path: Path, title: str, histories: list[tuple], forecast) -> None:
+def write_plot(path: Path, title: str, panels: list[tuple]) -> None:
     """Each series' history tail, forecast and band (small multiples for several; timer1.tools.plot):
-    ``histories`` holds per series (name, dates, values, future dates); the band lies between the lowest
-    and highest requested quantile levels."""
+    ``panels`` holds per series ((name, dates, values, future dates), its Forecast, its row there); the
+    band lies between the lowest and highest requested quantile levels."""
     from timer1.tools.plot import Panel, write_svg
 
     tail = 3  # show up to three horizons of history: enough context, the forecast stays readable
-    low, high = min(forecast.quantiles), max(forecast.quantiles)
+    low, high = min(panels[0][1].quantiles), max(panels[0][1].quantiles)
     drawn = []
-    for i, (name, dates, values, future) in enumerate(histories[:MAX_PANELS]):
+    for (name, dates, values, future), forecast, i in panels[:MAX_PANELS]:
         keep = min(len(values), tail * len(future))
         band = has_band(forecast.results[i]) and low < high
         drawn.append(Panel(str(name), list(dates)[-keep:], values[-keep:], future, forecast.point[i],
                            forecast.quantiles[low][i] if band else None, forecast.quantiles[high][i] if band else None))
     write_svg(path, drawn, title=f"{title}: timer1 forecast", band=f"{100 * low:g}-{100 * high:g}% band")
-    shown = "" if len(histories) <= MAX_PANELS else f" (the first {MAX_PANELS} of {len(histories)} series)"
+    shown = "" if len(panels) <= MAX_PANELS else f" (the first {MAX_PANELS} of {len(panels)} series)"
     log(f"wrote plot to {path}{shown}")
 
 

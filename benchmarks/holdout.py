@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from timer1.core.baselines import SeasonalNaive  # noqa: E402
-from timer1.core.slow_think import period_for_step  # noqa: E402
+from timer1.core.baselines import period_for_step  # noqa: E402
 from timer1.data.csv_io import read_csv  # noqa: E402
 from timer1.forecast.calibrate import COVERAGES, edges  # noqa: E402
 from timer1.forecast.resolve import default_horizon  # noqa: E402

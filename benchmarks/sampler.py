@@ -7,7 +7,7 @@ A script printing a markdown table, not a test.
 
 Configs:
 
-* ``timer1-tiny``: the shipped checkpoint (checkpoints/timer1-tiny: hidden 192, 4 layers, vocab 1024).
+* ``timer1-tiny``: the shipped checkpoint (timer1/checkpoints/timer1-tiny: hidden 192, 4 layers, vocab 1024).
 * ``smollm2``: SmolLM2-135M-Instruct (30 layers, hidden 576, vocab 49,152) from ``--smollm2`` (a
   directory written by ``python -m timer1.tools.gguf``); skipped when that directory does not exist.
 * ``tiny``: random weights, hidden 256, 4 layers, 4 heads / 2 kv heads (head_dim 64), intermediate
@@ -51,7 +51,7 @@ from timer1.core.model import Qwen2, Qwen2Config  # noqa: E402
 from timer1.core.sampler import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINTS = {"timer1-tiny": ROOT / "checkpoints" / "timer1-tiny"}
+CHECKPOINTS = {"timer1-tiny": ROOT / "timer1" / "checkpoints" / "timer1-tiny"}
 CONFIGS = {
     "tiny": dict(vocab_size=2048, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False),

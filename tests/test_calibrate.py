@@ -100,7 +100,7 @@ def test_a_models_calibration_widens_its_band_and_nothing_else(tmp_path):
     from timer1.forecast.band import CALIBRATION_FILE, read_band_calibration
 
     model = tmp_path / "model"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "checkpoints" / "timer1-tiny", model)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "timer1" / "checkpoints" / "timer1-tiny", model)
     (model / CALIBRATION_FILE).unlink(missing_ok=True)          # the shipped model's own scale: off
     history = 50 + 10 * np.sin(np.arange(120) * 2 * np.pi / 24)
     plain = Forecaster.from_pretrained(model).predict(history, 24, seed=3)

@@ -132,7 +132,7 @@ def test_prompt_horizon_is_the_shortest_trained_one_that_covers_the_wish(wanted,
 
 def test_the_shipped_model_knows_every_horizon_of_its_recipes():
     # grip.toml trains 96 -> 96 only; sft.toml adds its window shapes 36x36, 96x24, 96x48, 48x12, ...
-    assert trained_horizons(REPO / "checkpoints" / "timer1-tiny") == (8, 12, 24, 36, 48, 96, 128)
+    assert trained_horizons(REPO / "timer1" / "checkpoints" / "timer1-tiny") == (8, 12, 24, 36, 48, 96, 128)
 
 
 def test_an_untrained_horizon_is_the_trained_answer_cut_back(forecaster):
@@ -181,8 +181,8 @@ def test_a_whole_number_horizon_given_as_a_float_is_that_horizon(forecaster):
 
 
 def test_model_names_and_missing_models(forecaster, monkeypatch, tmp_path):
-    assert Path(forecaster.name) == Path("checkpoints/timer1-tiny") and forecaster.facts.horizon_cap == 4 * 96
-    assert trained_horizon(REPO / "checkpoints" / "timer1-tiny") == 96
+    assert forecaster.name == "timer1-tiny" and forecaster.facts.horizon_cap == 4 * 96
+    assert trained_horizon(REPO / "timer1" / "checkpoints" / "timer1-tiny") == 96
     monkeypatch.setenv("TIMER1_MODEL", str(tmp_path / "absent"))
     with pytest.raises(FileNotFoundError, match=f"no model at {tmp_path / 'absent'}"):
         Forecaster.from_pretrained()
@@ -193,7 +193,7 @@ def test_model_names_and_missing_models(forecaster, monkeypatch, tmp_path):
 
 
 def test_an_adapter_on_the_smollm2_hub_name_gets_the_cached_conversion(monkeypatch, tmp_path):
-    """checkpoints/timer1-smol names its base as PEFT does (the hub id); with no such directory the
+    """timer1/checkpoints/timer1-smol names its base as PEFT does (the hub id); with no such directory the
     base is SmolLM2 converted once from the installed GGUF package (timer1.forecast.resolve.smollm2_base_dir)."""
     import json
 
@@ -219,7 +219,7 @@ def test_auto_dtype_is_the_checkpoints_own_on_cuda_and_fp32_on_cpu(tmp_path):
 
     from timer1.forecast.resolve import forecast_dtype
 
-    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "timer1-tiny"
+    shipped = Path(__file__).resolve().parents[1] / "timer1" / "checkpoints" / "timer1-tiny"
     halved = tmp_path / "bf16"
     shutil.copytree(shipped, halved)
     config = json.loads((halved / "config.json").read_text())

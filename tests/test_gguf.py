@@ -289,7 +289,7 @@ def test_existing_output_is_never_touched(tmp_path, capsys):
 
 def _installed_smollm2():
     try:
-        return resolve.package_gguf(resolve.SMOLLM2_PACKAGE)
+        return gguf.package_gguf(gguf.SMOLLM2_PACKAGE)
     except ValueError:
         return None
 
@@ -353,7 +353,7 @@ def test_smollm2_cache_is_reused(smollm2, monkeypatch):
 
 
 def test_shipped_timer1_smol_runs_on_the_converted_base(smollm2, monkeypatch):
-    """``--model timer1-smol``: checkpoints/timer1-smol is a PEFT adapter naming its base by hub id;
+    """``--model timer1-smol``: timer1/checkpoints/timer1-smol is a PEFT adapter naming its base by hub id;
     it resolves to SmolLM2 converted into the cache plus that adapter, and its single pass answers a
     24-step window with 24 values the model wrote (not a fallback)."""
     from timer1.core.lora import lora_modules
@@ -362,7 +362,7 @@ def test_shipped_timer1_smol_runs_on_the_converted_base(smollm2, monkeypatch):
 
     base = smollm2[0]
     monkeypatch.setenv("TIMER1_CACHE", str(base.parent))
-    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "timer1-smol"
+    shipped = Path(__file__).resolve().parents[1] / "timer1" / "checkpoints" / "timer1-smol"
     model_dir, adapter_dir = resolve_model("timer1-smol")
     assert (model_dir.resolve(), adapter_dir.resolve()) == (base.resolve(), shipped)
     forecaster = Forecaster.from_pretrained("timer1-smol")
@@ -381,8 +381,8 @@ def test_the_first_conversion_says_where_it_writes_and_how_much(tmp_path, monkey
         (target / "config.json").write_text("{}")
         (target / "model.safetensors").write_bytes(b"\0" * 3_000_000)
 
-    monkeypatch.setattr(resolve, "package_gguf", lambda name: tmp_path / "model.gguf")
-    monkeypatch.setattr(resolve, "convert", fake_convert)
+    monkeypatch.setattr(gguf, "package_gguf", lambda name: tmp_path / "model.gguf")
+    monkeypatch.setattr(gguf, "convert", fake_convert)
     monkeypatch.setenv("TIMER1_CACHE", str(tmp_path / "cache"))
     path = resolve.smollm2_base_dir()
     lines = capsys.readouterr().err.splitlines()

@@ -103,7 +103,8 @@ def test_a_forecast_with_long_dates_keeps_its_last_label_inside():
     root = check_layout(render_svg([panel], title="ETTh1.csv: timer1 forecast"))
     check_ticks(root)
     dates = [t.text for t in root.iter(f"{NS}text") if "date" in (t.get("class") or "")]
-    assert dates[0] == "2016-05-01 00:00" and dates[-1] == "2016-05-08 23:00"
+    # round ticks: midnights, every other day of the 8 drawn (issue 38, item 12)
+    assert dates == ["2016-05-01 00:00", "2016-05-03 00:00", "2016-05-05 00:00", "2016-05-07 00:00"]
     ys = [float(t.text) for t in ticks_by_axis(root, "y")[0]]
     assert min(ys) <= history.min() and max(ys) >= history.max() and max(ys) - min(ys) < 20   # not the band's 80
     legend = [t.text for t in root.iter(f"{NS}text") if t.get("class") == "legend"]

@@ -143,3 +143,16 @@ def test_the_linear_candidate_reads_the_past_only_with_a_lookback_it_can_fit():
     a, b = linear_candidate(history, 20, 400), linear_candidate(changed, 20, 400)
     np.testing.assert_array_equal(a.fitted.weights, b.fitted.weights)
     np.testing.assert_allclose(errors_at(a, history, [400], 20), 0.0, atol=1e-6)   # a sine continued exactly
+
+
+
+def test_a_model_that_fell_back_is_not_blended_or_credited():
+    """When every draft failed the critic the model's "answer" is the fallback: however well it would
+    have backtested, it is not blended in and the source does not say "model" (issue 38, item 4)."""
+    history = noisy_series()
+    right = [history[o:o + 6] for o in model_origins(history, 6)]
+    fell_back = reflect(history, 6, None, ModelAnswers(np.full(6, 99.0), right, fell_back=True))
+    assert fell_back.choice == reflect(history, 6, None, OFF).choice and "model" not in fell_back.choice
+    assert MODEL not in fell_back.errors and fell_back.model_origins == 0
+    short = reflect(np.arange(6.0), 6, None, ModelAnswers(np.zeros(6), [], fell_back=True))   # no origin at all
+    assert short.choice == MODEL     # the fallback answers; conclude() keeps the fallback's own source

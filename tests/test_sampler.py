@@ -13,7 +13,7 @@ from timer1.core.model import Qwen2, Qwen2Config, token_logprobs
 from timer1.core.sampler import generate, sample_token, sampling_logprobs, top_k_mask, top_p_mask
 from timer1.core.tokenizer import Tokenizer
 
-SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "timer1-tiny"
+SHIPPED = Path(__file__).resolve().parents[1] / "timer1" / "checkpoints" / "timer1-tiny"
 
 NEG = float("-inf")
 

@@ -1,4 +1,4 @@
-"""The shipped default model, checkpoints/timer1-tiny: complete, small, loads, and forecasts a fixed
+"""The shipped default model, timer1/checkpoints/timer1-tiny: complete, small, loads, and forecasts a fixed
 ETTh1 test window in the right shape through the library and through forecast.py with no --model."""
 
 import csv
@@ -20,7 +20,7 @@ from timer1.data.protocol import paper_windows
 from timer1.tools.export import INFERENCE_FILES
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "checkpoints" / "timer1-tiny"
+SHIPPED = REPO / "timer1" / "checkpoints" / "timer1-tiny"
 
 
 @pytest.fixture(scope="module")

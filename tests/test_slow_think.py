@@ -11,8 +11,7 @@ from timer1.core.codec import PromptFormat
 from timer1.core.prompts import compact_scaler
 from timer1.core.sampler import Generation
 from timer1.core.slow_think import (QUANTILES, SlowThinkConfig, aggregate, backtest_window, choose_answer, conclude,
-                                    critique, period_for_step, review, single_pass, slow_think)
-from timer1.data.dates import Step
+                                    critique, review, single_pass, slow_think)
 from timer1.data.repair import forecast_window
 from timer1.data.synthetic import synthetic_frame
 from timer1.train.random_init import random_policy
@@ -232,13 +231,7 @@ def test_single_pass_after_a_forced_reasoning(policy, window, monkeypatch):
     np.testing.assert_allclose(empty.point, values, atol=np.ptp(window.history) / 40)  # the 2-digit scale's rounding
 
 
-def test_period_for_step():
-    assert period_for_step(Step("hourly", 3600.0)) == 24
-    assert period_for_step(Step("minutes", 900.0)) == 96
-    assert period_for_step(Step("daily", 86400.0)) == 7
-    assert period_for_step(Step("monthly", 30 * 86400.0, 1)) == 12
-    assert period_for_step(Step("quarterly", 91 * 86400.0, 3)) == 4
-    assert period_for_step(Step("index", 1.0)) is None
+def test_an_unknown_refine_is_refused():
     with pytest.raises(ValueError, match="refine"):
         SlowThinkConfig(refine="vote")
 

@@ -271,3 +271,21 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(ValueError, match="in use by another training process"):
             claim_out_dir(tmp_path, resume=True)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path):
+    """Ctrl-C (or a preemption) before the first checkpoint leaves config.toml and a few metrics lines:
+    a fresh start is refused (the directory holds a run), and --resume=true starts it from step 0,
+    its stale metrics dropped, instead of failing for want of a checkpoint (issue 38, item 5)."""
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    (out_dir / "config.toml").write_text("# left by the stopped run\n")
+    (out_dir / "metrics.jsonl").write_text('{"step": 1, "loss": 999.0}\n')
+    refused = run("train_sft.py", "--config", "configs/smoke_sft.toml", f"--data.data_dir={SHARED_DATA}",
+                  f"--out_dir={out_dir}", "--eval_windows=1", "--val_max_tokens=6")
+    assert refused.returncode != 0 and "already holds a run: add --resume=true" in refused.stderr
+    done = resume_sft(out_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "holds no checkpoint yet" in done.stdout and "starting from step 0" in done.stdout
+    assert latest_checkpoint(out_dir).name == "step_000004"
+    assert "999.0" not in (out_dir / "metrics.jsonl").read_text()

@@ -107,6 +107,24 @@ def period_from_step(step_seconds: float | None) -> int | None:
     return int(86400 // step_seconds)
 
 
+def period_for_step(step) -> int | None:
+    """The natural cycle of a :class:`timer1.data.Step`: a day for sub-daily data (24 hourly, 96 for
+    15 minutes: `period_from_step`), a week of days, a year of weeks, months or quarters; None for
+    yearly data and a running index (then the history's autocorrelation decides). A calendar with
+    closed days or hours (timer1.data.calendars) counts open steps: a business-day week is 5, a day
+    of trading hours its open slots."""
+    if step.kind == "daily" and step.weekdays:
+        return len(step.weekdays)
+    if step.times:
+        return len(step.times)
+    calendar = {"daily": 7, "weekly": 52, "monthly": 12, "quarterly": 4}
+    if step.kind in calendar:
+        return calendar[step.kind]
+    if step.kind in ("index", "yearly"):
+        return None
+    return period_from_step(step.seconds)
+
+
 @dataclass
 class SeasonalNaive:
     """Repeat the last full season. ``period=None``: estimate it from each history (``estimate_period``)."""

@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from timer1.core.baselines import SeasonalNaive, estimate_period, period_from_step
+from timer1.core.baselines import SeasonalNaive, estimate_period
 from timer1.core.codec import (PromptFormat, answer_opening, chat_ids, complete_forecast, forecast_from_completion,
                                prompt_ids, prompt_messages)
 from timer1.core.metrics import correlation, mae
@@ -169,18 +169,6 @@ def lag_correlation(x: np.ndarray, lag: int) -> float:
     if not 0 < lag < len(x) - 1:
         return 0.0
     return correlation(x[lag:], x[:-lag])
-
-
-def period_for_step(step) -> int | None:
-    """The natural cycle of a :class:`timer1.data.Step`: a day for sub-daily data (24 hourly, 96 for
-    15 minutes: ``timer1.core.baselines.period_from_step``), a week of days, a year of weeks, months or
-    quarters; None for yearly data and a running index (then the history's autocorrelation decides)."""
-    calendar = {"daily": 7, "weekly": 52, "monthly": 12, "quarterly": 4}
-    if step.kind in calendar:
-        return calendar[step.kind]
-    if step.kind in ("index", "yearly"):
-        return None
-    return period_from_step(step.seconds)
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,13 +13,16 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from timer1.data.dates import (DateCells, DateLabels, Step, classify_step, date_components, date_fields, format_dates,
-                               grid_positions, parse_dates, parse_other_layouts, years_as_dates)
+from timer1.data import calendars
+from timer1.data.dates import (DateCells, DateLabels, Step, date_components, date_fields, format_dates, parse_dates,
+                               parse_other_layouts, years_as_dates)
+from timer1.data.row_order import chronological_order, long_hint, report_calendar, report_gaps, step_of
 from timer1.util.atomic import write_text_atomic
 
 _THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -39,6 +42,9 @@ SAMPLE_BYTES = 1 << 16   # the head of the file the encoding and the delimiter a
 
 
 BLOCK_ROWS = 1 << 16     # rows turned into numpy arrays at a time while a file streams in
+
+
+HEAD_ROWS = 50           # rows a date column is looked for in, when it is not the first
 
 
 @dataclass
@@ -160,8 +166,8 @@ def _index_numbers(cells: Sequence[str]) -> tuple[np.ndarray, int] | None:
 
 @dataclass
 class _Block:
-    """Up to BLOCK_ROWS parsed rows: the first column as dates or numbers, the kept value columns,
-    and the file line of every row (for messages)."""
+    """Up to BLOCK_ROWS parsed rows: the date column (the first, unless `_find_date_column` says
+    otherwise) as dates or numbers, the kept value columns, and the file line of every row (for messages)."""
 
     dates: DateCells | None
     other: tuple[np.ndarray, str, str | None] | None   # a less common date layout (dates.parse_other_layouts)
@@ -171,8 +177,9 @@ class _Block:
     lines: np.ndarray
 
 
-def _parse_block(rows: list[list[str]], lines: list[int], keep: list[int], dialect: CsvDialect) -> _Block:
-    first_cells = [row[0].strip() for row in rows]
+def _parse_block(rows: list[list[str]], lines: list[int], keep: list[int], dialect: CsvDialect,
+                 date_index: int) -> _Block:
+    first_cells = [row[date_index].strip() for row in rows]
     dates = DateCells.parse(first_cells)
     other = None if dates is not None else parse_other_layouts(first_cells)
     is_date = dates is not None or other is not None
@@ -205,9 +212,35 @@ def _row_blocks(rows, width: int, path: Path):
         yield block, lines
 
 
+def _find_date_column(path: Path, dialect: CsvDialect, header: list[str], date_column: str | None) -> int:
+    """The index of the date column: ``date_column`` when named, else the first column when its
+    head parses as dates or is named like them, else the first later column that does (a date
+    column need not come first); else 0 (then `_date_column` decides whether it is an index)."""
+    if date_column is not None:
+        if date_column not in header:
+            raise ValueError(f"{path}: no date column {date_column!r}; the columns are {', '.join(header)}")
+        return header.index(date_column)
+    with open(path, encoding=dialect.encoding, newline="") as text:
+        rows = list(islice((row for row in csv.reader(text, delimiter=dialect.delimiter) if any(row)), HEAD_ROWS + 1))[1:]
+
+    def dated(k: int) -> bool:
+        cells = [row[k].strip() for row in rows if len(row) > k]
+        return bool(cells) and (DateCells.parse(cells) is not None or parse_other_layouts(cells) is not None)
+
+    for k, name in enumerate(header):
+        if k == 0 and (dated(0) or name.lower() in DATE_COLUMN_NAMES | YEAR_COLUMN_NAMES):
+            return 0
+        if k > 0 and dated(k):
+            warnings.warn(f"{path}: column {name!r} read as the dates (it is not the first column)")
+            return k
+    return 0
+
+
 def _read_blocks(path: Path, dialect: CsvDialect, columns: Sequence[str] | None,
-                 progress: Callable[[int, int], None] | None) -> tuple[list[str], list[int], list[_Block]]:
-    """Stream the file: its header, the indices of the value columns kept, and the parsed blocks."""
+                 progress: Callable[[int, int], None] | None,
+                 date_column: str | None) -> tuple[list[str], int, list[int], list[_Block]]:
+    """Stream the file: its header, the date column's index, the indices of the value columns kept,
+    and the parsed blocks."""
     size = path.stat().st_size
     with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding=dialect.encoding, newline="") as text:
         rows = csv.reader(text, delimiter=dialect.delimiter)
@@ -219,22 +252,24 @@ def _read_blocks(path: Path, dialect: CsvDialect, columns: Sequence[str] | None,
             unknown = [name for name in columns or () if name not in header]
             if unknown:
                 raise ValueError(f"{path}: no column {unknown[0]!r}; the columns are {', '.join(header)}")
-            keep = [k for k, name in enumerate(header) if k > 0 and (columns is None or name in columns)]
+            date_index = _find_date_column(path, dialect, header, date_column)
+            keep = [k for k, name in enumerate(header) if k != date_index and (columns is None or name in columns)]
             blocks = []
             for block, lines in _row_blocks(rows, len(header), path):
-                blocks.append(_parse_block(block, lines, keep, dialect))
+                blocks.append(_parse_block(block, lines, keep, dialect, date_index))
                 if progress is not None:
                     progress(raw.tell(), size)
         except (csv.Error, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: not a readable CSV file ({err})") from None
     if not blocks:
         raise ValueError(f"{path}: header only, no data rows")
-    return header, keep, blocks
+    return header, date_index, keep, blocks
 
 
 def read_csv(path: str | os.PathLike, columns: Sequence[str] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Series:
-    """Read a time-series CSV (first column dates, then one numeric column per channel).
+             progress: Callable[[int, int], None] | None = None, date_column: str | None = None) -> Series:
+    """Read a time-series CSV (a date column, the first unless `_find_date_column` finds it later or
+    ``date_column`` names it, and one numeric column per channel).
 
     The file streams in BLOCK_ROWS rows at a time and only the kept ``columns`` (None: all) are
     stored, so memory follows what is used, not the file. Rows are put in date order when they are
@@ -249,25 +284,28 @@ def read_csv(path: str | os.PathLike, columns: Sequence[str] | None = None,
     dialect = sniff_dialect(path)
     if dialect.note():
         warnings.warn(f"{path}: {dialect.note()}")
-    header, keep, blocks = _read_blocks(path, dialect, columns, progress)
+    header, date_index, keep, blocks = _read_blocks(path, dialect, columns, progress, date_column)
     lines = np.concatenate([b.lines for b in blocks])
     names = [header[k] for k in keep]
     arrays = [np.concatenate([b.values[j] for b in blocks]) for j in range(len(keep))]
 
-    timestamps, keys, step = _date_column(path, header[0], blocks)
+    timestamps, keys, step = _date_column(path, header[date_index], blocks)
+    if date_column is not None and keys is None:
+        raise ValueError(f"{path}: column {date_column!r} does not parse as dates")
     if keys is None and timestamps is None and step is None:  # no date column: the first column is a channel
         if columns is None or header[0] in columns:
             names, arrays = [header[0]] + names, [np.concatenate([b.first for b in blocks])] + arrays
         step = Step("index", 1.0, 0, "{i:.0f}")
-    order = _chronological(path, keys, lines, step)
+    order = chronological_order(path, keys, lines, step, long_hint(header, date_index, names, arrays))
     if order is not None:
         lines, arrays = lines[order], [a[order] for a in arrays]
         timestamps = None if timestamps is None else timestamps[order]
         keys = keys[order]
     if keys is not None:
-        step = _step_of(keys, step, timestamps)
+        step = step_of(keys, step, timestamps)
     if timestamps is not None:
-        _report_gaps(path, timestamps, lines, step)
+        report_calendar(path, step)
+        report_gaps(path, timestamps, lines, step)
 
     channels, kept = [], []
     for name, col in zip(names, arrays):
@@ -295,7 +333,7 @@ def series_from_values(values: Sequence[float], dates: Sequence[str] | None = No
     cells = [str(d) for d in dates]
     if len(cells) != len(column):
         raise ValueError(f"{name}: {len(cells)} timestamps for {len(column)} values")
-    parsed = parse_dates(cells)
+    parsed = parse_dates(cells) or _years(cells)
     if parsed is None:
         raise ValueError(f"{name}: timestamps do not parse as one date layout (e.g. 2020-01-31 or "
                          f"2020-01-31 13:00:00), first {cells[0]!r}")
@@ -304,8 +342,17 @@ def series_from_values(values: Sequence[float], dates: Sequence[str] | None = No
     later = np.flatnonzero(np.diff(keys) <= 0)
     if later.size:
         raise ValueError(f"{name}: timestamps must increase; {cells[later[0] + 1]!r} follows {cells[later[0]]!r}")
-    step = _step_of(keys, Step("seconds", 1.0, 0, style), timestamps)
+    step = step_of(keys, Step("seconds", 1.0, 0, style), timestamps)
     return Series(name, [channel], column[:, None], timestamps, step, cells)
+
+
+def _years(cells: list[str]) -> tuple[np.ndarray, str] | None:
+    """Cells that are all four-digit years ("1990") as those years' first days, as a date column
+    named like years reads them (`years_as_dates`)."""
+    if not all(len(c.strip()) == 4 and c.strip().isdigit() for c in cells):
+        return None
+    years = years_as_dates(np.array([int(c) for c in cells], dtype=np.float64))
+    return None if years is None else (years, "{Y:04d}")
 
 
 def _date_column(path: Path, name: str, blocks: list[_Block]):
@@ -342,77 +389,6 @@ def _other_layout(path: Path, blocks: list[_Block]) -> tuple[np.ndarray, str] | 
     if blocks[0].other[2]:
         warnings.warn(f"{path}: {blocks[0].other[2]}")
     return np.concatenate([b.other[0] for b in blocks]), blocks[0].other[1]
-
-
-def _chronological(path: Path, keys: np.ndarray | None, lines: np.ndarray, step: Step) -> np.ndarray | None:
-    """The row order that puts the dates in time order, None when they already are. Shuffled dates
-    that fit no regular step are an error: guessing an order there would forecast garbage."""
-    if keys is None or len(keys) < 2:
-        return None
-    diffs = np.diff(keys)
-    if (diffs > 0).all():
-        return None
-    order = np.argsort(keys, kind="stable")
-    repeated = np.flatnonzero(np.diff(keys[order]) == 0)
-    if repeated.size:
-        first, second = sorted((order[repeated[0]], order[repeated[0] + 1]))
-        raise ValueError(f"{path}: lines {lines[first]} and {lines[second]} have the same date "
-                         f"{_label(keys[first], step)}; a series needs one row per date")
-    if (diffs < 0).all():
-        warnings.warn(f"{path}: rows are newest first; sorted oldest first by date")
-        return order
-    sorted_keys = keys[order]
-    if _regular(sorted_keys, step):
-        warnings.warn(f"{path}: rows are not in date order; sorted by date")
-        return order
-    i = int(np.flatnonzero(diffs < 0)[0])
-    raise ValueError(f"{path}: dates are out of order with no regular step: line {lines[i + 1]} "
-                     f"({_label(keys[i + 1], step)}) comes after line {lines[i]} ({_label(keys[i], step)}); "
-                     f"sort the file by date")
-
-
-def _label(key, step: Step) -> str:
-    """A sort key written as the file writes its dates."""
-    if step.kind == "index":
-        return step.style.format(i=float(key))
-    return format_dates(np.array([key], dtype="datetime64[s]"), step.style)[0]
-
-
-def _median_positive_diff(keys: np.ndarray) -> float:
-    diffs = np.diff(keys.astype(np.float64))
-    positive = diffs[diffs > 0]
-    return float(np.median(positive)) if positive.size else 1.0
-
-
-def _step_of(keys: np.ndarray, draft: Step, timestamps: np.ndarray | None) -> Step:
-    """The step of sorted keys: a named spacing for dates, the median increment for an index."""
-    seconds = _median_positive_diff(keys)
-    if timestamps is None:
-        return Step("index", seconds, 0, draft.style)
-    return classify_step(seconds, draft.style)
-
-
-def _regular(sorted_keys: np.ndarray, step: Step) -> bool:
-    """Whether sorted keys sit on one regular step (gaps allowed)."""
-    if step.kind == "index":
-        offsets = (sorted_keys - sorted_keys[0]) / _median_positive_diff(sorted_keys)
-        return bool(np.allclose(offsets, np.round(offsets)))
-    timestamps = sorted_keys.astype("datetime64[s]")
-    return grid_positions(timestamps, _step_of(sorted_keys, step, timestamps)) is not None
-
-
-def _report_gaps(path: Path, timestamps: np.ndarray, lines: np.ndarray, step: Step) -> None:
-    """Warn when dates skip steps of the regular grid, or do not fall on one grid at all."""
-    positions = grid_positions(timestamps, step)
-    if positions is None:
-        warnings.warn(f"{path}: dates do not follow one {step.kind} step; rows are used as if evenly spaced")
-        return
-    missing = int(positions[-1]) + 1 - len(positions)
-    if missing:
-        first = int(np.flatnonzero(np.diff(positions) > 1)[0])
-        warnings.warn(f"{path}: {missing} {step.kind} steps are missing from the dates (the first after "
-                      f"{_label(timestamps[first].astype(np.int64), step)}, line {lines[first]}); forecasts "
-                      f"fill them on the regular grid")
 
 
 def write_csv(series: Series, path: str | os.PathLike, decimals: int | None = None) -> None:
@@ -455,6 +431,8 @@ def future_dates(series_or_last: Series | np.datetime64 | str | float, step: Ste
             raise ValueError(f"future_dates: cannot parse date {last!r}")
         last = parsed[0][0]
     last = np.datetime64(last, "s")
+    if step.weekdays or step.times:
+        return format_dates(calendars.next_times(last, step, n), step.style)
     if not step.is_calendar:
         offsets = np.arange(1, n + 1, dtype=np.int64) * int(round(step.seconds))
         return format_dates(last + offsets.astype("timedelta64[s]"), step.style)

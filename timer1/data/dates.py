@@ -27,6 +27,8 @@ from itertools import repeat
 
 import numpy as np
 
+from timer1.data import calendars
+
 _TIME = r"(?:([ T])(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?((?:[ \t]*(?:Z|[+-]\d{2}:?\d{2}))?)"
 # year, separator, month, day (optional), then the optional time and UTC offset
 _YEAR_FIRST_RE = re.compile(r"^[ \t]*(\d{4})([-/])(\d{1,2})(?:\2(\d{1,2}))?" + _TIME + r"[ \t]*$", re.MULTILINE)
@@ -43,16 +45,28 @@ class Step:
           whose increment is `seconds`).
     style: a `str.format` template over Y m d H M S (dates) or i (index) that rewrites a date in
           the input's own layout, e.g. ``"{Y:04d}/{m}/{d} {H}:{M:02d}"`` for ``2020/1/1 0:00``.
+    weekdays, times: a calendar with closed days or hours (timer1.data.calendars): the open days
+          (0 = Monday) and open times of day (seconds after midnight); empty = always open.
     """
 
     kind: str
     seconds: float = 0.0
     months: int = 0
     style: str = "{Y:04d}-{m:02d}-{d:02d} {H:02d}:{M:02d}:{S:02d}"
+    weekdays: tuple[int, ...] = ()
+    times: tuple[int, ...] = ()
 
     @property
     def is_calendar(self) -> bool:
         return self.months > 0
+
+    @property
+    def name(self) -> str:
+        """How messages name the step: "business-day" for Monday to Friday, "hourly open-hours" for
+        other calendars with closed days or hours (timer1.data.calendars), else the kind."""
+        if self.weekdays == (0, 1, 2, 3, 4) and not self.times and self.kind == "daily":
+            return "business-day"
+        return self.kind + (" open-hours" if self.weekdays or self.times else "")
 
 
 def classify_step(median_seconds: float, style: str) -> Step:
@@ -313,6 +327,8 @@ def grid_positions(timestamps: np.ndarray, step: Step) -> np.ndarray | None:
     """How many steps after the first date each date lies, when every date sits on the step's grid;
     None when some date falls between steps. Calendar steps count months (the day may wander)."""
     ts = np.asarray(timestamps).astype("datetime64[s]")
+    if step.weekdays or step.times:
+        return calendars.positions(ts, step)
     if step.is_calendar:
         c = date_components(ts)
         offsets, unit = (c["Y"] * 12 + c["m"]) - (c["Y"][0] * 12 + c["m"][0]), step.months

@@ -99,7 +99,7 @@ def forecast_window(series: Series, channel: str, lookback: int, horizon: int,
     if repaired.mean() > MAX_REPAIRED_SHARE:
         raise ValueError(f"{series.name}/{channel}: {int(repaired.sum())} of the last {lookback} values are "
                          f"missing, not numbers or outliers (more than {MAX_REPAIRED_SHARE:.0%}); "
-                         f"fix the file or pass a smaller --lookback")
+                         f"fix the data or use a shorter look-back")
     history = interpolate_gaps(np.where(outliers, np.nan, values))
     if round_inputs is not None:
         history = np.round(history, round_inputs)

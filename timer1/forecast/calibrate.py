@@ -1,6 +1,6 @@
 """Calibrate a model's forecast band on held-out windows, level by level.
 
-    python -m timer1.forecast.calibrate checkpoints/timer1-tiny [--windows 64]
+    python -m timer1.forecast.calibrate timer1/checkpoints/timer1-tiny [--windows 64]
 
 Slow thinking's band is the spread of its drafts. A small model's drafts are too alike, so their
 10-90% band covers far fewer outcomes than 80% (README has timer1-tiny's numbers). Conformal

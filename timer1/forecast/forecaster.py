@@ -37,8 +37,9 @@ from timer1.data.protocol import protocol_for
 from timer1.data.repair import forecast_window
 from timer1.forecast.band import widen_result
 from timer1.forecast.reflect import ModelAnswers, backtest_windows, conclude, reflect
-from timer1.forecast.inputs import QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
-from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, model_facts, open_policy,
+from timer1.forecast.inputs import MIN_CONTEXT, QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
+from timer1.forecast.output import has_band
+from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, display_name, model_facts, open_policy,
                                      prompt_horizon, resolve_model)
 
 if TYPE_CHECKING:  # timer1.core.slow_think brings torch: imported where a model runs, so input errors come fast
@@ -47,7 +48,6 @@ if TYPE_CHECKING:  # timer1.core.slow_think brings torch: imported where a model
 
 DEFAULT_LOOKBACK = protocol_for("").lookback   # 96, the paper's look-back
 
-MIN_CONTEXT = 8         # fewer values show no level, step size or cycle for the critic to check against
 
 DEFAULT_BATCH = 64      # windows per generate call: 64 x 8 drafts of timer1-tiny stay well under 1 GB
 
@@ -143,7 +143,7 @@ class Forecaster:
         says; ``settings`` are the constructor's (config, max_new_tokens, lookback, batch)."""
         model_dir, adapter_dir = resolve_model(model, adapter)
         policy = open_policy(model_dir, adapter_dir, device, dtype, threads)
-        name = str(model_dir) + (f" + {adapter_dir}" if adapter_dir else "")
+        name = display_name(model_dir) + (f" + {display_name(adapter_dir)}" if adapter_dir else "")
         return cls(policy, name=name, facts=model_facts(model_dir, adapter_dir), **settings)
 
     @property
@@ -167,11 +167,30 @@ class Forecaster:
         out.repairs, out.timestamps = batch.repairs, batch.future_dates()
         return out
 
+    def predict_groups(self, contexts: list, horizon: int | None = None, *, timestamps=None,
+                       **options) -> list[tuple[list[int], Forecast]]:
+        """`predict` for many series whose default horizons may differ (a long file of daily and monthly
+        series): with ``horizon`` None each series gets its own step's (14 days, 24 months, ...), and the
+        series sharing one go through one call. (indices into ``contexts``, their Forecast) per group,
+        groups in order of their first series; ``options`` are predict's."""
+        every = list(range(len(contexts)))
+        if horizon is not None:
+            return [(every, self.predict(contexts, horizon, timestamps=timestamps, **options))]
+        dates = as_timestamps(timestamps, len(contexts))
+        own = [self._horizon(None, [series_from_values(values, None if dates is None else dates[i])])
+               for i, values in enumerate(as_contexts(contexts))]
+        groups = {h: [i for i in every if own[i] == h] for h in dict.fromkeys(own)}
+        return [(members, self.predict([contexts[i] for i in members], h, **options,
+                                       timestamps=None if dates is None else [dates[i] for i in members]))
+                for h, members in groups.items()]
+
     def predict_quantiles(self, context, prediction_length: int | None = None,
-                          quantile_levels: Sequence[float] = QUANTILES, **options) -> tuple[np.ndarray, np.ndarray]:
+                          quantile_levels: Sequence[float] = QUANTILES, *, seed: int | None = 0,
+                          **options) -> tuple[np.ndarray, np.ndarray]:
         """Chronos' shape of `predict`: (quantiles (N, H, Q) in ``quantile_levels`` order, point (N, H)),
-        the same numbers; ``options`` are predict's (mode, timestamps, seed)."""
-        out = self.predict(context, prediction_length, quantiles=quantile_levels, **options)
+        the same numbers as ``predict(..., seed=seed)``; seeded by default, as `predict_df` is, so the
+        call is reproducible; ``options`` are predict's (mode, timestamps)."""
+        out = self.predict(context, prediction_length, quantiles=quantile_levels, seed=seed, **options)
         return np.stack([out.quantiles[q] for q in check_quantiles(quantile_levels)], axis=-1), out.point
 
     def predict_df(self, df, horizon: int | None = None, *, id_column: str = "unique_id", timestamp_column: str = "ds",
@@ -187,17 +206,31 @@ class Forecaster:
             raise ValueError(f"predict_df takes a pandas DataFrame, got {type(df).__name__}")
         ids, contexts, stamps = split_long(df, (id_column, timestamp_column, target))
         indexed = pandas.api.types.is_numeric_dtype(df[timestamp_column])  # a running index, not dates
-        out = self.predict(contexts, horizon, quantiles=quantile_levels, mode=mode,
-                           timestamps=None if indexed else stamps, seed=seed)
-        horizon = out.point.shape[1]
-        future = ([continue_index(t, horizon) for t in stamps] if indexed
-                  else [pandas.to_datetime(d) for d in out.timestamps])
-        return forecast_frame(pandas, ids, out, (id_column, timestamp_column), future)
+        zone = None if indexed else getattr(df[timestamp_column].dtype, "tz", None)
+        if zone is not None:   # forecast in UTC (summer time would give one series two offsets), answer in its zone
+            stamps = [[t.tz_convert("UTC") for t in dates] for dates in stamps]
+        short = [key for key, values in zip(ids, contexts) if len(values) < MIN_CONTEXT]
+        if short:
+            raise ValueError(f"series {short[0]!r} has fewer than {MIN_CONTEXT} values ({len(short)} series do)")
+        frames = []
+        for members, out in self.predict_groups(contexts, horizon, quantiles=quantile_levels, mode=mode,
+                                                timestamps=None if indexed else stamps, seed=seed):
+            steps = out.point.shape[1]
+            future = ([continue_index(stamps[i], steps) for i in members] if indexed
+                      else [pandas.to_datetime(d) for d in out.timestamps])
+            if zone is not None:
+                future = [d.tz_convert(zone) for d in future]
+            frames.append(forecast_frame(pandas, [ids[i] for i in members], out, (id_column, timestamp_column), future))
+        if len(frames) == 1:
+            return frames[0]
+        order = {key: k for k, key in enumerate(ids)}   # ids in order of first appearance, whatever their group
+        joined = pandas.concat(frames, ignore_index=True)
+        return joined.iloc[np.argsort([order[key] for key in joined[id_column]], kind="stable")].reset_index(drop=True)
 
     def prepare(self, context, horizon: int | None = None, timestamps=None) -> "Prepared":
         """Check and window a context as `predict` does, without running the model (timer1.forecast.serve
         checks a request here, then batches the windows of several requests in one call)."""
-        from timer1.core.slow_think import period_for_step
+        from timer1.core.baselines import period_for_step
 
         contexts = as_contexts(context)
         dates = as_timestamps(timestamps, len(contexts))
@@ -262,12 +295,14 @@ class Forecaster:
         owners = [i for i, t in enumerate(tests) for _ in t]
         seeds = None if hints.seeds is None else list(hints.seeds) + [hints.seeds[i] + BACKTEST_SEED for i in owners]
         every = list(windows) + [t for ts in tests for t in ts]
-        drafted = self._answers(every, "drafts", WindowHints(seeds, periods + [periods[i] for i in owners]),
-                                progress, log)
         n, out = len(windows), []
+        in_windows = None if progress is None else windows_progress(progress, n)
+        drafted = self._answers(every, "drafts", WindowHints(seeds, periods + [periods[i] for i in owners]),
+                                in_windows, log)
         for i, (full, result) in enumerate(zip(fulls, drafted[:n])):
             then = [drafted[n + j].point for j, owner in enumerate(owners) if owner == i]
-            reflection = reflect(full.history, horizon, periods[i], ModelAnswers(result.point, then))
+            answers = ModelAnswers(result.point, then, fell_back=result.used_fallback)
+            reflection = reflect(full.history, horizon, periods[i], answers)
             out.append(conclude(result, reflection, self.facts.calibration))
         return out
 
@@ -312,6 +347,21 @@ class Forecaster:
         return slow_think(self.policy, windows, config, period=period, log=log, seeds=hints.seeds)
 
 
+def windows_progress(progress: Callable[[int, int], None], windows: int) -> Callable[[int, int], None]:
+    """``progress`` counted in the caller's ``windows``, for a loop over more problems (reflection also
+    drafts each window's backtest problems: part of a window's cost, not windows); called when a
+    whole window's worth more is done."""
+    shown = [0]
+
+    def report(done: int, total: int) -> None:
+        whole = done * windows // total
+        if whole > shown[0]:
+            shown[0] = whole
+            progress(whole, windows)
+
+    return report
+
+
 def whole_history(series, channel: str, window: Window) -> Window:
     """``window`` with every value of the series before its origin as history (repaired as a look-back
     is), for reflection; the window itself when the whole series needs too many repairs."""
@@ -335,11 +385,16 @@ def cut(result: SlowThinkResult, horizon: int) -> SlowThinkResult:
 def assemble(results: list[SlowThinkResult], levels: tuple[float, ...],
              nonnegative: Sequence[bool] | None) -> Forecast:
     """Stack per-window results into a Forecast: quantiles of each window's kept drafts (numpy's
-    linear interpolation, as timer1.core.slow_think.aggregate), then the non-negative clip."""
+    linear interpolation, as timer1.core.slow_think.aggregate), then the non-negative clip. A window
+    without a band (timer1.forecast.output.has_band: a single pass, one draft kept, a fallback) has
+    NaN at every level but the median: a zero-width band would read as certainty. The CLI writes
+    those cells empty and the service null, the same rule everywhere."""
     wanted, clipped = [], []
     for k, result in enumerate(results):
         levels_k = {q: np.quantile(result.samples, q, axis=0) for q in levels}  # (H,) each, before the clip
         clipped.append(clip_at_zero(result, levels_k) if nonnegative is not None and nonnegative[k] else False)
+        if not has_band(result):
+            levels_k = {q: v if q == 0.5 else np.full_like(v, np.nan) for q, v in levels_k.items()}
         wanted.append(levels_k)
     return Forecast(point=np.stack([r.point for r in results]),
                     quantiles={q: np.stack([w[q] for w in wanted]) for q in levels},

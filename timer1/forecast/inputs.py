@@ -4,12 +4,16 @@ ValueError naming what is wrong."""
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Sequence
 
 import numpy as np
 
 MODES = ("auto", "slow", "single")
+
+
+MIN_CONTEXT = 8         # fewer values show no level, step size or cycle for the critic to check against
 
 
 QUANTILES = (0.1, 0.5, 0.9)   # the band forecast.py writes (timer1.core.slow_think aggregates the same three)
@@ -77,27 +81,45 @@ def as_contexts(context) -> list[np.ndarray]:
     return out
 
 
+def _date_list(dates) -> list | None:
+    """A sequence of dates as a list (a list, tuple, numpy array, pandas DatetimeIndex or Series), or
+    None when it is a single value (a string or a date)."""
+    if isinstance(dates, (list, tuple, np.ndarray)) or (hasattr(dates, "dtype") and hasattr(dates, "__iter__")):
+        return list(dates)
+    return None
+
+
 def as_timestamps(timestamps, n_series: int) -> list[list[str]] | None:
-    """None, or one list of dates per series (a single list is taken for a single series)."""
+    """None, or one list of dates per series (a single list is taken for a single series). Dates are
+    strings in any layout forecast.py reads, year numbers, or datetime-like values (datetime, date,
+    numpy datetime64, pandas Timestamp; a DatetimeIndex or Series of them)."""
     if timestamps is None:
         return None
-    if not isinstance(timestamps, (list, tuple, np.ndarray)) or len(timestamps) == 0:
-        raise ValueError("timestamps must be a list of dates (one list per series)")
-    nested = [isinstance(t, (list, tuple, np.ndarray)) for t in timestamps]
-    if any(nested) and not all(nested):
+    outer = _date_list(timestamps)
+    if not outer:
+        raise ValueError(f"timestamps must be a list of dates (one list per series), got {type(timestamps).__name__}")
+    inner = [_date_list(t) for t in outer]
+    if any(t is not None for t in inner) and not all(t is not None for t in inner):
         raise ValueError("timestamps must be one list of dates, or one list per series (every series dated)")
-    lists = list(timestamps) if all(nested) else [timestamps]
+    lists = inner if all(t is not None for t in inner) else [outer]
     if len(lists) != n_series:
         raise ValueError(f"got timestamps for {len(lists)} series but {n_series} series")
     return [[_date_text(d) for d in dates] for dates in lists]
 
 
 def _date_text(value) -> str:
-    """A date as text: strings as given, numpy/Python datetimes in ISO form."""
+    """A date as text: strings as given, whole year numbers as years, numpy/Python/pandas datetimes
+    and dates in ISO form (a time-zone-aware one keeps its UTC offset)."""
     if isinstance(value, str):
         return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 1000 <= value <= 2999:
+        return str(int(value))
     if isinstance(value, np.datetime64):
         return str(value.astype("datetime64[s]")).replace("T", " ")
-    if hasattr(value, "isoformat"):
+    if isinstance(value, datetime.datetime):        # pandas' Timestamp is one
         return value.isoformat(sep=" ")
-    raise ValueError(f"timestamps must be date strings or datetimes, got {value!r}")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise ValueError(f"timestamps must be date strings, year numbers or datetimes, got {shown} "
+                     f"({type(value).__name__})")

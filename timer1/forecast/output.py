@@ -11,6 +11,8 @@ import csv
 import io
 from typing import Sequence
 
+import numpy as np
+
 from timer1.forecast.inputs import quantile_column
 
 
@@ -36,11 +38,10 @@ def forecast_rows(first: Sequence[str], dates: Sequence[str], forecast, index: i
     """Series ``index`` of ``forecast`` (a timer1.forecast.forecaster.Forecast) as one row per date in
     ``dates``: ``first`` cells (its channel or id, or none), date, forecast, its quantiles, source."""
     result = forecast.results[index]
-    band = has_band(result)
     rows = []
-    for k, date in enumerate(dates):
-        levels = [format_number(values[index, k]) if band or q == 0.5 else ""
-                  for q, values in forecast.quantiles.items()]
+    for k, date in enumerate(dates):   # no band: NaN levels (Forecaster's assemble), written empty
+        levels = ["" if np.isnan(values[index, k]) else format_number(values[index, k])
+                  for values in forecast.quantiles.values()]
         rows.append([*first, date, format_number(forecast.point[index, k]), *levels, result.source])
     return rows
 

@@ -55,10 +55,12 @@ class Reflection:
 @dataclass
 class ModelAnswers:
     """The model's answers (the median of the kept drafts) to one window and to its backtest windows
-    (`model_origins`, in that order), (H,) each."""
+    (`model_origins`, in that order), (H,) each. ``fell_back``: no draft of the window passed the
+    critic, so ``now`` is the fallback's forecast, not the model's: it is not blended in."""
 
     now: np.ndarray
     then: list[np.ndarray]
+    fell_back: bool = False
 
 
 def candidate_periods(step_period: int | None, history: np.ndarray, horizon: int) -> list[int]:
@@ -158,7 +160,8 @@ def reflect(history: np.ndarray, horizon: int, step_period: int | None, model: M
     point = candidates[best].forecast(history, horizon)  # (H,)
     # the model's origins the statistical side can answer too (none before its earliest: the linear
     # candidate's weights saw what follows that one)
-    pairs = [(o, p) for o, p in zip(model_origins(history, horizon), model.then) if o >= points[-1]]
+    pairs = [(o, p) for o, p in zip(model_origins(history, horizon), model.then)
+             if o >= points[-1] and not model.fell_back]
     asked = [o for o, _ in pairs]
     errors, choice = {best: mean_abs(residuals[best])}, best
     if asked:

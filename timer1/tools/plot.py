@@ -104,9 +104,35 @@ def _x_dates(dates: list[str], box: Box, panel_edges: tuple[float, float], at) -
             count -= 1
         if count * (svg.CHAR_EM * size * widest + 8) <= panel_edges[1] - panel_edges[0]:
             break
-    where = np.unique(np.linspace(0, len(labels) - 1, min(count, len(labels))).round().astype(int))
+    per_index = (float(at(len(labels) - 1)) - float(at(0))) / max(len(labels) - 1, 1)   # px between dates
+    where = round_date_ticks(dates, count, (svg.CHAR_EM * size * widest + 8) / max(per_index, 1e-9))
     return [svg.text(svg.inside(float(at(i)), labels[i], size, *panel_edges), box.y1 + 15, labels[i],
                      size=size, css="tick x date") for i in where]
+
+
+def round_date_ticks(dates: Sequence[str], most: int, min_gap: float = 1.0) -> np.ndarray:
+    """Indices of 4 to ``most`` date ticks, at least ``min_gap`` dates apart (a label's width), that
+    fall on round times: the coarsest of year, quarter, month, Monday, midnight, 6-hour and hour
+    starts that gives 4, every k-th mark of it; evenly spaced when the dates do not parse or no unit
+    gives 4 (a running index, a short span)."""
+    from timer1.data.dates import date_components, parse_dates
+
+    parsed = parse_dates([str(d) for d in dates]) if len(dates) else None
+    if parsed is not None:
+        c = date_components(parsed[0])
+        midnight = (c["H"] == 0) & (c["M"] == 0) & (c["S"] == 0)
+        monday = (parsed[0].astype("datetime64[D]").astype(np.int64) + 3) % 7 == 0
+        units = [midnight & (c["d"] == 1) & (c["m"] == 1), midnight & (c["d"] == 1) & (c["m"] % 3 == 1),
+                 midnight & (c["d"] == 1), midnight & monday, midnight, (c["H"] % 6 == 0) & (c["M"] == 0),
+                 (c["M"] == 0) & (c["S"] == 0)]
+        for marks in units:
+            where = np.flatnonzero(marks)
+            if len(where) < 4:
+                continue
+            every = max(int(np.ceil(len(where) / most)), int(np.ceil(min_gap / np.diff(where).min())))
+            if len(where[::every]) >= 4:
+                return where[::every]
+    return np.unique(np.linspace(0, len(dates) - 1, min(most, len(dates))).round().astype(int))
 
 
 def _band(panel: Panel, fc_x, y_range: tuple[float, float], at) -> tuple[list[str], bool]:

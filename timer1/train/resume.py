@@ -70,11 +70,12 @@ def read_checkpoint(ckpt_dir: Path, dtype: torch.dtype) -> tuple[dict[str, torch
 
 
 def resume_run(out_dir: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               rank: int = 0) -> dict:
+               rank: int = 0) -> dict | None:
     """Load the newest readable checkpoint in `out_dir` into `model` and `optimizer`, restore this
-    rank's RNGs, return its train state (``step``, ``extra``, ``path``). An unreadable checkpoint (a full
-    disk, a partial copy) is skipped with a warning; one that reads but does not fit is an error (an
-    older one would not fit either). Every rank must pick the same one (checked)."""
+    rank's RNGs, return its train state (``step``, ``extra``, ``path``); None when the directory holds
+    no checkpoint at all (a run stopped before its first: the caller starts from step 0). An unreadable
+    checkpoint (a full disk, a partial copy) is skipped with a warning; one that reads but does not fit
+    is an error (an older one would not fit either). Every rank must pick the same one (checked)."""
     dtype = next(dist.unwrap(model).parameters()).dtype
     skipped, found = [], None
     for ckpt in checkpoints_newest_first(out_dir):
@@ -90,7 +91,7 @@ def resume_run(out_dir: str | os.PathLike, model: torch.nn.Module, optimizer: to
     if found is None:
         if skipped:
             raise FileNotFoundError(f"--resume=true but no checkpoint in {out_dir} can be read: {'; '.join(skipped)}")
-        raise FileNotFoundError(f"--resume=true but {out_dir} holds no checkpoint (step_XXXXXX/)")
+        return None
     ckpt, tensors, state = found
     copy_weights(model, tensors, ckpt)
     restore_train_state(state, optimizer, rank=rank, source=ckpt / "train_state.pt")

@@ -60,8 +60,11 @@ def begin(run: Run, total_steps: int, shape: Optional[dict] = None) -> bool:
     (what the run's step plan depends on) must match the resumed run's. False when there is nothing
     left to do."""
     cfg = run.cfg
-    if cfg.resume:
-        state = resume_run(run.out_dir, run.model, run.optimizer, run.info.rank)
+    state = resume_run(run.out_dir, run.model, run.optimizer, run.info.rank) if cfg.resume else None
+    if cfg.resume and state is None:   # stopped before its first checkpoint (Ctrl-C, preemption): nothing to keep
+        run.log.truncate_after(0)
+        dist.print0(f"{run.out_dir} holds no checkpoint yet (its run stopped before the first): starting from step 0")
+    if state is not None:
         resumed_shape = state["extra"].get("run_shape", shape)
         if resumed_shape != shape:
             raise ValueError(f"cannot resume {state['path']}: it was made by a run with {resumed_shape}, "
