@@ -47,7 +47,7 @@ from collections import Counter
 from pathlib import Path
 
 from timer1.data.repair import MAX_REPAIRED_SHARE, OUTLIER_MADS
-from timer1.forecast.inputs import MIN_CONTEXT, parse_quantiles
+from timer1.forecast.inputs import MIN_CONTEXT, parse_quantiles, quantile_column
 from timer1.forecast.output import csv_text, forecast_rows, has_band, header
 from timer1.forecast.resolve import (HORIZON_FACTOR, PAPER_HORIZON, add_model_arguments, default_horizon, horizon_cap,
                                      resolve_model)
@@ -135,6 +135,13 @@ def add_long_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the date column (default: a long CSV's ds; a wide CSV's first column, or the first "
                              "later one whose cells are dates)")
     parser.add_argument("--target", default="y", metavar="NAME", help="long CSV: the values (default y)")
+    parser.add_argument("--cross-validation", type=int, default=None, metavar="N",
+                        help="instead of forecasting the future, forecast the last N windows of --horizon steps "
+                             "from the values before each (rolling origin, statsforecast's layout: id, date, "
+                             "cutoff, y, forecast, q<level>..., source); scores beside seasonal naive and last "
+                             "value on stderr")
+    parser.add_argument("--step-size", type=int, default=None, metavar="S",
+                        help="--cross-validation: steps between window cutoffs (default: the horizon)")
     parser.add_argument("--skip-short", action="store_true",
                         help=f"long CSV: leave out series with fewer than {MIN_CONTEXT} values (said on stderr) "
                              "instead of stopping")
@@ -338,6 +345,42 @@ def long_series(args, series: list) -> list:
     return kept
 
 
+def run_cross_validation(args) -> int:
+    """``--cross-validation N``: the last N windows of ``--horizon`` steps (``--step-size`` apart) of every
+    series (a long CSV's, or the --column channels of a wide one), each forecast from the values up to
+    its cutoff (timer1.forecast.cross_validation); the table written as CSV, the scores on stderr."""
+    from timer1.forecast.cross_validation import Folds, cross_validate, summary
+    from timer1.forecast.forecaster import DEFAULT_LOOKBACK, Forecaster
+
+    if args.id_column is not None:
+        from timer1.data.long_csv import LongColumns, read_long
+
+        columns = LongColumns(args.id_column, args.timestamp_column or LongColumns.timestamp, args.target)
+        found = read_long(args.csv, columns)
+        series = ([s.id for s in found], [s.values for s in found], [s.dates for s in found], not found[0].indexed)
+        names = (columns.id, columns.timestamp)
+    else:
+        wide = read_series(args.csv, None if args.column in (None, "all") else [args.column], None,
+                           args.timestamp_column)
+        channels = pick_channels(wide, args.column)
+        series = (channels, [wide.column(c) for c in channels], [list(wide.dates)] * len(channels),
+                  wide.timestamps is not None)
+        names = ("channel", "date")
+    forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
+                                            config=slow_config(args), max_new_tokens=args.max_new_tokens,
+                                            lookback=args.lookback or DEFAULT_LOOKBACK)
+    horizon = args.horizon or forecaster.default_horizon(series[1][0], series[2][0] if series[3] else None)
+    folds = Folds(horizon, args.cross_validation, args.step_size)
+    mode = "single" if args.single_pass else args.mode
+    log(f"cross-validation: {len(series[0])} series x {folds.n_windows} windows of {horizon} steps, "
+        f"{folds.step_size or horizon} apart, mode {mode}")
+    cv = cross_validate(forecaster, series, folds, names, quantiles=args.levels, mode=mode, seed=args.seed)
+    for line in summary(cv, f"timer1 ({mode})", args.levels):
+        log("    " + line)
+    header = [*names, "cutoff", "y", "forecast", *(quantile_column(q) for q in args.levels), "source"]
+    return emit(args, csv_text(header, cv.csv_rows()), len(cv.columns["y"]))
+
+
 def slow_config(args):
     """The slow-thinking settings the options give (torch comes in here: input errors come first)."""
     from timer1.core.slow_think import SlowThinkConfig
@@ -369,6 +412,8 @@ def emit(args, text: str, rows: int) -> int:
 
 def run(args) -> int:
     check_options(args)
+    if args.cross_validation is not None:
+        return run_cross_validation(args)
     if args.id_column is not None:
         return run_long(args)
     notes: list[str] = []  # what was fixed or chosen: shown once nothing can fail before the forecast

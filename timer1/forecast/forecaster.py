@@ -199,16 +199,15 @@ class Forecaster:
         ``y``) in one batched `predict` call; a long frame back: id, future timestamp, ``forecast``,
         ``q<level>`` per quantile level, ``source`` (timer1.forecast.frames). pandas is needed only here."""
         from timer1.data.long_csv import continue_index
-        from timer1.forecast.frames import forecast_frame, require_pandas, split_long
+        from timer1.forecast.frames import forecast_frame, in_utc, require_pandas, split_long, time_zone
 
         pandas = require_pandas()
         if not isinstance(df, pandas.DataFrame):
             raise ValueError(f"predict_df takes a pandas DataFrame, got {type(df).__name__}")
         ids, contexts, stamps = split_long(df, (id_column, timestamp_column, target))
         indexed = pandas.api.types.is_numeric_dtype(df[timestamp_column])  # a running index, not dates
-        zone = None if indexed else getattr(df[timestamp_column].dtype, "tz", None)
-        if zone is not None:   # forecast in UTC (summer time would give one series two offsets), answer in its zone
-            stamps = [[t.tz_convert("UTC") for t in dates] for dates in stamps]
+        zone = time_zone(pandas, df[timestamp_column])   # forecast in UTC, answered in the frame's zone
+        stamps = in_utc(stamps, zone)
         short = [key for key, values in zip(ids, contexts) if len(values) < MIN_CONTEXT]
         if short:
             raise ValueError(f"series {short[0]!r} has fewer than {MIN_CONTEXT} values ({len(short)} series do)")
@@ -226,6 +225,32 @@ class Forecaster:
         order = {key: k for k, key in enumerate(ids)}   # ids in order of first appearance, whatever their group
         joined = pandas.concat(frames, ignore_index=True)
         return joined.iloc[np.argsort([order[key] for key in joined[id_column]], kind="stable")].reset_index(drop=True)
+
+    def cross_validation(self, df, h: int, *, n_windows: int = 1, step_size: int | None = None,
+                         id_column: str = "unique_id", timestamp_column: str = "ds", target: str = "y",
+                         quantile_levels: Sequence[float] = QUANTILES, mode: str = "auto", seed: int = 0):
+        """Rolling-origin cross-validation of a long pandas DataFrame in statsforecast's shape: the last
+        ``n_windows`` windows of ``h`` steps, ``step_size`` apart (default h), each forecast from the values
+        up to its cutoff (timer1.forecast.cross_validation); a long frame back: id, timestamp, ``cutoff``,
+        ``y``, ``forecast``, ``q<level>`` per level, ``source``."""
+        from timer1.forecast.cross_validation import Folds, cross_validate
+        from timer1.forecast.frames import in_utc, require_pandas, split_long, time_zone
+
+        pandas = require_pandas()
+        if not isinstance(df, pandas.DataFrame):
+            raise ValueError(f"cross_validation takes a pandas DataFrame, got {type(df).__name__}")
+        ids, contexts, stamps = split_long(df, (id_column, timestamp_column, target))
+        dated = not pandas.api.types.is_numeric_dtype(df[timestamp_column])   # else a running index
+        zone = time_zone(pandas, df[timestamp_column])                           # forecast in UTC, answered in it
+        labels = in_utc(stamps, zone) if dated else stamps
+        cv = cross_validate(self, (ids, contexts, labels, dated), Folds(h, n_windows, step_size),
+                            (id_column, timestamp_column), quantiles=quantile_levels, mode=mode, seed=seed)
+        table = pandas.DataFrame(cv.columns)
+        if dated:   # the frame's own timestamps, in its own zone
+            for column in (timestamp_column, "cutoff"):
+                table[column] = pandas.to_datetime(table[column], utc=zone is not None)
+                table[column] = table[column] if zone is None else table[column].dt.tz_convert(zone)
+        return table
 
     def prepare(self, context, horizon: int | None = None, timestamps=None) -> "Prepared":
         """Check and window a context as `predict` does, without running the model (timer1.forecast.serve
@@ -248,6 +273,10 @@ class Forecaster:
         return Prepared(windows, repairs, nonnegative=[not (s.column("value") < 0).any() for s in series],
                         periods=[period_for_step(s.step) for s in series], dated=dates is not None,
                         full=[whole_history(s, "value", w) for s, w in zip(series, windows)])
+
+    def default_horizon(self, values, timestamps=None) -> int:
+        """The horizon `predict` picks for a series without one: two cycles of its step, capped."""
+        return self._horizon(None, [series_from_values(as_contexts(values)[0], timestamps)])
 
     def _horizon(self, horizon, series) -> int:
         if horizon is None:

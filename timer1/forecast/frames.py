@@ -52,3 +52,14 @@ def forecast_frame(pandas, ids: list, forecast, names: tuple[str, str], future: 
         table[quantile_column(q)] = values.ravel()
     table["source"] = np.repeat(np.array(forecast.source, dtype=object), horizon)
     return pandas.DataFrame(table)
+
+
+def in_utc(stamps: list[list], zone) -> list[list]:
+    """Time-zone-aware timestamps in UTC (``zone`` None: as they are): forecasting reads one offset per
+    series, where summer time gives a zone two; answers go back with `in_zone`."""
+    return stamps if zone is None else [[t.tz_convert("UTC") for t in dates] for dates in stamps]
+
+
+def time_zone(pandas, column):
+    """The time zone of a frame's timestamp column, None when naive or not dates."""
+    return getattr(column.dtype, "tz", None) if pandas.api.types.is_datetime64_any_dtype(column) else None
