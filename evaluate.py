@@ -208,11 +208,9 @@ def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, 
     "drafts", "band"}, from timer1.forecast.forecaster's loop (window i seeded ``seed + 1000 i``)."""
     from timer1.core.sft_data import extract_reasoning
 
-    started = time.perf_counter()
+    from timer1.util.progress import ProgressLine
 
-    def progress(done: int, total: int) -> None:
-        rate = (time.perf_counter() - started) / done
-        log(f"  [{series.name}] {method}: {done}/{total} windows, {rate:.2f} s/window")
+    line = ProgressLine(f"  [{series.name}] {method}", len(windows), "windows")
 
     seeds = [args.seed + 1000 * i for i in range(len(windows))]
     thoughts = None
@@ -223,8 +221,10 @@ def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, 
         thoughts = [extract_reasoning(r.drafts[0].text) for r in own[1:] + own[:1]]
     modes = {"timer1-slow": "slow", "timer1-default": "auto"}
     full = [whole_window(series, w) for w in windows] if method == "timer1-default" else None
-    forecast = forecaster.forecast_windows(windows, mode=modes.get(method, "single"), progress=progress,
+    forecast = forecaster.forecast_windows(windows, mode=modes.get(method, "single"),
+                                           progress=lambda done, _: line.update(done),
                                            hints=WindowHints(seeds, period, thoughts=thoughts, full=full))
+    line.close()
     return [_model_outcome(method, window, result) for window, result in zip(windows, forecast.results)]
 
 

@@ -297,6 +297,7 @@ def run_long(args) -> int:
     if args.column is not None:
         raise ValueError("--column is for wide CSVs; a long CSV (--id-column) forecasts every series")
     from timer1.forecast.forecaster import DEFAULT_LOOKBACK, Forecaster
+    from timer1.util.progress import ProgressLine
 
     columns = LongColumns(args.id_column, args.timestamp_column or LongColumns.timestamp, args.target)
     series = long_series(args, read_long(args.csv, columns))
@@ -307,9 +308,12 @@ def run_long(args) -> int:
                                             lookback=args.lookback or DEFAULT_LOOKBACK)
     log(f"loaded {forecaster.name} in {time.perf_counter() - started:.1f} s; {len(series)} series in {args.csv}")
     started, rows, drawn, sources = time.perf_counter(), {}, {}, Counter()
+    line = ProgressLine("forecasting", len(series))
     groups = forecaster.predict_groups([s.values for s in series], args.horizon, seed=args.seed, quantiles=args.levels,
                                        mode="single" if args.single_pass else args.mode,
-                                       timestamps=None if indexed else [s.dates for s in series])
+                                       timestamps=None if indexed else [s.dates for s in series],
+                                       progress=lambda done, _: line.update(done))
+    line.close()
     for members, out in groups:
         steps = out.point.shape[1]
         for k, i in enumerate(members):

@@ -44,7 +44,7 @@ from timer1.train.config import SFTConfig
 from timer1.train.launch import run_cli, warn_short_schedule
 from timer1.train.resume import uses_lora, weights_digest
 from timer1.train.run import Run, begin, open_run, save_run_checkpoint
-from timer1.train.run_dir import format_seconds
+from timer1.util.progress import format_seconds
 from timer1.train.setup import autocast, lr_at, set_lr, trainable_parameters
 from timer1.train.sft_jsonl import read_jsonl, train_values
 from timer1.train.validation import checkpoint_score, evaluate_forecasts, evaluating

@@ -151,19 +151,21 @@ class Forecaster:
         return str(self.policy.device)
 
     def predict(self, context, horizon: int | None = None, *, quantiles: Sequence[float] = QUANTILES,
-                mode: str = "auto", timestamps=None, seed: int | None = None) -> Forecast:
+                mode: str = "auto", timestamps=None, seed: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Forecast:
         """Forecast ``horizon`` steps after each series of ``context`` (one 1-D array/list, or a list
         of them, lengths may differ; NaN or None = missing). ``timestamps``: the dates of each
         series' values (one list, or one per series), any layout forecast.py reads; the default
         horizon then follows their step (48 hourly, 14 daily, ...), else it is 96, capped at
         ``horizon_cap``. ``mode``: "slow" (drafts, critic, median) or "single" (one greedy answer).
-        ``seed``: reproducible drafts, the same whatever else is in the batch."""
+        ``seed``: reproducible drafts, the same whatever else is in the batch. ``progress(done, total)``:
+        called as series finish (timer1.util.progress.ProgressLine draws it)."""
         check_mode(mode)
         levels = check_quantiles(quantiles)
         batch = self.prepare(context, horizon, timestamps)
         hints = WindowHints(None if seed is None else [seed] * len(batch.windows), batch.periods, batch.nonnegative,
                             full=batch.full)
-        out = self.forecast_windows(batch.windows, mode=mode, quantiles=levels, hints=hints)
+        out = self.forecast_windows(batch.windows, mode=mode, quantiles=levels, hints=hints, progress=progress)
         out.repairs, out.timestamps = batch.repairs, batch.future_dates()
         return out
 
@@ -180,9 +182,13 @@ class Forecaster:
         own = [self._horizon(None, [series_from_values(values, None if dates is None else dates[i])])
                for i, values in enumerate(as_contexts(contexts))]
         groups = {h: [i for i in every if own[i] == h] for h in dict.fromkeys(own)}
-        return [(members, self.predict([contexts[i] for i in members], h, **options,
-                                       timestamps=None if dates is None else [dates[i] for i in members]))
-                for h, members in groups.items()]
+        progress, done, out = options.pop("progress", None), 0, []
+        for h, members in groups.items():   # progress over all series, group after group
+            counted = None if progress is None else (lambda k, _, before=done: progress(before + k, len(every)))
+            out.append((members, self.predict([contexts[i] for i in members], h, **options, progress=counted,
+                                              timestamps=None if dates is None else [dates[i] for i in members])))
+            done += len(members)
+        return out
 
     def predict_quantiles(self, context, prediction_length: int | None = None,
                           quantile_levels: Sequence[float] = QUANTILES, *, seed: int | None = 0,
@@ -200,6 +206,7 @@ class Forecaster:
         ``q<level>`` per quantile level, ``source`` (timer1.forecast.frames). pandas is needed only here."""
         from timer1.data.long_csv import continue_index
         from timer1.forecast.frames import forecast_frame, in_utc, require_pandas, split_long, time_zone
+        from timer1.util.progress import ProgressLine
 
         pandas = require_pandas()
         if not isinstance(df, pandas.DataFrame):
@@ -211,15 +218,17 @@ class Forecaster:
         short = [key for key, values in zip(ids, contexts) if len(values) < MIN_CONTEXT]
         if short:
             raise ValueError(f"series {short[0]!r} has fewer than {MIN_CONTEXT} values ({len(short)} series do)")
-        frames = []
-        for members, out in self.predict_groups(contexts, horizon, quantiles=quantile_levels, mode=mode,
-                                                timestamps=None if indexed else stamps, seed=seed):
+        frames, line = [], ProgressLine("predict_df", len(ids))
+        for members, out in self.predict_groups(contexts, horizon, quantiles=quantile_levels, mode=mode, seed=seed,
+                                                timestamps=None if indexed else stamps,
+                                                progress=lambda done, _: line.update(done)):
             steps = out.point.shape[1]
             future = ([continue_index(stamps[i], steps) for i in members] if indexed
                       else [pandas.to_datetime(d) for d in out.timestamps])
             if zone is not None:
                 future = [d.tz_convert(zone) for d in future]
             frames.append(forecast_frame(pandas, [ids[i] for i in members], out, (id_column, timestamp_column), future))
+        line.close()
         if len(frames) == 1:
             return frames[0]
         order = {key: k for k, key in enumerate(ids)}   # ids in order of first appearance, whatever their group

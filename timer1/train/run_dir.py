@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import tempfile
 import time
@@ -15,6 +14,7 @@ from typing import Any
 from timer1.train.checkpoint import clean_stale_temps, latest_checkpoint
 from timer1.util import dist
 from timer1.util.atomic import json_default, write_text_atomic
+from timer1.util.progress import format_seconds
 
 
 def check_writable(out_dir: str | os.PathLike) -> Path:
@@ -147,13 +147,3 @@ class Progress:
         if self.enabled:
             print(line, flush=True)
         return line
-
-
-def format_seconds(seconds: float) -> str:
-    """1234.5 -> '20m34s'; NaN -> '?'."""
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
