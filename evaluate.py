@@ -57,7 +57,7 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 
 import numpy as np
 
-from forecast import log, parse_with_preset, run_reporting_errors
+from forecast import is_first_rank, log, parse_with_preset, run_reporting_errors
 from timer1.forecast.forecaster import Forecaster, WindowHints
 from timer1.forecast.resolve import add_model_arguments, resolve_model
 
@@ -451,8 +451,10 @@ def run(args) -> int:
     results, forecasts = {}, {}
     for dataset, path in sources:
         results[dataset], forecasts[dataset] = evaluate_dataset(dataset, path, methods, forecaster, args)
-    print(format_table(results))
     log(f"done in {time.perf_counter() - started:.1f} s")
+    if not is_first_rank():   # under torchrun every rank scored every window (sharded, gathered); rank 0 reports
+        return 0
+    print(format_table(results))
     if args.out is not None:
         from timer1.util.atomic import write_json_atomic
 

@@ -169,8 +169,14 @@ def parse_with_preset(parser: argparse.ArgumentParser, argv=None) -> argparse.Na
     return parser.parse_args(argv)
 
 
+def is_first_rank() -> bool:
+    """Rank 0, or the only process: under torchrun the others forecast their shard and stay quiet."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if is_first_rank():
+        print(message, file=sys.stderr, flush=True)
 
 
 STDIN = "-"              # the CSV argument that means standard input
@@ -403,7 +409,9 @@ def check_options(args) -> None:
 
 
 def emit(args, text: str, rows: int) -> int:
-    """The CSV to ``--out`` (atomically) or to stdout."""
+    """The CSV to ``--out`` (atomically) or to stdout; under torchrun rank 0 writes it."""
+    if not is_first_rank():
+        return 0
     if args.out is not None:
         from timer1.util.atomic import write_text_atomic
 
@@ -539,6 +547,8 @@ def write_plot(path: Path, title: str, panels: list[tuple]) -> None:
     band lies between the lowest and highest requested quantile levels."""
     from timer1.tools.plot import Panel, write_svg
 
+    if not is_first_rank():
+        return
     tail = 3  # show up to three horizons of history: enough context, the forecast stays readable
     low, high = min(panels[0][1].quantiles), max(panels[0][1].quantiles)
     drawn = []
@@ -557,15 +567,26 @@ def run_reporting_errors(run, args) -> int:
     each warning one ``warning:`` line."""
     from timer1.util.cli import show_warnings_as_lines
 
-    show_warnings_as_lines()
+    show_warnings_as_lines(enabled=is_first_rank())
     try:
-        return run(args)
+        code = run(args)
+        leave_process_group()
+        return code
     except (ValueError, FileNotFoundError, OSError) as err:
         log(f"error: {err}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         log("error: interrupted")
         return 130
+
+
+def leave_process_group() -> None:
+    """Under torchrun (the Forecaster joined the group to shard its windows): wait for every rank, then
+    leave, so no rank tears connections down under a peer still in its last collective."""
+    dist = sys.modules.get("timer1.util.dist")   # imported only if a model was loaded
+    if dist is not None and dist.world_size() > 1:
+        dist.barrier()
+        dist.cleanup()
 
 
 def main(argv=None) -> int:

@@ -41,6 +41,7 @@ from timer1.forecast.inputs import MIN_CONTEXT, QUANTILES, as_contexts, as_times
 from timer1.forecast.output import has_band
 from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, display_name, model_facts, open_policy,
                                      prompt_horizon, resolve_model)
+from timer1.util import dist
 
 if TYPE_CHECKING:  # timer1.core.slow_think brings torch: imported where a model runs, so input errors come fast
     from timer1.core.slow_think import SlowThinkConfig, SlowThinkResult
@@ -92,6 +93,14 @@ class WindowHints:
     def period_list(self, n: int) -> list[int | None]:
         return list(self.periods) if isinstance(self.periods, (list, tuple)) else [self.periods] * n
 
+    def subset(self, chosen: Sequence[int]) -> "WindowHints":
+        """The hints of the ``chosen`` windows (a rank's shard), in that order."""
+        def pick(values):
+            return None if values is None else [values[i] for i in chosen]
+
+        periods = [self.periods[i] for i in chosen] if isinstance(self.periods, (list, tuple)) else self.periods
+        return WindowHints(pick(self.seeds), periods, pick(self.nonnegative), pick(self.thoughts), pick(self.full))
+
 
 @dataclass
 class Prepared:
@@ -142,6 +151,8 @@ class Forecaster:
         None = $TIMER1_MODEL or timer1-tiny) with an optional LoRA ``adapter``, as `resolve_model`
         says; ``settings`` are the constructor's (config, max_new_tokens, lookback, batch)."""
         model_dir, adapter_dir = resolve_model(model, adapter)
+        if dist.under_torchrun() and (device is None or str(device) in ("cpu", "cuda")):
+            device = dist.init_distributed(None if device is None else str(device)).device   # rank r: GPU LOCAL_RANK
         policy = open_policy(model_dir, adapter_dir, device, dtype, threads)
         name = display_name(model_dir) + (f" + {display_name(adapter_dir)}" if adapter_dir else "")
         return cls(policy, name=name, facts=model_facts(model_dir, adapter_dir), **settings)
@@ -316,10 +327,30 @@ class Forecaster:
         if len({w.horizon for w in windows}) > 1:
             raise ValueError("every window of one forecast_windows call needs the same horizon")
         levels = check_quantiles(quantiles)
+        if dist.world_size() > 1:
+            return assemble(self._sharded(windows, mode, hints, progress, log), levels, hints.nonnegative)
+        return assemble(self._results(windows, mode, hints, progress, log), levels, hints.nonnegative)
+
+    def _results(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,
+                 log) -> list[SlowThinkResult]:
         if mode == "auto":
-            return assemble(self._reflect(windows, hints, progress, log), levels, hints.nonnegative)
-        results = [widen_result(r, self.facts.calibration) for r in self._answers(windows, mode, hints, progress, log)]
-        return assemble(results, levels, hints.nonnegative)
+            return self._reflect(windows, hints, progress, log)
+        return [widen_result(r, self.facts.calibration) for r in self._answers(windows, mode, hints, progress, log)]
+
+    def _sharded(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,
+                 log) -> list[SlowThinkResult]:
+        """Under torchrun: rank r answers windows r, r + world, ... (timer1.util.dist.shard_by_stride) and
+        every rank gets every answer back in window order. A window's answer depends only on the window
+        and its seed, never on what shares its batch, so the result equals one process's."""
+        rank, world = dist.rank(), dist.world_size()
+        chosen = dist.shard_by_stride(range(len(windows)), rank, world)
+        counted = None if progress is None else (lambda done, _: progress(min(done * world, len(windows)), len(windows)))
+        mine = self._results([windows[i] for i in chosen], mode, hints.subset(chosen), counted, log) if chosen else []
+        results: list = [None] * len(windows)
+        for r, answers in enumerate(dist.all_gather_object(mine)):
+            for i, answer in zip(dist.shard_by_stride(range(len(windows)), r, world), answers):
+                results[i] = answer
+        return results
 
     def _reflect(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
         """Mode "auto": slow thinking (the drafts' median; reflection replaces its one-cut backtest) on
