@@ -66,6 +66,7 @@ from timer1.forecast.resolve import add_model_arguments, resolve_model
 THINK_ABLATIONS = ("timer1-nothink", "timer1-shuffled")
 MODEL_METHODS = ("timer1", "timer1-slow", "timer1-default", *THINK_ABLATIONS)
 SLOW_METHODS = ("timer1-slow", "timer1-default")   # answers that are slow thinking's (with a band)
+FITTED_METHODS = ("ets",)   # statistical methods fitted per window, all of a dataset's windows in one batch
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
 # Time-R1's published MSE (paper Table 2, Qwen2.5-7B), drawn beside our methods by --plot
 PAPER_TIME_R1_MSE = {"ETTh1": 5.875, "ETTh2": 8.709, "exchange": 0.0007, "aqwan": 13033.0, "aqshunyi": 16151.0,
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--no-model", action="store_true", help="baselines only")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
-                        help=f"methods to run (default: {' '.join(MODEL_METHODS[:3] + tuple(BASELINES))}; "
+                        help=f"methods to run (default: {' '.join(MODEL_METHODS[:3] + tuple(BASELINES) + FITTED_METHODS)}; "
                              f"also the think ablations {' '.join(THINK_ABLATIONS)})")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N windows per dataset, spread evenly over its channels and windows")
@@ -175,8 +176,10 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
     train_end, _ = split_bounds(series, dataset)
     linear: dict[str, object] = {}
     out = {name: [] for name in names}
+    if "ets" in names:
+        out["ets"] = ets_forecasts(windows, period if period and period <= lookback else None, horizon)
     for window in windows:
-        for name in names:
+        for name in [n for n in names if n not in FITTED_METHODS]:
             if name == "linear":
                 if window.channel not in linear:
                     try:
@@ -192,6 +195,17 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
                 model = make_baseline(name)
             out[name].append(None if model is None else model.forecast(window.history, window.horizon))
     return out
+
+
+def ets_forecasts(windows, period: int | None, horizon: int) -> list:
+    """AutoETS (timer1.core.ets_fit: the ETS family of least AICc, Hyndman et al. 2008) on each window's
+    look-back, every window of the dataset fitted in one batch; the season is the step's daily cycle, else
+    each look-back's own (baselines.estimate_period), as seasonal naive's."""
+    from timer1.core.baselines import estimate_period
+    from timer1.core.ets_fit import fit_auto_ets
+
+    periods = [period or estimate_period(w.history) for w in windows]
+    return [fit.forecast(horizon) for fit in fit_auto_ets([w.history for w in windows], periods)]
 
 
 def whole_window(series, window):
@@ -396,7 +410,7 @@ def comparison_panels(results: dict) -> list:
 def choose_methods(args) -> list[str]:
     from timer1.core.baselines import BASELINES
 
-    known = MODEL_METHODS + tuple(BASELINES)
+    known = MODEL_METHODS + tuple(BASELINES) + FITTED_METHODS
     methods = list(args.methods or [m for m in known if m not in THINK_ABLATIONS])
     unknown = [m for m in methods if m not in known]
     if unknown:

@@ -14,7 +14,7 @@ from timer1.data.csv_io import read_csv
 from timer1.data.protocol import evenly_spaced, paper_windows
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear"]
+BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear", "ets"]   # ets: AutoETS, fitted per window
 FIELDS = {"mse", "mae", "mase", "crps", "n", "unparsed", "mse_fallback", "mae_fallback", "mase_fallback",
           "crps_fallback", "n_windows", "seconds_per_window"}
 
@@ -137,6 +137,14 @@ def test_baselines_score_the_paper_windows(tmp_path, shared_data):
     last = [np.full(w.horizon, w.history[-1]) for w in windows]
     assert ours["last"]["mse"] == pytest.approx(np.mean([mse(f, w.target) for f, w in zip(last, windows)]), rel=1e-12)
     assert ours["last"]["mae"] == pytest.approx(np.mean([mae(f, w.target) for f, w in zip(last, windows)]), rel=1e-12)
+    # AutoETS scores every window too, each fitted on its own look-back (nasdaq is daily: the season estimated)
+    from timer1.core.baselines import estimate_period
+    from timer1.core.ets_fit import fit_auto_ets
+
+    assert ours["ets"]["n"] == 50
+    first = fit_auto_ets([windows[0].history], estimate_period(windows[0].history))[0].forecast(windows[0].horizon)
+    report = json.loads(out.read_text())["forecasts"]["nasdaq"]["ets"][0]["point"]
+    np.testing.assert_allclose(report, first, rtol=1e-9)
 
 
 def test_window_coverage_by_hand():

@@ -22,6 +22,10 @@ Training (SFT warm-up, then GRIP)
 
 Inference
     baselines.py    the statistical forecasters (teacher candidates, fallbacks)
+    ets.py          exponential smoothing state space models (Hyndman et al. 2008): the batched filter
+    ets_variance.py their closed-form forecast variances
+    nelder_mead.py  Nelder-Mead for many small problems in lock-step
+    ets_fit.py      maximum likelihood and AICc selection for many series at once (AutoETS)
     metrics.py      MSE, MAE, MASE, CRPS, ...
     slow_think.py   draft, reflect (a critic, a backtest), refine
     policy.py       a model with its tokenizer and prompt format, loaded and saved as one

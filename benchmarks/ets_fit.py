@@ -1,0 +1,78 @@
+"""Cost of fitting AutoETS (timer1.core.ets_fit) to a batch of series, beside statsforecast's.
+
+100 synthetic monthly series of 200 values (linear trend x multiplicative season x noise, seeded);
+our batched fit in one thread and, when statsforecast is importable, its AutoETS one series at a
+time on the same data, with the median |difference| of the 12-step point forecasts and the share of
+equal model choices. No row for two threads: a step of the filter is ten short numpy calls that
+hold the GIL between them, and splitting the batch in halves measured slower than one thread.
+timer1.core.ets imports numpy only, so it runs in statsforecast's scratch venv too (see
+tests/fixtures/make_ets_reference.py):
+
+    OMP_NUM_THREADS=1 PYTHONPATH=/work/main /tmp/sfvenv/bin/python benchmarks/ets_fit.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from timer1.core.ets_fit import fit_auto_ets
+
+PERIOD, HORIZON = 12, 12
+
+
+def synthetic(count: int, length: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    out = []
+    for _ in range(count):
+        level = 100 + rng.uniform(-20, 20) + rng.uniform(0, 0.5) * t
+        season = 1 + rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * (t + rng.integers(PERIOD)) / PERIOD)
+        out.append(level * season * (1 + rng.normal(0, 0.03, length)))
+    return out
+
+
+def ours(series):
+    start = time.perf_counter()
+    fits = fit_auto_ets(series, PERIOD)
+    seconds = time.perf_counter() - start
+    return seconds, np.stack([f.forecast(HORIZON) for f in fits]), [f.name for f in fits]
+
+
+def statsforecast(series):
+    try:
+        from statsforecast.models import AutoETS
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    models = [AutoETS(season_length=PERIOD).fit(y) for y in series]
+    seconds = time.perf_counter() - start
+    means = np.stack([m.predict(h=HORIZON)["mean"] for m in models])
+    names = [m.model_["method"] for m in models]
+    return seconds, means, names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--length", type=int, default=200)
+    args = parser.parse_args()
+    series = synthetic(args.count, args.length)
+    rows = [("timer1 ets (1 thread)", *ours(series))]
+    ref = statsforecast(series)
+    if ref is not None:
+        rows.append(("statsforecast AutoETS", *ref))
+    print(f"{args.count} series x {args.length} values, m={PERIOD}")
+    print(f"{'fit':34s} {'total s':>8s} {'ms/series':>10s} {'median |diff|':>14s} {'same model':>11s}")
+    for label, seconds, means, names in rows:
+        diff = same = ""
+        if ref is not None:
+            diff = f"{np.median(np.abs(means - ref[1])):.3g}"
+            same = f"{np.mean([a == b for a, b in zip(names, ref[2])]):.0%}"
+        print(f"{label:34s} {seconds:8.2f} {1000 * seconds / len(series):10.1f} {diff:>14s} {same:>11s}")
+
+
+if __name__ == "__main__":
+    main()
