@@ -3,6 +3,10 @@
     python benchmarks/gpu_check.py                          # on a CUDA machine
     python benchmarks/gpu_check.py --quick --device cpu     # a smoke run of this script (small shapes)
 
+The rows compute in bf16 where the device multiplies it natively (every recent GPU; CPUs with AVX512-BF16,
+AMX or Arm BF16), else in fp32 (``--dtype`` forces one): emulated bf16 made the CPU smoke run 16x slower
+on a CPU without it, and measured nothing the fp32 run does not (timer1.util.precision).
+
 Rows, all on random weights (no download):
 
 0. the machine's own ceilings, measured first: memory bandwidth (a device-to-device copy, bytes read
@@ -63,6 +67,7 @@ from timer1.core.reference import Reference  # noqa: E402
 from timer1.core.rollout import (KV_SHARE_OF_FREE, TrainBatch, completion_logprobs,  # noqa: E402
                                   fitting_prompts, kv_budget, kv_bytes_per_row)
 from timer1.core.sampler import ATTEND_BLOCK, generate  # noqa: E402
+from timer1.util.precision import native_bf16  # noqa: E402
 
 SHAPES = {  # Qwen2.5 config.json values
     "0.5B": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -83,8 +88,10 @@ TOKENS_PER_TABLE_ROW = 20   # the paper prompt's "2016-07-01 00:00:00 12.345" ro
 class Sizes:
     """What one run measures: the full shapes on a GPU, small ones (2 layers, vocabulary 8192) with --quick."""
 
-    def __init__(self, quick: bool, compile: bool):
+    def __init__(self, quick: bool, compile: bool, dtype: torch.dtype):
         self.compile = compile                                      # generate(compile=...) in the decode rows
+        self.dtype = dtype                                          # the rows' weights and compute
+        self.dtype_name = {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
         self.layers = 2 if quick else None
         self.decode_shapes = ("0.5B", "1.5B") if quick else ("0.5B", "1.5B", "7B")
         self.new_tokens = 16 if quick else 128
@@ -147,13 +154,18 @@ def timed(run, device, repeats: int = 1) -> float:
 # 0. the machine's ceilings
 
 
+def computing(device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype``, or nothing for fp32 (CPU autocast takes only half dtypes)."""
+    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
+
+
 def ceilings(device, sizes: Sizes) -> tuple[float, float]:
-    """(bytes/s of a device-to-device copy, read plus written; bf16 matmul FLOP/s)."""
+    """(bytes/s of a device-to-device copy, read plus written; matmul FLOP/s in the rows' dtype)."""
     source = torch.empty(sizes.copy_bytes // 2, dtype=torch.bfloat16, device=device)
     target = torch.empty_like(source)
     bandwidth = 2 * sizes.copy_bytes / timed(lambda: target.copy_(source), device, repeats=10)
     n = sizes.matmul
-    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    a, b = (torch.randn(n, n, device=device, dtype=sizes.dtype) for _ in range(2))
     flops = 2 * n ** 3 / timed(lambda: a @ b, device, repeats=10)
     return bandwidth, flops
 
@@ -162,17 +174,18 @@ def ceilings(device, sizes: Sizes) -> tuple[float, float]:
 # 1. parity
 
 
-def parity(device, layers: int | None) -> str:
-    model = random_model(SHAPES["0.5B"], layers or 2, "cpu", torch.float32)
+def parity(device, sizes: Sizes) -> str:
+    model = random_model(SHAPES["0.5B"], sizes.layers or 2, "cpu", torch.float32)
     ids = torch.randint(0, 8192, (2, 128), generator=torch.Generator().manual_seed(0))
     reference = completion_logprobs(model, _batch(ids[:, :1], ids[:, 1:]))  # (2, 127) fp32 on cpu
     top_cpu = model(ids).argmax(-1)
     moved = model.to(device)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+    with torch.no_grad(), computing(device, sizes.dtype):
         got = completion_logprobs(moved, _batch(ids[:, :1].to(device), ids[:, 1:].to(device))).cpu()
         top_dev = moved(ids.to(device)).argmax(-1).cpu()
     diff = (got - reference).abs()
-    return (f"| parity: {device.type} bf16 autocast vs cpu fp32 (0.5B widths, 2 layers) | max abs d logp "
+    how = f"{sizes.dtype_name} autocast" if sizes.dtype != torch.float32 else "fp32"
+    return (f"| parity: {device.type} {how} vs cpu fp32 (0.5B widths, 2 layers) | max abs d logp "
             f"{diff.max():.4f}, mean {diff.mean():.5f}; top-1 agreement {(top_dev == top_cpu).float().mean():.1%} |")
 
 
@@ -204,7 +217,7 @@ def decode_floor(model: Qwen2, rows: int, new_tokens: int, bandwidth: float) -> 
 
 def decode_rows(name: str, sizes: Sizes, device, bandwidth: float) -> Iterator[tuple[str, int, float]]:
     """(row text, samples, timer1 tokens/s) for each sample count at the ``name`` shape."""
-    model = random_model(SHAPES[name], sizes.layers, device, torch.bfloat16)
+    model = random_model(SHAPES[name], sizes.layers, device, sizes.dtype)
     hf = _hf_twin(model, device)
     prompt = torch.randint(0, 8192, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(1)).tolist()
     new = sizes.new_tokens
@@ -220,7 +233,7 @@ def decode_rows(name: str, sizes: Sizes, device, bandwidth: float) -> Iterator[t
             theirs = f"HF generate {rate:,.0f} tok/s: timer1 {ours / rate:.2f}x"
         floor = decode_floor(model, samples, new, bandwidth)
         path = ("compiled" if sizes.compile else "eager") + (", CUDA graph" if device.type == "cuda" else "")
-        label = f"decode {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, {samples} sample(s), bf16, {path}"
+        label = f"decode {name}{f' ({sizes.layers} layers)' if sizes.layers else ''}, {samples} sample(s), {sizes.dtype_name}, {path}"
         yield (f"| {label} | timer1 {ours:,.0f} tok/s = {ours / floor:.1%} of the bandwidth floor "
                f"({floor:,.0f}); {theirs} |", samples, ours)
 
@@ -232,7 +245,7 @@ def _hf_twin(model: Qwen2, device):
         from transformers import Qwen2Config as HFConfig, Qwen2ForCausalLM
     except ImportError:
         return None
-    with building(device, torch.bfloat16):
+    with building(device, next(model.parameters()).dtype):
         hf = Qwen2ForCausalLM(HFConfig(**model.config.to_dict()))
     hf.load_state_dict(model.state_dict(), strict=False)
     return hf.eval()
@@ -256,7 +269,7 @@ def update_flops(model: Qwen2, tokens: int, mu: int) -> float:
 def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, float, int]:
     """(row text, seconds, tokens) of one warm GRIP update (reference pass + mu 2) at the ``name`` shape."""
     prompt_len, completion_len = sizes.update
-    model = random_model(SHAPES[name], sizes.layers, device, torch.bfloat16)
+    model = random_model(SHAPES[name], sizes.layers, device, sizes.dtype)
     apply_lora(model, ALL_PROJECTIONS, r=16, alpha=32)
     model.to(device).eval()
     model.gradient_checkpointing = True
@@ -270,10 +283,9 @@ def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, floa
                       log=None, ddp=model)
 
     def update() -> None:
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16), \
-                Reference("base").active(model) as ref:
+        with torch.no_grad(), computing(device, sizes.dtype), Reference("base").active(model) as ref:
             reference = [completion_logprobs(ref, mb) for mb, _ in micro_batches]
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with computing(device, sizes.dtype):
             policy_update(one_process, micro_batches, reference, loss_totals(batch.weights, batch.completion_mask),
                           group_of(cfg, LossConfig))
 
@@ -329,10 +341,10 @@ def projected_step(decode: dict[int, float], update: tuple[float, int], config: 
 # 5. SDPA kernels
 
 
-def sdpa_kernels(device) -> Iterator[str]:
+def sdpa_kernels(device, sizes: Sizes) -> Iterator[str]:
     """Each attention call timer1 makes, run under one SDPA backend at a time."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    model = random_model(SHAPES["0.5B"], 1, device, torch.bfloat16)
+    model = random_model(SHAPES["0.5B"], 1, device, sizes.dtype)
     ids = torch.randint(0, 1000, (2, 64), device=device)
     left_pad = torch.ones(2, 64, dtype=torch.long, device=device)
     left_pad[0, :5] = 0
@@ -359,9 +371,9 @@ def sdpa_kernels(device) -> Iterator[str]:
 def rows(device, sizes: Sizes) -> Iterator[str]:
     """The table's rows in order, each made just before it is yielded."""
     bandwidth, peak = ceilings(device, sizes)
-    yield (f"| ceilings, measured | copy {bandwidth / 1e12:.2f} TB/s (read + written); bf16 matmul "
+    yield (f"| ceilings, measured | copy {bandwidth / 1e12:.2f} TB/s (read + written); {sizes.dtype_name} matmul "
            f"{sizes.matmul}^3 {peak / 1e12:.1f} TFLOP/s |")
-    yield parity(device, sizes.layers)
+    yield parity(device, sizes)
     decode_7b: dict[int, float] = {}
     for name in sizes.decode_shapes:
         for row, samples, rate in decode_rows(name, sizes, device, bandwidth):
@@ -375,7 +387,7 @@ def rows(device, sizes: Sizes) -> Iterator[str]:
         update = (seconds, tokens)
     shape = random_model(SHAPES[sizes.decode_shapes[-1]], sizes.layers, "meta", torch.bfloat16).config
     yield projected_step(decode_7b, update, shape, bandwidth, device, sizes)
-    yield from sdpa_kernels(device)
+    yield from sdpa_kernels(device, sizes)
 
 
 def main() -> None:
@@ -383,13 +395,19 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="2 layers per shape, no 7B, short sequences")
     parser.add_argument("--compile", action="store_true", help="decode rows: generate(compile=True)")
+    parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto",
+                        help="the rows' dtype (auto: bf16 where the device computes it natively, else fp32)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    native = native_bf16(device)
+    dtype = getattr(torch, args.dtype) if args.dtype != "auto" else torch.bfloat16 if native else torch.float32
     started = time.perf_counter()
     print(f"torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""), flush=True)
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+          + f", rows in {'bf16' if dtype == torch.bfloat16 else 'fp32'}"
+          + ("" if native else " (this device emulates bf16)"), flush=True)
     print("| check | result |\n|---|---|", flush=True)
-    for row in rows(device, Sizes(args.quick, args.compile)):
+    for row in rows(device, Sizes(args.quick, args.compile, dtype)):
         print(row, flush=True)
     print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
 

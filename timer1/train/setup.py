@@ -16,6 +16,7 @@ from timer1.core.policy import Policy, load_policy, resolve_device
 from timer1.core.tokenizer import Tokenizer
 from timer1.train.checkpoint import resolve_checkpoint
 from timer1.train.random_init import random_policy
+from timer1.util.precision import warn_if_emulated
 
 T = TypeVar("T")
 
@@ -29,6 +30,7 @@ def build_policy(cfg: Any, device: torch.device | str, *, seed: int = 0, adapter
     its adapter in fp32; full fine-tuning keeps every weight as an fp32 master copy, as mixed-precision
     training does. So AdamW's state is fp32, and the forward computes in ``model.dtype`` under
     :func:`autocast`."""
+    warn_if_emulated(*resolve_device(device, cfg.model.dtype))   # bf16 asked on a CPU without it: said once
     what = "model" if cfg.model.random_init else f"model.path {cfg.model.path}"
     policy = loaded(what, lambda: policy_from_config(cfg.model, prompt_format_from(cfg.data), seed=seed, device=device))
     if adapter:
