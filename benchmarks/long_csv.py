@@ -1,6 +1,7 @@
 """Many series from one long CSV against one file at a time: seconds per series of ``forecast.py``.
 
     python benchmarks/long_csv.py [--series 100] [--alone 5] [--mode auto] [--threads 2]
+    python benchmarks/long_csv.py --processes 2      # instead: 1 process of 1 thread vs torchrun, N of 1 thread
 
 Writes ``--series`` synthetic monthly series (cycles, trends and noise of different sizes, 60-120 months;
 made here, no dataset's) as one long CSV (``unique_id,ds,y``) and forecasts them with one
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,12 +41,40 @@ def synthetic(count: int, seed: int = 0) -> dict[str, tuple[list[str], np.ndarra
     return out
 
 
-def timed(args: list[str]) -> float:
+def timed(args: list[str], launcher: tuple[str, ...] = (sys.executable,)) -> float:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(REPO / "forecast.py"), *args], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run([*launcher, str(REPO / "forecast.py"), *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"} if len(launcher) > 1 else None)
     if done.returncode != 0:
         raise SystemExit(f"forecast.py failed: {done.stderr.strip().splitlines()[-1]}")
     return time.perf_counter() - started
+
+
+def write_long(series: dict, path: Path) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["unique_id", "ds", "y"])
+        for name, (dates, values) in series.items():
+            writer.writerows([name, d, f"{v:g}"] for d, v in zip(dates, values))
+    return path
+
+
+def scaling(series: dict, processes: int, mode: str) -> None:
+    """One process of one thread against ``processes`` torchrun ranks of one thread each (the series
+    sharded by rank, timer1.forecast.forecaster.Forecaster._sharded), cold, side by side; the two
+    outputs must be equal byte for byte."""
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}")
+    with tempfile.TemporaryDirectory() as tmp:
+        long_path = write_long(series, Path(tmp) / "long.csv")
+        common = [str(long_path), "--id-column", "unique_id", "--mode", mode, "--threads", "1", "--seed", "0"]
+        one = timed([*common, "--out", str(Path(tmp) / "one.csv")])
+        many = timed([*common, "--out", str(Path(tmp) / "many.csv")], torchrun)
+        equal = (Path(tmp) / "one.csv").read_bytes() == (Path(tmp) / "many.csv").read_bytes()
+    print(f"| way | series | seconds | seconds per series |\n|---|---:|---:|---:|\n"
+          f"| 1 process, 1 thread | {len(series)} | {one:.1f} | {one / len(series):.2f} |\n"
+          f"| torchrun, {processes} processes of 1 thread | {len(series)} | {many:.1f} | {many / len(series):.2f} |\n"
+          f"\n{processes} processes are {one / many:.2f}x faster (mode {mode}, cold); outputs byte-equal: "
+          f"{'yes' if equal else 'NO'}")
 
 
 def main(argv=None) -> int:
@@ -53,16 +83,16 @@ def main(argv=None) -> int:
     parser.add_argument("--alone", type=int, default=5)
     parser.add_argument("--mode", default="auto", choices=["auto", "slow", "single"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=None,
+                        help="compare one process of one thread with this many torchrun ranks of one thread")
     args = parser.parse_args(argv)
     series = synthetic(args.series)
+    if args.processes:
+        scaling(series, args.processes, args.mode)
+        return 0
     common = ["--mode", args.mode, "--threads", str(args.threads)]
     with tempfile.TemporaryDirectory() as tmp:
-        long_path = Path(tmp) / "long.csv"
-        with open(long_path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["unique_id", "ds", "y"])
-            for name, (dates, values) in series.items():
-                writer.writerows([name, d, f"{v:g}"] for d, v in zip(dates, values))
+        long_path = write_long(series, Path(tmp) / "long.csv")
         together = timed([str(long_path), "--id-column", "unique_id", "--out", str(Path(tmp) / "out.csv"), *common])
         alone = []
         for name, (dates, values) in list(series.items())[:args.alone]:
