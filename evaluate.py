@@ -57,7 +57,7 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 
 import numpy as np
 
-from forecast import is_first_rank, log, parse_with_preset, run_reporting_errors
+from forecast import is_first_rank, log, parse_with_preset, run_reporting_errors, sharing
 from timer1.forecast.forecaster import Forecaster, WindowHints
 from timer1.forecast.resolve import add_model_arguments, resolve_model
 
@@ -66,7 +66,7 @@ from timer1.forecast.resolve import add_model_arguments, resolve_model
 THINK_ABLATIONS = ("timer1-nothink", "timer1-shuffled")
 MODEL_METHODS = ("timer1", "timer1-slow", "timer1-default", *THINK_ABLATIONS)
 SLOW_METHODS = ("timer1-slow", "timer1-default")   # answers that are slow thinking's (with a band)
-FITTED_METHODS = ("ets",)   # statistical methods fitted per window, all of a dataset's windows in one batch
+FITTED_METHODS = ("ets", "stl_ar")   # statistical methods fitted per window, a dataset's windows in one batch
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
 # Time-R1's published MSE (paper Table 2, Qwen2.5-7B), drawn beside our methods by --plot
 PAPER_TIME_R1_MSE = {"ETTh1": 5.875, "ETTh2": 8.709, "exchange": 0.0007, "aqwan": 13033.0, "aqshunyi": 16151.0,
@@ -176,8 +176,8 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
     train_end, _ = split_bounds(series, dataset)
     linear: dict[str, object] = {}
     out = {name: [] for name in names}
-    if "ets" in names:
-        out["ets"] = ets_forecasts(windows, period if period and period <= lookback else None, horizon)
+    for name in [n for n in names if n in FITTED_METHODS]:
+        out[name] = fitted_forecasts(name, windows, period if period and period <= lookback else None, horizon)
     for window in windows:
         for name in [n for n in names if n not in FITTED_METHODS]:
             if name == "linear":
@@ -197,15 +197,19 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
     return out
 
 
-def ets_forecasts(windows, period: int | None, horizon: int) -> list:
-    """AutoETS (timer1.core.ets_fit: the ETS family of least AICc, Hyndman et al. 2008) on each window's
-    look-back, every window of the dataset fitted in one batch; the season is the step's daily cycle, else
-    each look-back's own (baselines.estimate_period), as seasonal naive's."""
+def fitted_forecasts(name: str, windows, period: int | None, horizon: int) -> list:
+    """A fitted statistical method on each window's look-back, every window of the dataset fitted in one
+    batch: ``ets`` AutoETS (timer1.core.ets_fit: the ETS model of least AICc, Hyndman et al. 2008),
+    ``stl_ar`` an AR on the STL-adjusted series (timer1.core.stl_ar, R's stlm with ar, as FFORMA fields
+    it). The season is the step's daily cycle, else each look-back's own (baselines.estimate_period), as
+    seasonal naive's."""
     from timer1.core.baselines import estimate_period
     from timer1.core.ets_fit import fit_auto_ets
+    from timer1.core.stl_ar import fit_stl_ar
 
+    fit = {"ets": fit_auto_ets, "stl_ar": fit_stl_ar}[name]
     periods = [period or estimate_period(w.history) for w in windows]
-    return [fit.forecast(horizon) for fit in fit_auto_ets([w.history for w in windows], periods)]
+    return [model.forecast(horizon) for model in fit([w.history for w in windows], periods)]
 
 
 def whole_window(series, window):
@@ -460,7 +464,7 @@ def run(args) -> int:
         forecaster = Forecaster.from_pretrained(model_dir, adapter_dir, args.device, args.dtype, threads=args.threads,
                                                 config=config, max_new_tokens=args.max_new_tokens, batch=args.batch)
         log(f"loaded {forecaster.name} ({forecaster.policy.prompt_format.style} prompts) "
-            f"on {forecaster.device} in {time.perf_counter() - t0:.1f} s")
+            f"on {forecaster.device} in {time.perf_counter() - t0:.1f} s" + sharing())
     started = time.perf_counter()
     results, forecasts = {}, {}
     for dataset, path in sources:

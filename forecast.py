@@ -312,7 +312,8 @@ def run_long(args) -> int:
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
                                             config=slow_config(args), max_new_tokens=args.max_new_tokens,
                                             lookback=args.lookback or DEFAULT_LOOKBACK)
-    log(f"loaded {forecaster.name} in {time.perf_counter() - started:.1f} s; {len(series)} series in {args.csv}")
+    log(f"loaded {forecaster.name} in {time.perf_counter() - started:.1f} s; {len(series)} series in {args.csv}"
+        + sharing())
     started, rows, drawn, sources = time.perf_counter(), {}, {}, Counter()
     line = ProgressLine("forecasting", len(series))
     groups = forecaster.predict_groups([s.values for s in series], args.horizon, seed=args.seed, quantiles=args.levels,
@@ -391,6 +392,14 @@ def run_cross_validation(args) -> int:
     return emit(args, csv_text(header, cv.csv_rows()), len(cv.columns["y"]))
 
 
+def sharing() -> str:
+    """How the work is shared: ", sharded over N processes" under torchrun (the Forecaster joined the
+    group on loading), else nothing."""
+    dist = sys.modules.get("timer1.util.dist")
+    world = 1 if dist is None else dist.world_size()
+    return f", sharded over {world} processes" if world > 1 else ""
+
+
 def slow_config(args):
     """The slow-thinking settings the options give (torch comes in here: input errors come first)."""
     from timer1.core.slow_think import SlowThinkConfig
@@ -449,7 +458,7 @@ def run(args) -> int:
                                             config=config, max_new_tokens=args.max_new_tokens)
     dtype = str(forecaster.policy.model.lm_head.weight.dtype).removeprefix("torch.")
     log(f"loaded {forecaster.name} ({forecaster.policy.prompt_format.style} prompts) "
-        f"on {forecaster.device} ({dtype}) in {resolving + time.perf_counter() - started:.1f} s")
+        f"on {forecaster.device} ({dtype}) in {resolving + time.perf_counter() - started:.1f} s" + sharing())
     for note in notes:
         log(note)
     mode = "single" if args.single_pass else args.mode

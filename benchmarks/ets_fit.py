@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from fit_table import print_fit_table
 from timer1.core.ets_fit import fit_auto_ets
 
 PERIOD, HORIZON = 12, 12
@@ -62,17 +63,9 @@ def main() -> None:
     series = synthetic(args.count, args.length)
     rows = [("timer1 ets (1 thread)", *ours(series))]
     ref = statsforecast(series)
-    if ref is not None:
-        rows.append(("statsforecast AutoETS", *ref))
+    reference = None if ref is None else ("statsforecast AutoETS", *ref)
     print(f"{args.count} series x {args.length} values, m={PERIOD}")
-    print(f"{'fit':34s} {'total s':>8s} {'ms/series':>10s} {'median |diff|':>14s} {'same model':>11s}")
-    for label, seconds, means, names in rows:
-        diff = same = ""
-        if ref is not None:
-            diff = f"{np.median(np.abs(means - ref[1])):.3g}"
-            same = f"{np.mean([a == b for a, b in zip(names, ref[2])]):.0%}"
-        print(f"{label:34s} {seconds:8.2f} {1000 * seconds / len(series):10.1f} {diff:>14s} {same:>11s}")
-
+    print_fit_table(rows + ([reference] if reference else []), reference, "model")
 
 if __name__ == "__main__":
     main()

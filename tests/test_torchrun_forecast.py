@@ -42,13 +42,15 @@ def test_forecast_py_under_torchrun_writes_what_one_process_writes(long_csv, tmp
     two = run([*TORCHRUN, str(REPO / "forecast.py"), *options, "--out", str(tmp_path / "two.csv")], tmp_path)
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert two.stderr.count("wrote 30 rows") == 1          # rank 0 alone speaks and writes
+    assert "sharded over 2 processes" in two.stderr         # the windows were split, not answered twice
 
 
 def test_evaluate_py_under_torchrun_reports_what_one_process_reports(tmp_path):
     options = ["--datasets", "nasdaq", "--limit", "5", "--methods", "timer1", "timer1-default", "seasonal_naive",
                "--data", str(SHARED_DATA), "--samples", "2"]
     run([sys.executable, str(REPO / "evaluate.py"), *options, "--out", str(tmp_path / "one.json")], REPO)
-    run([*TORCHRUN, str(REPO / "evaluate.py"), *options, "--out", str(tmp_path / "two.json")], REPO)
+    two = run([*TORCHRUN, str(REPO / "evaluate.py"), *options, "--out", str(tmp_path / "two.json")], REPO)
+    assert "sharded over 2 processes" in two.stderr
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert one["forecasts"] == two["forecasts"]
     for method, scores in one["results"]["nasdaq"].items():   # the timing differs, every score is equal

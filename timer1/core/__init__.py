@@ -26,6 +26,7 @@ Inference
     ets_variance.py their closed-form forecast variances
     nelder_mead.py  Nelder-Mead for many small problems in lock-step
     ets_fit.py      maximum likelihood and AICc selection for many series at once (AutoETS)
+    stl_ar.py       STL decomposition and an AR on the adjusted series (R's stlm with ar, FFORMA's)
     metrics.py      MSE, MAE, MASE, CRPS, ...
     slow_think.py   draft, reflect (a critic, a backtest), refine
     policy.py       a model with its tokenizer and prompt format, loaded and saved as one

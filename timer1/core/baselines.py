@@ -46,6 +46,15 @@ def _horizon(horizon) -> int:
     return int(horizon)
 
 
+def periods_for(period, count: int) -> list[int]:
+    """The season length of each of ``count`` series from ``period``: one int for all or one per
+    series, each a positive int; ValueError otherwise."""
+    periods = [period] * count if isinstance(period, (int, np.integer)) else list(period)
+    if len(periods) != count or any(not isinstance(m, (int, np.integer)) or m < 1 for m in periods):
+        raise ValueError(f"period must be a positive int or one per series, got {period!r}")
+    return [int(m) for m in periods]
+
+
 class LastValue:
     name = "last"
 

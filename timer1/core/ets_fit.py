@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from timer1.core.baselines import _filled, _horizon, estimate_period
+from timer1.core.baselines import _filled, _horizon, estimate_period, periods_for
 from timer1.core.ets import (
     MAX_SEASON,
     EtsFit,
@@ -328,7 +328,7 @@ def fit_auto_ets(series_list, period) -> list[EtsFit]:
     no season). A constant series gets R's ETS(A,N,N) with alpha 0.9999; a series of <= 3 values
     the same (no candidate has fewer than n - 1 free values)."""
     series = [_filled(s) for s in series_list]
-    periods = _periods(period, len(series))
+    periods = periods_for(period, len(series))
     constant = [bool(np.all(v == v[0])) for v in series]
     candidates = [[] if flat else candidate_models(v, m) for v, m, flat in zip(series, periods, constant)]
     out = []
@@ -339,13 +339,6 @@ def fit_auto_ets(series_list, period) -> list[EtsFit]:
                 best = fit
         out.append(best if best is not None else _fixed_level_fit(values))
     return out
-
-
-def _periods(period, count: int) -> list[int]:
-    periods = [period] * count if isinstance(period, (int, np.integer)) else list(period)
-    if len(periods) != count or any(not isinstance(m, (int, np.integer)) or m < 1 for m in periods):
-        raise ValueError(f"period must be a positive int or one per series, got {period!r}")
-    return [int(m) for m in periods]
 
 
 class Ets:

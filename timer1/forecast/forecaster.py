@@ -151,8 +151,9 @@ class Forecaster:
         None = $TIMER1_MODEL or timer1-tiny) with an optional LoRA ``adapter``, as `resolve_model`
         says; ``settings`` are the constructor's (config, max_new_tokens, lookback, batch)."""
         model_dir, adapter_dir = resolve_model(model, adapter)
-        if dist.under_torchrun() and (device is None or str(device) in ("cpu", "cuda")):
-            device = dist.init_distributed(None if device is None else str(device)).device   # rank r: GPU LOCAL_RANK
+        if dist.under_torchrun() and (device is None or str(device) in ("auto", "cpu", "cuda")):
+            asked = None if device in (None, "auto") else str(device)
+            device = dist.init_distributed(asked).device   # rank r: GPU LOCAL_RANK; windows sharded by rank
         policy = open_policy(model_dir, adapter_dir, device, dtype, threads)
         name = display_name(model_dir) + (f" + {display_name(adapter_dir)}" if adapter_dir else "")
         return cls(policy, name=name, facts=model_facts(model_dir, adapter_dir), **settings)
