@@ -32,6 +32,7 @@ from timer1.data.protocol import evenly_spaced
 from timer1.data.window_sets import load_windows, window_spec_from
 from timer1.train.checkpoint import resolve_checkpoint
 from timer1.train.config import GRIPConfig, group_of
+from timer1.train.judge_task import evaluate_judgements, judge_prompt_ids, load_cases, score_judgements
 from timer1.train.launch import run_cli
 from timer1.train.resume import weights_digest
 from timer1.train.run import Run, begin, open_run, save_run_checkpoint
@@ -114,10 +115,19 @@ def policy_update(run: Run, micro_batches, ref, totals: LossTotals, loss: LossCo
 
 @dataclass
 class Windows:
-    """The run's training windows (train region), held-out validation windows (validation region)."""
+    """The run's training windows (train region), held-out validation windows (validation region);
+    with ``data.judge_dir``, the judge's training and validation cases (timer1.train.judge_task)."""
 
     train: list
     val: list
+
+
+def training_examples(cfg: GRIPConfig) -> Windows:
+    if cfg.data.judge_dir:
+        return Windows([c.case for c in load_cases(cfg.data.judge_dir, "train")],
+                       evenly_spaced(load_cases(cfg.data.judge_dir, "val"), cfg.eval_windows))
+    spec = window_spec_from(cfg.data)
+    return Windows(load_windows(spec, "train", cfg.seed), evenly_spaced(load_windows(spec, "val", cfg.seed), cfg.eval_windows))
 
 
 def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
@@ -127,9 +137,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     sft = str(resolve_checkpoint(cfg.sft_adapter)) if cfg.sft_adapter else ""
     run = open_run(cfg, info, adapter=sft)
     run.model.eval()  # for good: no dropout in any RL forward
-    spec = window_spec_from(cfg.data)
-    windows = Windows(load_windows(spec, "train", cfg.seed),
-                      evenly_spaced(load_windows(spec, "val", cfg.seed), cfg.eval_windows))
+    windows = training_examples(cfg)
     reference = make_reference(cfg, run.model, from_adapter=bool(sft))
     if not begin(run, cfg.steps):
         return
@@ -155,8 +163,8 @@ def grip_step(run: Run, train_set: list, reference: Reference | None, step: int)
     set_lr(run.optimizer, lr := lr_at(step, cfg.steps, cfg.optim))
     # 1. this rank's prompts: the step's windows split by stride, each group stays on one rank
     windows = dist.shard_by_stride(draw_windows(train_set, cfg.batch, cfg.seed, step), info.rank, info.world_size)
-    prompts = [prompt_ids(tokenizer, w, fmt) for w in windows]
-    targets = [reward_target(w, fmt) for w in windows]  # (H,) each, on the completion's scale
+    judge = bool(cfg.data.judge_dir)  # the windows are judge cases (timer1.train.judge_task)
+    prompts = [judge_prompt_ids(tokenizer, w) if judge else prompt_ids(tokenizer, w, fmt) for w in windows]
     # 2. rollout: k*G samples per prompt from the current (old) policy
     with torch.no_grad(), autocast(info.device, cfg.model.dtype):
         rollout = sample_rollout(model, tokenizer, prompts, K=cfg.k * cfg.G, max_new_tokens=cfg.max_completion,
@@ -164,7 +172,11 @@ def grip_step(run: Run, train_set: list, reference: Reference | None, step: int)
                                  prompts_per_call=cfg.rollout_prompts, temperature=cfg.temperature, top_p=cfg.top_p)
     t_gen = time.perf_counter()
     # 3. rewards (B, K); select G per prompt with advantages and weights; the rows that train
-    rewards, terms = score_rollout(rollout, targets, reward=cfg.reward, digit_bonus=cfg.digit_bonus)
+    if judge:
+        rewards, terms = score_judgements(rollout.texts, windows, rollout.K)
+    else:
+        targets = [reward_target(w, fmt) for w in windows]  # (H,) each, on the completion's scale
+        rewards, terms = score_rollout(rollout, targets, reward=cfg.reward, digit_bonus=cfg.digit_bonus)
     if cfg.overlong == "soft-penalty":
         lengths = torch.tensor([len(c) for c in rollout.completions]).view_as(rewards)  # (B, K)
         penalty = overlong_penalty(lengths, cfg.max_completion)  # (B, K)
@@ -220,8 +232,12 @@ def finish_step(run: Run, done: int, metrics: dict, tokens: int, val_set: list) 
 
 
 def validate(run: Run, val_set: list) -> dict:
-    """The policy's forecasts on the held-out windows now: val_mse, val_mase, ... (timer1.train.validation)."""
+    """The policy's forecasts on the held-out windows now: val_mse, val_mase, ... (timer1.train.validation),
+    or its judgements of the held-out cases (timer1.train.judge_task)."""
     cfg, policy = run.cfg, run.policy
+    if cfg.data.judge_dir:
+        return evaluate_judgements(run.ddp, policy.tokenizer, val_set, max_new_tokens=cfg.max_completion,
+                                   batch_size=max(1, cfg.micro_batch), info=run.info)
     return evaluate_forecasts(run.ddp, policy.tokenizer, val_set, policy.prompt_format, max_new_tokens=cfg.max_completion,
                               samples=cfg.eval_samples, batch_size=max(1, cfg.micro_batch), info=run.info)
 

@@ -41,6 +41,7 @@ from timer1.core.sft_data import StatisticalTeacher, build_samples
 from timer1.data.protocol import evenly_spaced
 from timer1.data.window_sets import load_windows, window_spec_from
 from timer1.train.config import SFTConfig
+from timer1.train.judge_task import evaluate_judgements, load_cases, split_path
 from timer1.train.launch import run_cli, warn_short_schedule
 from timer1.train.resume import uses_lora, weights_digest
 from timer1.train.run import Run, begin, open_run, save_run_checkpoint
@@ -159,21 +160,26 @@ def weighted_nll(model, ids, weights) -> torch.Tensor:
 
 @dataclass
 class Validation:
-    """What a run is validated on: held-out SFT examples (validation loss) and held-out windows
-    (greedy forecasts, answers of at most ``max_tokens`` tokens)."""
+    """What a run is validated on: held-out SFT examples (validation loss) and held-out windows, or
+    judge cases with ``data.judge_dir`` (greedy answers of at most ``max_tokens`` tokens)."""
 
     examples: list[Example]
-    windows: list
+    held_out: list
     max_tokens: int
     pad_id: int
 
 
 def validate(run: Run, val: Validation) -> dict:
-    """Validation loss and the greedy forecasts' scores (val_mse, val_mase, ...) of the model now."""
+    """Validation loss and the greedy answers' scores (val_mse, val_mase, ...) of the model now."""
     cfg, policy = run.cfg, run.policy
     metrics = {"val_loss": validation_loss(run, val.examples, val.pad_id)}
-    metrics.update(evaluate_forecasts(run.ddp, policy.tokenizer, val.windows, policy.prompt_format,
-                                      max_new_tokens=val.max_tokens, batch_size=max(cfg.batch_size, 8), info=run.info))
+    batch_size = max(cfg.batch_size, 8)
+    if cfg.data.judge_dir:
+        metrics.update(evaluate_judgements(run.ddp, policy.tokenizer, val.held_out, max_new_tokens=val.max_tokens,
+                                           batch_size=batch_size, info=run.info))
+    else:
+        metrics.update(evaluate_forecasts(run.ddp, policy.tokenizer, val.held_out, policy.prompt_format,
+                                          max_new_tokens=val.max_tokens, batch_size=batch_size, info=run.info))
     return metrics
 
 
@@ -205,21 +211,32 @@ class Data:
     too_long: int
 
 
-def prepare_data(run: Run) -> Data:
-    """Train examples (too long ones dropped), held-out examples and windows for validation, the plan."""
-    cfg, tokenizer, fmt = run.cfg, run.policy.tokenizer, run.policy.prompt_format
-    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+def split_records(cfg: SFTConfig, fmt) -> tuple[list[dict], list[dict], list]:
+    """(train records, validation records, held-out windows or judge cases they validate on)."""
+    if cfg.data.judge_dir:
+        val_records = evenly_spaced(read_jsonl(split_path(cfg.data.judge_dir, "val")), cfg.eval_windows)
+        val_cases = evenly_spaced(load_cases(cfg.data.judge_dir, "val"), cfg.eval_windows)
+        return read_jsonl(split_path(cfg.data.judge_dir, "train")), val_records, val_cases
     spec = window_spec_from(cfg.data)
     teacher = statistical_teacher(cfg, fmt, spec)
-    examples = [encode(r, tokenizer) for r in train_records(cfg, fmt, spec, teacher)]
+    val_windows = evenly_spaced(load_windows(spec, "val", seed=cfg.seed), cfg.eval_windows) if cfg.eval_windows else []
+    val_records = teacher_records(val_windows, teacher, fmt, cfg.teacher_k, "validation") if val_windows else []
+    return train_records(cfg, fmt, spec, teacher), val_records, val_windows
+
+
+def prepare_data(run: Run) -> Data:
+    """Train examples (too long ones dropped), held-out examples and windows (or judge cases) for
+    validation, the plan."""
+    cfg, tokenizer, fmt = run.cfg, run.policy.tokenizer, run.policy.prompt_format
+    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+    train, val_records, held_out = split_records(cfg, fmt)
+    examples = [encode(r, tokenizer) for r in train]
     kept = [e for e in examples if len(e.ids) <= cfg.max_seq_len]
     if not kept:
         raise ValueError(f"every SFT sample is longer than max_seq_len={cfg.max_seq_len} tokens")
-    val_windows = evenly_spaced(load_windows(spec, "val", seed=cfg.seed), cfg.eval_windows) if cfg.eval_windows else []
-    val_records = teacher_records(val_windows, teacher, fmt, cfg.teacher_k, "validation") if val_windows else []
     val_examples = [e for e in (encode(r, tokenizer) for r in val_records) if len(e.ids) <= cfg.max_seq_len]
     answer_tokens = max(len(e.ids) - e.n_prompt for e in val_examples) if val_examples else 64
-    val = Validation(val_examples, val_windows, cfg.val_max_tokens or int(answer_tokens * 1.25) + 8, pad_id)
+    val = Validation(val_examples, held_out, cfg.val_max_tokens or int(answer_tokens * 1.25) + 8, pad_id)
     plan = plan_run([len(e.ids) for e in kept], cfg, run.info.world_size)
     return Data(kept, plan, math.ceil(len(plan[0]) / cfg.grad_accum), val, len(examples) - len(kept))
 
@@ -236,7 +253,7 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
                 f"device {info.device}" + (f", resuming after step {run.start}" if run.start else ""))
     warn_short_schedule(len(data.examples), data.total_steps, cfg.optim.warmup_steps)
     before = {}
-    if data.val.windows and run.start == 0:   # the score to beat: the model as it starts
+    if data.val.held_out and run.start == 0:   # the score to beat: the model as it starts
         before = validate(run, data.val)
         run.log.log({"step": 0, **before})
         dist.print0("step 0 (before training) | " + " | ".join(f"{k} {before[k]:.4g}" for k in SCORES))
@@ -283,7 +300,7 @@ def finish_step(run: Run, data: Data, done: int, result: dict) -> dict | None:
     cfg, info = run.cfg, run.info
     run.progress.add_tokens(result["tokens"])
     last = done == data.total_steps
-    evaluate = bool(data.val.windows) and (bool(cfg.eval_every and done % cfg.eval_every == 0) or last)
+    evaluate = bool(data.val.held_out) and (bool(cfg.eval_every and done % cfg.eval_every == 0) or last)
     metrics = None
     if done % cfg.log_every == 0 or evaluate or last:
         train_loss = dist.all_reduce_mean(result["nll_sum"]) * info.world_size / result["weight"]

@@ -8,9 +8,10 @@ from timer1 import Forecaster
 from timer1.core.baselines import Theta, seasonal_indices
 from timer1.core.slow_think import SlowThinkResult
 from timer1.forecast.band import BandCalibration
-from timer1.forecast.reflect import (LINEAR_LOOKBACK, MIN_RESIDUALS, MODEL, MODEL_WEIGHT, ModelAnswers, Reflection,
-                                     band_samples, candidate_periods, conclude, errors_at, linear_candidate,
-                                     model_origins, origins, reflect, statistical_candidates)
+from timer1.core.backtest import (LINEAR_LOOKBACK, candidate_periods, errors_at, linear_candidate, origins,
+                                  statistical_candidates)
+from timer1.forecast.reflect import (MIN_RESIDUALS, MODEL, MODEL_WEIGHT, ModelAnswers, Reflection, band_samples,
+                                     conclude, model_origins, reflect)
 
 OFF = ModelAnswers(np.zeros(6), [np.zeros(6)] * 3)   # a model that answers 0 to every 6-step question
 

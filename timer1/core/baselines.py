@@ -15,6 +15,7 @@ linear model also needs ``fit(train_values, lookback, horizon)`` on the train re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -159,6 +160,15 @@ def ridge_solve(features: np.ndarray, targets: np.ndarray, ridge: float) -> np.n
     return np.linalg.solve(gram + lam * np.eye(len(gram)), features.T @ targets)
 
 
+@lru_cache(maxsize=32)
+def average_matrix(lookback: int, kernel: int) -> np.ndarray:
+    """(L, L) the moving average as a matrix: it is linear, so column j is the average of the unit
+    impulse e_j (built once per shape: a backtest forecasts at every origin with the same one)."""
+    average = np.stack([moving_average(e, kernel) for e in np.eye(lookback)], axis=1)
+    average.flags.writeable = False
+    return average
+
+
 @dataclass
 class Linear:
     """DLinear-style linear model: y = W_s seasonal(x) + W_t trend(x) + b, one (W_s, W_t, b) per series.
@@ -183,10 +193,7 @@ class Linear:
 
     def _features(self, windows: np.ndarray) -> np.ndarray:
         """(N, L) windows -> (N, 2L + 1) [seasonal, trend, 1]."""
-        lookback = windows.shape[1]
-        # the moving average is linear: column j of A is the average of the unit impulse e_j
-        average = np.stack([moving_average(e, self.kernel) for e in np.eye(lookback)], axis=1)  # (L, L)
-        trend = windows @ average.T  # (N, L)
+        trend = windows @ average_matrix(windows.shape[1], self.kernel).T  # (N, L)
         return np.hstack([windows - trend, trend, np.ones((len(windows), 1))])
 
     def _offset(self, windows: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 Slow thinking answers from its look-back alone. Before its answer is trusted, the same question is
 asked of the series' own past: at several rolling origins before the forecast origin (every value
 before it that the caller has; never one after it), the statistical candidates (seasonal naive at the
-periods the dates imply, last value, drift, Theta, a linear model fitted on the past) are scored
-against what followed, and the best of them meets the model on the model's own origins. The band comes
+periods the dates imply, last value, drift, Theta, a linear model fitted on the past:
+timer1.core.backtest) are scored against what followed, and the best of them meets the model on the model's own origins. The band comes
 from the chosen candidate's errors at those origins (split conformal on the series: Vovk et al. 2005,
 as statsforecast's ConformalIntervals do with cross-validation residuals), so its width tracks this
 series. Rolling-origin selection is Tashman (2000); statsforecast picks models per series the same way.
@@ -22,19 +22,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from timer1.core.baselines import Drift, LastValue, Linear, SeasonalNaive, Theta, estimate_period
+from timer1.core.backtest import (backtest_origins, candidate_periods, errors_at, linear_candidate, mean_abs,
+                                  origins, statistical_candidates)
 from timer1.core.slow_think import SlowThinkResult, aggregate
 from timer1.core.window import Window
 from timer1.forecast.band import BAND_LEVELS, BandCalibration, widen_result
 
 MODEL_ORIGINS = 3     # slow-thinking windows per forecast spent on the backtest (the cold-start cost)
-MAX_ORIGINS = 24      # origins the statistical candidates are scored on
 MODEL_WEIGHT = 0.25   # the model's share of the blend (the statistical candidate has 8x the origins)
 MIN_RESIDUALS = 20    # residuals a step's band needs; fewer, and the drafts' calibrated band stays
-MIN_FIT = 8           # values a candidate needs before an origin
-LINEAR_LOOKBACK = 336      # the linear candidate's input length: DLinear's (Zeng et al. 2023) ...
-LINEAR_FIT_RATIO = 5       # ... or less, so the values before the earliest origin give 4 windows per input
-LINEAR_MAX_HISTORY = 10000  # the linear candidate fits on this many values at most (the cost of a fit)
 MODEL = "model"            # the median of slow thinking's kept drafts
 
 
@@ -63,57 +59,6 @@ class ModelAnswers:
     fell_back: bool = False
 
 
-def candidate_periods(step_period: int | None, history: np.ndarray, horizon: int) -> list[int]:
-    """The seasonal periods to try: the dates' own (hourly data: also the week, 168), else the
-    history's autocorrelation peak; each only when two cycles fit before the latest origin."""
-    periods = [step_period] if step_period else [estimate_period(history)]
-    if step_period == 24:
-        periods.append(168)
-    return [m for m in periods if m and m > 1 and 2 * m <= len(history) - horizon]
-
-
-@dataclass
-class PastLinear:
-    """`Linear` (DLinear) fitted once on the values before the earliest origin, so at every origin
-    (and now) it forecasts from its last ``lookback`` values with weights that saw none of the targets."""
-
-    fitted: Linear
-    name = "linear"
-
-    def forecast(self, history, horizon) -> np.ndarray:
-        return self.fitted.forecast(np.asarray(history, dtype=np.float64)[-self.fitted.lookback:], horizon)
-
-
-def linear_candidate(history: np.ndarray, horizon: int, first_origin: int) -> PastLinear | None:
-    """The linear candidate fitted on ``history[:first_origin]``: look-back LINEAR_LOOKBACK, shortened
-    to what that stretch allows (a longer one measured better than the model's 96 on the paper
-    protocol: 4.90 vs 5.06 geometric-mean MASE); None when it is shorter than MIN_FIT or has no
-    complete window."""
-    lookback = min(LINEAR_LOOKBACK, (first_origin - horizon + 1) // LINEAR_FIT_RATIO)
-    if lookback < MIN_FIT:
-        return None
-    train = np.asarray(history[:first_origin], dtype=np.float64)[-LINEAR_MAX_HISTORY:]
-    try:
-        return PastLinear(Linear().fit(train, lookback, horizon))
-    except ValueError:  # every training window has a gap
-        return None
-
-
-def statistical_candidates(periods: list[int], linear: PastLinear | None = None) -> dict[str, object]:
-    """Name -> forecaster (``.forecast(history, horizon)``) of every statistical candidate."""
-    out = {f"seasonal naive (period {m})": SeasonalNaive(m) for m in periods}
-    out.update({"last value": LastValue(), "drift": Drift(), "theta": Theta(periods[0] if periods else 1)})
-    if linear is not None:
-        out["linear"] = linear
-    return out
-
-
-def origins(n: int, horizon: int, count: int, stride: int, min_fit: int = MIN_FIT) -> list[int]:
-    """Up to ``count`` forecast origins (rows where a backtest target starts), the latest first, each
-    with its whole target inside the ``n`` known values and ``min_fit`` values before it."""
-    return list(range(n - horizon, min_fit - 1, -stride))[:count]
-
-
 def model_origins(history: np.ndarray, horizon: int) -> list[int]:
     """The origins the model is asked at: the latest MODEL_ORIGINS, a horizon apart."""
     return origins(len(history), horizon, MODEL_ORIGINS, horizon)
@@ -131,27 +76,15 @@ def backtest_windows(full: Window, lookback: int, horizon: int) -> list[Window]:
     return out
 
 
-def errors_at(forecaster, history: np.ndarray, points: list[int], horizon: int) -> np.ndarray:
-    """(len(points), H) residuals (actual - forecast) of a statistical candidate at each origin."""
-    rows = []
-    for o in points:
-        rows.append(history[o:o + horizon] - forecaster.forecast(history[:o], horizon))
-    return np.array(rows).reshape(len(points), horizon)
-
-
-def mean_abs(residuals: np.ndarray) -> float:
-    return float(np.abs(residuals).mean())
-
-
 def reflect(history: np.ndarray, horizon: int, step_period: int | None, model: ModelAnswers) -> Reflection:
     """Choose the forecast of one window (see the module docstring). ``history``: every value before
     the origin; ``model``: the model's answers now and at its origins. The statistical candidates
-    compete on all their origins (up to MAX_ORIGINS, a quarter horizon apart); on the model's origins
+    compete on all their origins (backtest.MAX_ORIGINS, a quarter horizon apart); on the model's origins
     the best of them meets its blend with the model, and the blend must be strictly better. ``errors``
     are the MAEs on the model's origins (the model alone too, for the record); the band comes from the
     statistical candidate's errors on all its origins, around the chosen point."""
     periods = candidate_periods(step_period, history, horizon)
-    points = origins(len(history), horizon, MAX_ORIGINS, max(1, horizon // 4), max([MIN_FIT, *periods]))
+    points = backtest_origins(history, horizon, periods)
     if not points:
         return Reflection(MODEL, model.now, None, {}, 0, 0)
     candidates = statistical_candidates(periods, linear_candidate(history, horizon, points[-1]))

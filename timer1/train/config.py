@@ -107,6 +107,9 @@ class DataConfig:
         (), "more training window shapes LOOKBACKxHORIZON (e.g. 36x36 for nasdaq's protocol, 96x24); "
             "validation keeps lookback x horizon")
     sft_jsonl: str = opt("", "SFT samples (prompt/completion JSON lines); empty = build them on the fly")
+    judge_dir: str = opt(
+        "", "train the judge task instead of forecasting: a folder with train.jsonl and val.jsonl built by "
+            "python -m timer1.train.judge_data (the window options above are then unused)")
 
 
 @dataclass
