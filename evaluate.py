@@ -67,6 +67,10 @@ THINK_ABLATIONS = ("timer1-nothink", "timer1-shuffled")
 MODEL_METHODS = ("timer1", "timer1-slow", "timer1-default", *THINK_ABLATIONS)
 SLOW_METHODS = ("timer1-slow", "timer1-default")   # answers that are slow thinking's (with a band)
 FITTED_METHODS = ("ets", "stl_ar")   # statistical methods fitted per window, a dataset's windows in one batch
+# combinations of the backtested candidates on each window's whole history (timer1.core.judge): the rule
+# (the candidate of least backtest error), the equal mean of the best two, the softmax of the errors, and
+# the judge model's weights (--judge; run only when asked for with --methods)
+COMBINATION_METHODS = ("rule", "top2", "softmax", "judge")
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
 # Time-R1's published MSE (paper Table 2, Qwen2.5-7B), drawn beside our methods by --plot
 PAPER_TIME_R1_MSE = {"ETTh1": 5.875, "ETTh2": 8.709, "exchange": 0.0007, "aqwan": 13033.0, "aqshunyi": 16151.0,
@@ -97,9 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate one CSV file instead (its test region: the last 20%% of rows)")
     add_model_arguments(parser)
     parser.add_argument("--no-model", action="store_true", help="baselines only")
+    parser.add_argument("--judge-samples", type=int, default=1,
+                        help="judge method: judgements per window, their weights averaged (1: one greedy answer)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                         help=f"methods to run (default: {' '.join(MODEL_METHODS[:3] + tuple(BASELINES) + FITTED_METHODS)}; "
-                             f"also the think ablations {' '.join(THINK_ABLATIONS)})")
+                             f"also the think ablations {' '.join(THINK_ABLATIONS)} and the combinations "
+                             f"{' '.join(COMBINATION_METHODS)})")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N windows per dataset, spread evenly over its channels and windows")
     parser.add_argument("--samples", type=int, default=8, help="slow thinking: drafts per round (default 8)")
@@ -166,7 +173,8 @@ def load_windows(series, dataset: str, args) -> tuple[list, int, int]:
 # Forecasters
 
 
-def baseline_forecasts(series, dataset: str, windows, names, lookback: int, horizon: int) -> dict:
+def baseline_forecasts(series, dataset: str, windows, names, lookback: int, horizon: int,
+                       judge: JudgeModel | None = None) -> dict:
     """{baseline: [(H,) forecast or None per window]}, the baselines' protocol:
     linear fit per channel on the train region, seasonal naive with the step's daily period."""
     from timer1.core.baselines import Linear, make_baseline, period_from_step
@@ -178,8 +186,11 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
     out = {name: [] for name in names}
     for name in [n for n in names if n in FITTED_METHODS]:
         out[name] = fitted_forecasts(name, windows, period if period and period <= lookback else None, horizon)
+    asked = [n for n in names if n in COMBINATION_METHODS]
+    if asked:
+        out.update(combination_forecasts(series, windows, asked, judge))
     for window in windows:
-        for name in [n for n in names if n not in FITTED_METHODS]:
+        for name in [n for n in names if n not in FITTED_METHODS + COMBINATION_METHODS]:
             if name == "linear":
                 if window.channel not in linear:
                     try:
@@ -210,6 +221,41 @@ def fitted_forecasts(name: str, windows, period: int | None, horizon: int) -> li
     fit = {"ets": fit_auto_ets, "stl_ar": fit_stl_ar}[name]
     periods = [period or estimate_period(w.history) for w in windows]
     return [model.forecast(horizon) for model in fit([w.history for w in windows], periods)]
+
+
+@dataclasses.dataclass
+class JudgeModel:
+    """The judge method's model (loaded once by run()) and its judgements per window."""
+
+    policy: object
+    samples: int
+
+
+def combination_forecasts(series, windows, names, judge: JudgeModel | None) -> dict:
+    """{method: [(H,) forecast per window]} of the combinations (COMBINATION_METHODS): every window's
+    candidates backtested on its whole history (all windows of the dataset in one batch), then
+    weighted by the rule, the equal mean of the best two, the softmax of their errors
+    (timer1.core.combine, its temperature fitted on training cases) or the judge."""
+    from timer1.core.backtest import Problem
+    from timer1.core.baselines import period_for_step
+    from timer1.core.combine import SOFTMAX_TEMPERATURE, softmax_weights, top_mean_weights
+    from timer1.core.judge import build_cases, combine, rule_weights
+    from timer1.forecast.judge_forecast import judge_series
+
+    full = [whole_window(series, w) for w in windows]
+    period = period_for_step(series.step)
+    cases = build_cases([Problem(f.history, f.horizon, period) for f in full], [series.step.name] * len(full))
+    weights = {"rule": lambda c: rule_weights(c.evidence), "top2": lambda c: top_mean_weights(c.evidence.errors, 2),
+               "softmax": lambda c: softmax_weights(c.evidence.errors, SOFTMAX_TEMPERATURE)}
+    out = {}
+    for name in names:
+        if name == "judge":
+            live = [c for c in cases if c is not None]
+            judged = iter(judge_series(judge.policy, live, samples=judge.samples))
+            out[name] = [None if c is None else next(judged).point for c in cases]
+        else:
+            out[name] = [None if c is None else combine(c.forecasts, weights[name](c)) for c in cases]
+    return out
 
 
 def whole_window(series, window):
@@ -326,7 +372,7 @@ def summarise(strict: list[dict], filled: list[dict], n_windows: int, counts: di
 
 
 def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: Forecaster | None,
-                     args) -> tuple[dict, dict]:
+                     args, judge: JudgeModel | None = None) -> tuple[dict, dict]:
     """(results, forecasts) of one dataset: {method: report entry} and {method: [forecast_entry per window]}."""
     from forecast import read_series
     from timer1.core.baselines import period_for_step
@@ -338,7 +384,7 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: F
     results, forecasts = {}, {}
     baselines = [m for m in methods if m not in MODEL_METHODS]
     t0 = time.perf_counter()
-    predictions = baseline_forecasts(series, dataset, windows, baselines, lookback, horizon)
+    predictions = baseline_forecasts(series, dataset, windows, baselines, lookback, horizon, judge)
     per_baseline = (time.perf_counter() - t0) / max(len(baselines), 1)
     for name in baselines:
         scores = [window_metrics(p, w.target, w.history) for p, w in zip(predictions[name], windows) if p is not None]
@@ -414,8 +460,8 @@ def comparison_panels(results: dict) -> list:
 def choose_methods(args) -> list[str]:
     from timer1.core.baselines import BASELINES
 
-    known = MODEL_METHODS + tuple(BASELINES) + FITTED_METHODS
-    methods = list(args.methods or [m for m in known if m not in THINK_ABLATIONS])
+    known = MODEL_METHODS + tuple(BASELINES) + FITTED_METHODS + COMBINATION_METHODS
+    methods = list(args.methods or [m for m in known if m not in THINK_ABLATIONS + COMBINATION_METHODS])
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(known)}")
@@ -462,13 +508,22 @@ def run(args) -> int:
                                  temperature=args.temperature, backtest=args.backtest, seed=args.seed)
         t0 = time.perf_counter()
         forecaster = Forecaster.from_pretrained(model_dir, adapter_dir, args.device, args.dtype, threads=args.threads,
+                                                judge=args.judge,
                                                 config=config, max_new_tokens=args.max_new_tokens, batch=args.batch)
         log(f"loaded {forecaster.name} ({forecaster.policy.prompt_format.style} prompts) "
             f"on {forecaster.device} in {time.perf_counter() - t0:.1f} s" + sharing())
+    judge = None
+    if "judge" in methods:
+        from timer1.forecast.resolve import open_policy, resolve_judge
+
+        judge_dir = resolve_judge(args.judge)
+        if judge_dir is None:
+            raise ValueError("the judge method needs a judge: pass --judge DIR (a judge checkpoint or training run)")
+        judge = JudgeModel(open_policy(judge_dir, None, "cpu", None, args.threads), args.judge_samples)
     started = time.perf_counter()
     results, forecasts = {}, {}
     for dataset, path in sources:
-        results[dataset], forecasts[dataset] = evaluate_dataset(dataset, path, methods, forecaster, args)
+        results[dataset], forecasts[dataset] = evaluate_dataset(dataset, path, methods, forecaster, args, judge)
     log(f"done in {time.perf_counter() - started:.1f} s")
     if not is_first_rank():   # under torchrun every rank scored every window (sharded, gathered); rank 0 reports
         return 0

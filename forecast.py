@@ -310,6 +310,7 @@ def run_long(args) -> int:
     indexed = series[0].indexed   # one kind for all (read_long checks)
     started = time.perf_counter()
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
+                                            judge=args.judge,
                                             config=slow_config(args), max_new_tokens=args.max_new_tokens,
                                             lookback=args.lookback or DEFAULT_LOOKBACK)
     log(f"loaded {forecaster.name} in {time.perf_counter() - started:.1f} s; {len(series)} series in {args.csv}"
@@ -378,6 +379,7 @@ def run_cross_validation(args) -> int:
                   wide.timestamps is not None)
         names = ("channel", "date")
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
+                                            judge=args.judge,
                                             config=slow_config(args), max_new_tokens=args.max_new_tokens,
                                             lookback=args.lookback or DEFAULT_LOOKBACK)
     horizon = args.horizon or forecaster.default_horizon(series[1][0], series[2][0] if series[3] else None)
@@ -455,6 +457,7 @@ def run(args) -> int:
     config = slow_config(args)
     started = time.perf_counter()
     forecaster = Forecaster.from_pretrained(model_dir, adapter_dir, args.device, args.dtype, threads=args.threads,
+                                            judge=args.judge,
                                             config=config, max_new_tokens=args.max_new_tokens)
     dtype = str(forecaster.policy.model.lm_head.weight.dtype).removeprefix("torch.")
     log(f"loaded {forecaster.name} ({forecaster.policy.prompt_format.style} prompts) "
@@ -469,7 +472,8 @@ def run(args) -> int:
     started = time.perf_counter()
     nonnegative = [not (series.column(c) < 0).any() for c in channels]  # NaN cells compare False: not counted
     full = [whole_history(series, c, w) for c, w in zip(channels, windows)]
-    hints = WindowHints([args.seed] * len(windows), period_for_step(series.step), nonnegative, full=full)
+    hints = WindowHints([args.seed] * len(windows), period_for_step(series.step), nonnegative, full=full,
+                        steps=[series.step.name] * len(windows))
     forecast = forecaster.forecast_windows(windows, mode=mode, quantiles=args.levels, hints=hints,
                                            log=lambda m: log("    " + m))
     seconds = time.perf_counter() - started

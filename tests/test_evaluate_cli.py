@@ -187,3 +187,33 @@ def test_think_ablations_run_only_when_asked(tmp_path, checkpoint, shared_data):
     assert list(results) == ["last", "timer1-nothink", "timer1-shuffled"]
     for method in ("timer1-nothink", "timer1-shuffled"):
         assert results[method]["n_windows"] == 2 and "no_number" in results[method]
+
+
+def test_combinations_weigh_the_backtested_candidates(tmp_path, shared_data):
+    """rule, top2 and softmax on nasdaq's paper windows: each window's candidates backtested on every
+    row before its origin; the rule's forecast is the candidate of least backtest MAE, top2 the mean of
+    the best two, recomputed here from timer1.core.backtest directly."""
+    from timer1.core.backtest import Problem, backtest
+    from timer1.data.protocol import make_window
+
+    out = tmp_path / "r.json"
+    done = run("--no-model", "--methods", "rule", "top2", "softmax", "--datasets", "nasdaq", "--limit", "3",
+               "--data", shared_data, "--out", out)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert set(report["results"]["nasdaq"]) == {"rule", "top2", "softmax"}
+    series = read_csv(shared_data / "nasdaq.csv")
+    window = evenly_spaced(paper_windows(series, "nasdaq"), 3)[1]
+    origin = window.start + window.lookback
+    history = make_window(series, window.channel, 0, origin, 36, 3, "nasdaq").history
+    tested, = backtest([Problem(history, 36, None)])
+    order = np.argsort(tested.mae(), kind="stable")
+    points = {m: report["forecasts"]["nasdaq"][m][1]["point"] for m in ("rule", "top2")}
+    np.testing.assert_allclose(points["rule"], tested.forecasts[order[0]], rtol=1e-9)
+    np.testing.assert_allclose(points["top2"], tested.forecasts[order[:2]].mean(axis=0), rtol=1e-9)
+
+
+def test_the_judge_method_needs_a_judge(tmp_path, shared_data):
+    done = run("--no-model", "--methods", "judge", "--judge", "none", "--datasets", "nasdaq", "--data", shared_data)
+    assert done.returncode == 2 and done.stderr.strip() == \
+        "error: the judge method needs a judge: pass --judge DIR (a judge checkpoint or training run)"

@@ -143,7 +143,7 @@ def test_backtest_columns_match_their_slow_references():
 def test_backtest_of_a_batch_equals_each_alone_and_short_histories_have_none():
     problems = [Problem(series(400, 1), 8, 24), Problem(np.arange(5.0), 8, None), Problem(series(300, 2), 6, 12)]
     together = backtest(problems)
-    assert together[1] is None
+    assert together[1] is None and backtest([problems[1]]) == [None]
     for problem, out in zip(problems, together):
         if out is not None:
             alone, = backtest([problem])

@@ -140,6 +140,8 @@ def backtest(problems: list[Problem]) -> list[Backtest | None]:
     for all problems in one batch each."""
     plans = [_plan(p) for p in problems]
     live = [i for i, plan in enumerate(plans) if plan is not None]
+    if not live:
+        return [None] * len(problems)
     ets = _ets_columns([problems[i] for i in live], [plans[i] for i in live])
     stl = _stl_ar_columns([problems[i] for i in live], [plans[i] for i in live])
     out: list[Backtest | None] = [None] * len(problems)

@@ -19,6 +19,7 @@ import numpy as np
 from timer1.core.evidence import COLUMNS
 
 TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)   # the grid fit_temperature searches
+SOFTMAX_TEMPERATURE = 0.02   # fit_temperature on the judge's training cases (benchmarks/judge_ablation.py)
 
 
 def _all_origins(errors: np.ndarray) -> np.ndarray:

@@ -42,11 +42,13 @@ INSTRUCTION = ("Weigh the forecasters for this series. Reason inside <think> </t
 @dataclass
 class JudgeCase:
     """One judgement: the evidence shown, the candidates' forecasts now (K, H) in ``evidence.names``'
-    order, and, on training windows, the target (H,) they are scored against."""
+    order, on training windows the target (H,) they are scored against, and in the product the
+    candidates' backtest residuals (K, O, H), which the combination's band is made of."""
 
     evidence: Evidence
     forecasts: np.ndarray
     target: np.ndarray | None = None
+    residuals: np.ndarray | None = None
 
 
 def number(value: float) -> str:
@@ -149,5 +151,5 @@ def build_cases(problems: list[Problem], steps: list[str], targets: list | None 
     tests = backtest(problems)
     targets = targets if targets is not None else [None] * len(problems)
     return [None if t is None else JudgeCase(gather_evidence(p.history, t, step), t.forecasts,
-                                              None if y is None else np.asarray(y, dtype=np.float64))
+                                              None if y is None else np.asarray(y, dtype=np.float64), t.residuals)
             for p, t, step, y in zip(problems, tests, steps, targets)]

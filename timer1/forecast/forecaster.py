@@ -39,8 +39,8 @@ from timer1.forecast.band import widen_result
 from timer1.forecast.reflect import ModelAnswers, backtest_windows, conclude, reflect
 from timer1.forecast.inputs import MIN_CONTEXT, QUANTILES, as_contexts, as_timestamps, check_mode, check_quantiles
 from timer1.forecast.output import has_band
-from timer1.forecast.resolve import (HORIZON_FACTOR, ModelFacts, default_horizon, display_name, model_facts, open_policy,
-                                     prompt_horizon, resolve_model)
+from timer1.forecast.resolve import (DEFAULT_JUDGE, HORIZON_FACTOR, ModelFacts, default_horizon, display_name,
+                                     model_facts, open_policy, prompt_horizon, resolve_judge, resolve_model)
 from timer1.util import dist
 
 if TYPE_CHECKING:  # timer1.core.slow_think brings torch: imported where a model runs, so input errors come fast
@@ -89,6 +89,7 @@ class WindowHints:
     nonnegative: Sequence[bool] | None = None
     thoughts: Sequence[str] | None = None
     full: Sequence[Window] | None = None  # mode "auto": each window with every value before its origin
+    steps: Sequence[str] | None = None    # mode "auto" with a judge: each window's step name ("monthly", ...)
 
     def period_list(self, n: int) -> list[int | None]:
         return list(self.periods) if isinstance(self.periods, (list, tuple)) else [self.periods] * n
@@ -99,7 +100,8 @@ class WindowHints:
             return None if values is None else [values[i] for i in chosen]
 
         periods = [self.periods[i] for i in chosen] if isinstance(self.periods, (list, tuple)) else self.periods
-        return WindowHints(pick(self.seeds), periods, pick(self.nonnegative), pick(self.thoughts), pick(self.full))
+        return WindowHints(pick(self.seeds), periods, pick(self.nonnegative), pick(self.thoughts), pick(self.full),
+                           pick(self.steps))
 
 
 @dataclass
@@ -114,6 +116,7 @@ class Prepared:
     periods: list[int | None]
     dated: bool
     full: list[Window]   # each window with every value of its context (reflection's history)
+    steps: list[str]     # each series' step name (the judge's evidence)
 
     def future_dates(self) -> list[list[str]] | None:
         return [list(w.target_dates) for w in self.windows] if self.dated else None
@@ -136,27 +139,32 @@ class Forecaster:
     directory says: trained horizons, horizon cap, band calibration; timer1.forecast.resolve.ModelFacts)."""
 
     def __init__(self, policy, *, name: str = "", facts: ModelFacts = ModelFacts(),
-                 config: SlowThinkConfig | None = None,
-                 max_new_tokens: int | None = None, lookback: int = DEFAULT_LOOKBACK, batch: int = DEFAULT_BATCH):
+                 config: SlowThinkConfig | None = None, max_new_tokens: int | None = None,
+                 lookback: int = DEFAULT_LOOKBACK, batch: int = DEFAULT_BATCH, judge=None):
         from timer1.core.slow_think import SlowThinkConfig
 
         self.policy, self.name, self.facts = policy, name or policy.source, facts
+        self.judge = judge   # the judge's policy (timer1.forecast.judge_forecast): mode "auto" combines by it
         self.config = config or SlowThinkConfig()
         self.max_new_tokens, self.lookback, self.batch = max_new_tokens, lookback, batch
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, adapter: str | os.PathLike | None = None,
-                        device=None, dtype=None, *, threads: int | None = None, **settings) -> "Forecaster":
+                        device=None, dtype=None, *, threads: int | None = None,
+                        judge: str | os.PathLike | None = DEFAULT_JUDGE, **settings) -> "Forecaster":
         """Load ``model`` (a name like "timer1-tiny", a Hugging Face directory or a training run;
         None = $TIMER1_MODEL or timer1-tiny) with an optional LoRA ``adapter``, as `resolve_model`
-        says; ``settings`` are the constructor's (config, max_new_tokens, lookback, batch)."""
+        says, and the ``judge`` (timer1-judge when installed; None: reflection's rule decides);
+        ``settings`` are the constructor's (config, max_new_tokens, lookback, batch)."""
         model_dir, adapter_dir = resolve_model(model, adapter)
+        judge_dir = resolve_judge(judge)
         if dist.under_torchrun() and (device is None or str(device) in ("auto", "cpu", "cuda")):
             asked = None if device in (None, "auto") else str(device)
             device = dist.init_distributed(asked).device   # rank r: GPU LOCAL_RANK; windows sharded by rank
         policy = open_policy(model_dir, adapter_dir, device, dtype, threads)
         name = display_name(model_dir) + (f" + {display_name(adapter_dir)}" if adapter_dir else "")
-        return cls(policy, name=name, facts=model_facts(model_dir, adapter_dir), **settings)
+        judged = None if judge_dir is None else open_policy(judge_dir, None, device, dtype, threads)
+        return cls(policy, name=name, facts=model_facts(model_dir, adapter_dir), judge=judged, **settings)
 
     @property
     def device(self) -> str:
@@ -176,7 +184,7 @@ class Forecaster:
         levels = check_quantiles(quantiles)
         batch = self.prepare(context, horizon, timestamps)
         hints = WindowHints(None if seed is None else [seed] * len(batch.windows), batch.periods, batch.nonnegative,
-                            full=batch.full)
+                            full=batch.full, steps=batch.steps)
         out = self.forecast_windows(batch.windows, mode=mode, quantiles=levels, hints=hints, progress=progress)
         out.repairs, out.timestamps = batch.repairs, batch.future_dates()
         return out
@@ -293,7 +301,8 @@ class Forecaster:
             repairs.append(repaired)
         return Prepared(windows, repairs, nonnegative=[not (s.column("value") < 0).any() for s in series],
                         periods=[period_for_step(s.step) for s in series], dated=dates is not None,
-                        full=[whole_history(s, "value", w) for s, w in zip(series, windows)])
+                        full=[whole_history(s, "value", w) for s, w in zip(series, windows)],
+                        steps=[s.step.name for s in series])
 
     def default_horizon(self, values, timestamps=None) -> int:
         """The horizon `predict` picks for a series without one: two cycles of its step, capped."""
@@ -334,6 +343,8 @@ class Forecaster:
 
     def _results(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,
                  log) -> list[SlowThinkResult]:
+        if mode == "auto" and self.judge is not None:
+            return self._judged(windows, hints, progress, log)
         if mode == "auto":
             return self._reflect(windows, hints, progress, log)
         return [widen_result(r, self.facts.calibration) for r in self._answers(windows, mode, hints, progress, log)]
@@ -374,6 +385,31 @@ class Forecaster:
             answers = ModelAnswers(result.point, then, fell_back=result.used_fallback)
             reflection = reflect(full.history, horizon, periods[i], answers)
             out.append(conclude(result, reflection, self.facts.calibration))
+        return out
+
+    def _judged(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
+        """Mode "auto" with a judge: every window's candidates backtested on its whole history (all in
+        one batch), the judge's weights, the combination and its band (timer1.forecast.judge_forecast).
+        A window whose history has no backtest origin is reflected on as without a judge."""
+        from timer1.core.backtest import Problem
+        from timer1.core.judge import build_cases
+        from timer1.forecast.judge_forecast import as_result, judge_series
+
+        fulls = list(hints.full) if hints.full is not None else list(windows)
+        n, horizon, periods = len(windows), windows[0].horizon, hints.period_list(len(windows))
+        steps = list(hints.steps) if hints.steps is not None else ["unknown"] * n
+        cases = build_cases([Problem(f.history, horizon, p) for f, p in zip(fulls, periods)], steps)
+        live = [i for i in range(n) if cases[i] is not None]
+        seed = hints.seeds[0] if hints.seeds is not None else 0
+        out: list = [None] * n
+        for i, judgement in zip(live, judge_series(self.judge, [cases[i] for i in live], seed=seed)):
+            out[i] = as_result(judgement)
+        short = [i for i in range(n) if cases[i] is None]
+        if short:
+            for i, result in zip(short, self._reflect([windows[i] for i in short], hints.subset(short), None, log)):
+                out[i] = result
+        if progress is not None:
+            progress(n, n)
         return out
 
     def _answers(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,

@@ -20,6 +20,7 @@ from timer1.data.protocol import is_paper_dataset, protocol_for
 from timer1.forecast.band import BandCalibration, read_band_calibration
 
 DEFAULT_MODEL = "timer1-tiny"
+DEFAULT_JUDGE = "timer1-judge"   # the shipped judge: mode "auto" combines the candidates by its weights
 
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"   # inside the package: found from any
@@ -83,6 +84,21 @@ def _find_model(model: str | os.PathLike | None) -> Path:
                             f"shipped model ({shipped or 'none installed'})")
 
 
+def resolve_judge(judge: str | os.PathLike | None) -> Path | None:
+    """The judge's checkpoint directory: None for None or "none", and for the default name when no
+    judge is installed (the rule decides then); a run directory gives its best checkpoint."""
+    if judge is None or str(judge) == "none":
+        return None
+    if str(judge) == DEFAULT_JUDGE and not any(p.is_dir() for p in (Path(DEFAULT_JUDGE), SHIPPED_DIR / DEFAULT_JUDGE)):
+        return None
+    directory = _find_model(judge)
+    if (directory / "config.json").is_file():
+        return directory
+    from timer1.train.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(directory)
+
+
 def display_name(directory: Path) -> str:
     """How messages and /health name a model: a shipped one by its name (``timer1-tiny``), others by path."""
     return directory.name if directory.resolve().parent == SHIPPED_DIR else str(directory)
@@ -128,6 +144,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", default=None, metavar="DIR|RUN",
                         help="a LoRA adapter (PEFT layout) or a LoRA training run (its best adapter; without "
                              "--model, on the base it was trained on)")
+    parser.add_argument("--judge", default=DEFAULT_JUDGE, metavar="DIR|RUN|NAME|none",
+                        help="the judge whose weights combine the statistical candidates in the default mode: a "
+                             "checkpoint, a training run (its best) or a shipped name; none = reflection's rule "
+                             f"(default: {DEFAULT_JUDGE} when installed)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto",
                         help="auto (the checkpoint's own dtype on cuda, fp32 on cpu), float32, bfloat16")

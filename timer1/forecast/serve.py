@@ -105,7 +105,8 @@ class Worker(threading.Thread):
 
             hints = WindowHints([self.seed] * len(windows), [p for j in group for p in j.batch.periods],
                                 [n for j in group for n in j.batch.nonnegative],
-                                full=[f for j in group for f in j.batch.full])
+                                full=[f for j in group for f in j.batch.full],
+                                steps=[step for j in group for step in j.batch.steps])
             out = self.forecaster.forecast_windows(windows, mode=group[0].mode, quantiles=levels, hints=hints)
         except Exception as err:  # the worker must outlive any one failure; the clients get a 500
             for job in group:
@@ -324,6 +325,7 @@ def serve(args) -> int:
     from timer1.forecast.forecaster import Forecaster
 
     forecaster = Forecaster.from_pretrained(args.model, args.adapter, args.device, args.dtype, threads=args.threads,
+                                            judge=args.judge,
                                             config=SlowThinkConfig(samples=args.samples, rounds=args.rounds))
     load_seconds = time.perf_counter() - started
     try:

@@ -28,7 +28,7 @@ from timer1.core.judge import JudgeCase, build_cases
 from timer1.core.judge_teacher import teacher_sample
 from timer1.data.csv_io import read_csv
 from timer1.data.judge_windows import judge_windows
-from timer1.data.protocol import evenly_spaced, protocol_for
+from timer1.data.protocol import protocol_for
 from timer1.data.varied_synthetic import varied_series
 from timer1.util.atomic import write_text_atomic
 
@@ -69,9 +69,8 @@ def dataset_problems(data_dir: Path, region: str, per_dataset: int) -> list[tupl
     for name in DATASETS:
         series = read_csv(data_dir / f"{name}.csv")
         horizon = protocol_for(name).horizon
-        found = [w for w in judge_windows(series, name, region, horizon, max(1, horizon // 2))
-                 if np.isfinite(w.window.target).all()]
-        out += [(w.problem(), w.step, w.window.target) for w in evenly_spaced(found, per_dataset)]
+        found = judge_windows(series, name, region, horizon, max(1, horizon // 2), limit=per_dataset)
+        out += [(w.problem(), w.step, w.window.target) for w in found if np.isfinite(w.window.target).all()]
     return out
 
 

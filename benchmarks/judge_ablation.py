@@ -1,0 +1,73 @@
+"""The combinations the judge is measured against, on the judge's own TRAINING and VALIDATION cases
+(never the test windows): the softmax temperature is fitted on the training cases here, and every
+rule is compared on the validation cases.
+
+    python -m timer1.train.judge_data --out runs/judge_data      # the cases (minutes)
+    python benchmarks/judge_ablation.py runs/judge_data [--judge runs/judge_sft --judge runs/judge_grip]
+
+Printed: the fitted temperature, then per case source (each dataset's validation region, synthetic)
+the mean MASE (the series' one-step scale) of each combination: the rule (least backtest error), the
+equal means of the best two and three, the softmax of the errors, each candidate alone, the
+teacher's and the oracle's weights (they read the target: upper bounds), and each ``--judge`` model's
+greedy judgement; a geometric mean over the sources last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from timer1.core.combine import fit_temperature, softmax_weights, top_mean_weights  # noqa: E402
+from timer1.core.judge import combine, rule_weights  # noqa: E402
+from timer1.core.judge_teacher import oracle_weights, teacher_weights  # noqa: E402
+from timer1.train.judge_data import read_cases  # noqa: E402
+
+
+def judge_weights(judge_dir: str, cases: list) -> list[np.ndarray]:
+    from timer1.forecast.judge_forecast import judge_series
+    from timer1.forecast.resolve import open_policy, resolve_judge
+
+    policy = open_policy(resolve_judge(judge_dir), None, "cpu", None, None)
+    return [j.weights for j in judge_series(policy, cases)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", type=Path, help="a folder with train.jsonl and val.jsonl (timer1.train.judge_data)")
+    parser.add_argument("--judge", action="append", default=[], help="a judge checkpoint or run to add (repeatable)")
+    args = parser.parse_args()
+    train = read_cases(args.cases / "train.jsonl")
+    temperature = fit_temperature([c.evidence.errors for c, _ in train], [c.forecasts for c, _ in train],
+                                  [c.target for c, _ in train], [s for _, s in train])
+    print(f"softmax temperature fitted on {len(train)} training cases: {temperature}")
+    val = read_cases(args.cases / "val.jsonl")
+    cases = [c for c, _ in val]
+    methods = {"rule": [rule_weights(c.evidence) for c in cases],
+               "top2": [top_mean_weights(c.evidence.errors, 2) for c in cases],
+               "top3": [top_mean_weights(c.evidence.errors, 3) for c in cases],
+               f"softmax T={temperature}": [softmax_weights(c.evidence.errors, temperature) for c in cases],
+               "teacher (reads the target)": [teacher_weights(c) for c in cases],
+               "oracle (reads the target)": [oracle_weights(c) for c in cases]}
+    for judge in args.judge:
+        methods[f"judge {judge}"] = judge_weights(judge, cases)
+    groups: dict[str, list[int]] = {}
+    for i, case in enumerate(cases):
+        groups.setdefault(case.evidence.step, []).append(i)
+    print(f"\n{len(cases)} validation cases; mean MASE by step (the seven datasets' validation regions are "
+          "hourly, minutes, daily and index; the other steps are synthetic)\n")
+    print("| method | " + " | ".join(f"{g} ({len(ix)})" for g, ix in groups.items()) + " | geometric mean |")
+    print("|---|" + "---:|" * (len(groups) + 1))
+    for name, weights in methods.items():
+        means = [float(np.mean([np.mean(np.abs(combine(cases[i].forecasts, weights[i]) - cases[i].target)) / val[i][1]
+                                for i in ix])) for ix in groups.values()]
+        print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.exp(np.mean(np.log(means))):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
