@@ -50,6 +50,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 if __name__ == "__main__":  # before numpy loads: the small linear-baseline solves run far faster on one
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS thread on a busy machine; torch's own
@@ -101,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate one CSV file instead (its test region: the last 20%% of rows)")
     add_model_arguments(parser)
     parser.add_argument("--no-model", action="store_true", help="baselines only")
-    parser.add_argument("--judge-samples", type=int, default=1,
-                        help="judge method: judgements per window, their weights averaged (1: one greedy answer)")
+    parser.add_argument("--judge-samples", type=int, default=8,
+                        help="judge method: judgements per window, their weights averaged (default 8, as the "
+                             "default mode; 1: one greedy answer)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                         help=f"methods to run (default: {' '.join(MODEL_METHODS[:3] + tuple(BASELINES) + FITTED_METHODS)}; "
                              f"also the think ablations {' '.join(THINK_ABLATIONS)} and the combinations "
@@ -223,8 +225,7 @@ def fitted_forecasts(name: str, windows, period: int | None, horizon: int) -> li
     return [model.forecast(horizon) for model in fit([w.history for w in windows], periods)]
 
 
-@dataclasses.dataclass
-class JudgeModel:
+class JudgeModel(NamedTuple):
     """The judge method's model (loaded once by run()) and its judgements per window."""
 
     policy: object

@@ -219,9 +219,10 @@ def split_records(cfg: SFTConfig, fmt) -> tuple[list[dict], list[dict], list]:
         return read_jsonl(split_path(cfg.data.judge_dir, "train")), val_records, val_cases
     spec = window_spec_from(cfg.data)
     teacher = statistical_teacher(cfg, fmt, spec)
+    train = train_records(cfg, fmt, spec, teacher)
     val_windows = evenly_spaced(load_windows(spec, "val", seed=cfg.seed), cfg.eval_windows) if cfg.eval_windows else []
     val_records = teacher_records(val_windows, teacher, fmt, cfg.teacher_k, "validation") if val_windows else []
-    return train_records(cfg, fmt, spec, teacher), val_records, val_windows
+    return train, val_records, val_windows
 
 
 def prepare_data(run: Run) -> Data:

@@ -29,18 +29,32 @@ from timer1.core.judge_teacher import oracle_weights, teacher_weights  # noqa: E
 from timer1.train.judge_data import read_cases  # noqa: E402
 
 
-def judge_weights(judge_dir: str, cases: list) -> list[np.ndarray]:
+def judge_weights(judge_dir: str, cases: list, samples: int, show: int) -> tuple[list[np.ndarray], int]:
+    """Each case's weights by the judge (``samples`` judgements averaged; 1 = greedy) and how many
+    cases fell back to the rule (no readable answer); ``show`` judgements printed in full."""
+    from timer1.core.judge import judge_prompt
+    from timer1.data.protocol import evenly_spaced
     from timer1.forecast.judge_forecast import judge_series
     from timer1.forecast.resolve import open_policy, resolve_judge
 
     policy = open_policy(resolve_judge(judge_dir), None, "cpu", None, None)
-    return [j.weights for j in judge_series(policy, cases)]
+    judged = judge_series(policy, cases, samples=samples)
+    for i in evenly_spaced(range(len(cases)), show) if show else []:
+        case, j = cases[i], judged[i]
+        score = {name: float(np.mean(np.abs(combine(case.forecasts, w) - case.target)))
+                 for name, w in (("judge", j.weights), ("rule", rule_weights(case.evidence)))}
+        print(f"\n--- validation case {i}\n{judge_prompt(case.evidence)}\n>>> {j.text}\n"
+              f"weights: {j.source}; MAE judge {score['judge']:.4g}, rule {score['rule']:.4g}")
+    return [j.weights for j in judged], sum(j.read == 0 for j in judged)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", type=Path, help="a folder with train.jsonl and val.jsonl (timer1.train.judge_data)")
     parser.add_argument("--judge", action="append", default=[], help="a judge checkpoint or run to add (repeatable)")
+    parser.add_argument("--samples", type=int, nargs="+", default=[8],
+                        help="judgements averaged per case, each count a row (1 = one greedy answer)")
+    parser.add_argument("--show", type=int, default=0, help="print this many judgements in full (prompt, answer)")
     args = parser.parse_args()
     train = read_cases(args.cases / "train.jsonl")
     temperature = fit_temperature([c.evidence.errors for c, _ in train], [c.forecasts for c, _ in train],
@@ -55,7 +69,9 @@ def main() -> None:
                "teacher (reads the target)": [teacher_weights(c) for c in cases],
                "oracle (reads the target)": [oracle_weights(c) for c in cases]}
     for judge in args.judge:
-        methods[f"judge {judge}"] = judge_weights(judge, cases)
+        for samples in args.samples:
+            methods[f"judge {judge} x{samples}"], fell_back = judge_weights(judge, cases, samples, args.show)
+            print(f"judge {judge} x{samples}: {fell_back} of {len(cases)} cases without a readable answer")
     groups: dict[str, list[int]] = {}
     for i, case in enumerate(cases):
         groups.setdefault(case.evidence.step, []).append(i)

@@ -287,7 +287,7 @@ def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, caps
         forecast_cli.main([str(source), "--config", str(preset)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == (f"error: {preset}: unknown key 'sample' (known: adapter, backtest, "
-                                               "column, cross_validation, csv, device, dtype, horizon, id_column, lookback, "
+                                               "column, cross_validation, csv, device, dtype, horizon, id_column, judge, lookback, "
                                                "max_new_tokens, mode, model, out, plot, quantiles, refine, rounds, samples, "
                                                "seed, show_reasoning, single_pass, skip_short, step_size, target, "
                                                "temperature, threads, timestamp_column, top_p)")

@@ -189,6 +189,9 @@ def test_oracle_finds_the_pair_that_makes_the_target():
     assert oracle_weights(case).tolist() == [0.25, 0.75, 0, 0, 0]
     single = JudgeCase(evidence(np.ones((5, 4))), f, f[3])
     assert oracle_weights(single).tolist() == [0, 0, 0, 1, 0]
+    # among the 2 best-backtested (candidates 2 and 4 here) the oracle may not pick candidate 3
+    ranked = JudgeCase(evidence([[5] * 4, [4] * 4, [1] * 4, [3] * 4, [2] * 4]), f, f[3])
+    assert oracle_weights(ranked, among=2).tolist() == [0, 0, 0, 0, 1]
 
 
 def test_teacher_is_never_worse_than_its_drafts_and_writes_a_readable_completion():

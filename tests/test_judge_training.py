@@ -16,7 +16,7 @@ from timer1.data.judge_windows import judge_windows, region_rows
 from timer1.data.protocol import split_bounds
 from timer1.train.config import GRIPConfig, SFTConfig, load_config
 from timer1.train.judge_data import (VAL_SEED_OFFSET, build_records, case_from_json, case_to_json, read_cases,
-                                     synthetic_problems, write_records)
+                                     rewritten, synthetic_problems, write_records)
 from timer1.util.dist import DistInfo
 
 SINGLE = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), is_master=True)
@@ -44,6 +44,7 @@ def test_cases_round_trip_through_json(judge_dir):
         # the stored teacher completion is readable and scores on the stored case
         assert parse_weights(record["completion"], case.evidence.names) is not None
         assert judge_reward(record["completion"], case)["format"] == 0
+    assert rewritten(judge_dir / "train.jsonl") == records     # rewriting with the same teacher changes nothing
 
 
 def test_judge_windows_stay_inside_their_region(shared_data):

@@ -30,4 +30,11 @@ Inference
     metrics.py      MSE, MAE, MASE, CRPS, ...
     slow_think.py   draft, reflect (a critic, a backtest), refine
     policy.py       a model with its tokenizer and prompt format, loaded and saved as one
+
+The judge (the same recipe weighing forecasters instead of writing digits)
+    backtest.py     rolling-origin backtests of the statistical candidates, ETS and STL + AR in batches
+    evidence.py     what the judge reads: step, length, seasonal and trend strength, level shift, errors
+    judge.py        the judge's prompt, answer layout, parser, combination and reward
+    judge_teacher.py paper Algorithm 1 for judgements: drafts, the best for the target, revised
+    combine.py      combinations without a model: the equal mean of the best, a softmax of the errors
 """

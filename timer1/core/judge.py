@@ -61,7 +61,9 @@ def number(value: float) -> str:
 
 
 def judge_prompt(evidence: Evidence) -> str:
-    """The user turn of one judgement: the evidence, then the instruction."""
+    """The user turn of one judgement: the evidence, then the instruction. The candidates are listed
+    best first (by the mean error over every origin), so the rule's choice is always the first line:
+    a small model learns where to look before it learns to compare numbers."""
     e = evidence
     half = max(1, e.horizon // 2)
     seasonal = ", ".join(f"{number(s)} at period {m}" for m, s in e.seasonality) or "no period to test"
@@ -70,8 +72,8 @@ def judge_prompt(evidence: Evidence) -> str:
              f"Last {e.horizon} values against the {e.horizon} before: {'+' if e.shift >= 0 else ''}{number(e.shift)}.",
              f"Backtest at {e.origins} origins, mean absolute error in units of the series' one-step change "
              f"(all origins, latest {min(LATEST, e.origins)}, steps 1-{half}, steps {min(half + 1, e.horizon)}-{e.horizon}):"]
-    for name, row in zip(e.names, e.errors):
-        lines.append(f"{name}: " + " ".join(number(v) for v in row))
+    for k in np.argsort(e.errors[:, COLUMNS.index("all")], kind="stable"):  # the best over all origins first
+        lines.append(f"{e.names[k]}: " + " ".join(number(v) for v in e.errors[k]))
     return "\n".join(lines + [INSTRUCTION])
 
 

@@ -388,23 +388,14 @@ class Forecaster:
         return out
 
     def _judged(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
-        """Mode "auto" with a judge: every window's candidates backtested on its whole history (all in
-        one batch), the judge's weights, the combination and its band (timer1.forecast.judge_forecast).
-        A window whose history has no backtest origin is reflected on as without a judge."""
-        from timer1.core.backtest import Problem
-        from timer1.core.judge import build_cases
-        from timer1.forecast.judge_forecast import as_result, judge_series
+        """Mode "auto" with a judge (timer1.forecast.judge_forecast.judged_results); a window whose
+        history has no backtest origin is reflected on as without a judge."""
+        from timer1.forecast.judge_forecast import judged_results
 
-        fulls = list(hints.full) if hints.full is not None else list(windows)
-        n, horizon, periods = len(windows), windows[0].horizon, hints.period_list(len(windows))
-        steps = list(hints.steps) if hints.steps is not None else ["unknown"] * n
-        cases = build_cases([Problem(f.history, horizon, p) for f, p in zip(fulls, periods)], steps)
-        live = [i for i in range(n) if cases[i] is not None]
-        seed = hints.seeds[0] if hints.seeds is not None else 0
-        out: list = [None] * n
-        for i, judgement in zip(live, judge_series(self.judge, [cases[i] for i in live], seed=seed)):
-            out[i] = as_result(judgement)
-        short = [i for i in range(n) if cases[i] is None]
+        n = len(windows)
+        out = judged_results(self.judge, list(hints.full) if hints.full is not None else list(windows),
+                             windows[0].horizon, hints.period_list(n), hints.steps, hints.seeds)
+        short = [i for i in range(n) if out[i] is None]
         if short:
             for i, result in zip(short, self._reflect([windows[i] for i in short], hints.subset(short), None, log)):
                 out[i] = result

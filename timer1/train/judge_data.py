@@ -101,6 +101,19 @@ def write_records(records: list[dict], path: Path) -> None:
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
+def rewritten(path: Path) -> list[dict]:
+    """The records of ``path`` with prompts and teacher completions written anew from the stored
+    cases (after a change to the prompt or the teacher: no backtest is rerun)."""
+    with open(path, encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    out = []
+    for record in records:
+        case, _ = case_from_json(record["case"])
+        sample = teacher_sample(case)
+        out.append({**record, "prompt": sample.prompt, "completion": sample.completion})
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder of the seven datasets")
@@ -109,8 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--synthetic", type=int, default=1500, help="synthetic training series")
     parser.add_argument("--val-per-dataset", type=int, default=30, help="validation origins per dataset")
     parser.add_argument("--val-synthetic", type=int, default=150, help="synthetic validation series")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="rewrite the prompts and completions of the cases already in --out (no backtest)")
     args = parser.parse_args(argv)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    if args.rewrite:
+        for region in ("val", "train"):
+            write_records(rewritten(args.out / f"{region}.jsonl"), args.out / f"{region}.jsonl")
+            log(f"{region}: rewritten in place")
+        return
     for region, per, synthetic, seed in (("val", args.val_per_dataset, args.val_synthetic, VAL_SEED_OFFSET),
                                          ("train", args.per_dataset, args.synthetic, 0)):
         log(f"{region}: backtesting...")
