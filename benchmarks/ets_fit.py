@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from fit_table import print_fit_table
+from fit_table import print_fit_table, timed_fits
 from timer1.core.ets_fit import fit_auto_ets
 
 PERIOD, HORIZON = 12, 12
@@ -36,10 +36,7 @@ def synthetic(count: int, length: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def ours(series):
-    start = time.perf_counter()
-    fits = fit_auto_ets(series, PERIOD)
-    seconds = time.perf_counter() - start
-    return seconds, np.stack([f.forecast(HORIZON) for f in fits]), [f.name for f in fits]
+    return timed_fits(lambda s: fit_auto_ets(s, PERIOD), series, HORIZON, lambda f: f.name)
 
 
 def statsforecast(series):

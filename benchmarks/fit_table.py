@@ -4,7 +4,18 @@ of the point forecasts and the share of equal model choices."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+
+
+def timed_fits(fit, series: list, horizon: int, choice) -> tuple[float, np.ndarray, list]:
+    """(seconds of ``fit(series)``, point forecasts (N, H), ``choice(model)`` per fitted model): one
+    row of the table below."""
+    start = time.perf_counter()
+    models = fit(series)
+    seconds = time.perf_counter() - start
+    return seconds, np.stack([m.forecast(horizon) for m in models]), [choice(m) for m in models]
 
 
 def print_fit_table(rows: list[tuple], reference: tuple | None, choice: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fit_table import print_fit_table
+from fit_table import print_fit_table, timed_fits
 from timer1.core.stl_ar import fit_stl_ar, stl_plan
 
 PERIOD, HORIZON = 12, 12
@@ -45,17 +45,11 @@ def synthetic(count: int, length: int, seed: int = 0) -> list[np.ndarray]:
 
 def batched(series):
     stl_plan.cache_clear()  # the smoothers are built once per (n, m): count that once here
-    start = time.perf_counter()
-    fits = fit_stl_ar(series, PERIOD)
-    seconds = time.perf_counter() - start
-    return seconds, np.stack([f.forecast(HORIZON) for f in fits]), [f.order for f in fits]
+    return timed_fits(lambda s: fit_stl_ar(s, PERIOD), series, HORIZON, lambda f: f.order)
 
 
 def one_by_one(series):
-    start = time.perf_counter()
-    fits = [fit_stl_ar([y], PERIOD)[0] for y in series]
-    seconds = time.perf_counter() - start
-    return seconds, np.stack([f.forecast(HORIZON) for f in fits]), [f.order for f in fits]
+    return timed_fits(lambda s: [fit_stl_ar([y], PERIOD)[0] for y in s], series, HORIZON, lambda f: f.order)
 
 
 def statsmodels_path(series):
