@@ -25,6 +25,7 @@ import torch
 
 from timer1.core.codec import prompt_ids, reward_target
 from timer1.core.grip import LossConfig, LossTotals, grip_loss, loss_totals, make_groups, overlong_penalty
+from timer1.core.judge import judge_prompt_ids
 from timer1.core.lora import lora_modules
 from timer1.core.reference import Reference, adapter_snapshot
 from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout
@@ -32,7 +33,7 @@ from timer1.data.protocol import evenly_spaced
 from timer1.data.window_sets import load_windows, window_spec_from
 from timer1.train.checkpoint import resolve_checkpoint
 from timer1.train.config import GRIPConfig, group_of
-from timer1.train.judge_task import evaluate_judgements, judge_prompt_ids, load_cases, score_judgements
+from timer1.train.judge_task import evaluate_judgements, load_cases, score_judgements
 from timer1.train.launch import run_cli
 from timer1.train.resume import weights_digest
 from timer1.train.run import Run, begin, open_run, save_run_checkpoint

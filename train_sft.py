@@ -41,7 +41,7 @@ from timer1.core.sft_data import StatisticalTeacher, build_samples
 from timer1.data.protocol import evenly_spaced
 from timer1.data.window_sets import load_windows, window_spec_from
 from timer1.train.config import SFTConfig
-from timer1.train.judge_task import evaluate_judgements, load_cases, split_path
+from timer1.train.judge_task import evaluate_judgements, scaled_case, split_path
 from timer1.train.launch import run_cli, warn_short_schedule
 from timer1.train.resume import uses_lora, weights_digest
 from timer1.train.run import Run, begin, open_run, save_run_checkpoint
@@ -215,8 +215,8 @@ def split_records(cfg: SFTConfig, fmt) -> tuple[list[dict], list[dict], list]:
     """(train records, validation records, held-out windows or judge cases they validate on)."""
     if cfg.data.judge_dir:
         val_records = evenly_spaced(read_jsonl(split_path(cfg.data.judge_dir, "val")), cfg.eval_windows)
-        val_cases = evenly_spaced(load_cases(cfg.data.judge_dir, "val"), cfg.eval_windows)
-        return read_jsonl(split_path(cfg.data.judge_dir, "train")), val_records, val_cases
+        return (read_jsonl(split_path(cfg.data.judge_dir, "train")), val_records,
+                [scaled_case(r) for r in val_records])
     spec = window_spec_from(cfg.data)
     teacher = statistical_teacher(cfg, fmt, spec)
     train = train_records(cfg, fmt, spec, teacher)

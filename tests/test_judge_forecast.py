@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from timer1.core.backtest import Problem
-from timer1.core.judge import build_cases, combine, rule_weights
+from timer1.core.judge import build_cases, combine, mean_weights, rule_weights
 from timer1.forecast.forecaster import Forecaster
-from timer1.forecast.judge_forecast import Judgement, combined_band, mean_weights
+from timer1.forecast.judge_forecast import Judgement, combined_band
 from timer1.forecast.reflect import band_samples
 from timer1.train.random_init import random_policy
 

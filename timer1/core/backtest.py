@@ -138,7 +138,7 @@ class Problem:
 def backtest(problems: list[Problem]) -> list[Backtest | None]:
     """The backtest of each problem (None where the history has no origin), ETS and STL + AR fitted
     for all problems in one batch each."""
-    plans = [_plan(p) for p in problems]
+    plans = [plan_backtest(p) for p in problems]
     live = [i for i, plan in enumerate(plans) if plan is not None]
     if not live:
         return [None] * len(problems)
@@ -146,62 +146,69 @@ def backtest(problems: list[Problem]) -> list[Backtest | None]:
     stl = _stl_ar_columns([problems[i] for i in live], [plans[i] for i in live])
     out: list[Backtest | None] = [None] * len(problems)
     for j, i in enumerate(live):
-        problem, (periods, points, simple) = problems[i], plans[i]
+        problem, plan = problems[i], plans[i]
         x, horizon = problem.history, problem.horizon
-        names = [*simple, ETS, STL_AR]
-        residuals = [errors_at(f, x, points, horizon) for f in simple.values()] + [ets[j][0], stl[j][0]]
-        forecasts = [f.forecast(x, horizon) for f in simple.values()] + [ets[j][1], stl[j][1]]
-        out[i] = Backtest(names, points, np.stack(residuals), np.stack(forecasts), periods)
+        names = [*plan.simple, ETS, STL_AR]
+        residuals = [errors_at(f, x, plan.points, horizon) for f in plan.simple.values()] + [ets[j][0], stl[j][0]]
+        forecasts = [f.forecast(x, horizon) for f in plan.simple.values()] + [ets[j][1], stl[j][1]]
+        out[i] = Backtest(names, plan.points, np.stack(residuals), np.stack(forecasts), plan.periods)
     return out
 
 
-def _plan(problem: Problem):
-    """(periods, origins, simple candidates) of one problem, or None when it has no origin."""
+@dataclass
+class Plan:
+    """What a problem's backtest runs: the seasonal periods tried, the origins (the latest first) and
+    the candidates that need no fit per series (``statistical_candidates``), by name."""
+
+    periods: list[int]
+    points: list[int]
+    simple: dict[str, object]
+
+
+def plan_backtest(problem: Problem) -> Plan | None:
+    """The plan of one problem's backtest, or None when its history has no origin."""
     x = np.asarray(problem.history, dtype=np.float64)
     periods = candidate_periods(problem.step_period, x, problem.horizon)
     points = backtest_origins(x, problem.horizon, periods)
     if not points:
         return None
-    return periods, points, statistical_candidates(periods, linear_candidate(x, problem.horizon, points[-1]))
+    return Plan(periods, points, statistical_candidates(periods, linear_candidate(x, problem.horizon, points[-1])))
 
 
 def _season(periods: list[int]) -> int:
     return periods[0] if periods else 1
 
 
-def _ets_columns(problems: list[Problem], plans: list) -> list[tuple[np.ndarray, np.ndarray]]:
+def _ets_columns(problems: list[Problem], plans: list[Plan]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(residuals (O, H), forecast now (H,)) of AutoETS for each problem: one fit on the (at most
     ETS_HISTORY) values before the earliest origin, run forward origin by origin; one fit now."""
-    starts, earliest = [], []
-    for problem, (_, points, _) in zip(problems, plans):
-        starts.append(max(0, points[-1] - ETS_HISTORY))
-        earliest.append(points[-1])
-    seasons = [_season(plan[0]) for plan in plans]
-    past = fit_auto_ets([p.history[s:e] for p, s, e in zip(problems, starts, earliest)], seasons)
+    starts = [max(0, plan.points[-1] - ETS_HISTORY) for plan in plans]
+    seasons = [_season(plan.periods) for plan in plans]
+    past = fit_auto_ets([p.history[s:plan.points[-1]] for p, s, plan in zip(problems, starts, plans)], seasons)
     now = fit_auto_ets([p.history[-ETS_HISTORY:] for p in problems], seasons)
     out = []
-    for problem, (_, points, _), start, fit, fit_now in zip(problems, plans, starts, past, now):
+    for problem, plan, start, fit, fit_now in zip(problems, plans, starts, past, now):
         x, horizon = problem.history, problem.horizon
         rows = {}
-        for o in sorted(points):  # each origin extends the previous one's states
+        for o in sorted(plan.points):  # each origin extends the previous one's states
             fit = fit.extend(x[start:o])
             rows[o] = x[o:o + horizon] - fit.forecast(horizon)
-        out.append((np.stack([rows[o] for o in points]), fit_now.forecast(horizon)))
+        out.append((np.stack([rows[o] for o in plan.points]), fit_now.forecast(horizon)))
     return out
 
 
-def _stl_ar_columns(problems: list[Problem], plans: list) -> list[tuple[np.ndarray, np.ndarray]]:
+def _stl_ar_columns(problems: list[Problem], plans: list[Plan]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(residuals (O, H), forecast now (H,)) of STL + AR for each problem, refitted at every origin
     and now on the (at most FIT_HISTORY) values before it, all in one batch."""
     series, periods = [], []
-    for problem, (found, points, _) in zip(problems, plans):
-        for o in [*points, len(problem.history)]:
+    for problem, plan in zip(problems, plans):
+        for o in [*plan.points, len(problem.history)]:
             series.append(problem.history[max(0, o - FIT_HISTORY):o])
-            periods.append(_season(found))
+            periods.append(_season(plan.periods))
     fits = iter(fit_stl_ar(series, periods))
     out = []
-    for problem, (_, points, _) in zip(problems, plans):
+    for problem, plan in zip(problems, plans):
         x, horizon = problem.history, problem.horizon
-        rows = [x[o:o + horizon] - next(fits).forecast(horizon) for o in points]
+        rows = [x[o:o + horizon] - next(fits).forecast(horizon) for o in plan.points]
         out.append((np.stack(rows), next(fits).forecast(horizon)))
     return out

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from timer1.core.backtest import FIT_HISTORY, Backtest
+from timer1.core.rewards import moving_average
 from timer1.core.stl_ar import stl_batch
 
 LATEST = 3   # origins that count as "latest" (the most recent behaviour of each candidate)
@@ -57,20 +58,14 @@ def scale_of(history: np.ndarray) -> float:
 def strengths(history: np.ndarray, period: int) -> tuple[float, float]:
     """(seasonal, trend) strength of the last FIT_HISTORY values by STL at ``period`` (Wang et al.
     2006); a period the history cannot decompose (fewer than two cycles and a value) gives seasonal
-    strength 0 and the trend strength of a centred moving average's trend."""
+    strength 0 and the trend strength of a centred moving average's trend (DLinear's, 7 values)."""
     x = np.asarray(history, dtype=np.float64)[-FIT_HISTORY:]
     if period > 1 and len(x) > 2 * period:
         seasonal, trend = (part[0] for part in stl_batch(x[None, :], period))
     else:
-        seasonal, trend = np.zeros_like(x), _centred_mean(x, 7)
+        seasonal, trend = np.zeros_like(x), moving_average(x, 7)
     remainder = x - seasonal - trend
     return _strength(remainder, seasonal + remainder), _strength(remainder, trend + remainder)
-
-
-def _centred_mean(x: np.ndarray, width: int) -> np.ndarray:
-    pad = width // 2
-    padded = np.concatenate([np.full(pad, x[0]), x, np.full(pad, x[-1])])
-    return np.convolve(padded, np.ones(width) / width, mode="valid")
 
 
 def _strength(remainder: np.ndarray, part: np.ndarray) -> float:
@@ -100,8 +95,9 @@ def gather_evidence(history: np.ndarray, backtest: Backtest, step: str) -> Evide
     """The evidence of one series from its history (every value before the origin) and backtest."""
     horizon = backtest.forecasts.shape[1]
     scale = scale_of(history)
-    seasonality = [(m, strengths(history, m)[0]) for m in backtest.periods]
-    trend = strengths(history, backtest.periods[0] if backtest.periods else 1)[1]
+    by_period = [strengths(history, m) for m in backtest.periods or [1]]   # one STL per period
+    seasonality = [(m, seasonal) for m, (seasonal, _) in zip(backtest.periods, by_period)]
+    trend = by_period[0][1]   # the trend strength at the first (the dates') period
     return Evidence(step, len(history), horizon, len(backtest.points), seasonality, trend,
                     level_shift(history, horizon, scale), list(backtest.names),
                     error_columns(backtest.residuals, scale))

@@ -30,11 +30,15 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from timer1.core.backtest import Problem, backtest
+from timer1.core.codec import chat_ids
 from timer1.core.evidence import COLUMNS, LATEST, Evidence, gather_evidence
 from timer1.core.rewards import PAPER, REWARD_KEYS, RewardOptions, format_reward, reward_terms
+from timer1.core.sampler import generate
 
+JUDGE_TEMPERATURE = 1.0   # the temperature GRIP samples at: averaged samples estimate the policy's mean judgement
 INSTRUCTION = ("Weigh the forecasters for this series. Reason inside <think> </think>, then give each "
                "forecaster you keep and its weight inside <answer> </answer>, one per line, e.g. theta 0.75.")
 
@@ -133,6 +137,32 @@ def rule_weights(evidence: Evidence) -> np.ndarray:
     weights = np.zeros(len(evidence.names))
     weights[int(np.argmin(evidence.errors[:, COLUMNS.index("all")]))] = 1.0
     return weights
+
+
+def judge_prompt_ids(tokenizer, case: JudgeCase) -> list[int]:
+    """Token ids of the case's chat-templated prompt, ending with the assistant turn's opening."""
+    return chat_ids(tokenizer, [{"role": "user", "content": judge_prompt(case.evidence)}])
+
+
+@torch.no_grad()
+def judge_texts(model, tokenizer, cases: list[JudgeCase], *, samples: int, max_new_tokens: int,
+                seeds: list[int] | None = None) -> list[list[str]]:
+    """``samples`` completions per case (greedy when 1, else at JUDGE_TEMPERATURE), decoded,
+    case-major; with ``seeds`` (one per case) a case's judgements do not depend on the cases beside it."""
+    sampling = {"temperature": 0.0} if samples == 1 else {"temperature": JUDGE_TEMPERATURE}
+    out = generate(model, [judge_prompt_ids(tokenizer, c) for c in cases], max_new_tokens=max_new_tokens,
+                   num_samples=samples, eos_ids=tokenizer.eos_ids, seed=seeds, **sampling)
+    texts = [tokenizer.decode(t, skip_special_tokens=True) for t in out.tokens]
+    return [texts[i * samples:(i + 1) * samples] for i in range(len(cases))]
+
+
+def mean_weights(texts: list[str], case: JudgeCase) -> tuple[np.ndarray, int]:
+    """(weights, readable answers): the mean of the readable answers' weights, or the rule's when
+    none is readable (0 answers read)."""
+    read = [w for w in (parse_weights(t, case.evidence.names) for t in texts) if w is not None]
+    if not read:
+        return rule_weights(case.evidence), 0
+    return np.mean(read, axis=0), len(read)
 
 
 def judge_reward(completion: str, case: JudgeCase, options: RewardOptions = PAPER) -> dict[str, float]:

@@ -14,14 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from timer1.core.codec import chat_ids
-from timer1.core.judge import JudgeCase, combine, judge_prompt, parse_weights, rule_weights
-from timer1.core.sampler import generate
+from timer1.core.judge import JudgeCase, combine, judge_texts, mean_weights
 from timer1.util.seeding import derive_seed
 
-JUDGE_TEMPERATURE = 1.0   # the temperature GRIP samples at: averaged samples estimate the policy's mean judgement
 JUDGE_MAX_TOKENS = 256    # a judgement's budget (the teacher's completions take about 170 tokens)
 JUDGE_SAMPLES = 8         # judgements averaged per series: on the judge's validation cases 8 averaged scored
                           # 2.815 geometric-mean MASE against one greedy answer's 2.944 (the rule: 3.072)
@@ -48,26 +44,6 @@ class Judgement:
         return f"{'judge' if self.read else 'rule'}: {parts}"
 
 
-@torch.no_grad()
-def judge_texts(policy, cases: list[JudgeCase], samples: int, seeds: list[int]) -> list[list[str]]:
-    """``samples`` completions per case (greedy when 1), decoded, case-major; each case draws from its
-    own seed, so its judgement does not depend on the cases beside it."""
-    prompts = [chat_ids(policy.tokenizer, [{"role": "user", "content": judge_prompt(c.evidence)}]) for c in cases]
-    sampling = {"temperature": 0.0} if samples == 1 else {"temperature": JUDGE_TEMPERATURE}
-    out = generate(policy.model, prompts, max_new_tokens=JUDGE_MAX_TOKENS, num_samples=samples,
-                   eos_ids=policy.tokenizer.eos_ids, seed=seeds, **sampling)
-    texts = [policy.tokenizer.decode(t, skip_special_tokens=True) for t in out.tokens]
-    return [texts[i * samples:(i + 1) * samples] for i in range(len(cases))]
-
-
-def mean_weights(texts: list[str], case: JudgeCase) -> tuple[np.ndarray, int]:
-    """(weights, readable answers): the mean of the readable answers' weights, or the rule's."""
-    read = [w for w in (parse_weights(t, case.evidence.names) for t in texts) if w is not None]
-    if not read:
-        return rule_weights(case.evidence), 0
-    return np.mean(read, axis=0), len(read)
-
-
 def combined_band(weights: np.ndarray, residuals: np.ndarray | None, point: np.ndarray) -> np.ndarray | None:
     """The band around ``point`` from the combination's backtest residuals: weights (K,) applied to
     the candidates' residuals (K, O, H); None without residuals (cases read back from training files)."""
@@ -86,7 +62,9 @@ def judge_series(policy, cases: list[JudgeCase], *, samples: int = JUDGE_SAMPLES
     out = []
     for start in range(0, len(cases), batch):
         chunk = cases[start:start + batch]
-        for case, texts in zip(chunk, judge_texts(policy, chunk, samples, seeds[start:start + batch])):
+        texts_of = judge_texts(policy.model, policy.tokenizer, chunk, samples=samples, max_new_tokens=JUDGE_MAX_TOKENS,
+                               seeds=seeds[start:start + batch])
+        for case, texts in zip(chunk, texts_of):
             weights, read = mean_weights(texts, case)
             point = combine(case.forecasts, weights)
             out.append(Judgement(case.evidence.names, weights, read, point,

@@ -4,9 +4,10 @@ Slow thinking answers from its look-back alone. Before its answer is trusted, th
 asked of the series' own past: at several rolling origins before the forecast origin (every value
 before it that the caller has; never one after it), the statistical candidates (seasonal naive at the
 periods the dates imply, last value, drift, Theta, a linear model fitted on the past:
-timer1.core.backtest) are scored against what followed, and the best of them meets the model on the model's own origins. The band comes
-from the chosen candidate's errors at those origins (split conformal on the series: Vovk et al. 2005,
-as statsforecast's ConformalIntervals do with cross-validation residuals), so its width tracks this
+timer1.core.backtest) are scored against what followed, and the best of them meets the model on the
+model's own origins. The band comes from the chosen candidate's errors at those origins (split
+conformal on the series: Vovk et al. 2005, as statsforecast's ConformalIntervals do with
+cross-validation residuals), so its width tracks this
 series. Rolling-origin selection is Tashman (2000); statsforecast picks models per series the same way.
 
 The model's origins are few (each is one more slow-thinking window: ``MODEL_ORIGINS``), too few to
@@ -22,8 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from timer1.core.backtest import (backtest_origins, candidate_periods, errors_at, linear_candidate, mean_abs,
-                                  origins, statistical_candidates)
+from timer1.core.backtest import Problem, errors_at, mean_abs, origins, plan_backtest
 from timer1.core.slow_think import SlowThinkResult, aggregate
 from timer1.core.window import Window
 from timer1.forecast.band import BAND_LEVELS, BandCalibration, widen_result
@@ -83,11 +83,10 @@ def reflect(history: np.ndarray, horizon: int, step_period: int | None, model: M
     the best of them meets its blend with the model, and the blend must be strictly better. ``errors``
     are the MAEs on the model's origins (the model alone too, for the record); the band comes from the
     statistical candidate's errors on all its origins, around the chosen point."""
-    periods = candidate_periods(step_period, history, horizon)
-    points = backtest_origins(history, horizon, periods)
-    if not points:
+    plan = plan_backtest(Problem(history, horizon, step_period))
+    if plan is None:
         return Reflection(MODEL, model.now, None, {}, 0, 0)
-    candidates = statistical_candidates(periods, linear_candidate(history, horizon, points[-1]))
+    candidates, points = plan.simple, plan.points
     residuals = {name: errors_at(f, history, points, horizon) for name, f in candidates.items()}  # (K, H) each
     best = min(residuals, key=lambda name: mean_abs(residuals[name]))
     point = candidates[best].forecast(history, horizon)  # (H,)

@@ -85,18 +85,17 @@ def _find_model(model: str | os.PathLike | None) -> Path:
 
 
 def resolve_judge(judge: str | os.PathLike | None) -> Path | None:
-    """The judge's checkpoint directory: None for None or "none", and for the default name when no
-    judge is installed (the rule decides then); a run directory gives its best checkpoint."""
+    """The judge's checkpoint directory, found as `resolve_model` finds a model (a run gives its best
+    checkpoint): None for None or "none", and for the default name when no judge is installed (the
+    rule decides then)."""
     if judge is None or str(judge) == "none":
         return None
-    if str(judge) == DEFAULT_JUDGE and not any(p.is_dir() for p in (Path(DEFAULT_JUDGE), SHIPPED_DIR / DEFAULT_JUDGE)):
-        return None
-    directory = _find_model(judge)
-    if (directory / "config.json").is_file():
-        return directory
-    from timer1.train.checkpoint import resolve_checkpoint
-
-    return resolve_checkpoint(directory)
+    try:
+        return resolve_model(judge)[0]
+    except FileNotFoundError:
+        if str(judge) == DEFAULT_JUDGE:
+            return None
+        raise
 
 
 def display_name(directory: Path) -> str:

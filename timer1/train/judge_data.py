@@ -55,10 +55,15 @@ def case_from_json(record: dict) -> tuple[JudgeCase, float]:
                       np.asarray(record["target"], dtype=np.float64)), float(record["scale"]))
 
 
+def read_records(path: str | Path) -> list[dict]:
+    """Every record (one JSON object a line) of a judge JSONL file."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
 def read_cases(path: str | Path) -> list[tuple[JudgeCase, float]]:
     """Every (case, scale) of a judge JSONL file."""
-    with open(path, encoding="utf-8") as fh:
-        return [case_from_json(json.loads(line)["case"]) for line in fh if line.strip()]
+    return [case_from_json(record["case"]) for record in read_records(path)]
 
 
 def dataset_problems(data_dir: Path, region: str, per_dataset: int) -> list[tuple[Problem, str, np.ndarray]]:
@@ -104,10 +109,8 @@ def write_records(records: list[dict], path: Path) -> None:
 def rewritten(path: Path) -> list[dict]:
     """The records of ``path`` with prompts and teacher completions written anew from the stored
     cases (after a change to the prompt or the teacher: no backtest is rerun)."""
-    with open(path, encoding="utf-8") as fh:
-        records = [json.loads(line) for line in fh if line.strip()]
     out = []
-    for record in records:
+    for record in read_records(path):
         case, _ = case_from_json(record["case"])
         sample = teacher_sample(case)
         out.append({**record, "prompt": sample.prompt, "completion": sample.completion})

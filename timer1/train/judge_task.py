@@ -21,11 +21,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from timer1.core.codec import chat_ids
-from timer1.core.judge import JudgeCase, combine, judge_prompt, judge_reward, parse_weights, rule_weights
+from timer1.core.judge import JudgeCase, combine, judge_reward, judge_texts, mean_weights, rule_weights
 from timer1.core.rewards import REWARD_KEYS
-from timer1.core.sampler import generate
-from timer1.train.judge_data import read_cases
+from timer1.train.judge_data import case_from_json, read_cases
 from timer1.train.validation import evaluating
 from timer1.util import dist
 
@@ -52,9 +50,9 @@ def load_cases(judge_dir: str, split: str) -> list[ScaledCase]:
     return [ScaledCase(case, scale) for case, scale in read_cases(split_path(judge_dir, split))]
 
 
-def judge_prompt_ids(tokenizer, case: JudgeCase) -> list[int]:
-    """Token ids of the case's chat-templated prompt, ending with the assistant turn's opening."""
-    return chat_ids(tokenizer, [{"role": "user", "content": judge_prompt(case.evidence)}])
+def scaled_case(record: dict) -> ScaledCase:
+    """The case of one record of a judge JSONL file (timer1.train.judge_data)."""
+    return ScaledCase(*case_from_json(record["case"]))
 
 
 def score_judgements(texts: list[str], cases: Sequence[JudgeCase], K: int) -> tuple[torch.Tensor, dict]:
@@ -63,12 +61,6 @@ def score_judgements(texts: list[str], cases: Sequence[JudgeCase], K: int) -> tu
     terms = {k: np.array([s[k] for s in scores], dtype=np.float64).reshape(len(cases), K)
              for k in (*REWARD_KEYS, "total")}
     return torch.tensor(terms["total"], dtype=torch.float32), terms
-
-
-def judged_weights(text: str, case: JudgeCase) -> tuple[np.ndarray, bool]:
-    """(weights, read): the completion's weights, or the rule's when it is unreadable."""
-    weights = parse_weights(text, case.evidence.names)
-    return (rule_weights(case.evidence), False) if weights is None else (weights, True)
 
 
 @torch.no_grad()
@@ -84,10 +76,9 @@ def evaluate_judgements(model: torch.nn.Module, tokenizer, cases: Sequence[Scale
     with evaluating(dist.unwrap(model)) as core:
         for i in range(0, len(shard), batch_size):
             chunk = shard[i:i + batch_size]
-            out = generate(core, [judge_prompt_ids(tokenizer, c.case) for c in chunk],
-                           max_new_tokens=max_new_tokens, temperature=0.0, eos_ids=tokenizer.eos_ids)
-            for c, tokens in zip(chunk, out.tokens):
-                weights, read = judged_weights(tokenizer.decode(tokens, skip_special_tokens=True), c.case)
+            answers = judge_texts(core, tokenizer, [c.case for c in chunk], samples=1, max_new_tokens=max_new_tokens)
+            for c, texts in zip(chunk, answers):
+                weights, read = mean_weights(texts, c.case)
                 sums += torch.tensor([_normalised_mse(c.case, weights), _mase(c, weights),
                                       _mase(c, rule_weights(c.case.evidence)), float(not read), 1.0],
                                      dtype=torch.float64)
