@@ -214,7 +214,8 @@ class Data:
 def split_records(cfg: SFTConfig, fmt) -> tuple[list[dict], list[dict], list]:
     """(train records, validation records, held-out windows or judge cases they validate on)."""
     if cfg.data.judge_dir:
-        val_records = evenly_spaced(read_jsonl(split_path(cfg.data.judge_dir, "val")), cfg.eval_windows)
+        val_records = (evenly_spaced(read_jsonl(split_path(cfg.data.judge_dir, "val")), cfg.eval_windows)
+                       if cfg.eval_windows else [])
         return (read_jsonl(split_path(cfg.data.judge_dir, "train")), val_records,
                 [scaled_case(r) for r in val_records])
     spec = window_spec_from(cfg.data)

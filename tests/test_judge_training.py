@@ -100,3 +100,12 @@ def test_an_answer_naming_the_right_candidate_earns_more_than_one_naming_the_wro
 def read_cases_for_test() -> tuple[JudgeCase, float]:
     record = build_records(synthetic_problems(1, 7), log=lambda _: None)[0]
     return case_from_json(record["case"])
+
+
+def test_eval_windows_0_validates_nothing_on_judge_cases_as_on_windows(judge_dir, tmp_path):
+    cfg = load_config(SFTConfig, ["--config", "configs/smoke_sft.toml", f"--data.judge_dir={judge_dir}",
+                                  f"--out_dir={tmp_path}", "--epochs=1", "--batch_size=6", "--grad_accum=1",
+                                  "--eval_windows=0", "--save_every=0", "--max_seq_len=4096"])
+    train_sft.main(cfg, SINGLE)
+    log = log_of(tmp_path)
+    assert [r["step"] for r in log] == [1] and not any(k.startswith("val_") for k in log[0])
