@@ -27,6 +27,7 @@ from timer1.core.codec import prompt_ids, reward_target
 from timer1.core.grip import LossConfig, LossTotals, grip_loss, loss_totals, make_groups, overlong_penalty
 from timer1.core.judge import judge_prompt_ids
 from timer1.core.lora import lora_modules
+from timer1.core.policy import resolve_device
 from timer1.core.reference import Reference, adapter_snapshot
 from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout
 from timer1.data.protocol import evenly_spaced
@@ -39,7 +40,7 @@ from timer1.train.resume import weights_digest
 from timer1.train.run import Run, begin, open_run, save_run_checkpoint
 from timer1.train.setup import autocast, lr_at, set_lr, trainable_parameters
 from timer1.train.validation import checkpoint_score, evaluate_forecasts
-from timer1.util import dist
+from timer1.util import dist, fsdp
 from timer1.util.seeding import derive_seed
 
 ROLLOUT, SELECTION = 0, 1  # tags that keep the seeds of the step's two random draws apart
@@ -89,23 +90,27 @@ def policy_update(run: Run, micro_batches, ref, totals: LossTotals, loss: LossCo
     last one only. Inner step 0 runs at the sampling weights, so its log-probs, detached, are the old
     policy's for every later inner step. Returns the loss metrics of every micro-step and the last
     gradient norm."""
-    cfg, ddp = run.cfg, run.ddp
+    cfg, wrapped = run.cfg, run.wrapped
     old = [None] * len(micro_batches)
     inner_stats = []
     for inner in range(cfg.mu):
         run.optimizer.zero_grad(set_to_none=True)
-        for i, (mb, real) in enumerate(micro_batches):
-            sync = i == len(micro_batches) - 1
-            with dist.no_sync(ddp, sync=sync), autocast(mb.completion_ids.device, cfg.model.dtype):
-                logp = completion_logprobs(ddp, mb, cfg.temperature)  # (n, T)
-                if inner == 0:
-                    old[i] = logp.detach()
-                objective, stats = grip_loss(logp, old[i], ref[i], mb.advantages, mb.weights, mb.completion_mask,
-                                             loss, totals)
-                # DDP averages gradients over ranks, the loss is a sum over them; padding adds nothing
-                (objective * (run.info.world_size if real else 0.0)).backward()
-            if real:
-                inner_stats.append({**stats, "inner": inner})
+        # FSDP: the weights stay whole over the inner step's forwards and backwards, since the prompt's
+        # keys and values reach them through the KV cache, not through a layer's output where FSDP's
+        # re-gathering hooks sit (rollout.completion_logprobs)
+        with fsdp.gathered(wrapped):
+            for i, (mb, real) in enumerate(micro_batches):
+                sync = i == len(micro_batches) - 1
+                with dist.no_sync(wrapped, sync=sync), autocast(mb.completion_ids.device, cfg.model.dtype):
+                    logp = completion_logprobs(wrapped, mb, cfg.temperature)  # (n, T)
+                    if inner == 0:
+                        old[i] = logp.detach()
+                    objective, stats = grip_loss(logp, old[i], ref[i], mb.advantages, mb.weights,
+                                                 mb.completion_mask, loss, totals)
+                    # DDP and FSDP average gradients over ranks, the loss is a sum over them; padding adds nothing
+                    (objective * (run.info.world_size if real else 0.0)).backward()
+                if real:
+                    inner_stats.append({**stats, "inner": inner})
         params = trainable_parameters(run.model)
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
@@ -142,6 +147,8 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     reference = make_reference(cfg, run.model, from_adapter=bool(sft))
     if not begin(run, cfg.steps):
         return
+    if reference is not None and reference.kind == "model" and fsdp.is_sharded(run.model):
+        fsdp.shard_model(reference.model, resolve_device(info.device, cfg.model.dtype)[1])  # the frozen copy too
     n_params = sum(p.numel() for p in trainable_parameters(run.model))
     dist.print0(f"GRIP: {len(windows.train)} train / {len(windows.val)} val windows, {info.world_size} rank(s), "
                 f"{n_params:,} trainable parameters, reference {reference.kind if reference else 'none (beta=0)'}")
@@ -152,7 +159,7 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     for step in range(run.start, cfg.steps):
         metrics, tokens = grip_step(run, windows.train, reference, step)
         finish_step(run, step + 1, metrics, tokens, windows.val)
-    run.ddp = None  # free the DDP reducer before the process group goes away
+    run.wrapped = None  # free the DDP reducer (FSDP's hooks) before the process group goes away
 
 
 def grip_step(run: Run, train_set: list, reference: Reference | None, step: int) -> tuple[dict, int]:
@@ -166,8 +173,9 @@ def grip_step(run: Run, train_set: list, reference: Reference | None, step: int)
     windows = dist.shard_by_stride(draw_windows(train_set, cfg.batch, cfg.seed, step), info.rank, info.world_size)
     judge = bool(cfg.data.judge_dir)  # the windows are judge cases (timer1.train.judge_task)
     prompts = [judge_prompt_ids(tokenizer, w) if judge else prompt_ids(tokenizer, w, fmt) for w in windows]
-    # 2. rollout: k*G samples per prompt from the current (old) policy
-    with torch.no_grad(), autocast(info.device, cfg.model.dtype):
+    # 2. rollout: k*G samples per prompt from the current (old) policy (FSDP: from its gathered weights,
+    #    since each rank's samples end after their own number of decode steps)
+    with torch.no_grad(), autocast(info.device, cfg.model.dtype), fsdp.gathered(model):
         rollout = sample_rollout(model, tokenizer, prompts, K=cfg.k * cfg.G, max_new_tokens=cfg.max_completion,
                                  seed=derive_seed(cfg.seed, step, info.rank, ROLLOUT),
                                  prompts_per_call=cfg.rollout_prompts, temperature=cfg.temperature, top_p=cfg.top_p)
@@ -201,7 +209,7 @@ def grip_step(run: Run, train_set: list, reference: Reference | None, step: int)
     inner_stats, grad_norm = policy_update(run, micro_batches, ref, totals, group_of(cfg, LossConfig))
     t_end = time.perf_counter()
     metrics = step_metrics(rollout, rewards, terms, groups, batch, inner_stats, cfg.mu)
-    metrics.update(grad_norm=float(grad_norm), lr=lr, gen_s=t_gen - t_start, reward_s=t_reward - t_gen,
+    metrics.update(grad_norm=fsdp.grad_norm(grad_norm), lr=lr, gen_s=t_gen - t_start, reward_s=t_reward - t_gen,
                    logprob_s=t_logp - t_reward, update_s=t_end - t_logp, step_s=t_end - t_start)
     return metrics, rollout.num_tokens
 
@@ -237,9 +245,9 @@ def validate(run: Run, val_set: list) -> dict:
     or its judgements of the held-out cases (timer1.train.judge_task)."""
     cfg, policy = run.cfg, run.policy
     if cfg.data.judge_dir:
-        return evaluate_judgements(run.ddp, policy.tokenizer, val_set, max_new_tokens=cfg.max_completion,
+        return evaluate_judgements(run.wrapped, policy.tokenizer, val_set, max_new_tokens=cfg.max_completion,
                                    batch_size=max(1, cfg.micro_batch), info=run.info)
-    return evaluate_forecasts(run.ddp, policy.tokenizer, val_set, policy.prompt_format, max_new_tokens=cfg.max_completion,
+    return evaluate_forecasts(run.wrapped, policy.tokenizer, val_set, policy.prompt_format, max_new_tokens=cfg.max_completion,
                               samples=cfg.eval_samples, batch_size=max(1, cfg.micro_batch), info=run.info)
 
 

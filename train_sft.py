@@ -49,7 +49,7 @@ from timer1.util.progress import format_seconds
 from timer1.train.setup import autocast, lr_at, set_lr, trainable_parameters
 from timer1.train.sft_jsonl import read_jsonl, train_values
 from timer1.train.validation import checkpoint_score, evaluate_forecasts, evaluating
-from timer1.util import dist
+from timer1.util import dist, fsdp
 
 SCORES = ("val_loss", "val_mse", "val_mase")   # the validation numbers a person compares across steps
 BUCKET_CHUNK = 16  # length bucketing: sort by length within shuffled chunks of this many micro-batches
@@ -175,10 +175,10 @@ def validate(run: Run, val: Validation) -> dict:
     metrics = {"val_loss": validation_loss(run, val.examples, val.pad_id)}
     batch_size = max(cfg.batch_size, 8)
     if cfg.data.judge_dir:
-        metrics.update(evaluate_judgements(run.ddp, policy.tokenizer, val.held_out, max_new_tokens=val.max_tokens,
+        metrics.update(evaluate_judgements(run.wrapped, policy.tokenizer, val.held_out, max_new_tokens=val.max_tokens,
                                            batch_size=batch_size, info=run.info))
     else:
-        metrics.update(evaluate_forecasts(run.ddp, policy.tokenizer, val.held_out, policy.prompt_format,
+        metrics.update(evaluate_forecasts(run.wrapped, policy.tokenizer, val.held_out, policy.prompt_format,
                                           max_new_tokens=val.max_tokens, batch_size=batch_size, info=run.info))
     return metrics
 
@@ -268,7 +268,7 @@ def main(cfg: SFTConfig, info: dist.DistInfo) -> dict:
     change = (f"; val_mase {before['val_mase']:.4g} before training -> {metrics['val_mase']:.4g}"
               if before and "val_mase" in metrics else "")
     dist.print0(f"done: {data.total_steps} steps, checkpoints in {run.out_dir}{change}")
-    run.ddp = None  # free the DDP reducer before the process group goes away
+    run.wrapped = None  # free the DDP reducer (FSDP's hooks) before the process group goes away
     return metrics
 
 
@@ -282,9 +282,9 @@ def sft_step(run: Run, data: Data, step: int) -> dict:
     nll_sum = 0.0
     for k, (batch, real) in enumerate(micro):
         ids, loss_weights = collate([data.examples[j] for j in batch], data.val.pad_id, info.device, cfg.prompt_loss)
-        with dist.no_sync(run.ddp, sync=k == len(micro) - 1):
+        with dist.no_sync(run.wrapped, sync=k == len(micro) - 1):
             with autocast(info.device, cfg.model.dtype):
-                nll = weighted_nll(run.ddp, ids, loss_weights)
+                nll = weighted_nll(run.wrapped, ids, loss_weights)
             # DDP averages gradients over ranks: scale by world size so the result is the global token mean
             loss = nll * (info.world_size / step_weight) * (1.0 if real else 0.0)
             loss.backward()
@@ -293,7 +293,7 @@ def sft_step(run: Run, data: Data, step: int) -> dict:
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return {"nll_sum": nll_sum, "weight": step_weight, "tokens": seen_tokens, "grad_norm": float(grad_norm), "lr": lr}
+    return {"nll_sum": nll_sum, "weight": step_weight, "tokens": seen_tokens, "grad_norm": fsdp.grad_norm(grad_norm), "lr": lr}
 
 
 def finish_step(run: Run, data: Data, done: int, result: dict) -> dict | None:

@@ -27,8 +27,8 @@ class TinyModel(torch.nn.Module):
     def forward(self, x):
         return self.drop(self.lin(x))
 
-    def save_pretrained(self, path):
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(Path(path) / "model.safetensors"))
+    def save_pretrained(self, path, state=None):
+        save_file({k: v.contiguous() for k, v in (state or self.state_dict()).items()}, str(Path(path) / "model.safetensors"))
         (Path(path) / "config.json").write_text('{"model_type": "tiny"}')
 
     def load_pretrained(self, path):
@@ -38,7 +38,7 @@ class TinyModel(torch.nn.Module):
 class ExplodingModel(TinyModel):
     """A save that dies half way: one file written, then an error (disk full, preemption...)."""
 
-    def save_pretrained(self, path):
+    def save_pretrained(self, path, state=None):
         (Path(path) / "model.safetensors").write_bytes(b"half a tensor")
         raise OSError("simulated crash mid-save")
 
@@ -83,7 +83,7 @@ def test_save_layout_and_latest_pointer(tmp_path):
     cfg = GRIPConfig()
     cfg.G, cfg.model.random_init = 4, True
     metrics = {"loss": torch.tensor(0.5), "mse": np.float32(0.25), "n": 3}
-    path = save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer, config=cfg, metrics=metrics))
+    path = save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer.state_dict(), config=cfg, metrics=metrics))
     assert path == tmp_path / "step_000003"
     assert {p.name for p in path.iterdir()} == {"model.safetensors", "config.json", "train_state.pt",
                                                 "config.toml", "metrics.json"}
@@ -108,7 +108,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
     model, optimizer = _setup()
     for _ in range(3):
         _train_step(model, optimizer)
-    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer, rng_state=capture_rng_state()))
+    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer.state_dict(), rng_state=capture_rng_state()))
 
     model, optimizer = _setup(seed=999)
     ckpt = latest_checkpoint(tmp_path)
@@ -125,29 +125,29 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
 
 def test_crash_mid_save_keeps_previous_checkpoint(tmp_path):
     model, optimizer = _setup()
-    good = save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer))
+    good = save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer.state_dict()))
     good_weights = (good / "model.safetensors").read_bytes()
 
     with pytest.raises(OSError, match="simulated crash"):
-        save_checkpoint(tmp_path, 2, ExplodingModel(), CheckpointContents(optimizer))
+        save_checkpoint(tmp_path, 2, ExplodingModel(), CheckpointContents(optimizer.state_dict()))
     assert not (tmp_path / "step_000002").exists()
     assert not (tmp_path / ".tmp-step_000002").exists()          # cleaned up on the way out
     assert latest_checkpoint(tmp_path) == good
     assert (good / "model.safetensors").read_bytes() == good_weights
 
-    class BadOptimizer:                                          # a crash while writing train_state
-        def state_dict(self):
+    class Unsaveable:                                            # a crash while writing train_state
+        def __reduce__(self):
             raise RuntimeError("simulated crash in optimizer state")
 
     with pytest.raises(RuntimeError, match="optimizer state"):
-        save_checkpoint(tmp_path, 2, model, CheckpointContents(BadOptimizer()))
+        save_checkpoint(tmp_path, 2, model, CheckpointContents({"state": Unsaveable()}))
     assert [p.name for _, p in list_checkpoints(tmp_path)] == ["step_000001"]
     assert (tmp_path / "latest").read_text() == "step_000001\n"
 
 
 def test_hard_kill_leftover_is_ignored_then_replaced(tmp_path):
     model, optimizer = _setup()
-    good = save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer))
+    good = save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer.state_dict()))
     leftover = tmp_path / ".tmp-step_000002"                     # what a SIGKILL mid-save leaves
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"partial")
@@ -156,15 +156,15 @@ def test_hard_kill_leftover_is_ignored_then_replaced(tmp_path):
     assert latest_checkpoint(tmp_path) == good
     (tmp_path / "latest").unlink()                               # even without the pointer
     assert latest_checkpoint(tmp_path) == good
-    path = save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer))
+    path = save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer.state_dict()))
     assert not leftover.exists() and latest_checkpoint(tmp_path) == path
     load_file(str(path / "model.safetensors"))                   # the real, complete weights
 
 
 def test_resaving_a_step_replaces_it(tmp_path):
     model, optimizer = _setup()
-    save_checkpoint(tmp_path, 5, model, CheckpointContents(optimizer, metrics={"v": 1}))
-    save_checkpoint(tmp_path, 5, model, CheckpointContents(optimizer, metrics={"v": 2}))
+    save_checkpoint(tmp_path, 5, model, CheckpointContents(optimizer.state_dict(), metrics={"v": 1}))
+    save_checkpoint(tmp_path, 5, model, CheckpointContents(optimizer.state_dict(), metrics={"v": 2}))
     assert json.loads((tmp_path / "step_000005" / "metrics.json").read_text())["v"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "latest", "step_000005"]
 
@@ -173,7 +173,7 @@ def test_keep_best_k_and_last(tmp_path):
     model, optimizer = _setup()
     scores = {1: 5.0, 2: 1.0, 3: None, 4: 0.5, 5: 3.0, 6: 6.0, 7: None}
     for step, score in scores.items():
-        save_checkpoint(tmp_path, step, model, CheckpointContents(optimizer), score=score, keep_best=2, keep_last=1)
+        save_checkpoint(tmp_path, step, model, CheckpointContents(optimizer.state_dict()), score=score, keep_best=2, keep_last=1)
     kept = [p.name for _, p in list_checkpoints(tmp_path)]
     index = read_best_index(tmp_path)
     assert kept == ["step_000002", "step_000004", "step_000007"]  # best: 0.5 (step 4), 1.0 (step 2)
@@ -185,10 +185,10 @@ def test_keep_best_k_and_last(tmp_path):
 
 def test_latest_is_never_pruned(tmp_path):
     model, optimizer = _setup()
-    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer), score=0.1, keep_best=1, keep_last=0)
-    save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer), score=9.0, keep_best=1, keep_last=0)
+    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer.state_dict()), score=0.1, keep_best=1, keep_last=0)
+    save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer.state_dict()), score=9.0, keep_best=1, keep_last=0)
     assert [p.name for _, p in list_checkpoints(tmp_path)] == ["step_000001", "step_000002"]
-    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer), score=8.0, keep_best=1, keep_last=0)
+    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer.state_dict()), score=8.0, keep_best=1, keep_last=0)
     assert [p.name for _, p in list_checkpoints(tmp_path)] == ["step_000001", "step_000003"]
 
 
@@ -198,7 +198,7 @@ def test_per_rank_rng_states(tmp_path):
     for seed in (10, 11):                                        # what all_gather_object would collect
         seed_everything(seed)
         states.append(capture_rng_state())
-    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer, rng_state=states))
+    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer.state_dict(), rng_state=states))
     seed_everything(11)
     expected = torch.rand(2)
     torch.manual_seed(0)
@@ -279,10 +279,10 @@ def test_resolve_checkpoint_and_load_errors(tmp_path):
         resolve_checkpoint(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="neither model weights nor checkpoints"):
         resolve_checkpoint(tmp_path)
-    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer), keep_last=2)
+    save_checkpoint(tmp_path, 1, model, CheckpointContents(optimizer.state_dict()), keep_last=2)
     assert resolve_checkpoint(tmp_path).name == "step_000001"       # unscored: latest
-    save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer), score=3.0, keep_last=2)
-    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer), keep_last=2)
+    save_checkpoint(tmp_path, 2, model, CheckpointContents(optimizer.state_dict()), score=3.0, keep_last=2)
+    save_checkpoint(tmp_path, 3, model, CheckpointContents(optimizer.state_dict()), keep_last=2)
     assert resolve_checkpoint(tmp_path).name == "step_000002"       # scored: the best one
     with pytest.raises(FileNotFoundError, match="no train_state.pt in checkpoint"):
         read_train_state(tmp_path)

@@ -286,13 +286,16 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
     return path
 
 
-def write_adapter(model: nn.Module, folder: Path, base_model_name_or_path: str = "") -> None:
-    """The two adapter files of `save_adapter`, written into an existing `folder`."""
+def write_adapter(model: nn.Module, folder: Path, base_model_name_or_path: str = "",
+                  state: dict[str, torch.Tensor] | None = None) -> None:
+    """The two adapter files of `save_adapter`, written into an existing `folder`. ``state``: the
+    model's weights by state-dict name when it holds only its shard of them (FSDP), else its own."""
     model = unwrap(model)                       # PEFT's keys are relative to the model DDP wraps
     config = vars(model).get("lora_config")
     if config is None or not lora_modules(model):
         raise ValueError("save_adapter: the model has no LoRA adapter (apply_lora or load_adapter first)")
-    tensors = {PEFT_PREFIX + key: t.to("cpu").contiguous() for key, t in lora_state_dict(model).items()}
+    adapter = lora_state_dict(model) if state is None else {key: state[key] for key in lora_state_dict(model)}
+    tensors = {PEFT_PREFIX + key: t.to("cpu").contiguous() for key, t in adapter.items()}
     save_file(tensors, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     config_text = json.dumps(_peft_config_dict(config, base_model_name_or_path), indent=2, sort_keys=True)
     (folder / ADAPTER_CONFIG).write_text(config_text)

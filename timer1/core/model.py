@@ -343,9 +343,11 @@ class Qwen2(nn.Module):
         model.config.torch_dtype = str(dtype).removeprefix("torch.")
         return model.eval()
 
-    def save_pretrained(self, path: str | os.PathLike, max_shard_size: int | str = "5GB") -> None:
-        """Write HF's layout atomically; a tied ``lm_head.weight`` is not written."""
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()
+    def save_pretrained(self, path: str | os.PathLike, max_shard_size: int | str = "5GB",
+                        state: dict[str, torch.Tensor] | None = None) -> None:
+        """Write HF's layout atomically; a tied ``lm_head.weight`` is not written. ``state``: the
+        weights by state-dict name when this model holds only its shard of them (FSDP), else its own."""
+        state = {k: v.detach().to("cpu").contiguous() for k, v in (state or self.state_dict()).items()
                  if not (k == "lm_head.weight" and self.config.tie_word_embeddings)}
         dtype_name = str(next(iter(state.values())).dtype).removeprefix("torch.")
         hf_io.write_checkpoint(path, state, {**self.config.to_dict(), "torch_dtype": dtype_name}, max_shard_size)

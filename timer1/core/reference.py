@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from timer1.core.lora import lora_disabled, lora_modules
 from timer1.util.dist import unwrap
+from timer1.util.fsdp import gathered
 
 
 @contextlib.contextmanager
@@ -53,13 +54,15 @@ class Reference:
 
     @contextlib.contextmanager
     def active(self, policy: nn.Module) -> Iterator[nn.Module]:
-        """The module whose log-probs are the reference's."""
+        """The module whose log-probs are the reference's, its weights whole when FSDP shards them
+        (the adapter is swapped into the gathered weights, never into the shards being trained)."""
         core = unwrap(policy)
         if self.kind == "model":
-            yield self.model
+            with gathered(self.model):
+                yield self.model
         elif self.kind == "adapter":
-            with swapped_adapter(core, self.snapshot):
+            with gathered(core), swapped_adapter(core, self.snapshot):
                 yield core
         else:
-            with lora_disabled(core):
+            with gathered(core), lora_disabled(core):
                 yield core

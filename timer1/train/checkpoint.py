@@ -141,18 +141,20 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 @dataclass
 class CheckpointContents:
-    """What a checkpoint directory holds besides the weights: the optimizer's state, the RNG states
+    """What a checkpoint directory holds besides the model: the optimizer's state dict, the RNG states
     (captured at save time when None, or one per rank), the run's config and metrics, the script's own
     ``extra`` state, ``write_files(dir)`` for what else it needs to load on its own (tokenizer, prompt
-    format), and the base model an adapter names."""
+    format), the base model an adapter names, and the model's ``weights`` by state-dict name when the
+    model itself does not hold them whole (FSDP shards: ``timer1.util.fsdp.full_weights``)."""
 
-    optimizer: Any = None
+    optimizer_state: Optional[dict] = None
     rng_state: dict | list | None = None
     config: Any = None
     metrics: Optional[dict] = None
     extra: Optional[dict] = None
     write_files: Optional[Callable[[Path], None]] = None
     base_model: str = ""
+    weights: Optional[dict] = None
 
 
 def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Module,
@@ -169,13 +171,13 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: torch.nn.Modul
         model = unwrap(model)
         adapter_only = bool(lora_modules(model))
         if adapter_only:
-            write_adapter(model, tmp, contents.base_model)
+            write_adapter(model, tmp, contents.base_model, state=contents.weights)
         else:
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, state=contents.weights)
         if contents.write_files is not None:
             contents.write_files(tmp)
         torch.save({"step": step, "adapter_only": adapter_only,
-                    "optimizer": contents.optimizer.state_dict() if contents.optimizer is not None else None,
+                    "optimizer": contents.optimizer_state,
                     "rng": capture_rng_state() if contents.rng_state is None else contents.rng_state,
                     "extra": contents.extra or {}},
                    tmp / TRAIN_STATE)

@@ -138,6 +138,9 @@ class RunConfig:
     seed: int = opt(0, "random seed")
     out_dir: str = opt("runs/sft", "checkpoints, config and logs go here")
     resume: bool = opt(False, "continue from <out_dir>/latest")
+    dist: Literal["ddp", "fsdp"] = opt(
+        "ddp", "under torchrun: ddp (each rank holds the whole model) or fsdp (FSDP2: weights, gradients "
+               "and optimizer state sharded over ranks, each decoder layer then the root)")
 
 
 def run_default(name: str, default: Any) -> Any:

@@ -17,7 +17,7 @@ from timer1.core.model import Qwen2
 from timer1.core.policy import Policy, save_policy
 from timer1.train.checkpoint import checkpoints_newest_first, read_train_state, restore_train_state
 from timer1.train.setup import loaded
-from timer1.util import dist
+from timer1.util import dist, fsdp
 
 
 def uses_lora(model: torch.nn.Module) -> bool:
@@ -103,10 +103,11 @@ def resume_run(out_dir: str | os.PathLike, model: torch.nn.Module, optimizer: to
 
 def weights_digest(model: torch.nn.Module, trainable_only: bool = False) -> str:
     """sha256 over each parameter's name and fp32 bytes: equal digests, equal weights. DDP runs log each
-    rank's; `trainable_only` hashes what DDP keeps in sync (a 7B LoRA run: megabytes, not the model)."""
+    rank's; `trainable_only` hashes what DDP keeps in sync (a 7B LoRA run: megabytes, not the model).
+    FSDP shards are gathered whole first (collective: every rank calls it)."""
     digest = hashlib.sha256()
     for name, param in sorted(dist.unwrap(model).named_parameters()):
         if param.requires_grad or not trainable_only:
             digest.update(name.encode())
-            digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+            digest.update(fsdp.whole(param).float().contiguous().numpy().tobytes())
     return digest.hexdigest()

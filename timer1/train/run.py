@@ -11,13 +11,13 @@ from typing import Any, Optional
 
 import torch
 
-from timer1.core.policy import Policy, save_policy_files
+from timer1.core.policy import Policy, resolve_device, save_policy_files
 from timer1.train.checkpoint import CheckpointContents, save_checkpoint
 from timer1.train.config import save_config
 from timer1.train.resume import resume_run, save_base_model, uses_lora
 from timer1.train.run_dir import MetricsLog, Progress, claim_out_dir
 from timer1.train.setup import build_optimizer, build_policy
-from timer1.util import dist
+from timer1.util import dist, fsdp
 from timer1.util.seeding import capture_rng_state, derive_seed, seed_everything
 
 
@@ -25,7 +25,9 @@ from timer1.util.seeding import capture_rng_state, derive_seed, seed_everything
 class Run:
     """What a training loop works with: its config (an SFTConfig or GRIPConfig), process group, run
     directory, policy (its ``model``, unwrapped), optimizer, metrics log, the optimizer steps done
-    before this process started (a resume), and, once started, the DDP wrapper and progress line."""
+    before this process started (a resume), and, once started, the module the training forward runs
+    through (``wrapped``: the DDP wrapper, or the model itself, sharded in place by FSDP2 or alone) and
+    the progress line."""
 
     cfg: Any
     info: dist.DistInfo
@@ -34,7 +36,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     log: MetricsLog
     start: int = 0
-    ddp: Optional[torch.nn.Module] = None
+    wrapped: Optional[torch.nn.Module] = None
     progress: Optional[Progress] = None
 
     @property
@@ -56,7 +58,7 @@ def open_run(cfg: Any, info: dist.DistInfo, adapter: str = "") -> Run:
 
 def begin(run: Run, total_steps: int, shape: Optional[dict] = None) -> bool:
     """Resume from the newest checkpoint (``--resume=true``) or start fresh (rank 0 writes config.toml,
-    and the random-init base a LoRA run's adapters need), then wrap the model for DDP. ``shape``
+    and the random-init base a LoRA run's adapters need), then spread the model over the ranks. ``shape``
     (what the run's step plan depends on) must match the resumed run's. False when there is nothing
     left to do."""
     cfg = run.cfg
@@ -80,9 +82,22 @@ def begin(run: Run, total_steps: int, shape: Optional[dict] = None) -> bool:
         save_config(cfg, run.out_dir / "config.toml")
         if cfg.model.random_init and uses_lora(run.model):
             save_base_model(run.policy, run.out_dir)  # adapters need their base on disk to be loadable
-    run.ddp = dist.wrap_ddp(run.model, run.info)
+    parallelize(run)
     run.progress = Progress(total_steps, start_step=run.start, enabled=run.info.is_master)
     return True
+
+
+def parallelize(run: Run) -> None:
+    """Spread the model over the ranks as ``--dist`` says: a DDP replica on each, or FSDP2 shards
+    (``timer1.util.fsdp``; the optimizer is rebuilt over the shards, holding a resumed state). One
+    process trains the model as it is."""
+    if run.cfg.dist == "fsdp" and run.info.distributed:
+        _, compute_dtype = resolve_device(run.info.device, run.cfg.model.dtype)
+        fsdp.shard_model(run.model, compute_dtype)
+        run.optimizer = fsdp.shard_optimizer(run.optimizer, run.model, lambda m: build_optimizer(m, run.cfg.optim))
+        run.wrapped = run.model
+    else:
+        run.wrapped = dist.wrap_ddp(run.model, run.info)
 
 
 def save_run_checkpoint(run: Run, step: int, metrics: dict, score: Optional[float] = None,
@@ -92,14 +107,18 @@ def save_run_checkpoint(run: Run, step: int, metrics: dict, score: Optional[floa
     `score` is better (`timer1.train.validation.checkpoint_score`); the run's keep_best / keep_last
     (`RunConfig`) drive pruning."""
     rng = dist.all_gather_object(capture_rng_state()) if run.info.distributed else capture_rng_state()
+    weights, optimizer_state = None, None
+    if fsdp.is_sharded(run.model):      # every rank gathers its shards: the same files as one process writes
+        weights, optimizer_state = fsdp.full_weights(run.model), fsdp.full_optimizer_state(run.optimizer)
     path = None
     if run.info.is_master:
         policy, keep = run.policy, run.cfg
         base = str(run.out_dir / "base_model") if policy.source == "random" else policy.source
-        contents = CheckpointContents(run.optimizer, rng, run.cfg, metrics, extra, base_model=base,
+        contents = CheckpointContents(optimizer_state or run.optimizer.state_dict(), rng, run.cfg, metrics, extra,
+                                      base_model=base, weights=weights,
                                       write_files=functools.partial(save_policy_files, policy.tokenizer,
                                                                     policy.prompt_format))
-        path = save_checkpoint(run.out_dir, step, run.ddp or run.model, contents, score=score,
+        path = save_checkpoint(run.out_dir, step, run.model, contents, score=score,
                                keep_best=keep.keep_best, keep_last=keep.keep_last)
     dist.barrier()
     return path

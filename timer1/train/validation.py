@@ -14,16 +14,18 @@ from timer1.core.metrics import mae, mase, mse
 from timer1.core.policy import Policy
 from timer1.core.sampler import generate
 from timer1.core.slow_think import SlowThinkConfig, slow_think
-from timer1.util import dist
+from timer1.util import dist, fsdp
 
 
 @contextlib.contextmanager
 def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """`model` in eval mode inside the block (no dropout), back in its previous mode after it."""
+    """`model` in eval mode inside the block (no dropout), back in its previous mode after it; its
+    weights gathered whole when FSDP shards them (ranks decode different numbers of steps)."""
     was_training = model.training
     model.eval()
     try:
-        yield model
+        with fsdp.gathered(model):
+            yield model
     finally:
         model.train(was_training)
 
