@@ -12,8 +12,10 @@ and horizon 96 (nasdaq 36), inputs of non-ETT sets rounded to 3 decimals, as the
 
 Methods: ``timer1`` (the plain model: one greedy answer per window), ``timer1-slow`` (slow thinking,
 timer1.core.slow_think: ``--samples`` drafts, critic, median), ``timer1-default`` (what forecast.py does:
-slow thinking, then reflection on the dataset's rows before each window's origin chooses between it and
-statistical candidates, timer1.forecast.reflect), and every baseline of timer1.core.baselines
+the statistical candidates backtested on the dataset's rows before each window's origin and the best
+three averaged, timer1.forecast.judge_forecast), ``timer1-rule`` (the default before round 4, on request:
+slow thinking, then reflection chooses between it and the candidate of least backtest error,
+timer1.forecast.reflect), and every baseline of timer1.core.baselines
 (``last``, ``mean``, ``seasonal_naive``, ``drift``, ``linear``), all on the same windows.
 
 Metrics per window on the raw scale, then the mean over windows (NaN-safe: a window whose metric is
@@ -65,8 +67,9 @@ from timer1.forecast.resolve import add_model_arguments, resolve_model
 # single pass after a reasoning the model did not write: none, or the next window's own (does it use it?);
 # run only when asked for with --methods
 THINK_ABLATIONS = ("timer1-nothink", "timer1-shuffled")
-MODEL_METHODS = ("timer1", "timer1-slow", "timer1-default", *THINK_ABLATIONS)
-SLOW_METHODS = ("timer1-slow", "timer1-default")   # answers that are slow thinking's (with a band)
+MODEL_METHODS = ("timer1", "timer1-slow", "timer1-default", "timer1-rule", *THINK_ABLATIONS)
+SLOW_METHODS = ("timer1-slow", "timer1-default", "timer1-rule")   # answers with a band
+CHOOSING_METHODS = ("timer1-default", "timer1-rule")   # answers chosen on each window's whole history
 FITTED_METHODS = ("ets", "stl_ar")   # statistical methods fitted per window, a dataset's windows in one batch
 # combinations of the backtested candidates on each window's whole history (timer1.core.judge): the rule
 # (the candidate of least backtest error), the equal mean of the best two, the softmax of the errors, and
@@ -107,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "default mode; 1: one greedy answer)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                         help=f"methods to run (default: {' '.join(MODEL_METHODS[:3] + tuple(BASELINES) + FITTED_METHODS)}; "
-                             f"also the think ablations {' '.join(THINK_ABLATIONS)} and the combinations "
+                             f"also timer1-rule (the default before round 4), the think ablations "
+                             f"{' '.join(THINK_ABLATIONS)} and the combinations "
                              f"{' '.join(COMBINATION_METHODS)})")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N windows per dataset, spread evenly over its channels and windows")
@@ -284,8 +288,8 @@ def model_forecasts(forecaster: Forecaster, windows, method: str, args, period, 
     elif method == "timer1-shuffled":  # window i reads window i+1's own reasoning
         own = forecaster.forecast_windows(windows, mode="single", hints=WindowHints(seeds, period)).results
         thoughts = [extract_reasoning(r.drafts[0].text) for r in own[1:] + own[:1]]
-    modes = {"timer1-slow": "slow", "timer1-default": "auto"}
-    full = [whole_window(series, w) for w in windows] if method == "timer1-default" else None
+    modes = {"timer1-slow": "slow", "timer1-default": "auto", "timer1-rule": "rule"}
+    full = [whole_window(series, w) for w in windows] if method in CHOOSING_METHODS else None
     forecast = forecaster.forecast_windows(windows, mode=modes.get(method, "single"),
                                            progress=lambda done, _: line.update(done),
                                            hints=WindowHints(seeds, period, thoughts=thoughts, full=full))
@@ -298,8 +302,8 @@ def _model_outcome(method: str, window, result) -> dict:
     filled forecast, the samples CRPS is computed from, and the parse status."""
     from timer1.core.codec import complete_forecast
 
-    draft = result.drafts[0]
     if method not in SLOW_METHODS:
+        draft = result.drafts[0]
         if draft.values is None:
             status = "unparsed"
         elif len(draft.values) < window.horizon:
@@ -401,7 +405,7 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: F
         if method not in SLOW_METHODS:  # a single pass: why the unparsed windows were unparsed
             counts = {"no_number": sum(o["status"] == "unparsed" for o in outcomes),
                       "short": sum(o["status"] == "short" for o in outcomes)}
-        elif method == "timer1-default":  # every window answered: how often each candidate was chosen
+        elif method in CHOOSING_METHODS:  # every window answered: how often each candidate was chosen
             counts = {"chosen": dict(sorted(Counter(o["source"] for o in outcomes).items()))}
         else:
             counts = {"fallback": sum(o["status"] == "unparsed" for o in outcomes),
@@ -462,7 +466,8 @@ def choose_methods(args) -> list[str]:
     from timer1.core.baselines import BASELINES
 
     known = MODEL_METHODS + tuple(BASELINES) + FITTED_METHODS + COMBINATION_METHODS
-    methods = list(args.methods or [m for m in known if m not in THINK_ABLATIONS + COMBINATION_METHODS])
+    on_request = ("timer1-rule", *THINK_ABLATIONS, *COMBINATION_METHODS)   # the model's drafts, or a judge
+    methods = list(args.methods or [m for m in known if m not in on_request])
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(known)}")

@@ -13,14 +13,17 @@ commas and the encoding are detected (timer1.data.csv_io.read_csv). What is fixe
 line each: rows put in date order (newest first, or shuffled onto one step), steps missing from the
 dates (the look-back is taken on the regular grid), cells that are empty or not numbers and isolated
 outliers (interpolated; a look-back with more than MAX_REPAIRED_SHARE of them is refused). For each
-channel the last ``--lookback`` steps are written into the checkpoint's prompt, ``--samples``
-reasoning paths are drawn in one batched call, a critic drops the implausible ones and the rest are
-aggregated (timer1.core.slow_think): the median is the forecast, the 0.1/0.5/0.9 quantiles of the drafts
-give the band. Then (``--mode auto``, the default) the forecast reflects on the series' own history
-(timer1.forecast.reflect): the best statistical candidate over rolling origins before the forecast
-origin, or its blend with the model's answer where that backtested better, with a band from the
-backtest errors; ``--mode slow`` keeps the model's answer (its own backtest picks the drafts' median
-or the greedy draft). If no draft survives, seasonal naive is used and the ``source`` column says so.
+series (``--mode auto``, the default) the statistical candidates (seasonal naive at the dates' periods,
+last value, drift, Theta, a linear model, AutoETS, STL + AR) are backtested at rolling origins on the
+series' own history, and the forecast is the equal mean of the three of least backtest error (or the
+judge's weights, ``--judge``), with a band from that combination's backtest errors
+(timer1.forecast.judge_forecast). ``--mode rule`` is the default of earlier versions: the model's
+``--samples`` reasoning paths drawn in one batched call for the last ``--lookback`` steps, a critic
+dropping the implausible ones (timer1.core.slow_think), then reflection on the history
+(timer1.forecast.reflect) keeping the best statistical candidate or its blend with the model's
+answer; ``--mode slow`` keeps the model's answer (its own backtest picks the drafts' median or the
+greedy draft). A history too short for any backtest origin is answered as ``--mode rule`` answers it.
+If no draft survives, seasonal naive is used and the ``source`` column says so.
 Output CSV columns: ``date,forecast,q0.1,q0.5,q0.9,source`` (``--quantiles 0.05,0.5,0.95``: one column
 per level, ``q0.05,q0.5,q0.95``); cells of levels other than 0.5 are empty when there is no band (fewer than two drafts kept, a single pass, a fallback); with ``--column all`` a ``channel``
 column comes first and the channels follow one another in blocks (long format). Dates continue the
@@ -103,11 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="token budget per answer (default: 256 + 4 per value for compact prompts, "
                              "16 per value for date/value tables)")
-    parser.add_argument("--mode", choices=("auto", "slow", "single"), default="auto",
-                        help="auto (default): slow thinking, then reflection on the series' own history: the "
-                             "best statistical candidate (seasonal naive, last value, drift, Theta, linear) or its "
-                             "blend with the model's answer, whichever backtested better, with a band from the "
-                             "backtest errors; slow: the model's drafts only; single: one greedy draft")
+    parser.add_argument("--mode", choices=("auto", "rule", "slow", "single"), default="auto",
+                        help="auto (default): the statistical candidates (seasonal naive, last value, drift, Theta, "
+                             "linear, AutoETS, STL + AR) backtested on the series' own history, the equal mean of "
+                             "the best three (or the judge's weights), with a band from its backtest errors; rule: "
+                             "slow thinking, then the best statistical candidate or its blend with the model's "
+                             "answer, whichever backtested better; slow: the model's drafts only; single: one "
+                             "greedy draft")
     parser.add_argument("--single-pass", action="store_true", help="the same as --mode single")
     add_output_arguments(parser)
     add_long_arguments(parser)
@@ -465,13 +470,12 @@ def run(args) -> int:
     for note in notes:
         log(note)
     mode = "single" if args.single_pass else args.mode
-    for index, channel in enumerate(channels, start=1):
-        log(f"[{index}/{len(channels)}] {channel}: {lookback} -> {horizon} steps, "
-            f"{'single pass' if mode == 'single' else f'{args.samples} drafts'}"
-            + (", then reflection on the history" if mode == "auto" else ""))
+    full = [whole_history(series, c, w) for c, w in zip(channels, windows)]
+    for index, (channel, whole) in enumerate(zip(channels, full), start=1):
+        log(f"[{index}/{len(channels)}] {channel}: " + planned(mode, args, lookback, horizon, len(whole.history),
+                                                               forecaster.judge is not None))
     started = time.perf_counter()
     nonnegative = [not (series.column(c) < 0).any() for c in channels]  # NaN cells compare False: not counted
-    full = [whole_history(series, c, w) for c, w in zip(channels, windows)]
     hints = WindowHints([args.seed] * len(windows), period_for_step(series.step), nonnegative, full=full,
                         steps=[series.step.name] * len(windows))
     forecast = forecaster.forecast_windows(windows, mode=mode, quantiles=args.levels, hints=hints,
@@ -503,22 +507,44 @@ def prepare_windows(series, channels: list[str], lookback: int, horizon: int, no
     return windows
 
 
+def planned(mode: str, args, lookback: int, horizon: int, known: int, judged: bool) -> str:
+    """What a channel's forecast will do, for its opening stderr line."""
+    from timer1.forecast.judge_forecast import TOP_K
+
+    if mode == "auto":
+        weighing = "weighed by the judge" if judged else f"the best {TOP_K} averaged"
+        return f"{horizon} steps; the candidates backtested on its {known} values, {weighing}"
+    drafts = "single pass" if mode == "single" else f"{args.samples} drafts"
+    return f"{lookback} -> {horizon} steps, {drafts}" + (", then reflection on the history" if mode == "rule" else "")
+
+
 def report_channel(channel: str, window, result, clipped: bool, seconds: float, args) -> None:
-    """One channel's summary on stderr: drafts kept, fallback, band, backtest, clip (``seconds``: the
-    whole batch)."""
+    """One channel's summary on stderr: the combination, or the drafts kept, fallback, band, backtest;
+    the clip (``seconds``: the whole batch)."""
+    from timer1.forecast.judge_forecast import is_combination
+
+    if is_combination(result):
+        band = "band from its backtest errors" if has_band(result) else "no band (too few backtest errors)"
+        log(f"    {channel}: {result.source} in {seconds:.1f} s; {band}")
+    else:
+        report_drafts(channel, window, result, seconds, args)
+    if clipped:
+        log(f"    clipped at 0: the history of {channel} is never negative")
+    if args.show_reasoning:
+        show_reasoning(channel, result)
+
+
+def report_drafts(channel: str, window, result, seconds: float, args) -> None:
+    """The summary of an answer the model drafted: drafts kept, fallback, band, backtest."""
     band = "" if has_band(result) else "; no band (fewer than 2 drafts kept): levels other than q0.5 left empty"
     if has_band(result) and result.answer.startswith("reflection"):
         own = result.band == "backtest errors"
         band = "; band from its backtest errors" if own else "; band: the drafts' spread (too little history)"
     mode = "single" if args.single_pass else args.mode
-    backtest = (reflection_note(result) if mode == "auto" else
+    backtest = (reflection_note(result) if mode in ("auto", "rule") else
                 backtest_note(result, window) if args.backtest and mode == "slow" else "")
     log(f"    {channel}: kept {result.kept} of {result.kept + result.dropped} drafts in {seconds:.1f} s"
         + (f"; FALLBACK: {result.fallback}" if result.used_fallback else "") + band + backtest)
-    if clipped:
-        log(f"    clipped at 0: the history of {channel} is never negative")
-    if args.show_reasoning:
-        show_reasoning(channel, result)
 
 
 def reflection_note(result) -> str:

@@ -1,11 +1,14 @@
 """The combinations and the judge on CSV files nobody trained or tuned on, the last H values held out.
 
-    python benchmarks/judge_public.py DIR [--judge runs/judge_grip] [--samples 1]
+    python benchmarks/judge_public.py DIR [DIR ...] [--judge runs/judge_grip] [--samples 1] [--reference FILE]
 
 Each ``DIR/*.csv`` (a date column, one value column) loses its last H rows, H the default horizon
 forecast.py picks (two cycles of the step). On the rest, every candidate is backtested
 (timer1.core.backtest) and combined by the rule, the equal mean of the best two, the softmax of the
-errors and, with ``--judge``, the judge; each is scored against the held-out rows. Printed: per
+errors, the equal mean of the best TOP_K (the product's default) and, with ``--judge``, the judge;
+each is scored against the held-out rows. ``--reference`` adds rows made elsewhere on the same
+held-out values (statsforecast's AutoETS and AutoARIMA with their 80% intervals, written by a scratch
+venv as JSON: {"DIR/name": {"autoets": {"mean": [...], "lo": [...], "hi": [...]}, ...}}). Printed: per
 method, the summary the issue's goals name (median MAE / seasonal naive's MAE, the share of series at
 or below the better of seasonal naive and last value, the 10-90% band's pooled coverage and its mean
 width over the MAE, from the combination's own backtest residuals), then one row per series. Series
@@ -15,6 +18,7 @@ from dataset packages are for this check only, never for training.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -30,7 +34,7 @@ from timer1.core.combine import SOFTMAX_TEMPERATURE, softmax_weights, top_mean_w
 from timer1.core.judge import build_cases, combine, rule_weights  # noqa: E402
 from timer1.core.window import interpolate_gaps  # noqa: E402
 from timer1.data.csv_io import read_csv  # noqa: E402
-from timer1.forecast.judge_forecast import combined_band  # noqa: E402
+from timer1.forecast.judge_forecast import TOP_K, combined_band  # noqa: E402
 from timer1.forecast.resolve import default_horizon  # noqa: E402
 
 
@@ -45,11 +49,12 @@ def held_out(path: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--reference", type=Path, default=None, help="JSON of other methods' forecasts (see above)")
     parser.add_argument("--judge", default=None, help="a judge checkpoint or training run")
     parser.add_argument("--samples", type=int, default=8, help="judgements averaged per series (1 = greedy)")
     args = parser.parse_args()
-    found = sorted(args.folder.glob("*.csv"))
+    found = [f for folder in args.folders for f in sorted(folder.glob("*.csv"))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # calendars and gaps, said by forecast.py
         every = [held_out(f) for f in found]
@@ -62,7 +67,8 @@ def main() -> None:
     cases = [c for c in built if c is not None]
     weights = {"rule": [rule_weights(c.evidence) for c in cases],
                "top2": [top_mean_weights(c.evidence.errors, 2) for c in cases],
-               "softmax": [softmax_weights(c.evidence.errors, SOFTMAX_TEMPERATURE) for c in cases]}
+               "softmax": [softmax_weights(c.evidence.errors, SOFTMAX_TEMPERATURE) for c in cases],
+               f"best {TOP_K} (default)": [top_mean_weights(c.evidence.errors, TOP_K) for c in cases]}
     if args.judge:
         from timer1.forecast.judge_forecast import judge_series
         from timer1.forecast.resolve import open_policy, resolve_judge
@@ -71,32 +77,48 @@ def main() -> None:
         judged = judge_series(policy, cases, samples=args.samples)
         weights["judge"] = [j.weights for j in judged]
         print(f"judge: {sum(j.read == 0 for j in judged)} of {len(cases)} series without a readable answer")
+    reference = json.loads(args.reference.read_text()) if args.reference else {}
     rows = {}
     for (history, actual, horizon, period, _), case, name in zip(data, cases, files):
         naive = np.nanmean(np.abs(SeasonalNaive(period or 1).forecast(history, horizon) - actual))
         last = np.nanmean(np.abs(LastValue().forecast(history, horizon) - actual))
+        scored = {}
         for method, ws in weights.items():
             w = ws[cases.index(case)]
             point = combine(case.forecasts, w)
             band = combined_band(w, case.residuals, point)
-            err = float(np.nanmean(np.abs(point - actual)))
-            low, high = (np.quantile(band, 0.1, axis=0), np.quantile(band, 0.9, axis=0)) if band is not None else (None, None)
-            rows.setdefault(method, []).append({
-                "name": name.stem, "ratio": err / naive if naive > 0 else np.nan, "beats": err <= min(naive, last),
-                "inside": None if low is None else ((actual >= low) & (actual <= high))[np.isfinite(actual)],
-                "width": None if low is None else float(np.mean(high - low)) / err if err > 0 else np.nan})
-    print(f"\n{len(files)} series of {args.folder}\n")
-    print("| method | median MAE / seasonal naive | at or below the better baseline | 10-90% coverage | width / MAE |")
+            scored[method] = (point, *((np.quantile(band, 0.1, axis=0), np.quantile(band, 0.9, axis=0))
+                                       if band is not None else (None, None)))
+        for method, made in reference.get(f"{name.parent.name}/{name.stem}", {}).items():
+            if "mean" in made:
+                scored[method] = tuple(np.asarray(made[k], dtype=np.float64) for k in ("mean", "lo", "hi"))
+        for method, (point, low, high) in scored.items():
+            rows.setdefault(method, {})[name] = score(point, low, high, actual, naive, last)
+    print(f"\n{len(files)} series of {', '.join(map(str, args.folders))}\n")
+    print("| method | median MAE / seasonal naive | at or below the better baseline | 10-90% coverage | "
+          "width / MAE (mean, median) |")
     print("|---|---:|---:|---:|---:|")
-    for method, scored in rows.items():
+    for method, by_series in rows.items():
+        scored = list(by_series.values())
         inside = np.concatenate([r["inside"] for r in scored if r["inside"] is not None])
         widths = [r["width"] for r in scored if r["width"] is not None and np.isfinite(r["width"])]
         beats = sum(r["beats"] for r in scored)
         print(f"| {method} | {np.nanmedian([r['ratio'] for r in scored]):.3f} | {beats} of {len(scored)} "
-              f"({beats / len(scored):.0%}) | {inside.mean():.1%} | {np.mean(widths):.2f} |")
+              f"({beats / len(scored):.0%}) | {inside.mean():.1%} | {np.mean(widths):.2f}, {np.median(widths):.2f} |")
     print("\n| series | " + " | ".join(rows) + " |\n|---|" + "---:|" * len(rows))
-    for i, name in enumerate(files):
-        print(f"| {name.stem} | " + " | ".join(f"{rows[m][i]['ratio']:.3f}" for m in rows) + " |")
+    for name in files:
+        print(f"| {name.stem} | " + " | ".join(f"{rows[m][name]['ratio']:.3f}" if name in rows[m] else "-"
+                                             for m in rows) + " |")
+
+
+def score(point, low, high, actual, naive: float, last: float) -> dict:
+    """One method on one series: MAE over seasonal naive's, whether it is at or below the better
+    baseline, which held-out values its 10-90% band holds, its mean width over the MAE."""
+    err = float(np.nanmean(np.abs(point - actual)))
+    known = np.isfinite(actual)
+    return {"ratio": err / naive if naive > 0 else np.nan, "beats": err <= min(naive, last),
+            "inside": None if low is None else ((actual >= low) & (actual <= high))[known],
+            "width": None if low is None else float(np.mean(high - low)) / err if err > 0 else np.nan}
 
 
 if __name__ == "__main__":

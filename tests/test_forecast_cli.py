@@ -91,13 +91,35 @@ def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_cli, caps
         assert (r["q0.1"], r["q0.9"], r["source"]) == ("", "", "last value repeated")
 
 
-def test_the_default_reflects_on_the_history_and_says_what_it_chose(tmp_path, checkpoint, forecast_cli, capsys):
-    """Without --mode the forecast is the product's: the random model's garbage loses to drift on the
+def test_the_default_averages_the_best_three_backtested_candidates(tmp_path, checkpoint, forecast_cli, capsys):
+    """Without --mode the forecast is the product's: on a ramp drift and ETS continue it exactly and
+    backtest best, Theta (half the slope) third; the forecast is their mean, and stderr and the source
+    column name them."""
+    from timer1.core.backtest import Problem, backtest
+
+    dates = dates_for("daily", ROWS + HORIZON)
+    source = ramp_csv(tmp_path / "ramp.csv", dates[:ROWS])
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST[:-2]]) == 0
+    captured = capsys.readouterr()
+    assert f"value: {HORIZON} steps; the candidates backtested on its {ROWS} values, the best 3 averaged" in captured.err
+    rows = read_output(captured.out)
+    assert {r["source"] for r in rows} == {"best 3: drift 0.33 + theta 0.33 + ets 0.33"}   # the pool's order
+    assert "band from its backtest errors" in captured.err
+    ramp = 2 * np.arange(ROWS) + 1.0
+    test = backtest([Problem(ramp, HORIZON, 7)])[0]
+    expected = np.mean([test.forecasts[test.names.index(n)] for n in ("drift", "ets", "theta")], axis=0)
+    np.testing.assert_allclose([float(r["forecast"]) for r in rows], expected, rtol=1e-9)
+    np.testing.assert_allclose(expected, 2 * np.arange(ROWS, ROWS + HORIZON) + 1 - np.arange(1, HORIZON + 1) / 3,
+                               rtol=1e-6)   # two exact continuations and Theta's half slope
+
+
+def test_mode_rule_reflects_on_the_history_and_says_what_it_chose(tmp_path, checkpoint, forecast_cli, capsys):
+    """--mode rule (the default before round 4): the random model's garbage loses to drift on the
     ramp's own history, the source column and one stderr line say so, and the band is drift's backtest
     errors (none: a zero-width band around the exact continuation)."""
     dates = dates_for("daily", ROWS + HORIZON)
     source = ramp_csv(tmp_path / "ramp.csv", dates[:ROWS])
-    assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST[:-2]]) == 0
+    assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST[:-2], "--mode", "rule"]) == 0
     captured = capsys.readouterr()
     # every draft of the random model fails the critic: its fallback is not blended in or credited
     assert "kept 0 of" in captured.err and "reflection chose drift (backtest MAE: drift 0)" in captured.err
@@ -277,7 +299,8 @@ def test_bad_checkpoints_are_one_line(make, message, tmp_path, checkpoint, forec
 def test_a_toml_preset_supplies_options(tmp_path, checkpoint, forecast_cli, capsys):
     source = ramp_csv(tmp_path / "in.csv", dates_for("daily", ROWS))
     preset = tmp_path / "preset.toml"
-    preset.write_text(f'model = "{checkpoint}"\nhorizon = 5\nlookback = 24\nsamples = 2\nmax-new-tokens = 4\n')
+    preset.write_text(f'model = "{checkpoint}"\nhorizon = 5\nlookback = 24\nsamples = 2\nmax-new-tokens = 4\n'
+                      'mode = "slow"\n')
     assert forecast_cli.main([str(source), "--config", str(preset), "--horizon", "3"]) == 0
     captured = capsys.readouterr()
     assert len(read_output(captured.out)) == 3  # the command line wins over the preset
@@ -477,7 +500,7 @@ def test_the_prompt_and_the_token_budget_follow_the_horizon(tmp_path, checkpoint
     for horizon in (5, 40):
         seen.clear()
         argv = [str(source), "--model", str(checkpoint), "--lookback", "24", "--horizon", str(horizon),
-                "--samples", "2", "--rounds", "1"]
+                "--samples", "2", "--rounds", "1", "--mode", "slow"]
         assert forecast_cli.main(argv) == 0
         assert len(read_output(capsys.readouterr().out)) == horizon
         prompt = Tokenizer.from_pretrained(checkpoint).decode(seen[0][0])

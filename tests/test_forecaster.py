@@ -65,9 +65,14 @@ def test_one_series_equals_forecast_py(forecaster, forecast_cli, capsys, tmp_pat
     values[50] = np.nan                                   # a missing cell: interpolated by both
     rows = cli_forecast(forecast_cli, capsys, write_csv(tmp_path / "one.csv", values))
     dates = hourly_dates(120)
-    out = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED)   # the default: reflection
-    assert out.point.shape == (1, HORIZON) and out.results[0].answer.startswith("reflection: ")
+    out = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED)   # the default: the best 3 averaged
+    assert out.point.shape == (1, HORIZON) and out.results[0].answer == "best 3"
     assert_same(rows, out, 0)
+
+    rule_rows = cli_forecast(forecast_cli, capsys, tmp_path / "one.csv", "--mode", "rule")
+    rule = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED, mode="rule")   # reflection
+    assert rule.results[0].answer.startswith("reflection: ")
+    assert_same(rule_rows, rule, 0)
     assert out.timestamps == [[r["date"] for r in rows]]
     assert out.repairs[0].bad_cells == [dates[50]]        # inside the last 96 values: interpolated and reported
 
@@ -157,7 +162,7 @@ def test_an_untrained_horizon_is_the_trained_answer_cut_back(forecaster):
     (lambda f: f.predict([1.0] * 20, 10_000), "horizon 10000 is more than 384 steps"),
     (lambda f: f.predict([1.0] * 9 + [np.inf] + [1.0] * 10, 4), "series 0 holds inf at position 9: not a finite"),
     (lambda f: f.predict([[1.0] * 20, [-np.inf] + [1.0] * 19], 4), "series 1 holds -inf at position 0"),
-    (lambda f: f.predict([1.0] * 20, 4, mode="fast"), "mode must be one of auto, slow, single, got 'fast'"),
+    (lambda f: f.predict([1.0] * 20, 4, mode="fast"), "mode must be one of auto, rule, slow, single, got 'fast'"),
     (lambda f: f.predict([1.0] * 20, 4, quantiles=(0.1, 1.5)), "strictly between 0 and 1"),
     (lambda f: f.predict([1.0] * 20, 4, timestamps=["2020-01-01"] * 3), "3 timestamps for 20 values"),
     (lambda f: f.predict([1.0] * 20, 4, timestamps=[f"day {k}" for k in range(20)]), "do not parse"),

@@ -1,5 +1,6 @@
-"""The judge in the product: the Forecaster's default mode with a judge, the averaged weights, the
-rule it falls back to, the band of the combination's own residuals, and what ``source`` says."""
+"""The default forecast: the equal mean of the best TOP_K backtested candidates, or the judge's weights
+(averaged, the rule when unreadable); the band of the combination's own residuals widened by
+COMBINATION_BAND; what ``source`` says; mode "rule" (the default before round 4)."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,9 @@ import pytest
 from timer1.core.backtest import Problem
 from timer1.core.judge import build_cases, combine, mean_weights, rule_weights
 from timer1.forecast.forecaster import Forecaster
-from timer1.forecast.judge_forecast import Judgement, combined_band
+from timer1.core.combine import top_mean_weights
+from timer1.forecast.band import BandCalibration, widen_samples
+from timer1.forecast.judge_forecast import COMBINATION_BAND, TOP_K, Judgement, combined_band
 from timer1.forecast.reflect import band_samples
 from timer1.train.random_init import random_policy
 
@@ -34,10 +37,36 @@ def test_an_unreadable_judge_falls_back_to_the_rule_with_the_rules_band(judged):
     case, = build_cases([Problem(values, 12, 12)], ["monthly"])
     weights = rule_weights(case.evidence)
     best = case.evidence.names[int(np.argmax(weights))]
-    assert result.source == f"rule: {best} 1.00" and result.answer == "judge" and result.kept == 0
+    assert result.source == f"rule: {best} 1.00" and result.answer == "rule" and result.kept == 0
     np.testing.assert_allclose(out.point[0], combine(case.forecasts, weights), rtol=1e-12)
-    expected = band_samples(out.point[0], case.residuals[int(np.argmax(weights))])
+    expected = widen_samples(band_samples(out.point[0], case.residuals[int(np.argmax(weights))]), COMBINATION_BAND)
     np.testing.assert_allclose(result.samples, expected, rtol=1e-12)
+
+
+def test_the_default_without_a_judge_averages_the_best_three_and_says_so(judged):
+    values = monthly(seed=3)
+    plain = Forecaster(judged.policy)                                     # no judge
+    out = plain.predict(values, 12, timestamps=[f"{2000 + i // 12}-{i % 12 + 1:02d}-01" for i in range(120)])
+    case, = build_cases([Problem(values, 12, 12)], ["monthly"])
+    order = np.argsort(case.evidence.errors[:, 0], kind="stable")[:TOP_K]   # least mean backtest error
+    weights = np.zeros(len(case.evidence.names))
+    weights[order] = 1 / TOP_K
+    np.testing.assert_allclose(out.point[0], case.forecasts[order].mean(axis=0), rtol=1e-12)
+    names = sorted(case.evidence.names[k] for k in order)
+    assert out.source[0].startswith(f"best {TOP_K}: ") and sorted(
+        part.rsplit(" ", 1)[0] for part in out.source[0].removeprefix(f"best {TOP_K}: ").split(" + ")) == names
+    assert all(part.endswith(f" {1 / TOP_K:.2f}") for part in out.source[0].split(": ", 1)[1].split(" + "))
+    mixed = np.tensordot(weights, case.residuals, axes=1)                 # (O, H) the combination's residuals
+    np.testing.assert_allclose(out.results[0].samples, widen_samples(band_samples(out.point[0], mixed), COMBINATION_BAND))
+    assert out.results[0].band == "backtest errors" and 0.1 in out.quantiles
+    np.testing.assert_array_equal(top_mean_weights(case.evidence.errors, TOP_K), weights)
+
+
+def test_mode_rule_is_reflection_on_the_models_drafts(judged):
+    values = monthly(seed=4)
+    out = Forecaster(judged.policy).predict(values, 12, mode="rule", seed=0)
+    assert out.results[0].answer.startswith("reflection")
+    assert "best" not in out.source[0]
 
 
 def test_a_series_too_short_to_backtest_is_reflected_on_as_without_a_judge(judged):
@@ -64,10 +93,14 @@ def test_the_combinations_band_is_made_of_its_own_residuals():
     weights = np.array([0.5, 0.0, 0.5])
     point = np.arange(4.0)
     mixed = 0.5 * residuals[0] + 0.5 * residuals[2]                        # (O, H)
-    np.testing.assert_allclose(combined_band(weights, residuals, point), band_samples(point, mixed))
+    raw = band_samples(point, mixed)
+    np.testing.assert_allclose(combined_band(weights, residuals, point, BandCalibration()), raw)
+    wide = combined_band(weights, residuals, point, BandCalibration((0.8,), (2.0,)))   # twice as far from the point
+    np.testing.assert_allclose(wide - point, 2 * (raw - point), atol=1e-12)
+    np.testing.assert_allclose(combined_band(weights, residuals, point), widen_samples(raw, COMBINATION_BAND))
 
 
 def test_source_names_the_weights_largest_first():
-    j = Judgement(["theta", "ets", "drift"], np.array([0.25, 0.75, 0.0]), 3, np.zeros(2), None, "")
+    j = Judgement(["theta", "ets", "drift"], np.array([0.25, 0.75, 0.0]), 3, np.zeros(2), None, "", "judge")
     assert j.source == "judge: ets 0.75 + theta 0.25"
-    assert Judgement(["theta"], np.array([1.0]), 0, np.zeros(2), None, "").source == "rule: theta 1.00"
+    assert Judgement(["theta"], np.array([1.0]), 0, np.zeros(2), None, "", "rule").source == "rule: theta 1.00"

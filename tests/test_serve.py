@@ -100,7 +100,7 @@ def test_forecasts_equal_the_api(server, forecaster):
     (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "horizon": "12"}', "horizon must be a positive whole number"),
     (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "quantiles": ["0.5"]}', '"quantiles" must be a list of numbers'),
     (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "quantiles": [0.5, 1.0]}', "strictly between 0 and 1"),
-    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "mode": "fast"}', "mode must be one of auto, slow, single"),
+    (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "mode": "fast"}', "mode must be one of auto, rule, slow, single"),
     (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "seed": 1}', "unknown field 'seed'"),
     (b'{"series": [1, 2, 3, 4, 5, 6, 7, 8], "timestamps": ["x"]}', "1 timestamps for 8 values"),
 ])

@@ -156,8 +156,10 @@ def test_a_batch_equals_each_series_alone():
     for values, m, fit in zip(series, periods, together):
         alone = fit_stl_ar([values], m)[0]
         assert alone.order == fit.order and alone.period == fit.period
-        assert fit.forecast(20) == pytest.approx(alone.forecast(20), rel=1e-12, abs=1e-12)
-        assert fit.interval(20)[0] == pytest.approx(alone.interval(20)[0], rel=1e-12, abs=1e-12)
+        # bit for bit: sums run in one fixed order whatever else is in the batch, so a series' forecast
+        # never depends on its batch (sharded forecasts under torchrun equal one process's)
+        np.testing.assert_array_equal(fit.forecast(20), alone.forecast(20))
+        np.testing.assert_array_equal(fit.interval(20)[0], alone.interval(20)[0])
 
 
 def test_constant_series_forecast_the_constant_with_no_spread():

@@ -184,8 +184,9 @@ def _ets_columns(problems: list[Problem], plans: list[Plan]) -> list[tuple[np.nd
     ETS_HISTORY) values before the earliest origin, run forward origin by origin; one fit now."""
     starts = [max(0, plan.points[-1] - ETS_HISTORY) for plan in plans]
     seasons = [_season(plan.periods) for plan in plans]
-    past = fit_auto_ets([p.history[s:plan.points[-1]] for p, s, plan in zip(problems, starts, plans)], seasons)
-    now = fit_auto_ets([p.history[-ETS_HISTORY:] for p in problems], seasons)
+    before = [p.history[s:plan.points[-1]] for p, s, plan in zip(problems, starts, plans)]
+    fits = fit_auto_ets(before + [p.history[-ETS_HISTORY:] for p in problems], seasons + seasons)  # one lock-step run
+    past, now = fits[:len(problems)], fits[len(problems):]
     out = []
     for problem, plan, start, fit, fit_now in zip(problems, plans, starts, past, now):
         x, horizon = problem.history, problem.horizon

@@ -80,8 +80,10 @@ class Band:
         """(..., n_in) -> (..., n_out)."""
         width = self.weights.shape[1]
         padded = np.concatenate([x, np.zeros(x.shape[:-1] + (width,))], axis=-1)  # a band may overhang
-        window = padded[..., self.start[:, None] + np.arange(width)]  # (..., n_out, W)
-        return np.einsum("...tw,tw->...t", window, self.weights)
+        out = np.zeros(x.shape[:-1] + (len(self.start),))  # (..., n_out)
+        for w in range(width):  # summed in one fixed order: a row's result never depends on the other rows
+            out += padded[..., self.start + w] * self.weights[:, w]
+        return out
 
 
 def loess_rows(n: int, span: int, degree: int, xs: np.ndarray, left: np.ndarray) -> np.ndarray:
@@ -191,8 +193,13 @@ def stl_plan(n: int, period: int) -> StlPlan:
 
 
 def moving_average(x: np.ndarray, length: int) -> np.ndarray:
-    """(..., T) -> (..., T - length + 1) means of every run of ``length`` values."""
-    return np.lib.stride_tricks.sliding_window_view(x, length, axis=-1).mean(axis=-1)
+    """(..., T) -> (..., T - length + 1) means of every run of ``length`` values, summed oldest first:
+    one fixed order, so a row's means never depend on the other rows of the batch."""
+    n = x.shape[-1] - length + 1
+    total = x[..., :n].copy()
+    for k in range(1, length):
+        total += x[..., k:k + n]
+    return total / length
 
 
 def cycle_subseries(x: np.ndarray, plan: StlPlan) -> np.ndarray:
@@ -298,15 +305,15 @@ def psi_weights(ar: np.ndarray, count: int) -> np.ndarray:
 
 def autocovariances(series: list[np.ndarray], max_lag: int) -> np.ndarray:
     """(B, max_lag + 1) c_k = sum_t (x_t - xbar)(x_{t+k} - xbar) / n of each series (R's acf with
-    type "covariance"), all series at once: the demeaned series are padded with zeros, which add
-    nothing to any sum, so each keeps its own n."""
-    lengths = np.array([len(x) for x in series])
-    centred = np.zeros((len(series), lengths.max() + max_lag))  # (B, T + K): lags never run off
-    for row, x in zip(centred, series):
-        row[:len(x)] = x - x.mean()
-    steps = lengths.max()
-    return np.stack([np.einsum("bt,bt->b", centred[:, :steps], centred[:, k:k + steps])
-                     for k in range(max_lag + 1)], axis=1) / lengths[:, None]
+    type "covariance"), one series at a time: its demeaned values are padded with max_lag zeros,
+    which add nothing to any sum."""
+    out = np.empty((len(series), max_lag + 1))
+    for row, x in zip(out, series):  # one series at a time: its sums never depend on the other series
+        centred = x - x.mean()
+        padded = np.concatenate([centred, np.zeros(max_lag)])  # lags never run off
+        row[:] = [(centred * padded[k:k + len(x)]).sum() for k in range(max_lag + 1)]
+        row /= len(x)
+    return out
 
 
 def levinson_durbin(acov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -323,7 +330,7 @@ def levinson_durbin(acov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     phi = np.zeros((batch, 0))
     with np.errstate(divide="ignore", invalid="ignore"):
         for k in range(1, order_max + 1):
-            kappa = (acov[:, k] - np.einsum("bj,bj->b", phi, acov[:, k - 1:0:-1])) / variances[:, k - 1]
+            kappa = (acov[:, k] - (phi * acov[:, k - 1:0:-1]).sum(axis=1)) / variances[:, k - 1]
             phi = np.concatenate([phi - kappa[:, None] * phi[:, ::-1], kappa[:, None]], axis=1)  # (B, k)
             coefs[:, k - 1, :k] = phi
             variances[:, k] = variances[:, k - 1] * (1.0 - kappa ** 2)

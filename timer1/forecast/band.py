@@ -69,9 +69,15 @@ def widen_result(result: SlowThinkResult, calibration: BandCalibration) -> SlowT
     samples = np.asarray(result.samples, dtype=np.float64)  # (K, H)
     if not calibration.coverages or len(samples) < 2:
         return result
+    wide = widen_samples(samples, calibration)
+    return dataclasses.replace(result, samples=wide,
+                               quantiles={q: np.quantile(wide, q, axis=0) for q in result.quantiles})
+
+
+def widen_samples(samples: np.ndarray, calibration: BandCalibration) -> np.ndarray:
+    """A band's samples (K, H) widened per level around their median: (len(BAND_LEVELS), H), the value
+    at level l ``median + scale(|2l - 1|) * (q_l - median)``, sorted per step so levels never cross."""
     median = np.median(samples, axis=0)  # (H,)
     raw = np.quantile(samples, BAND_LEVELS, axis=0)  # (L, H)
     scale = calibration.scale_at(np.abs(2 * BAND_LEVELS - 1))[:, None]  # (L, 1)
-    wide = np.sort(median + scale * (raw - median), axis=0)  # (L, H)
-    return dataclasses.replace(result, samples=wide,
-                               quantiles={q: np.quantile(wide, q, axis=0) for q in result.quantiles})
+    return np.sort(median + scale * (raw - median), axis=0)  # (L, H)

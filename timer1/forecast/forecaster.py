@@ -89,7 +89,7 @@ class WindowHints:
     nonnegative: Sequence[bool] | None = None
     thoughts: Sequence[str] | None = None
     full: Sequence[Window] | None = None  # mode "auto": each window with every value before its origin
-    steps: Sequence[str] | None = None    # mode "auto" with a judge: each window's step name ("monthly", ...)
+    steps: Sequence[str] | None = None    # mode "auto": each window's step name ("monthly", ...), the evidence's
 
     def period_list(self, n: int) -> list[int | None]:
         return list(self.periods) if isinstance(self.periods, (list, tuple)) else [self.periods] * n
@@ -326,10 +326,11 @@ class Forecaster:
                          log: Callable[[str], None] | None = None) -> Forecast:
         """THE forecasting loop: windows in batches of ``self.batch``, each batch drafted by one generate
         call per round, with what ``hints`` tell of each window (seeds, periods, the non-negative clip,
-        thoughts, the full history). ``mode``: "auto" (slow thinking, then reflection on the history
-        chooses between it and the statistical candidates, with a band from the chosen one's backtest
-        errors), "slow" (the model's drafts only, widened per level by its band calibration,
-        timer1.forecast.band) or "single" (one greedy answer). ``progress(done, total)`` after each
+        thoughts, the full history). ``mode``: "auto" (the statistical candidates backtested on the
+        history and combined, by the judge when there is one, with a band from the combination's
+        backtest errors), "rule" (slow thinking, then reflection on the history chooses between it and
+        the candidate of least backtest error: the default before round 4), "slow" (the model's drafts
+        only, widened per level by its band calibration, timer1.forecast.band) or "single" (one greedy answer). ``progress(done, total)`` after each
         batch, ``log`` gets slow thinking's round lines. All windows share one horizon."""
         check_mode(mode)
         if not windows:
@@ -343,9 +344,9 @@ class Forecaster:
 
     def _results(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,
                  log) -> list[SlowThinkResult]:
-        if mode == "auto" and self.judge is not None:
-            return self._judged(windows, hints, progress, log)
         if mode == "auto":
+            return self._combined(windows, hints, progress, log)
+        if mode == "rule":
             return self._reflect(windows, hints, progress, log)
         return [widen_result(r, self.facts.calibration) for r in self._answers(windows, mode, hints, progress, log)]
 
@@ -365,9 +366,9 @@ class Forecaster:
         return results
 
     def _reflect(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
-        """Mode "auto": slow thinking (the drafts' median; reflection replaces its one-cut backtest) on
-        each window and on its backtest windows, then reflection on the history
-        (timer1.forecast.reflect) chooses each answer and its band."""
+        """Mode "rule" (and "auto" where a history has no backtest origin): slow thinking (the drafts'
+        median; reflection replaces its one-cut backtest) on each window and on its backtest windows,
+        then reflection on the history (timer1.forecast.reflect) chooses each answer and its band."""
         from timer1.core.slow_think import BACKTEST_SEED
 
         fulls = list(hints.full) if hints.full is not None else list(windows)
@@ -387,14 +388,15 @@ class Forecaster:
             out.append(conclude(result, reflection, self.facts.calibration))
         return out
 
-    def _judged(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
-        """Mode "auto" with a judge (timer1.forecast.judge_forecast.judged_results); a window whose
-        history has no backtest origin is reflected on as without a judge."""
-        from timer1.forecast.judge_forecast import judged_results
+    def _combined(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
+        """Mode "auto": the backtested candidates combined, by the judge's weights or the equal mean of
+        the best few (timer1.forecast.judge_forecast.combined_results); a window whose history has no
+        backtest origin is answered as mode "rule" answers it (the model, reflected on its own)."""
+        from timer1.forecast.judge_forecast import combined_results
 
         n = len(windows)
-        out = judged_results(self.judge, list(hints.full) if hints.full is not None else list(windows),
-                             windows[0].horizon, hints.period_list(n), hints.steps, hints.seeds)
+        out = combined_results(self.judge, list(hints.full) if hints.full is not None else list(windows),
+                               windows[0].horizon, hints.period_list(n), hints.steps, hints.seeds)
         short = [i for i in range(n) if out[i] is None]
         if short:
             for i, result in zip(short, self._reflect([windows[i] for i in short], hints.subset(short), None, log)):

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-MODES = ("auto", "slow", "single")
+MODES = ("auto", "rule", "slow", "single")
 
 
 MIN_CONTEXT = 8         # fewer values show no level, step size or cycle for the critic to check against

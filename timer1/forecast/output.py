@@ -21,9 +21,10 @@ def format_number(value: float) -> str:
 
 
 def has_band(result) -> bool:
-    """Whether ``result`` (a SlowThinkResult) has a band: reflection's (from backtest errors, or the
-    drafts' moved to the chosen point) or the drafts' own (two or more kept, not a fallback)."""
-    if result.answer.startswith("reflection"):
+    """Whether ``result`` (a SlowThinkResult) has a band: from backtest errors (the default's combination,
+    reflection's choice), the drafts' moved to reflection's point, or the drafts' own (two or more kept,
+    not a fallback)."""
+    if result.answer.startswith("reflection") or result.band == "backtest errors":
         return len(result.samples) >= 2
     return result.kept >= 2 and not result.used_fallback
 
