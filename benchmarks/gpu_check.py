@@ -280,7 +280,7 @@ def grip_update(name: str, sizes: Sizes, device, peak: float) -> tuple[str, floa
     micro_batches = [(mb, True) for mb in batch.micro_batches(cfg.micro_batch)]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     one_process = Run(cfg, DistInfo(0, 0, 1, device, True), Path("."), Policy(model, None, "gpu_check"), optimizer,
-                      log=None, ddp=model)
+                      log=None, wrapped=model)
 
     def update() -> None:
         with torch.no_grad(), computing(device, sizes.dtype), Reference("base").active(model) as ref:

@@ -1,7 +1,7 @@
 """Forecast CSV files as a new user would, the last H values held out, and score them against the two
 one-line baselines a forecaster checks first (seasonal naive at the dates' period, last value).
 
-    python benchmarks/holdout.py DIR [--modes auto slow] [--threads 1]
+    python benchmarks/holdout.py DIR [--modes auto rule slow] [--threads 1]
 
 Each ``DIR/*.csv`` (a date column, one value column, rows in time order) loses its last H rows, H the
 default horizon forecast.py would pick (two cycles of the step: 104 weekly, 24 monthly, 8 quarterly, 10
@@ -67,7 +67,7 @@ def forecast(path: Path, mode: str, threads: int) -> tuple[np.ndarray, dict, lis
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--modes", nargs="+", default=["auto", "slow"], choices=["auto", "slow", "single"])
+    parser.add_argument("--modes", nargs="+", default=["auto", "slow"], choices=["auto", "rule", "slow", "single"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     files = sorted(args.folder.glob("*.csv"))

@@ -103,10 +103,10 @@ def test_a_models_calibration_widens_its_band_and_nothing_else(tmp_path):
     shutil.copytree(Path(__file__).resolve().parents[1] / "timer1" / "checkpoints" / "timer1-tiny", model)
     (model / CALIBRATION_FILE).unlink(missing_ok=True)          # the shipped model's own scale: off
     history = 50 + 10 * np.sin(np.arange(120) * 2 * np.pi / 24)
-    plain = Forecaster.from_pretrained(model).predict(history, 24, seed=3)
+    plain = Forecaster.from_pretrained(model).predict(history, 24, seed=3, mode="slow")   # the drafts' band
     assert (plain.quantiles[0.9] > plain.quantiles[0.1]).any()  # a real band to widen
     (model / CALIBRATION_FILE).write_text(json.dumps({"band_scale": 2.0}))
-    wide = Forecaster.from_pretrained(model).predict(history, 24, seed=3)
+    wide = Forecaster.from_pretrained(model).predict(history, 24, seed=3, mode="slow")
     np.testing.assert_allclose(wide.point, plain.point)
     for q in (0.1, 0.9):
         np.testing.assert_allclose(wide.quantiles[q] - wide.point, 2.0 * (plain.quantiles[q] - plain.point), atol=1e-9)

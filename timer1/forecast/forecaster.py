@@ -3,13 +3,13 @@
     from timer1 import Forecaster
     forecaster = Forecaster.from_pretrained()                 # timer1-tiny (or $TIMER1_MODEL)
     out = forecaster.predict([3.0, 4.1, 5.2, ...], horizon=24)
-    out.point            # (N, H) median of the kept drafts (slow thinking) or the greedy answer
+    out.point            # (N, H) the default's combination, the drafts' median (slow) or the greedy answer
     out.quantiles[0.1]   # (N, H), one array per requested quantile
-    out.source           # per series: "model" or the fallback used ("seasonal naive (period 24)")
+    out.source           # per series: what answered ("best 3: theta 0.33 + linear 0.33 + ets 0.33", "model")
 
-The shape follows Chronos (``pipeline.predict(context, prediction_length)``, ``predict_quantiles``):
-a context is one 1-D array or a list of them of different lengths, and many series go through one
-batched ``generate`` call per slow-thinking round (timer1.core.slow_think), not one call each.
+The shape follows Chronos (``pipeline.predict(context, prediction_length)``, ``predict_quantiles``): a
+context is one 1-D array or a list of them of different lengths, and many series are backtested in one
+batch, or go through one batched ``generate`` call per slow-thinking round (timer1.core.slow_think).
 This module is the ONE forecasting loop: forecast.py (CSV), evaluate.py (paper protocol) and
 timer1.forecast.serve (HTTP) all call `Forecaster.forecast_windows`. How a model name is resolved and
 loaded, and what its directory says (horizons, band calibration), is timer1.forecast.resolve.
@@ -344,10 +344,8 @@ class Forecaster:
 
     def _results(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,
                  log) -> list[SlowThinkResult]:
-        if mode == "auto":
-            return self._combined(windows, hints, progress, log)
-        if mode == "rule":
-            return self._reflect(windows, hints, progress, log)
+        if mode in ("auto", "rule"):
+            return (self._combined if mode == "auto" else self._reflect)(windows, hints, progress, log)
         return [widen_result(r, self.facts.calibration) for r in self._answers(windows, mode, hints, progress, log)]
 
     def _sharded(self, windows: Sequence[Window], mode: str, hints: WindowHints, progress,
