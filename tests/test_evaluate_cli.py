@@ -71,9 +71,17 @@ def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_dat
     assert slow["mse"] is None and slow["n"] == 0
     assert slow["mse_fallback"] == pytest.approx(results["last"]["mse"])  # replaced by the last value
     assert "| nasdaq | timer1-slow | 0 | 2 |" in done.stdout
-    default = results["timer1-default"]   # reflection answers every window: the report says with what
+    default = results["timer1-default"]   # the best 3 answer every window: the report says which
     assert sum(default["chosen"].values()) == 2 and default["mse_fallback"] is not None
+    assert all(name.startswith("best 3: ") for name in default["chosen"])
     assert len(report["forecasts"]["nasdaq"]["timer1-default"]) == 2
+
+    # today's rule stays reachable (DESIGN's round-4 contract): reflection on the model's drafts
+    done = run("--datasets", "nasdaq", "--limit", "2", "--data", shared_data, "--model", checkpoint,
+               "--samples", "2", "--max-new-tokens", "4", "--methods", "timer1-rule", "--out", out)
+    assert done.returncode == 0, done.stderr
+    rule = json.loads(out.read_text())["results"]["nasdaq"]["timer1-rule"]
+    assert sum(rule["chosen"].values()) == 2 and not any(name.startswith("best") for name in rule["chosen"])
 
 
 def test_rolling_protocol_on_any_csv_without_a_model(tmp_path):
