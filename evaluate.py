@@ -13,7 +13,7 @@ and horizon 96 (nasdaq 36), inputs of non-ETT sets rounded to 3 decimals, as the
 Methods: ``timer1`` (the plain model: one greedy answer per window), ``timer1-slow`` (slow thinking,
 timer1.core.slow_think: ``--samples`` drafts, critic, median), ``timer1-default`` (what forecast.py does:
 the statistical candidates backtested on the dataset's rows before each window's origin and the best
-three averaged, timer1.forecast.judge_forecast), ``timer1-rule`` (the default before round 4, on request:
+three averaged, timer1.forecast.combination), ``timer1-rule`` (the default before round 4, on request:
 slow thinking, then reflection chooses between it and the candidate of least backtest error,
 timer1.forecast.reflect), and every baseline of timer1.core.baselines
 (``last``, ``mean``, ``seasonal_naive``, ``drift``, ``linear``), all on the same windows.
@@ -245,7 +245,7 @@ def combination_forecasts(series, windows, names, judge: JudgeModel | None) -> d
     from timer1.core.baselines import period_for_step
     from timer1.core.combine import SOFTMAX_TEMPERATURE, softmax_weights, top_mean_weights
     from timer1.core.judge import build_cases, combine, rule_weights
-    from timer1.forecast.judge_forecast import judge_series
+    from timer1.forecast.combination import judge_series
 
     full = [whole_window(series, w) for w in windows]
     period = period_for_step(series.step)

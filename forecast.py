@@ -17,7 +17,7 @@ series (``--mode auto``, the default) the statistical candidates (seasonal naive
 last value, drift, Theta, a linear model, AutoETS, STL + AR) are backtested at rolling origins on the
 series' own history, and the forecast is the equal mean of the three of least backtest error (or the
 judge's weights, ``--judge``), with a band from that combination's backtest errors
-(timer1.forecast.judge_forecast). ``--mode rule`` is the default of earlier versions: the model's
+(timer1.forecast.combination). ``--mode rule`` is the default of earlier versions: the model's
 ``--samples`` reasoning paths drawn in one batched call for the last ``--lookback`` steps, a critic
 dropping the implausible ones (timer1.core.slow_think), then reflection on the history
 (timer1.forecast.reflect) keeping the best statistical candidate or its blend with the model's
@@ -509,7 +509,7 @@ def prepare_windows(series, channels: list[str], lookback: int, horizon: int, no
 
 def planned(mode: str, args, lookback: int, horizon: int, known: int, judged: bool) -> str:
     """What a channel's forecast will do, for its opening stderr line."""
-    from timer1.forecast.judge_forecast import TOP_K
+    from timer1.forecast.combination import TOP_K
 
     if mode == "auto":
         weighing = "weighed by the judge" if judged else f"the best {TOP_K} averaged"
@@ -521,7 +521,7 @@ def planned(mode: str, args, lookback: int, horizon: int, known: int, judged: bo
 def report_channel(channel: str, window, result, clipped: bool, seconds: float, args) -> None:
     """One channel's summary on stderr: the combination, or the drafts kept, fallback, band, backtest;
     the clip (``seconds``: the whole batch)."""
-    from timer1.forecast.judge_forecast import is_combination
+    from timer1.forecast.combination import is_combination
 
     if is_combination(result):
         band = "band from its backtest errors" if has_band(result) else "no band (too few backtest errors)"

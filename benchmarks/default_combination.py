@@ -12,7 +12,7 @@ mean MASE of the rule (least backtest error, over the widened pool and over the 
 equal mean of the best k for k = 1..5, on the training cases then the validation cases; the per-level
 scales that make the chosen combination's split-conformal band cover its nominal share of training
 outcomes (timer1.forecast.calibrate's arithmetic), and the validation coverage of the 10-90% band
-before and after them. The constants the product uses (judge_forecast.TOP_K, COMBINATION_BAND) are
+before and after them. The constants the product uses (combination.TOP_K, COMBINATION_BAND) are
 these choices.
 """
 
@@ -33,7 +33,7 @@ from timer1.core.evidence import scale_of  # noqa: E402
 from timer1.core.judge import build_cases, combine, rule_weights  # noqa: E402
 from timer1.forecast.band import BandCalibration  # noqa: E402
 from timer1.forecast.calibrate import band_scale  # noqa: E402
-from timer1.forecast.judge_forecast import COMBINATION_BAND, TOP_K, combined_band  # noqa: E402
+from timer1.forecast.combination import COMBINATION_BAND, TOP_K, combined_band  # noqa: E402
 from timer1.train.judge_data import VAL_SEED_OFFSET, dataset_problems, synthetic_problems  # noqa: E402
 
 COVERAGES = (0.5, 0.8, 0.9, 0.95)

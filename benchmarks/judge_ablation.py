@@ -34,7 +34,7 @@ def judge_weights(judge_dir: str, cases: list, samples: int, show: int) -> tuple
     cases fell back to the rule (no readable answer); ``show`` judgements printed in full."""
     from timer1.core.judge import judge_prompt
     from timer1.data.protocol import evenly_spaced
-    from timer1.forecast.judge_forecast import judge_series
+    from timer1.forecast.combination import judge_series
     from timer1.forecast.resolve import open_policy, resolve_judge
 
     policy = open_policy(resolve_judge(judge_dir), None, "cpu", None, None)

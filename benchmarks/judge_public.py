@@ -34,7 +34,7 @@ from timer1.core.combine import SOFTMAX_TEMPERATURE, softmax_weights, top_mean_w
 from timer1.core.judge import build_cases, combine, rule_weights  # noqa: E402
 from timer1.core.window import interpolate_gaps  # noqa: E402
 from timer1.data.csv_io import read_csv  # noqa: E402
-from timer1.forecast.judge_forecast import TOP_K, combined_band  # noqa: E402
+from timer1.forecast.combination import TOP_K, combined_band  # noqa: E402
 from timer1.forecast.resolve import default_horizon  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def main() -> None:
                "softmax": [softmax_weights(c.evidence.errors, SOFTMAX_TEMPERATURE) for c in cases],
                f"best {TOP_K} (default)": [top_mean_weights(c.evidence.errors, TOP_K) for c in cases]}
     if args.judge:
-        from timer1.forecast.judge_forecast import judge_series
+        from timer1.forecast.combination import judge_series
         from timer1.forecast.resolve import open_policy, resolve_judge
 
         policy = open_policy(resolve_judge(args.judge), None, "cpu", None, None)

@@ -144,7 +144,7 @@ class Forecaster:
         from timer1.core.slow_think import SlowThinkConfig
 
         self.policy, self.name, self.facts = policy, name or policy.source, facts
-        self.judge = judge   # the judge's policy (timer1.forecast.judge_forecast): mode "auto" combines by it
+        self.judge = judge   # the judge's policy (timer1.forecast.combination): mode "auto" combines by it
         self.config = config or SlowThinkConfig()
         self.max_new_tokens, self.lookback, self.batch = max_new_tokens, lookback, batch
 
@@ -388,9 +388,9 @@ class Forecaster:
 
     def _combined(self, windows: Sequence[Window], hints: WindowHints, progress, log) -> list[SlowThinkResult]:
         """Mode "auto": the backtested candidates combined, by the judge's weights or the equal mean of
-        the best few (timer1.forecast.judge_forecast.combined_results); a window whose history has no
+        the best few (timer1.forecast.combination.combined_results); a window whose history has no
         backtest origin is answered as mode "rule" answers it (the model, reflected on its own)."""
-        from timer1.forecast.judge_forecast import combined_results
+        from timer1.forecast.combination import combined_results
 
         n = len(windows)
         out = combined_results(self.judge, list(hints.full) if hints.full is not None else list(windows),

@@ -10,7 +10,7 @@ from timer1.core.judge import build_cases, combine, mean_weights, rule_weights
 from timer1.forecast.forecaster import Forecaster
 from timer1.core.combine import top_mean_weights
 from timer1.forecast.band import BandCalibration, widen_samples
-from timer1.forecast.judge_forecast import COMBINATION_BAND, TOP_K, Judgement, combined_band
+from timer1.forecast.combination import COMBINATION_BAND, TOP_K, Judgement, combined_band
 from timer1.forecast.reflect import band_samples
 from timer1.train.random_init import random_policy
 
