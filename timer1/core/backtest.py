@@ -1,4 +1,5 @@
-"""Rolling-origin backtests of the statistical candidates: the evidence reflection and the judge read.
+"""Rolling-origin backtests of the statistical candidates: the evidence the default forecast, the judge
+and reflection read.
 
 Before a forecast is trusted, the same question is asked of the series' own past (Tashman 2000,
 "Out-of-sample tests of forecasting accuracy"): at several origins before the forecast origin, each

@@ -88,7 +88,7 @@ class WindowHints:
     periods: int | None | Sequence[int | None] = None
     nonnegative: Sequence[bool] | None = None
     thoughts: Sequence[str] | None = None
-    full: Sequence[Window] | None = None  # mode "auto": each window with every value before its origin
+    full: Sequence[Window] | None = None  # modes "auto", "rule": each window with every value before its origin
     steps: Sequence[str] | None = None    # mode "auto": each window's step name ("monthly", ...), the evidence's
 
     def period_list(self, n: int) -> list[int | None]:
@@ -154,7 +154,7 @@ class Forecaster:
                         judge: str | os.PathLike | None = DEFAULT_JUDGE, **settings) -> "Forecaster":
         """Load ``model`` (a name like "timer1-tiny", a Hugging Face directory or a training run;
         None = $TIMER1_MODEL or timer1-tiny) with an optional LoRA ``adapter``, as `resolve_model`
-        says, and the ``judge`` (timer1-judge when installed; None: reflection's rule decides);
+        says, and the ``judge`` (timer1-judge when installed; None: the best 3 are averaged);
         ``settings`` are the constructor's (config, max_new_tokens, lookback, batch)."""
         model_dir, adapter_dir = resolve_model(model, adapter)
         judge_dir = resolve_judge(judge)

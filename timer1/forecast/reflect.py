@@ -1,4 +1,4 @@
-"""Reflection on the series' own history: the product's default forecast (``mode="auto"``).
+"""Reflection on the series' own history: ``mode="rule"``, the product's default before round 4.
 
 Slow thinking answers from its look-back alone. Before its answer is trusted, the same question is
 asked of the series' own past: at several rolling origins before the forecast origin (every value
