@@ -36,6 +36,8 @@ from timer1.forecast.calibrate import band_scale  # noqa: E402
 from timer1.forecast.combination import COMBINATION_BAND, TOP_K, combined_band  # noqa: E402
 from timer1.train.judge_data import VAL_SEED_OFFSET, dataset_problems, synthetic_problems  # noqa: E402
 
+from judge_ablation import group_mase  # noqa: E402  (benchmarks/, beside this script)
+
 COVERAGES = (0.5, 0.8, 0.9, 0.95)
 OLD_FIVE = ("ets", "stl + ar")   # the candidates the old pool lacked
 
@@ -72,16 +74,6 @@ def methods() -> dict:
     for k in range(1, 6):
         out[f"best {k}"] = lambda c, k=k: top_mean_weights(c.evidence.errors, k)
     return out
-
-
-def geo_mean_mase(cases: list, weigh) -> tuple[float, dict]:
-    """Geometric mean over the case groups of each group's mean MASE, and the group means."""
-    groups: dict[str, list[float]] = {}
-    for case, scale in cases:
-        error = np.mean(np.abs(combine(case.forecasts, weigh(case)) - case.target)) / scale
-        groups.setdefault(case.evidence.step, []).append(error)
-    means = {g: float(np.mean(v)) for g, v in groups.items()}
-    return float(np.exp(np.mean(np.log(list(means.values()))))), means
 
 
 def bands(cases: list, k: int, calibration: BandCalibration = BandCalibration()) -> list:
@@ -125,8 +117,8 @@ def main() -> None:
     print("| combination | training: geometric-mean MASE | validation |\n|---|---:|---:|")
     scores = {}
     for name, weigh in methods().items():
-        scores[name] = geo_mean_mase(train, weigh)[0]
-        print(f"| {name} | {scores[name]:.3f} | {geo_mean_mase(val, weigh)[0]:.3f} |")
+        scores[name] = group_mase(train, [weigh(c) for c, _ in train])[0]
+        print(f"| {name} | {scores[name]:.3f} | {group_mase(val, [weigh(c) for c, _ in val])[0]:.3f} |")
     best = min((n for n in scores if n.startswith("best")), key=scores.get)
     print(f"\nleast on the training cases: {best} (the product's TOP_K = {TOP_K})")
     made = bands(train, TOP_K)

@@ -72,17 +72,26 @@ def main() -> None:
         for samples in args.samples:
             methods[f"judge {judge} x{samples}"], fell_back = judge_weights(judge, cases, samples, args.show)
             print(f"judge {judge} x{samples}: {fell_back} of {len(cases)} cases without a readable answer")
-    groups: dict[str, list[int]] = {}
-    for i, case in enumerate(cases):
-        groups.setdefault(case.evidence.step, []).append(i)
+    sizes: dict[str, int] = {}
+    for case in cases:
+        sizes[case.evidence.step] = sizes.get(case.evidence.step, 0) + 1
     print(f"\n{len(cases)} validation cases; mean MASE by step (the seven datasets' validation regions are "
           "hourly, minutes, daily and index; the other steps are synthetic)\n")
-    print("| method | " + " | ".join(f"{g} ({len(ix)})" for g, ix in groups.items()) + " | geometric mean |")
-    print("|---|" + "---:|" * (len(groups) + 1))
+    print("| method | " + " | ".join(f"{g} ({n})" for g, n in sizes.items()) + " | geometric mean |")
+    print("|---|" + "---:|" * (len(sizes) + 1))
     for name, weights in methods.items():
-        means = [float(np.mean([np.mean(np.abs(combine(cases[i].forecasts, weights[i]) - cases[i].target)) / val[i][1]
-                                for i in ix])) for ix in groups.values()]
-        print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.exp(np.mean(np.log(means))):.3f} |")
+        geo, means = group_mase(val, weights)
+        print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means.values()) + f" | {geo:.3f} |")
+
+
+def group_mase(cases: list, weights: list) -> tuple[float, dict[str, float]]:
+    """The geometric mean over the case groups (the evidence's step) of each group's mean MASE, and the
+    group means in order of appearance: cases (case, scale) pairs, weights (K,) one per case."""
+    groups: dict[str, list[float]] = {}
+    for (case, scale), w in zip(cases, weights):
+        groups.setdefault(case.evidence.step, []).append(np.mean(np.abs(combine(case.forecasts, w) - case.target)) / scale)
+    means = {g: float(np.mean(v)) for g, v in groups.items()}
+    return float(np.exp(np.mean(np.log(list(means.values()))))), means
 
 
 if __name__ == "__main__":
