@@ -27,7 +27,6 @@ from timer1.core.codec import prompt_ids, reward_target
 from timer1.core.grip import LossConfig, LossTotals, grip_loss, loss_totals, make_groups, overlong_penalty
 from timer1.core.judge import judge_prompt_ids
 from timer1.core.lora import lora_modules
-from timer1.core.policy import resolve_device
 from timer1.core.reference import Reference, adapter_snapshot
 from timer1.core.rollout import build_batch, completion_logprobs, sample_rollout, score_rollout
 from timer1.data.protocol import evenly_spaced
@@ -37,7 +36,7 @@ from timer1.train.config import GRIPConfig, group_of
 from timer1.train.judge_task import evaluate_judgements, load_cases, score_judgements
 from timer1.train.launch import run_cli
 from timer1.train.resume import weights_digest
-from timer1.train.run import Run, begin, open_run, save_run_checkpoint
+from timer1.train.run import Run, begin, open_run, save_run_checkpoint, shard_frozen
 from timer1.train.setup import autocast, lr_at, set_lr, trainable_parameters
 from timer1.train.validation import checkpoint_score, evaluate_forecasts
 from timer1.util import dist, fsdp
@@ -147,8 +146,8 @@ def main(cfg: GRIPConfig, info: dist.DistInfo) -> None:
     reference = make_reference(cfg, run.model, from_adapter=bool(sft))
     if not begin(run, cfg.steps):
         return
-    if reference is not None and reference.kind == "model" and fsdp.is_sharded(run.model):
-        fsdp.shard_model(reference.model, resolve_device(info.device, cfg.model.dtype)[1])  # the frozen copy too
+    if reference is not None and reference.kind == "model":
+        shard_frozen(run, reference.model)
     n_params = sum(p.numel() for p in trainable_parameters(run.model))
     dist.print0(f"GRIP: {len(windows.train)} train / {len(windows.val)} val windows, {info.world_size} rank(s), "
                 f"{n_params:,} trainable parameters, reference {reference.kind if reference else 'none (beta=0)'}")

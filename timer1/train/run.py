@@ -92,12 +92,22 @@ def parallelize(run: Run) -> None:
     (``timer1.util.fsdp``; the optimizer is rebuilt over the shards, holding a resumed state). One
     process trains the model as it is."""
     if run.cfg.dist == "fsdp" and run.info.distributed:
-        _, compute_dtype = resolve_device(run.info.device, run.cfg.model.dtype)
-        fsdp.shard_model(run.model, compute_dtype)
+        fsdp.shard_model(run.model, _compute_dtype(run))
         run.optimizer = fsdp.shard_optimizer(run.optimizer, run.model, lambda m: build_optimizer(m, run.cfg.optim))
         run.wrapped = run.model
     else:
         run.wrapped = dist.wrap_ddp(run.model, run.info)
+
+
+def shard_frozen(run: Run, module: torch.nn.Module) -> None:
+    """Shard a frozen copy of the model (GRIP's reference under full fine-tuning) as ``parallelize``
+    sharded the model; under DDP or in one process it stays whole."""
+    if fsdp.is_sharded(run.model):
+        fsdp.shard_model(module, _compute_dtype(run))
+
+
+def _compute_dtype(run: Run) -> torch.dtype:
+    return resolve_device(run.info.device, run.cfg.model.dtype)[1]
 
 
 def save_run_checkpoint(run: Run, step: int, metrics: dict, score: Optional[float] = None,
