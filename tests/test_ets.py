@@ -77,6 +77,8 @@ def test_one_pass_over_mixed_rows_equals_each_row_alone():
     lengths = np.array([12, 7, 12])
     together = filter_batch(y, stack(*rows), mult_from=2, lengths=lengths)
     lik = neg2_loglik(together, lengths, mult_from=1)
+    errors_only = filter_batch(y, stack(*rows), mult_from=2, lengths=lengths, states=False)  # the optimizer's
+    assert np.array_equal(errors_only.diff, together.diff) and errors_only.level is None
     for j, (params, n) in enumerate(zip(rows, lengths)):
         alone = filter_batch(y[:n, j:j + 1], params, mult_from=0 if j == 2 else 1)
         assert together.yhat[:n, j] == pytest.approx(alone.yhat[:, 0], rel=1e-14)

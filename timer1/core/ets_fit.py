@@ -211,12 +211,13 @@ class _Problems:
                                         neg2_loglik(result, lengths, err_from), np.inf)
         return values
 
-    def filter(self, points: np.ndarray, problems: np.ndarray, group: _Group):
-        """filter_batch over points of problems of one group: (result, lengths, err_from)."""
+    def filter(self, points: np.ndarray, problems: np.ndarray, group: _Group, states: bool = False):
+        """filter_batch over points of problems of one group: (result, lengths, err_from); the
+        states after each row's end only when asked (the final fits, not the optimizer's calls)."""
         err_from, season_from = np.searchsorted(problems, [group.err_from, group.season_from])
         lengths = self.lengths[problems]
         return filter_batch(self._y(problems), self.params(points, season_from, group.m), season_from,
-                            lengths), lengths, err_from
+                            lengths, states), lengths, err_from
 
     @staticmethod
     def params(points: np.ndarray, season_from: int, m: int) -> EtsParams:
@@ -279,7 +280,7 @@ def fit_candidates(series: list[np.ndarray], candidates: list[list[Candidate]]) 
     every = np.arange(len(problems.entries))
     for group in problems.groups:
         rows = every[group.start:group.end]
-        result, lengths, err_from = problems.filter(best[rows], rows, group)
+        result, lengths, err_from = problems.filter(best[rows], rows, group, states=True)
         liks = neg2_loglik(result, lengths, err_from)
         params = problems.params(best[rows], group.season_from - group.start, group.m)
         for j, p in enumerate(rows):
