@@ -61,6 +61,7 @@ if __name__ == "__main__":  # before numpy loads: the small linear-baseline solv
 import numpy as np
 
 from forecast import is_first_rank, log, parse_with_preset, run_reporting_errors, sharing
+from timer1.forecast.combination import tally_key
 from timer1.forecast.forecaster import Forecaster, WindowHints
 from timer1.forecast.resolve import add_model_arguments, resolve_model
 
@@ -74,7 +75,7 @@ FITTED_METHODS = ("ets", "stl_ar")   # statistical methods fitted per window, a 
 # combinations of the backtested candidates on each window's whole history (timer1.core.judge): the rule
 # (the candidate of least backtest error), the equal mean of the best two, the softmax of the errors, and
 # the judge model's weights (--judge; run only when asked for with --methods)
-COMBINATION_METHODS = ("rule", "top2", "softmax", "judge")
+COMBINATION_METHODS = ("rule", "top2", "top3", "softmax", "judge")
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
 # Time-R1's published MSE (paper Table 2, Qwen2.5-7B), drawn beside our methods by --plot
 PAPER_TIME_R1_MSE = {"ETTh1": 5.875, "ETTh2": 8.709, "exchange": 0.0007, "aqwan": 13033.0, "aqshunyi": 16151.0,
@@ -239,11 +240,12 @@ class JudgeModel(NamedTuple):
 def combination_forecasts(series, windows, names, judge: JudgeModel | None) -> dict:
     """{method: [(H,) forecast per window]} of the combinations (COMBINATION_METHODS): every window's
     candidates backtested on its whole history (all windows of the dataset in one batch), then
-    weighted by the rule, the equal mean of the best two, the softmax of their errors
-    (timer1.core.combine, its temperature fitted on training cases) or the judge."""
+    weighted by the rule, the equal mean of the best two or three (the default before the learned
+    softmax), the learned softmax of their errors (timer1.core.combine; timer1-default's point) or the
+    judge."""
     from timer1.core.backtest import Problem
     from timer1.core.baselines import period_for_step
-    from timer1.core.combine import SOFTMAX_TEMPERATURE, softmax_weights, top_mean_weights
+    from timer1.core.combine import softmax_weights, top_mean_weights
     from timer1.core.judge import build_cases, combine, rule_weights
     from timer1.forecast.combination import judge_series
 
@@ -251,7 +253,8 @@ def combination_forecasts(series, windows, names, judge: JudgeModel | None) -> d
     period = period_for_step(series.step)
     cases = build_cases([Problem(f.history, f.horizon, period) for f in full], [series.step.name] * len(full))
     weights = {"rule": lambda c: rule_weights(c.evidence), "top2": lambda c: top_mean_weights(c.evidence.errors, 2),
-               "softmax": lambda c: softmax_weights(c.evidence.errors, SOFTMAX_TEMPERATURE)}
+               "top3": lambda c: top_mean_weights(c.evidence.errors, 3),
+               "softmax": lambda c: softmax_weights(c.evidence.errors)}
     out = {}
     for name in names:
         if name == "judge":
@@ -406,7 +409,7 @@ def evaluate_dataset(dataset: str, path: Path, methods: list[str], forecaster: F
             counts = {"no_number": sum(o["status"] == "unparsed" for o in outcomes),
                       "short": sum(o["status"] == "short" for o in outcomes)}
         elif method in CHOOSING_METHODS:  # every window answered: how often each candidate was chosen
-            counts = {"chosen": dict(sorted(Counter(o["source"] for o in outcomes).items()))}
+            counts = {"chosen": dict(sorted(Counter(tally_key(o["source"]) for o in outcomes).items()))}
         else:
             counts = {"fallback": sum(o["status"] == "unparsed" for o in outcomes),
                       "drafts_kept": sum(o["kept"] for o in outcomes)}

@@ -307,6 +307,7 @@ def run_long(args) -> int:
 
     if args.column is not None:
         raise ValueError("--column is for wide CSVs; a long CSV (--id-column) forecasts every series")
+    from timer1.forecast.combination import tally_key
     from timer1.forecast.forecaster import DEFAULT_LOOKBACK, Forecaster
     from timer1.util.progress import ProgressLine
 
@@ -336,7 +337,7 @@ def run_long(args) -> int:
                 log(f"warning: {s.id}: {out.repairs[k].describe(min(len(s.values), forecaster.lookback))}")
             rows[i] = forecast_rows([s.id], future, out, k)
             drawn[i] = ((s.id, s.dates, s.values, future), out, k)
-        sources.update(out.source)
+        sources.update(tally_key(source) for source in out.source)
     log(f"{len(series)} series x " + " or ".join(str(out.point.shape[1]) for _, out in groups)
         + f" steps in {time.perf_counter() - started:.1f} s; answered by "
         + ", ".join(f"{name} {n}" for name, n in sources.most_common()))
@@ -509,10 +510,8 @@ def prepare_windows(series, channels: list[str], lookback: int, horizon: int, no
 
 def planned(mode: str, args, lookback: int, horizon: int, known: int, judged: bool) -> str:
     """What a channel's forecast will do, for its opening stderr line."""
-    from timer1.forecast.combination import TOP_K
-
     if mode == "auto":
-        weighing = "weighed by the judge" if judged else f"the best {TOP_K} averaged"
+        weighing = "weighed by the judge" if judged else "weighed by the learned softmax of their errors"
         return f"{horizon} steps; the candidates backtested on its {known} values, {weighing}"
     drafts = "single pass" if mode == "single" else f"{args.samples} drafts"
     return f"{lookback} -> {horizon} steps, {drafts}" + (", then reflection on the history" if mode == "rule" else "")

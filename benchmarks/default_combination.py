@@ -7,13 +7,14 @@ The cases are the judge's (timer1.train.judge_data: origins in the seven dataset
 regions with every earlier value as history, and varied synthetic series), fewer of them, kept with
 every candidate's backtest residuals, which the band is made of (built once into ``--cache``, ~15 min).
 
-Printed: the geometric mean over the case groups (the datasets' steps and the synthetic ones) of the
-mean MASE of the rule (least backtest error, over the widened pool and over the old five) and of the
-equal mean of the best k for k = 1..5, on the training cases then the validation cases; the per-level
-scales that make the chosen combination's split-conformal band cover its nominal share of training
-outcomes (timer1.forecast.calibrate's arithmetic), and the validation coverage of the 10-90% band
-before and after them. The constants the product uses (combination.TOP_K, COMBINATION_BAND) are
-these choices.
+Printed: the coefficients of the learned softmax (timer1.core.combine.fit_softmax on the training
+cases), then the geometric mean over the case groups (the datasets' steps and the synthetic ones) of
+the mean MASE of the rule (least backtest error, over the widened pool and over the old five), of the
+equal mean of the best k for k = 1..5 and of the learned softmax, on the training cases then the
+validation cases; the per-level scales that make the chosen combination's split-conformal band cover
+its nominal share of training outcomes (timer1.forecast.calibrate's arithmetic), and the validation
+coverage of the 10-90% band before and after them. The constants the product uses
+(combine.SOFTMAX_COEF, combination.COMBINATION_BAND) are these choices.
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from timer1.core.combine import top_mean_weights  # noqa: E402
+from timer1.core.combine import SOFTMAX_COEF, fit_softmax, softmax_weights, top_mean_weights  # noqa: E402
 from timer1.core.evidence import scale_of  # noqa: E402
 from timer1.core.judge import build_cases, combine, rule_weights  # noqa: E402
 from timer1.forecast.band import BandCalibration  # noqa: E402
 from timer1.forecast.calibrate import band_scale  # noqa: E402
-from timer1.forecast.combination import COMBINATION_BAND, TOP_K, combined_band  # noqa: E402
+from timer1.forecast.combination import COMBINATION_BAND, combined_band  # noqa: E402
 from timer1.train.judge_data import VAL_SEED_OFFSET, dataset_problems, synthetic_problems  # noqa: E402
 
-from judge_ablation import group_mase  # noqa: E402  (benchmarks/, beside this script)
+from judge_ablation import group_mase, outcomes  # noqa: E402  (benchmarks/, beside this script)
 
 COVERAGES = (0.5, 0.8, 0.9, 0.95)
 OLD_FIVE = ("ets", "stl + ar")   # the candidates the old pool lacked
@@ -69,18 +70,20 @@ def old_five_rule(case) -> np.ndarray:
     return weights
 
 
-def methods() -> dict:
+def methods(coef: np.ndarray) -> dict:
     out = {"rule": lambda c: rule_weights(c.evidence), "rule (old five)": old_five_rule}
     for k in range(1, 6):
         out[f"best {k}"] = lambda c, k=k: top_mean_weights(c.evidence.errors, k)
+    out["softmax (learned)"] = lambda c: softmax_weights(c.evidence.errors, coef)
     return out
 
 
-def bands(cases: list, k: int, calibration: BandCalibration = BandCalibration()) -> list:
-    """(point, band samples (L, H), target) of the best-k combination per case, widened by ``calibration``."""
+def bands(cases: list, weigh, calibration: BandCalibration = BandCalibration()) -> list:
+    """(point, band samples (L, H), target) of the combination ``weigh(case)`` per case, widened by
+    ``calibration``."""
     out = []
     for case, _ in cases:
-        weights = top_mean_weights(case.evidence.errors, k)
+        weights = weigh(case)
         point = combine(case.forecasts, weights)
         samples = combined_band(weights, case.residuals, point, calibration)
         if samples is not None:
@@ -114,21 +117,25 @@ def main() -> None:
     train = cached_cases(args.cache, args.data, "train", args.per_dataset, args.synthetic)
     val = cached_cases(args.cache, args.data, "val", 30, 150)
     print(f"{len(train)} training cases, {len(val)} validation cases\n")
+    coef = fit_softmax(outcomes(train))
+    print(f"softmax coefficients fitted on the training cases: {np.round(coef, 4).tolist()}\n"
+          f"(the product's SOFTMAX_COEF: {list(SOFTMAX_COEF)})\n")
     print("| combination | training: geometric-mean MASE | validation |\n|---|---:|---:|")
-    scores = {}
-    for name, weigh in methods().items():
+    scores, weighers = {}, methods(coef)
+    for name, weigh in weighers.items():
         scores[name] = group_mase(train, [weigh(c) for c, _ in train])[0]
         print(f"| {name} | {scores[name]:.3f} | {group_mase(val, [weigh(c) for c, _ in val])[0]:.3f} |")
-    best = min((n for n in scores if n.startswith("best")), key=scores.get)
-    print(f"\nleast on the training cases: {best} (the product's TOP_K = {TOP_K})")
-    made = bands(train, TOP_K)
+    best = min(scores, key=scores.get)
+    print(f"\nleast on the training cases: {best} (the product's default: softmax (learned))")
+    default = weighers["softmax (learned)"]
+    made = bands(train, default)
     fitted = fitted_band(made)
     print(f"band scales fitted on the training cases: {dict(zip(fitted.coverages, fitted.scales))} "
           f"(the product's COMBINATION_BAND: {dict(zip(COMBINATION_BAND.coverages, COMBINATION_BAND.scales))})")
     print("\n| band | training 10-90% coverage | validation |\n|---|---:|---:|")
     for label, calibration in (("split conformal", BandCalibration()), ("scaled (COMBINATION_BAND)", COMBINATION_BAND)):
-        print(f"| {label} | {coverage(bands(train, TOP_K, calibration), 0.8):.1%} | "
-              f"{coverage(bands(val, TOP_K, calibration), 0.8):.1%} |")
+        print(f"| {label} | {coverage(bands(train, default, calibration), 0.8):.1%} | "
+              f"{coverage(bands(val, default, calibration), 0.8):.1%} |")
 
 
 if __name__ == "__main__":

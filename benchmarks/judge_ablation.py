@@ -1,13 +1,13 @@
 """The combinations the judge is measured against, on the judge's own TRAINING and VALIDATION cases
-(never the test windows): the softmax temperature is fitted on the training cases here, and every
-rule is compared on the validation cases.
+(never the test windows): the learned softmax's coefficients are fitted on the training cases here,
+and every rule is compared on the validation cases.
 
     python -m timer1.train.judge_data --out runs/judge_data      # the cases (minutes)
     python benchmarks/judge_ablation.py runs/judge_data [--judge runs/judge_sft --judge runs/judge_grip]
 
-Printed: the fitted temperature, then per case source (each dataset's validation region, synthetic)
+Printed: the fitted coefficients, then per case source (each dataset's validation region, synthetic)
 the mean MASE (the series' one-step scale) of each combination: the rule (least backtest error), the
-equal means of the best two and three, the softmax of the errors, each candidate alone, the
+equal means of the best two and three, the learned softmax of the errors, each candidate alone, the
 teacher's and the oracle's weights (they read the target: upper bounds), and each ``--judge`` model's
 greedy judgement; a geometric mean over the sources last.
 """
@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from timer1.core.combine import fit_temperature, softmax_weights, top_mean_weights  # noqa: E402
+from timer1.core.combine import Outcome, fit_softmax, softmax_weights, top_mean_weights  # noqa: E402
 from timer1.core.judge import combine, rule_weights  # noqa: E402
 from timer1.core.judge_teacher import oracle_weights, teacher_weights  # noqa: E402
 from timer1.train.judge_data import read_cases  # noqa: E402
@@ -57,15 +57,14 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=0, help="print this many judgements in full (prompt, answer)")
     args = parser.parse_args()
     train = read_cases(args.cases / "train.jsonl")
-    temperature = fit_temperature([c.evidence.errors for c, _ in train], [c.forecasts for c, _ in train],
-                                  [c.target for c, _ in train], [s for _, s in train])
-    print(f"softmax temperature fitted on {len(train)} training cases: {temperature}")
+    coef = fit_softmax(outcomes(train))
+    print(f"softmax coefficients fitted on {len(train)} training cases: {np.round(coef, 4).tolist()}")
     val = read_cases(args.cases / "val.jsonl")
     cases = [c for c, _ in val]
     methods = {"rule": [rule_weights(c.evidence) for c in cases],
                "top2": [top_mean_weights(c.evidence.errors, 2) for c in cases],
                "top3": [top_mean_weights(c.evidence.errors, 3) for c in cases],
-               f"softmax T={temperature}": [softmax_weights(c.evidence.errors, temperature) for c in cases],
+               "softmax (learned)": [softmax_weights(c.evidence.errors, coef) for c in cases],
                "teacher (reads the target)": [teacher_weights(c) for c in cases],
                "oracle (reads the target)": [oracle_weights(c) for c in cases]}
     for judge in args.judge:
@@ -82,6 +81,11 @@ def main() -> None:
     for name, weights in methods.items():
         geo, means = group_mase(val, weights)
         print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means.values()) + f" | {geo:.3f} |")
+
+
+def outcomes(cases: list) -> list[Outcome]:
+    """(case, scale) pairs as fit_softmax takes them, grouped by the evidence's step."""
+    return [Outcome(c.evidence.errors, c.forecasts, c.target, scale, c.evidence.step) for c, scale in cases]
 
 
 def group_mase(cases: list, weights: list) -> tuple[float, dict[str, float]]:

@@ -4,8 +4,9 @@
 
 Each ``DIR/*.csv`` (a date column, one value column) loses its last H rows, H the default horizon
 forecast.py picks (two cycles of the step). On the rest, every candidate is backtested
-(timer1.core.backtest) and combined by the rule, the equal mean of the best two, the softmax of the
-errors, the equal mean of the best TOP_K (the product's default) and, with ``--judge``, the judge;
+(timer1.core.backtest) and combined by the rule, the equal means of the best two and three (the
+default before the learned softmax), the learned softmax of the errors (the product's default) and,
+with ``--judge``, the judge;
 each is scored against the held-out rows. ``--reference`` adds rows made elsewhere on the same
 held-out values (statsforecast's AutoETS and AutoARIMA with their 80% intervals, written by a scratch
 venv as JSON: {"DIR/name": {"autoets": {"mean": [...], "lo": [...], "hi": [...]}, ...}}). Printed: per
@@ -30,11 +31,11 @@ sys.path.insert(0, str(REPO))
 
 from timer1.core.backtest import Problem  # noqa: E402
 from timer1.core.baselines import LastValue, SeasonalNaive, period_for_step  # noqa: E402
-from timer1.core.combine import SOFTMAX_TEMPERATURE, softmax_weights, top_mean_weights  # noqa: E402
+from timer1.core.combine import softmax_weights, top_mean_weights  # noqa: E402
 from timer1.core.judge import build_cases, combine, rule_weights  # noqa: E402
 from timer1.core.window import interpolate_gaps  # noqa: E402
 from timer1.data.csv_io import read_csv  # noqa: E402
-from timer1.forecast.combination import TOP_K, combined_band  # noqa: E402
+from timer1.forecast.combination import combined_band  # noqa: E402
 from timer1.forecast.resolve import default_horizon  # noqa: E402
 
 
@@ -67,8 +68,8 @@ def main() -> None:
     cases = [c for c in built if c is not None]
     weights = {"rule": [rule_weights(c.evidence) for c in cases],
                "top2": [top_mean_weights(c.evidence.errors, 2) for c in cases],
-               "softmax": [softmax_weights(c.evidence.errors, SOFTMAX_TEMPERATURE) for c in cases],
-               f"best {TOP_K} (default)": [top_mean_weights(c.evidence.errors, TOP_K) for c in cases]}
+               "top3": [top_mean_weights(c.evidence.errors, 3) for c in cases],
+               "softmax (the default)": [softmax_weights(c.evidence.errors) for c in cases]}
     if args.judge:
         from timer1.forecast.combination import judge_series
         from timer1.forecast.resolve import open_policy, resolve_judge

@@ -1,4 +1,4 @@
-"""The default forecast: the equal mean of the best TOP_K backtested candidates, or the judge's weights
+"""The default forecast: the learned softmax of the backtested candidates' errors, or the judge's weights
 (averaged, the rule when unreadable); the band of the combination's own residuals widened by
 COMBINATION_BAND; what ``source`` says; mode "rule" (the default before round 4)."""
 
@@ -8,9 +8,9 @@ import pytest
 from timer1.core.backtest import Problem
 from timer1.core.judge import build_cases, combine, mean_weights, rule_weights
 from timer1.forecast.forecaster import Forecaster
-from timer1.core.combine import top_mean_weights
+from timer1.core.combine import softmax_weights
 from timer1.forecast.band import BandCalibration, widen_samples
-from timer1.forecast.combination import COMBINATION_BAND, TOP_K, Judgement, combined_band
+from timer1.forecast.combination import COMBINATION_BAND, Judgement, combined_band, tally_key
 from timer1.forecast.reflect import band_samples
 from timer1.train.random_init import random_policy
 
@@ -43,23 +43,21 @@ def test_an_unreadable_judge_falls_back_to_the_rule_with_the_rules_band(judged):
     np.testing.assert_allclose(result.samples, expected, rtol=1e-12)
 
 
-def test_the_default_without_a_judge_averages_the_best_three_and_says_so(judged):
+def test_the_default_without_a_judge_weighs_by_the_learned_softmax_and_says_so(judged):
     values = monthly(seed=3)
     plain = Forecaster(judged.policy)                                     # no judge
     out = plain.predict(values, 12, timestamps=[f"{2000 + i // 12}-{i % 12 + 1:02d}-01" for i in range(120)])
     case, = build_cases([Problem(values, 12, 12)], ["monthly"])
-    order = np.argsort(case.evidence.errors[:, 0], kind="stable")[:TOP_K]   # least mean backtest error
-    weights = np.zeros(len(case.evidence.names))
-    weights[order] = 1 / TOP_K
-    np.testing.assert_allclose(out.point[0], case.forecasts[order].mean(axis=0), rtol=1e-12)
-    names = sorted(case.evidence.names[k] for k in order)
-    assert out.source[0].startswith(f"best {TOP_K}: ") and sorted(
-        part.rsplit(" ", 1)[0] for part in out.source[0].removeprefix(f"best {TOP_K}: ").split(" + ")) == names
-    assert all(part.endswith(f" {1 / TOP_K:.2f}") for part in out.source[0].split(": ", 1)[1].split(" + "))
+    weights = softmax_weights(case.evidence.errors)
+    assert weights.sum() == pytest.approx(1.0) and np.all(weights > 0)
+    np.testing.assert_allclose(out.point[0], weights @ case.forecasts, rtol=1e-12)
+    assert out.results[0].answer == "softmax"
+    shown = [(case.evidence.names[k], weights[k]) for k in np.argsort(-weights, kind="stable")
+             if round(float(weights[k]), 2) > 0]                          # largest first, 0.00 left out
+    assert out.source[0] == "softmax: " + " + ".join(f"{name} {w:.2f}" for name, w in shown)
     mixed = np.tensordot(weights, case.residuals, axes=1)                 # (O, H) the combination's residuals
     np.testing.assert_allclose(out.results[0].samples, widen_samples(band_samples(out.point[0], mixed), COMBINATION_BAND))
     assert out.results[0].band == "backtest errors" and 0.1 in out.quantiles
-    np.testing.assert_array_equal(top_mean_weights(case.evidence.errors, TOP_K), weights)
 
 
 def test_mode_rule_is_reflection_on_the_models_drafts(judged):
@@ -104,3 +102,10 @@ def test_source_names_the_weights_largest_first():
     j = Judgement(["theta", "ets", "drift"], np.array([0.25, 0.75, 0.0]), 3, np.zeros(2), None, "", "judge")
     assert j.source == "judge: ets 0.75 + theta 0.25"
     assert Judgement(["theta"], np.array([1.0]), 0, np.zeros(2), None, "", "rule").source == "rule: theta 1.00"
+
+
+def test_summaries_count_a_combination_by_its_weighing_and_leading_candidate():
+    assert tally_key("softmax: theta 0.52 + seasonal naive (period 12) 0.31 + ets 0.17") == "softmax, most on theta"
+    assert tally_key("judge: seasonal naive (period 12) 0.75 + ets 0.25") == "judge, most on seasonal naive (period 12)"
+    assert tally_key("rule: drift 1.00") == "rule, most on drift"
+    assert tally_key("model") == "model" and tally_key("drift") == "drift"   # not a combination: as it is

@@ -71,9 +71,9 @@ def test_nasdaq_report_with_a_random_checkpoint(tmp_path, checkpoint, shared_dat
     assert slow["mse"] is None and slow["n"] == 0
     assert slow["mse_fallback"] == pytest.approx(results["last"]["mse"])  # replaced by the last value
     assert "| nasdaq | timer1-slow | 0 | 2 |" in done.stdout
-    default = results["timer1-default"]   # the best 3 answer every window: the report says which
+    default = results["timer1-default"]   # the learned softmax answers every window: the report says which
     assert sum(default["chosen"].values()) == 2 and default["mse_fallback"] is not None
-    assert all(name.startswith("best 3: ") for name in default["chosen"])
+    assert all(name.startswith("softmax, most on ") for name in default["chosen"])   # tallied by the leading weight
     assert len(report["forecasts"]["nasdaq"]["timer1-default"]) == 2
 
     # today's rule stays reachable (DESIGN's round-4 contract): reflection on the model's drafts

@@ -91,26 +91,31 @@ def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_cli, caps
         assert (r["q0.1"], r["q0.9"], r["source"]) == ("", "", "last value repeated")
 
 
-def test_the_default_averages_the_best_three_backtested_candidates(tmp_path, checkpoint, forecast_cli, capsys):
+def test_the_default_weighs_the_backtested_candidates_by_the_learned_softmax(tmp_path, checkpoint, forecast_cli,
+                                                                             capsys):
     """Without --mode the forecast is the product's: on a ramp drift and ETS continue it exactly and
-    backtest best, Theta (half the slope) third; the forecast is their mean, and stderr and the source
-    column name them."""
-    from timer1.core.backtest import Problem, backtest
+    backtest best, so the learned softmax gives them nearly all the weight; the forecast is the ramp
+    continued, and stderr and the source column name the weights."""
+    from timer1.core.backtest import Problem
+    from timer1.core.combine import softmax_weights
+    from timer1.core.judge import build_cases
 
     dates = dates_for("daily", ROWS + HORIZON)
     source = ramp_csv(tmp_path / "ramp.csv", dates[:ROWS])
     assert forecast_cli.main([str(source), "--model", str(checkpoint), *FAST[:-2]]) == 0
     captured = capsys.readouterr()
-    assert f"value: {HORIZON} steps; the candidates backtested on its {ROWS} values, the best 3 averaged" in captured.err
+    assert (f"value: {HORIZON} steps; the candidates backtested on its {ROWS} values, weighed by the learned "
+            "softmax of their errors") in captured.err
     rows = read_output(captured.out)
-    assert {r["source"] for r in rows} == {"best 3: drift 0.33 + theta 0.33 + ets 0.33"}   # the pool's order
+    case, = build_cases([Problem(2 * np.arange(ROWS) + 1.0, HORIZON, 7)], ["daily"])
+    weights = softmax_weights(case.evidence.errors)
+    shown = [f"{case.evidence.names[k]} {weights[k]:.2f}" for k in np.argsort(-weights, kind="stable")
+             if round(float(weights[k]), 2) > 0]
+    assert {r["source"] for r in rows} == {"softmax: " + " + ".join(shown)}
+    assert {name.rsplit(" ", 1)[0] for name in shown} <= {"drift", "ets", "linear"}   # the exact continuations
     assert "band from its backtest errors" in captured.err
-    ramp = 2 * np.arange(ROWS) + 1.0
-    test = backtest([Problem(ramp, HORIZON, 7)])[0]
-    expected = np.mean([test.forecasts[test.names.index(n)] for n in ("drift", "ets", "theta")], axis=0)
-    np.testing.assert_allclose([float(r["forecast"]) for r in rows], expected, rtol=1e-9)
-    np.testing.assert_allclose(expected, 2 * np.arange(ROWS, ROWS + HORIZON) + 1 - np.arange(1, HORIZON + 1) / 3,
-                               rtol=1e-6)   # two exact continuations and Theta's half slope
+    np.testing.assert_allclose([float(r["forecast"]) for r in rows], weights @ case.forecasts, rtol=1e-9)
+    np.testing.assert_allclose(weights @ case.forecasts, 2 * np.arange(ROWS, ROWS + HORIZON) + 1, rtol=1e-6)
 
 
 def test_mode_rule_reflects_on_the_history_and_says_what_it_chose(tmp_path, checkpoint, forecast_cli, capsys):

@@ -65,8 +65,8 @@ def test_one_series_equals_forecast_py(forecaster, forecast_cli, capsys, tmp_pat
     values[50] = np.nan                                   # a missing cell: interpolated by both
     rows = cli_forecast(forecast_cli, capsys, write_csv(tmp_path / "one.csv", values))
     dates = hourly_dates(120)
-    out = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED)   # the default: the best 3 averaged
-    assert out.point.shape == (1, HORIZON) and out.results[0].answer == "best 3"
+    out = forecaster.predict(values, HORIZON, timestamps=dates, seed=SEED)   # the default: the learned softmax
+    assert out.point.shape == (1, HORIZON) and out.results[0].answer == "softmax"
     assert_same(rows, out, 0)
 
     rule_rows = cli_forecast(forecast_cli, capsys, tmp_path / "one.csv", "--mode", "rule")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from timer1.core.backtest import ETS_HISTORY, FIT_HISTORY, Problem, backtest, errors_at, statistical_candidates
-from timer1.core.combine import fit_temperature, softmax_weights, top_mean_weights
+from timer1.core.combine import SOFTMAX_COEF, Outcome, error_features, fit_softmax, softmax_weights, top_mean_weights
 from timer1.core.ets_fit import fit_auto_ets
 from timer1.core.evidence import Evidence, error_columns, level_shift, scale_of, strengths
 from timer1.core.judge import (JudgeCase, build_cases, combine, format_weights, judge_completion, judge_prompt,
@@ -163,22 +163,35 @@ def test_build_cases_never_read_the_target():
 
 # ---------------------------------------------------------------------------------------------- combinations
 
-def test_top_mean_and_softmax_by_hand():
+def test_top_mean_and_learned_softmax_by_hand():
     errors = np.array([[2.0] * 4, [1.0] * 4, [4.0] * 4])
     assert top_mean_weights(errors, 2).tolist() == [0.5, 0.5, 0]
-    w = softmax_weights(errors, 0.5)  # logits -e / (0.5 * 1) = -4, -2, -8
-    expected = np.exp([-4.0, -2.0, -8.0]) / np.exp([-4.0, -2.0, -8.0]).sum()
-    assert w == pytest.approx(expected)
-    assert softmax_weights(np.array([[0.0] * 4, [1.0] * 4]), 1.0).tolist() == [1, 0]
+    ratio = np.log((np.array([2.0, 1.0, 4.0]) + 1e-6) / (1.0 + 1e-6))   # to the best (eps 1e-6), every column alike
+    ranks = [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]   # the best, 2nd, 3rd by the error over all origins
+    expected = np.concatenate([np.repeat(ratio[:, None], 4, 1), np.repeat(ratio[:, None] ** 2, 4, 1), ranks], axis=1)
+    np.testing.assert_allclose(error_features(errors), expected, rtol=1e-12)
+    coef = np.zeros(12)
+    coef[0], coef[8] = -1.0, 0.5                  # logits: -log 2, 0 + 0.5 (the best's rank), -log 4
+    w = softmax_weights(errors, coef)
+    assert w == pytest.approx(np.array([0.5, np.exp(0.5), 0.25]) / (0.75 + np.exp(0.5)), rel=1e-5)
+    far = error_features(np.array([[1.0] * 4, [np.inf] * 4, [np.nan] * 4]))   # unusable: FAR, its square 9
+    assert far[1:, :4].tolist() == [[10.0] * 4] * 2 and far[1:, 4:8].tolist() == [[9.0] * 4] * 2
+    tied = np.exp(SOFTMAX_COEF[8:10])            # equal errors: only the ranks (1st, 2nd) tell them apart
+    assert softmax_weights(np.array([[1.0] * 4, [1.0] * 4])) == pytest.approx(tied / tied.sum())
 
 
-def test_fit_temperature_prefers_sharp_weights_when_the_best_backtest_is_right():
-    errors = [np.array([[1.0] * 4, [1.5] * 4])] * 3
-    forecasts = [np.array([[0.0, 0.0], [5.0, 5.0]])] * 3
-    targets = [np.zeros(2)] * 3   # the candidate of least error is exact
-    assert fit_temperature(errors, forecasts, targets, [1.0] * 3) == 0.02
-    targets = [np.full(2, 2.5)] * 3  # the truth is the two candidates' mean: flat weights win
-    assert fit_temperature(errors, forecasts, targets, [1.0] * 3) == 2.0
+def outcomes(target: np.ndarray, groups=("a", "b", "c")) -> list[Outcome]:
+    """The same two candidates in every case: errors 1 and 1.5 (the first ranks best), forecasts 0
+    and 5, ``target`` the truth."""
+    errors, forecasts = np.array([[1.0] * 4, [1.5] * 4]), np.array([[0.0, 0.0], [5.0, 5.0]])
+    return [Outcome(errors, forecasts, target, 1.0, g) for g in groups]
+
+
+def test_fit_softmax_learns_sharp_weights_when_the_best_backtest_is_right_and_flat_ones_when_the_mean_is():
+    sharp = softmax_weights(np.array([[1.0] * 4, [1.5] * 4]), fit_softmax(outcomes(np.zeros(2))))
+    assert sharp[0] > 0.95                       # the candidate of least error is exact: all on it
+    flat = softmax_weights(np.array([[1.0] * 4, [1.5] * 4]), fit_softmax(outcomes(np.full(2, 2.5))))
+    assert flat == pytest.approx([0.5, 0.5], abs=0.02)   # the truth is the two candidates' mean
 
 
 # ---------------------------------------------------------------------------------------------- teacher

@@ -1,12 +1,14 @@
-"""Combinations without a language model: the judge's ablation baselines.
+"""Combinations without a language model: the default forecast's weights and the judge's baselines.
 
 - ``top_mean_weights``: the equal-weight mean of the k candidates of least backtest error (equal
   weights are hard to beat: Clemen 1989, "Combining forecasts: a review"; Smith & Wallis 2009, "A
   simple explanation of the forecast combination puzzle").
-- ``softmax_weights``: w_k proportional to exp(-e_k / (T * min_j e_j)), e_k a candidate's mean
-  backtest error: the best candidate gets the most, the others in proportion to how close they come.
-  The temperature T is the one learned number, chosen by ``fit_temperature`` on training windows
-  (the weights of Stock & Watson 2004's inverse-error schemes, in softmax form as FFORMA's output).
+- ``softmax_weights``: a learned softmax over the candidates, FFORMA's output layer (Montero-Manso,
+  Athanasopoulos, Hyndman & Talagala 2020, "FFORMA: Feature-based forecast model averaging") with
+  the backtest as the features: w_k = softmax_k(phi_k . coef), phi_k (``error_features``) saying how
+  far candidate k's backtest errors are from the best's in each error column, and where it ranks.
+  ``fit_softmax`` learns the coefficients on training cases by FFORMA's criterion, the error of the
+  combined forecast itself (here the geometric mean over case groups of the mean MASE).
 
 Each takes the evidence's (K, 4) error table (timer1.core.evidence.COLUMNS) and returns (K,) weights
 summing to 1.
@@ -14,12 +16,20 @@ summing to 1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 
 from timer1.core.evidence import COLUMNS
 
-TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)   # the grid fit_temperature searches
-SOFTMAX_TEMPERATURE = 0.02   # fit_temperature on the judge's training cases (benchmarks/judge_ablation.py)
+RANKS = 4             # rank indicators: best, second, third, any lower (by the error over all origins)
+FAR = 10.0            # a log error ratio past this (an unusable candidate) counts as this
+SOFTMAX_COEF = (-0.5276, -0.0328, -2.3179, 0.2557, -0.2334, -0.1837, -1.0449, 0.0209, 0.0526, 0.1962, -0.1277,
+                -0.1211)
+# fit_softmax on the default's training cases (python benchmarks/default_combination.py prints them): per
+# error column (all, latest, early, late) the log ratio to the best, then its square (capped at 3), then
+# the rank indicators (best, 2nd, 3rd, lower)
 
 
 def _all_origins(errors: np.ndarray) -> np.ndarray:
@@ -34,24 +44,70 @@ def top_mean_weights(errors: np.ndarray, k: int = 3) -> np.ndarray:
     return weights / weights.sum()
 
 
-def softmax_weights(errors: np.ndarray, temperature: float) -> np.ndarray:
-    """(K,) softmax of -e_k / (T * min e): relative errors, so the temperature is scale-free; a
-    perfect candidate (error 0) takes all the weight."""
-    e = _all_origins(errors)
-    best = float(e.min())
-    if best <= 0:
-        return (e == best) / float(np.sum(e == best))
-    logits = -e / (temperature * best)
+def error_features(errors: np.ndarray) -> np.ndarray:
+    """(K, 2C + RANKS) per candidate: r_c = log((e_kc + eps) / (min_j e_jc + eps)) for each of the C
+    error columns (0 for the best, capped at FAR; eps = 1e-6 scaled units, so a perfect candidate
+    beside a near-perfect one is not infinitely apart), min(r_c, 3)^2 (a bend: far behind differs
+    little from further behind), and the one-hot rank of its error over all origins (ties: the
+    earlier candidate first, as top_mean_weights)."""
+    e = np.asarray(errors, dtype=np.float64)                                   # (K, C)
+    e = np.where(np.isfinite(e), e, np.inf) + 1e-6
+    with np.errstate(invalid="ignore"):
+        ratio = np.log(e / e.min(axis=0, keepdims=True))
+    ratio = np.minimum(np.nan_to_num(ratio, nan=FAR, posinf=FAR), FAR)
+    ranks = np.zeros((len(e), RANKS))
+    order = np.argsort(_all_origins(errors), kind="stable")
+    ranks[order, np.minimum(np.arange(len(e)), RANKS - 1)] = 1.0
+    return np.concatenate([ratio, np.minimum(ratio, 3.0) ** 2, ranks], axis=1)
+
+
+def softmax_weights(errors: np.ndarray, coef=SOFTMAX_COEF) -> np.ndarray:
+    """(K,) softmax of error_features(errors) @ coef."""
+    logits = error_features(errors) @ np.asarray(coef, dtype=np.float64)
     w = np.exp(logits - logits.max())
     return w / w.sum()
 
 
-def fit_temperature(errors: list[np.ndarray], forecasts: list[np.ndarray], targets: list[np.ndarray],
-                    scales: list[float]) -> float:
-    """The TEMPERATURES value whose softmax combination has the least geometric-mean scaled MAE over
-    training cases: errors (K, 4), forecasts (K, H), targets (H,) and MASE scales, one per case."""
-    def loss(t: float) -> float:
-        maes = [np.mean(np.abs(softmax_weights(e, t) @ f - y)) / s
-                for e, f, y, s in zip(errors, forecasts, targets, scales)]
-        return float(np.mean(np.log(np.maximum(maes, 1e-12))))
-    return min(TEMPERATURES, key=loss)
+@dataclass
+class Outcome:
+    """A training case as the fit sees it: the evidence's errors (K, C), the candidates' forecasts
+    (K, H), the target (H,), the history's MASE scale and the case's group (its step)."""
+
+    errors: np.ndarray
+    forecasts: np.ndarray
+    target: np.ndarray
+    scale: float
+    group: str
+
+
+def fit_softmax(outcomes: list[Outcome], l2: float = 1e-3, steps: int = 600, lr: float = 0.05) -> np.ndarray:
+    """The coefficients minimizing the mean over groups of log(mean MASE of the combined forecast)
+    (the geometric mean over groups the default was chosen by) plus l2 * |coef|^2, by Adam from 0
+    (equal weights). Cases are padded to the largest K and H and masked, so a step is a few tensor
+    operations over all of them."""
+    n, k_max = len(outcomes), max(len(o.errors) for o in outcomes)
+    h_max = max(len(o.target) for o in outcomes)
+    width = error_features(outcomes[0].errors).shape[1]
+    feats, live = torch.zeros(n, k_max, width, dtype=torch.float64), torch.zeros(n, k_max, dtype=torch.bool)
+    fc, target = torch.zeros(n, k_max, h_max, dtype=torch.float64), torch.zeros(n, h_max, dtype=torch.float64)
+    steps_live = torch.zeros(n, h_max, dtype=torch.float64)
+    for i, o in enumerate(outcomes):
+        k, h = o.forecasts.shape
+        feats[i, :k], live[i, :k] = torch.from_numpy(error_features(o.errors)), True
+        fc[i, :k, :h], target[i, :h] = torch.from_numpy(o.forecasts / o.scale), torch.from_numpy(o.target / o.scale)
+        steps_live[i, :h] = 1.0
+    names = sorted({o.group for o in outcomes})
+    group = torch.tensor([names.index(o.group) for o in outcomes])
+    coef = torch.zeros(width, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([coef], lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        weights = torch.softmax((feats @ coef).masked_fill(~live, -torch.inf), dim=1)     # (N, K)
+        combined = torch.einsum("nk,nkh->nh", weights, fc)                                # (N, H)
+        mase = ((combined - target).abs() * steps_live).sum(1) / steps_live.sum(1)       # (N,)
+        group_means = torch.zeros(len(names), dtype=torch.float64).index_add(0, group, mase)
+        group_means = group_means / torch.bincount(group, minlength=len(names))
+        loss = group_means.clamp_min(1e-12).log().mean() + l2 * (coef ** 2).sum()   # a perfect group: no -inf
+        loss.backward()
+        optimizer.step()
+    return coef.detach().numpy().copy()

@@ -1,9 +1,10 @@
-"""The default forecast: backtest, evidence, the weights (the judge's, or the equal mean of the best
-TOP_K), the combined forecast, its band.
+"""The default forecast: backtest, evidence, the weights (the judge's, or the learned softmax of the
+backtest errors), the combined forecast, its band.
 
 For a batch of series (every value before each origin): the candidates are backtested together
-(timer1.core.backtest). Without a judge the weights are the equal mean of the TOP_K candidates of least
-backtest error (timer1.core.combine.top_mean_weights); with one, the evidence is written for the judge
+(timer1.core.backtest). Without a judge the weights are the learned softmax of the candidates' backtest
+errors (timer1.core.combine.softmax_weights: FFORMA's output layer on the backtest); with one, the
+evidence is written for the judge
 (timer1.core.judge), the model answers ``samples`` judgements per series and the readable ones' weights
 are averaged (one greedy answer when ``samples`` is 1). The forecast is the weighted combination of the
 candidates' forecasts; the band comes from the combination's own backtest residuals (the weights
@@ -11,7 +12,8 @@ applied to every candidate's residuals at every origin), by split conformal as r
 (timer1.forecast.reflect.band_samples), widened per level by COMBINATION_BAND. A series whose
 judgements are all unreadable gets the rule's weights and says so.
 
-TOP_K and COMBINATION_BAND were chosen on training cases and checked on validation cases
+The softmax's coefficients (combine.SOFTMAX_COEF) and COMBINATION_BAND were fitted on training cases
+and checked on validation cases
 (``benchmarks/default_combination.py``; docs/results.md has the tables), never on test windows or the
 public series the results report.
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from timer1.core.combine import top_mean_weights
+from timer1.core.combine import softmax_weights
 from timer1.core.judge import JudgeCase, combine, judge_texts, mean_weights
 from timer1.forecast.band import BandCalibration, widen_samples
 from timer1.util.seeding import derive_seed
@@ -30,18 +32,16 @@ from timer1.util.seeding import derive_seed
 JUDGE_MAX_TOKENS = 256    # a judgement's budget (the teacher's completions take about 170 tokens)
 JUDGE_SAMPLES = 8         # judgements averaged per series: on the judge's validation cases 8 averaged scored
                           # 2.815 geometric-mean MASE against one greedy answer's 2.944 (the rule: 3.072)
-TOP_K = 3                 # candidates the default averages without a judge: of k = 1..5 the least geometric-mean
-                          # MASE on the training cases, 2.787 (the rule: 2.935); validation 2.840 (rule 3.072)
-COMBINATION_BAND = BandCalibration((0.5, 0.8, 0.9, 0.95), (1.088, 1.133, 1.184, 1.164))
-                          # per central coverage, the factor that makes the best 3's band cover that share of
-                          # the training outcomes (its split-conformal 10-90% band covered 77.3%)
+COMBINATION_BAND = BandCalibration((0.5, 0.8, 0.9, 0.95), (1.076, 1.128, 1.161, 1.155))
+                          # per central coverage, the factor that makes the default's band cover that share
+                          # of the training outcomes (its split-conformal 10-90% band covered 77.2%)
 
 
 @dataclass
 class Judgement:
     """One series' weights (K,) over ``names``, how many of the judge's sampled answers were readable,
     the point (H,), the band as samples (levels, H) or None, and what weighed: ``by`` "judge", "rule"
-    (no judgement was readable) or "best 3" (the equal mean without a judge)."""
+    (no judgement was readable) or "softmax" (the learned softmax without a judge)."""
 
     names: list[str]
     weights: np.ndarray
@@ -53,9 +53,10 @@ class Judgement:
 
     @property
     def source(self) -> str:
-        """The weights as ``source`` writes them: ``judge: theta 0.75 + ets 0.25`` (``rule:`` when no
-        answer was readable, ``best 3:`` for the equal mean without a judge)."""
-        kept = [k for k in np.argsort(-self.weights, kind="stable") if self.weights[k] > 0]
+        """The weights as ``source`` writes them, largest first: ``judge: theta 0.75 + ets 0.25``
+        (``rule:`` when no answer was readable, ``softmax:`` without a judge); weights that round to
+        0.00 are left out of the text, not of the forecast."""
+        kept = [k for k in np.argsort(-self.weights, kind="stable") if round(float(self.weights[k]), 2) > 0]
         parts = " + ".join(f"{self.names[k]} {self.weights[k]:.2f}" for k in kept)
         return f"{self.by}: {parts}"
 
@@ -73,12 +74,12 @@ def combined_band(weights: np.ndarray, residuals: np.ndarray | None, point: np.n
     return None if samples is None else widen_samples(samples, calibration)
 
 
-def best_k(case: JudgeCase) -> Judgement:
-    """The default's judgement without a judge: the equal mean of the TOP_K of least backtest error."""
-    weights = top_mean_weights(case.evidence.errors, TOP_K)
+def learned(case: JudgeCase) -> Judgement:
+    """The default's judgement without a judge: the learned softmax of the backtest errors."""
+    weights = softmax_weights(case.evidence.errors)
     point = combine(case.forecasts, weights)
     return Judgement(case.evidence.names, weights, 0, point, combined_band(weights, case.residuals, point),
-                     f"the equal mean of the {TOP_K} candidates of least backtest error", f"best {TOP_K}")
+                     "the learned softmax of the candidates' backtest errors", "softmax")
 
 
 def judge_series(policy, cases: list[JudgeCase], *, samples: int = JUDGE_SAMPLES, seeds: list[int] | None = None,
@@ -99,9 +100,16 @@ def judge_series(policy, cases: list[JudgeCase], *, samples: int = JUDGE_SAMPLES
     return out
 
 
+def tally_key(source: str) -> str:
+    """A ``source`` as summaries count it: a combination's weighing and its candidate of most weight
+    ("softmax, most on theta": every combination's weights differ), any other source as it is."""
+    by, weighed, parts = source.partition(": ")
+    return f"{by}, most on {parts.split(' + ')[0].rsplit(' ', 1)[0]}" if weighed else source
+
+
 def is_combination(result) -> bool:
     """Whether a forecasting result (timer1.core.slow_think.SlowThinkResult) is a combination made here."""
-    return result.answer in ("judge", "rule", f"best {TOP_K}")
+    return result.answer in ("judge", "rule", "softmax")
 
 
 def as_result(judgement: Judgement):
@@ -122,7 +130,7 @@ def combined_results(judge, fulls: list, horizon: int, periods: list, steps: lis
                      seeds: list[int] | None) -> list:
     """The default mode's answer per window (each with every value before its origin, all of one
     horizon): the candidates backtested together, the weights (the ``judge``'s averaged judgements, or
-    the best TOP_K's equal mean when it is None), the combination and its band, as results
+    the learned softmax when it is None), the combination and its band, as results
     (``as_result``); None where a history has no backtest origin."""
     from timer1.core.backtest import Problem
     from timer1.core.judge import build_cases
@@ -133,7 +141,7 @@ def combined_results(judge, fulls: list, horizon: int, periods: list, steps: lis
     live = [i for i in range(n) if cases[i] is not None]
     own_seeds = [seeds[i] if seeds is not None else 0 for i in live]
     out: list = [None] * n
-    judged = ([best_k(cases[i]) for i in live] if judge is None
+    judged = ([learned(cases[i]) for i in live] if judge is None
               else judge_series(judge, [cases[i] for i in live], seeds=own_seeds))
     for i, judgement in zip(live, judged):
         out[i] = as_result(judgement)

@@ -5,7 +5,7 @@
     out = forecaster.predict([3.0, 4.1, 5.2, ...], horizon=24)
     out.point            # (N, H) the default's combination, the drafts' median (slow) or the greedy answer
     out.quantiles[0.1]   # (N, H), one array per requested quantile
-    out.source           # per series: what answered ("best 3: theta 0.33 + linear 0.33 + ets 0.33", "model")
+    out.source           # per series: what answered ("softmax: theta 0.52 + ets 0.31 + drift 0.17", "model")
 
 The shape follows Chronos (``pipeline.predict(context, prediction_length)``, ``predict_quantiles``): a
 context is one 1-D array or a list of them of different lengths, and many series are backtested in one
@@ -154,7 +154,7 @@ class Forecaster:
                         judge: str | os.PathLike | None = DEFAULT_JUDGE, **settings) -> "Forecaster":
         """Load ``model`` (a name like "timer1-tiny", a Hugging Face directory or a training run;
         None = $TIMER1_MODEL or timer1-tiny) with an optional LoRA ``adapter``, as `resolve_model`
-        says, and the ``judge`` (timer1-judge when installed; None: the best 3 are averaged);
+        says, and the ``judge`` (timer1-judge when installed; None: the learned softmax weighs);
         ``settings`` are the constructor's (config, max_new_tokens, lookback, batch)."""
         model_dir, adapter_dir = resolve_model(model, adapter)
         judge_dir = resolve_judge(judge)
