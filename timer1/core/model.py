@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.attention.bias import causal_lower_right
 from torch.utils.checkpoint import checkpoint
 
 from timer1.core import hf_io
@@ -136,7 +135,10 @@ class Qwen2Backbone(nn.Module):
 
     def __init__(self, config: Qwen2Config):
         super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        # its default init, N(0, 1), drawn by randn: nn.Embedding's own normal_ on the meta device
+        # (where from_pretrained builds) imports torch._dynamo, about 1 s of every cold forecast
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size,
+                                         _weight=torch.randn(config.vocab_size, config.hidden_size))
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -308,6 +310,10 @@ class Qwen2(nn.Module):
                 return None, T > 1
             if T == 1:  # one new token sees every cached slot
                 return None, False
+            # imported here: it loads torch._dynamo (~1 s), which a forecast that never runs the model
+            # (the default on a series long enough to backtest) need not wait for
+            from torch.nn.attention.bias import causal_lower_right
+
             return causal_lower_right(T, start + T), False  # query i sees slots [0, start + i]
         S = start + T
         q_slot = torch.arange(start, S, device=device)[:, None]  # (T, 1)
