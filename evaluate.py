@@ -72,9 +72,9 @@ MODEL_METHODS = ("timer1", "timer1-slow", "timer1-default", "timer1-rule", *THIN
 SLOW_METHODS = ("timer1-slow", "timer1-default", "timer1-rule")   # answers with a band
 CHOOSING_METHODS = ("timer1-default", "timer1-rule")   # answers chosen on each window's whole history
 FITTED_METHODS = ("ets", "stl_ar")   # statistical methods fitted per window, a dataset's windows in one batch
-# combinations of the backtested candidates on each window's whole history (timer1.core.judge): the rule
-# (the candidate of least backtest error), the equal mean of the best two, the softmax of the errors, and
-# the judge model's weights (--judge; run only when asked for with --methods)
+# combinations of the backtested candidates on each window's whole history (timer1.core.judge.COMBINATIONS):
+# the rule (the candidate of least backtest error), the equal means of the best two and three, the learned
+# softmax of the errors, and the judge model's weights (--judge; run only when asked for with --methods)
 COMBINATION_METHODS = ("rule", "top2", "top3", "softmax", "judge")
 PAPER_DATASETS = ("ETTh1", "ETTh2", "exchange", "aqwan", "aqshunyi", "wind", "nasdaq")
 # Time-R1's published MSE (paper Table 2, Qwen2.5-7B), drawn beside our methods by --plot
@@ -245,16 +245,12 @@ def combination_forecasts(series, windows, names, judge: JudgeModel | None) -> d
     judge."""
     from timer1.core.backtest import Problem
     from timer1.core.baselines import period_for_step
-    from timer1.core.combine import softmax_weights, top_mean_weights
-    from timer1.core.judge import build_cases, combine, rule_weights
+    from timer1.core.judge import COMBINATIONS, build_cases, combine
     from timer1.forecast.combination import judge_series
 
     full = [whole_window(series, w) for w in windows]
     period = period_for_step(series.step)
     cases = build_cases([Problem(f.history, f.horizon, period) for f in full], [series.step.name] * len(full))
-    weights = {"rule": lambda c: rule_weights(c.evidence), "top2": lambda c: top_mean_weights(c.evidence.errors, 2),
-               "top3": lambda c: top_mean_weights(c.evidence.errors, 3),
-               "softmax": lambda c: softmax_weights(c.evidence.errors)}
     out = {}
     for name in names:
         if name == "judge":
@@ -262,7 +258,7 @@ def combination_forecasts(series, windows, names, judge: JudgeModel | None) -> d
             judged = iter(judge_series(judge.policy, live, samples=judge.samples))
             out[name] = [None if c is None else next(judged).point for c in cases]
         else:
-            out[name] = [None if c is None else combine(c.forecasts, weights[name](c)) for c in cases]
+            out[name] = [None if c is None else combine(c.forecasts, COMBINATIONS[name](c.evidence)) for c in cases]
     return out
 
 

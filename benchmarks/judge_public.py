@@ -31,8 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from timer1.core.backtest import Problem  # noqa: E402
 from timer1.core.baselines import LastValue, SeasonalNaive, period_for_step  # noqa: E402
-from timer1.core.combine import softmax_weights, top_mean_weights  # noqa: E402
-from timer1.core.judge import build_cases, combine, rule_weights  # noqa: E402
+from timer1.core.judge import COMBINATIONS, build_cases, combine  # noqa: E402
 from timer1.core.window import interpolate_gaps  # noqa: E402
 from timer1.data.csv_io import read_csv  # noqa: E402
 from timer1.forecast.combination import combined_band  # noqa: E402
@@ -66,10 +65,7 @@ def main() -> None:
     files = [f for f, c in zip(found, built) if c is not None]
     data = [d for d, c in zip(every, built) if c is not None]
     cases = [c for c in built if c is not None]
-    weights = {"rule": [rule_weights(c.evidence) for c in cases],
-               "top2": [top_mean_weights(c.evidence.errors, 2) for c in cases],
-               "top3": [top_mean_weights(c.evidence.errors, 3) for c in cases],
-               "softmax (the default)": [softmax_weights(c.evidence.errors) for c in cases]}
+    weights = {name: [weigh(c.evidence) for c in cases] for name, weigh in COMBINATIONS.items()}
     if args.judge:
         from timer1.forecast.combination import judge_series
         from timer1.forecast.resolve import open_policy, resolve_judge

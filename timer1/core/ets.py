@@ -109,7 +109,7 @@ def filter_batch(y: np.ndarray, params: EtsParams, mult_from: int, lengths=None,
     add, mul = slice(0, mult_from), slice(mult_from, batch)
     step_season, step_rest = step[0, mul], step[1:, mul]
     final = _FinalStates(np.full(batch, steps) if lengths is None else np.asarray(lengths), m) if states else None
-    ending = final.ending if states else {}
+    ending = final.ending if final else {}
     slots = [_slot_views(ring, j, add, mul) for j in range(m)]
     rows = zip(range(steps), y, yhat, diff, yhat[:, add], yhat[:, mul])
     # positional out= and views made once: a step is ten numpy calls and little else
@@ -132,9 +132,8 @@ def filter_batch(y: np.ndarray, params: EtsParams, mult_from: int, lengths=None,
                 ring[:2] = ring[3 * m:]
             if t in ending:
                 final.record(t, ring)
-    if final is None:
-        return FilterResult(yhat, diff, None, None, None)
-    return FilterResult(yhat, diff, final.level, final.trend, final.season)
+    kept = (final.level, final.trend, final.season) if final else (None, None, None)
+    return FilterResult(yhat, diff, *kept)
 
 
 def _slot_views(ring: np.ndarray, j: int, add: slice, mul: slice) -> tuple:

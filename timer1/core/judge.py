@@ -34,6 +34,7 @@ import torch
 
 from timer1.core.backtest import Problem, backtest
 from timer1.core.codec import chat_ids
+from timer1.core.combine import softmax_weights, top_mean_weights
 from timer1.core.evidence import COLUMNS, LATEST, Evidence, gather_evidence
 from timer1.core.rewards import PAPER, REWARD_KEYS, RewardOptions, format_reward, reward_terms
 from timer1.core.sampler import generate
@@ -137,6 +138,14 @@ def rule_weights(evidence: Evidence) -> np.ndarray:
     weights = np.zeros(len(evidence.names))
     weights[int(np.argmin(evidence.errors[:, COLUMNS.index("all")]))] = 1.0
     return weights
+
+
+# the weighings without a model that evaluate.py and the benchmarks set beside the judge, by name:
+# (evidence) -> (K,) weights
+COMBINATIONS = {"rule": rule_weights,
+                "top2": lambda evidence: top_mean_weights(evidence.errors, 2),
+                "top3": lambda evidence: top_mean_weights(evidence.errors, 3),   # the default before the softmax
+                "softmax": lambda evidence: softmax_weights(evidence.errors)}    # today's default
 
 
 def judge_prompt_ids(tokenizer, case: JudgeCase) -> list[int]:
