@@ -71,7 +71,7 @@ THINK_ABLATIONS = ("timer1-nothink", "timer1-shuffled")
 MODEL_METHODS = ("timer1", "timer1-slow", "timer1-default", "timer1-rule", *THINK_ABLATIONS)
 SLOW_METHODS = ("timer1-slow", "timer1-default", "timer1-rule")   # answers with a band
 CHOOSING_METHODS = ("timer1-default", "timer1-rule")   # answers chosen on each window's whole history
-FITTED_METHODS = ("ets", "stl_ar")   # statistical methods fitted per window, a dataset's windows in one batch
+FITTED_METHODS = ("ets", "arima", "stl_ar")   # statistical methods fitted per window, a dataset's windows in one batch
 # combinations of the backtested candidates on each window's whole history (timer1.core.judge.COMBINATIONS):
 # the rule (the candidate of least backtest error), the equal means of the best two and three, the learned
 # softmax of the errors, and the judge model's weights (--judge; run only when asked for with --methods)
@@ -218,14 +218,15 @@ def baseline_forecasts(series, dataset: str, windows, names, lookback: int, hori
 def fitted_forecasts(name: str, windows, period: int | None, horizon: int) -> list:
     """A fitted statistical method on each window's look-back, every window of the dataset fitted in one
     batch: ``ets`` AutoETS (timer1.core.ets_fit: the ETS model of least AICc, Hyndman et al. 2008),
-    ``stl_ar`` an AR on the STL-adjusted series (timer1.core.stl_ar, R's stlm with ar, as FFORMA fields
+    ``arima`` AutoARIMA (timer1.core.arima_fit: Hyndman & Khandakar's stepwise search), ``stl_ar`` an AR on the STL-adjusted series (timer1.core.stl_ar, R's stlm with ar, as FFORMA fields
     it). The season is the step's daily cycle, else each look-back's own (baselines.estimate_period), as
     seasonal naive's."""
+    from timer1.core.arima_fit import fit_auto_arima
     from timer1.core.baselines import estimate_period
     from timer1.core.ets_fit import fit_auto_ets
     from timer1.core.stl_ar import fit_stl_ar
 
-    fit = {"ets": fit_auto_ets, "stl_ar": fit_stl_ar}[name]
+    fit = {"ets": fit_auto_ets, "arima": fit_auto_arima, "stl_ar": fit_stl_ar}[name]
     periods = [period or estimate_period(w.history) for w in windows]
     return [model.forecast(horizon) for model in fit([w.history for w in windows], periods)]
 

@@ -40,7 +40,7 @@ from timer1.train.judge_data import VAL_SEED_OFFSET, dataset_problems, synthetic
 from judge_ablation import group_mase, outcomes  # noqa: E402  (benchmarks/, beside this script)
 
 COVERAGES = (0.5, 0.8, 0.9, 0.95)
-OLD_FIVE = ("ets", "stl + ar")   # the candidates the old pool lacked
+OLD_FIVE = ("ets", "arima", "stl + ar")   # the candidates the old pool lacked
 
 
 def cached_cases(cache: Path, data: Path, region: str, per_dataset: int, synthetic: int) -> list:

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from fit_table import print_fit_table, timed_fits
+from fit_table import in_processes, print_fit_table, timed_fits
 from timer1.core.ets_fit import fit_auto_ets
 
 PERIOD, HORIZON = 12, 12
@@ -42,18 +41,12 @@ def ours(series):
     return timed_fits(lambda s: fit_auto_ets(s, PERIOD), series, HORIZON, lambda f: f.name)
 
 
-def fit_half(series):
+def fit_part(series):
     return fit_auto_ets(series, PERIOD)
 
 
 def ours_in_processes(series, processes: int):
-    """The series split in ``processes`` contiguous parts, each fitted in a process of its own."""
-    def fit(all_series):
-        parts = np.array_split(np.arange(len(all_series)), processes)
-        with ProcessPoolExecutor(processes) as pool:
-            fitted = pool.map(fit_half, [[all_series[i] for i in part] for part in parts])
-            return [fit for part in fitted for fit in part]
-    return timed_fits(fit, series, HORIZON, lambda f: f.name)
+    return timed_fits(in_processes(fit_part, processes), series, HORIZON, lambda f: f.name)
 
 
 def statsforecast(series):

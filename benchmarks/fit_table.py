@@ -5,6 +5,7 @@ of the point forecasts and the share of equal model choices."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -16,6 +17,18 @@ def timed_fits(fit, series: list, horizon: int, choice) -> tuple[float, np.ndarr
     models = fit(series)
     seconds = time.perf_counter() - start
     return seconds, np.stack([m.forecast(horizon) for m in models]), [choice(m) for m in models]
+
+
+def in_processes(fit_batch, processes: int):
+    """A fit of a list of series that splits it in ``processes`` contiguous parts, each fitted by
+    ``fit_batch`` (a module-level function: it is pickled) in a process of its own, the way torchrun's
+    ranks split a long CSV."""
+    def fit(all_series):
+        parts = np.array_split(np.arange(len(all_series)), processes)
+        with ProcessPoolExecutor(processes) as pool:
+            fitted = pool.map(fit_batch, [[all_series[i] for i in part] for part in parts])
+            return [model for part in fitted for model in part]
+    return fit
 
 
 def print_fit_table(rows: list[tuple], reference: tuple | None, choice: str) -> None:

@@ -14,7 +14,7 @@ from timer1.data.csv_io import read_csv
 from timer1.data.protocol import evenly_spaced, paper_windows
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear", "ets", "stl_ar"]   # the last two fitted per window
+BASELINE_NAMES = ["last", "mean", "seasonal_naive", "drift", "linear", "ets", "arima", "stl_ar"]   # the last three fitted per window
 FIELDS = {"mse", "mae", "mase", "crps", "n", "unparsed", "mse_fallback", "mae_fallback", "mase_fallback",
           "crps_fallback", "n_windows", "seconds_per_window"}
 

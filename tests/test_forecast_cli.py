@@ -93,7 +93,7 @@ def test_dates_continue_each_step(step, tmp_path, checkpoint, forecast_cli, caps
 
 def test_the_default_weighs_the_backtested_candidates_by_the_learned_softmax(tmp_path, checkpoint, forecast_cli,
                                                                              capsys):
-    """Without --mode the forecast is the product's: on a ramp drift and ETS continue it exactly and
+    """Without --mode the forecast is the product's: on a ramp drift, ETS and ARIMA continue it exactly and
     backtest best, so the learned softmax gives them nearly all the weight; the forecast is the ramp
     continued, and stderr and the source column name the weights."""
     from timer1.core.backtest import Problem
@@ -112,7 +112,7 @@ def test_the_default_weighs_the_backtested_candidates_by_the_learned_softmax(tmp
     shown = [f"{case.evidence.names[k]} {weights[k]:.2f}" for k in np.argsort(-weights, kind="stable")
              if round(float(weights[k]), 2) > 0]
     assert {r["source"] for r in rows} == {"softmax: " + " + ".join(shown)}
-    assert {name.rsplit(" ", 1)[0] for name in shown} <= {"drift", "ets", "linear"}   # the exact continuations
+    assert {name.rsplit(" ", 1)[0] for name in shown} <= {"drift", "ets", "arima", "linear"}   # the exact continuations
     assert "band from its backtest errors" in captured.err
     np.testing.assert_allclose([float(r["forecast"]) for r in rows], weights @ case.forecasts, rtol=1e-9)
     np.testing.assert_allclose(weights @ case.forecasts, 2 * np.arange(ROWS, ROWS + HORIZON) + 1, rtol=1e-6)

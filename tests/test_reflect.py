@@ -118,7 +118,7 @@ def test_the_default_forecast_of_a_ramp_is_the_ramp_continued():
     ramp = 50.0 + 0.5 * np.arange(150)
     out = forecaster.predict(ramp, 12, seed=0)                     # the default: on the exact continuations
     assert out.source[0].startswith("softmax: ") and {part.rsplit(" ", 1)[0] for part in
-                                                      out.source[0].removeprefix("softmax: ").split(" + ")} == {"drift", "linear", "ets"}
+                                                      out.source[0].removeprefix("softmax: ").split(" + ")} == {"drift", "linear", "ets", "arima"}
     np.testing.assert_allclose(out.point[0], 50.0 + 0.5 * np.arange(150, 162), rtol=1e-9)
     rule = forecaster.predict(ramp, 12, seed=0, mode="rule")       # reflection
     assert rule.source == ["drift"] and rule.results[0].answer == "reflection: drift"

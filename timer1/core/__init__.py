@@ -27,12 +27,15 @@ Inference
     nelder_mead.py  Nelder-Mead for many small problems in lock-step
     ets_fit.py      maximum likelihood and AICc selection for many series at once (AutoETS)
     stl_ar.py       STL decomposition and an AR on the adjusted series (R's stlm with ar, FFORMA's)
+    arima.py        seasonal ARIMA: its polynomials, conditional residuals, forecasts and variances
+    least_squares.py Levenberg-Marquardt for many small least-squares problems in lock-step
+    arima_fit.py    unit-root tests and the stepwise order search for many series at once (AutoARIMA)
     metrics.py      MSE, MAE, MASE, CRPS, ...
     slow_think.py   draft, reflect (a critic, a backtest), refine
     policy.py       a model with its tokenizer and prompt format, loaded and saved as one
 
 The judge (the same recipe weighing forecasters instead of writing digits)
-    backtest.py     rolling-origin backtests of the statistical candidates, ETS and STL + AR in batches
+    backtest.py     rolling-origin backtests of the statistical candidates, ETS, ARIMA and STL + AR in batches
     evidence.py     what the judge reads: step, length, seasonal and trend strength, level shift, errors
     judge.py        the judge's prompt, answer layout, parser, combination and reward
     judge_teacher.py paper Algorithm 1 for judgements: drafts, the best for the target, revised

@@ -8,11 +8,13 @@ value used lies before the forecast origin.
 
 The pool is the one FFORMA (Montero-Manso et al. 2020) and statsforecast users field, small enough to
 backtest at every origin: seasonal naive at the periods the dates imply, last value, drift, Theta, a
-DLinear fitted on the past, AutoETS (timer1.core.ets_fit) and STL + AR (timer1.core.stl_ar). ETS is
-fitted once, on the (at most ETS_HISTORY) values before the earliest origin, and run forward over the later ones with the
-same parameters (``EtsFit.extend``, as R's ``forecast(ets(y, model = fit))`` reuses a fit), so its
-backtest costs one fit; its forecast now is a second fit on everything. STL + AR costs about a
-millisecond and is refitted at every origin. All series of a call are fitted in one batch.
+DLinear fitted on the past, AutoETS (timer1.core.ets_fit), AutoARIMA (timer1.core.arima_fit) and
+STL + AR (timer1.core.stl_ar). ETS and ARIMA are each fitted once, on the (at most ETS_HISTORY)
+values before the earliest origin, and run forward over the later ones with the same parameters
+(``EtsFit.extend``; ARIMA's residual pass, ``forecasts_at``; as R's ``forecast(ets(y, model = fit))``
+and ``Arima(y, model = fit)`` reuse a fit), so a backtest costs one fit; their forecast now is a
+second fit on the latest values. STL + AR costs about a millisecond and is refitted at every origin.
+All series of a call are fitted in one batch.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from timer1.core.baselines import Drift, LastValue, Linear, SeasonalNaive, Theta, estimate_period
+from timer1.core.baselines import Drift, LastValue, Linear, SeasonalNaive, Theta, _filled, estimate_period
+from timer1.core.arima import forecasts_at
+from timer1.core.arima_fit import fit_auto_arima
 from timer1.core.ets_fit import fit_auto_ets
 from timer1.core.stl_ar import fit_stl_ar
 
@@ -31,9 +35,10 @@ LINEAR_LOOKBACK = 336      # the linear candidate's input length: DLinear's (Zen
 LINEAR_FIT_RATIO = 5       # ... or less, so the values before the earliest origin give 4 windows per input
 LINEAR_MAX_HISTORY = 10000  # the linear candidate fits on this many values at most (the cost of a fit)
 FIT_HISTORY = 1000    # values STL + AR reads before an origin (its cost grows with them)
-ETS_HISTORY = 240     # values ETS is fitted on: its likelihood search is the backtest's largest cost, and
-                      # grows with them (about 1 s a series at 1000 hourly values, in batches of 10)
+ETS_HISTORY = 240     # values ETS and ARIMA are fitted on: their searches are the backtest's largest cost,
+                      # and grow with them (ETS: about 1 s a series at 1000 hourly values, in batches of 10)
 ETS = "ets"
+ARIMA = "arima"
 STL_AR = "stl + ar"
 
 
@@ -137,21 +142,23 @@ class Problem:
 
 
 def backtest(problems: list[Problem]) -> list[Backtest | None]:
-    """The backtest of each problem (None where the history has no origin), ETS and STL + AR fitted
-    for all problems in one batch each."""
+    """The backtest of each problem (None where the history has no origin), ETS, ARIMA and STL + AR
+    fitted for all problems in one batch each."""
     plans = [plan_backtest(p) for p in problems]
     live = [i for i, plan in enumerate(plans) if plan is not None]
     if not live:
         return [None] * len(problems)
     ets = _ets_columns([problems[i] for i in live], [plans[i] for i in live])
+    arima = _arima_columns([problems[i] for i in live], [plans[i] for i in live])
     stl = _stl_ar_columns([problems[i] for i in live], [plans[i] for i in live])
     out: list[Backtest | None] = [None] * len(problems)
     for j, i in enumerate(live):
         problem, plan = problems[i], plans[i]
         x, horizon = problem.history, problem.horizon
-        names = [*plan.simple, ETS, STL_AR]
-        residuals = [errors_at(f, x, plan.points, horizon) for f in plan.simple.values()] + [ets[j][0], stl[j][0]]
-        forecasts = [f.forecast(x, horizon) for f in plan.simple.values()] + [ets[j][1], stl[j][1]]
+        names = [*plan.simple, ETS, ARIMA, STL_AR]
+        fitted = [ets[j], arima[j], stl[j]]
+        residuals = [errors_at(f, x, plan.points, horizon) for f in plan.simple.values()] + [r for r, _ in fitted]
+        forecasts = [f.forecast(x, horizon) for f in plan.simple.values()] + [f for _, f in fitted]
         out[i] = Backtest(names, plan.points, np.stack(residuals), np.stack(forecasts), plan.periods)
     return out
 
@@ -196,6 +203,25 @@ def _ets_columns(problems: list[Problem], plans: list[Plan]) -> list[tuple[np.nd
             fit = fit.extend(x[start:o])
             rows[o] = x[o:o + horizon] - fit.forecast(horizon)
         out.append((np.stack([rows[o] for o in plan.points]), fit_now.forecast(horizon)))
+    return out
+
+
+def _arima_columns(problems: list[Problem], plans: list[Plan]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(residuals (O, H), forecast now (H,)) of AutoARIMA for each problem: one fit on the (at most
+    ETS_HISTORY) values before the earliest origin, whose one residual pass serves every origin; one
+    fit now."""
+    starts = [max(0, plan.points[-1] - ETS_HISTORY) for plan in plans]
+    seasons = [_season(plan.periods) for plan in plans]
+    before = [p.history[s:plan.points[-1]] for p, s, plan in zip(problems, starts, plans)]
+    fits = fit_auto_arima(before + [p.history[-ETS_HISTORY:] for p in problems], seasons + seasons)
+    past, now = fits[:len(problems)], fits[len(problems):]
+    out = []
+    for problem, plan, start, fit, fit_now in zip(problems, plans, starts, past, now):
+        x, horizon = problem.history, problem.horizon
+        targets = np.stack([x[o:o + horizon] for o in plan.points])
+        known = _filled(x[start:plan.points[0]])  # what the latest origin knows, gaps filled as the fit's
+        guesses = forecasts_at(fit.spec, fit.coef, known, [o - start for o in plan.points], horizon)  # (O, H)
+        out.append((targets - guesses, fit_now.forecast(horizon)))
     return out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from timer1.core.backtest import FIT_HISTORY, Backtest
 from timer1.core.rewards import moving_average
-from timer1.core.stl_ar import stl_batch
+from timer1.core.stl_ar import stl_batch, strength
 
 LATEST = 3   # origins that count as "latest" (the most recent behaviour of each candidate)
 COLUMNS = ("all", "latest", "early", "late")   # the error columns, in the prompt's order
@@ -65,12 +65,7 @@ def strengths(history: np.ndarray, period: int) -> tuple[float, float]:
     else:
         seasonal, trend = np.zeros_like(x), moving_average(x, 7)
     remainder = x - seasonal - trend
-    return _strength(remainder, seasonal + remainder), _strength(remainder, trend + remainder)
-
-
-def _strength(remainder: np.ndarray, part: np.ndarray) -> float:
-    total = float(np.var(part))
-    return 0.0 if total <= 0 else max(0.0, 1.0 - float(np.var(remainder)) / total)
+    return strength(remainder, seasonal + remainder), strength(remainder, trend + remainder)
 
 
 def level_shift(history: np.ndarray, horizon: int, scale: float) -> float:

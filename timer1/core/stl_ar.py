@@ -221,6 +221,13 @@ def cycle_subseries(x: np.ndarray, plan: StlPlan) -> np.ndarray:
     return out.transpose(0, 2, 1).reshape(batch, -1)[:, :plan.n + 2 * m]
 
 
+def strength(remainder: np.ndarray, part: np.ndarray) -> float:
+    """max(0, 1 - Var(remainder) / Var(part)): with part = seasonal + remainder the seasonal strength,
+    with trend + remainder the trend strength (Wang, Smith & Hyndman 2006; Hyndman's tsfeatures)."""
+    total = float(np.var(part))
+    return 0.0 if total <= 0 else max(0.0, 1.0 - float(np.var(remainder)) / total)
+
+
 def stl_batch(y, period: int) -> tuple[np.ndarray, np.ndarray]:
     """(seasonal, trend), each (B, n), of R's stl(y, s.window = S_WINDOW, robust = FALSE) for a batch
     y (B, n) of series of one length (finite values, n > 2m)."""

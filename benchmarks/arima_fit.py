@@ -1,0 +1,68 @@
+"""Cost of fitting AutoARIMA (timer1.core.arima_fit) to a batch of series, beside statsforecast's.
+
+100 synthetic monthly series of 200 values (the ones of stl_ar_fit.py: level, trend, season and
+AR(1) noise, seeded); our batched search in one thread, and in two processes of one thread each
+fitting half the series (two cores, the way torchrun's ranks split a long CSV), timed from the first
+start to the last answer; when statsforecast is importable, its AutoARIMA one series at a time on the
+same data, with the median |difference| of the 12-step point forecasts and the share of equal models
+(orders and constant). timer1.core.arima_fit imports numpy only, so it runs in statsforecast's
+scratch venv too (see tests/fixtures/make_arima_reference.py):
+
+    OMP_NUM_THREADS=1 PYTHONPATH=/work/main /tmp/sfvenv/bin/python benchmarks/arima_fit.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from fit_table import in_processes, print_fit_table, timed_fits
+from stl_ar_fit import synthetic
+from timer1.core.arima_fit import fit_auto_arima
+
+PERIOD, HORIZON = 12, 12
+
+
+def model_of(fit) -> tuple:
+    s = fit.spec
+    return (s.p, s.d, s.q, s.P, s.D, s.Q, s.constant)
+
+
+def fit_part(series):
+    return fit_auto_arima(series, PERIOD)
+
+
+def statsforecast(series):
+    try:
+        from statsforecast.models import AutoARIMA
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    models = [AutoARIMA(season_length=PERIOD).fit(y) for y in series]
+    seconds = time.perf_counter() - start
+    means = np.stack([m.predict(h=HORIZON)["mean"] for m in models])
+    choices = []
+    for m in models:
+        p, q, P, Q, _, d, D = (int(v) for v in m.model_["arma"])
+        choices.append((p, d, q, P, D, Q, any(k in ("intercept", "drift") for k in m.model_["coef"])))
+    return seconds, means, choices
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--length", type=int, default=200)
+    args = parser.parse_args()
+    series = synthetic(args.count, args.length)
+    rows = [("timer1 arima (1 thread)", *timed_fits(fit_part, series, HORIZON, model_of)),
+            ("timer1 arima (2 processes of 1 thread)", *timed_fits(in_processes(fit_part, 2), series, HORIZON, model_of))]
+    ref = statsforecast(series)
+    reference = None if ref is None else ("statsforecast AutoARIMA", *ref)
+    print(f"{args.count} series x {args.length} values, m={PERIOD}")
+    print_fit_table(rows + ([reference] if reference else []), reference, "model")
+
+
+if __name__ == "__main__":
+    main()
