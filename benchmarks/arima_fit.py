@@ -13,12 +13,7 @@ scratch venv too (see tests/fixtures/make_arima_reference.py):
 
 from __future__ import annotations
 
-import argparse
-import time
-
-import numpy as np
-
-from fit_table import in_processes, print_fit_table, timed_fits
+from fit_table import in_processes, reference_fits, run_benchmark, timed_fits
 from stl_ar_fit import synthetic
 from timer1.core.arima_fit import fit_auto_arima
 
@@ -39,29 +34,19 @@ def statsforecast(series):
         from statsforecast.models import AutoARIMA
     except ImportError:
         return None
-    start = time.perf_counter()
-    models = [AutoARIMA(season_length=PERIOD).fit(y) for y in series]
-    seconds = time.perf_counter() - start
-    means = np.stack([m.predict(h=HORIZON)["mean"] for m in models])
-    choices = []
-    for m in models:
-        p, q, P, Q, _, d, D = (int(v) for v in m.model_["arma"])
-        choices.append((p, d, q, P, D, Q, any(k in ("intercept", "drift") for k in m.model_["coef"])))
-    return seconds, means, choices
+    return reference_fits(lambda: AutoARIMA(season_length=PERIOD), series, HORIZON, reference_model)
+
+
+def reference_model(model) -> tuple:
+    p, q, P, Q, _, d, D = (int(v) for v in model.model_["arma"])
+    return (p, d, q, P, D, Q, any(k in ("intercept", "drift") for k in model.model_["coef"]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=100)
-    parser.add_argument("--length", type=int, default=200)
-    args = parser.parse_args()
-    series = synthetic(args.count, args.length)
-    rows = [("timer1 arima (1 thread)", *timed_fits(fit_part, series, HORIZON, model_of)),
-            ("timer1 arima (2 processes of 1 thread)", *timed_fits(in_processes(fit_part, 2), series, HORIZON, model_of))]
-    ref = statsforecast(series)
-    reference = None if ref is None else ("statsforecast AutoARIMA", *ref)
-    print(f"{args.count} series x {args.length} values, m={PERIOD}")
-    print_fit_table(rows + ([reference] if reference else []), reference, "model")
+    run_benchmark(__doc__.splitlines()[0], synthetic,
+                  {"timer1 arima (1 thread)": lambda s: timed_fits(fit_part, s, HORIZON, model_of),
+                   "timer1 arima (2 processes of 1 thread)": lambda s: timed_fits(in_processes(fit_part, 2), s, HORIZON, model_of)},
+                  ("statsforecast AutoARIMA", statsforecast), "model", f"m={PERIOD}")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,9 @@ tests/fixtures/make_ets_reference.py):
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
 
-from fit_table import in_processes, print_fit_table, timed_fits
+from fit_table import in_processes, reference_fits, run_benchmark, timed_fits
 from timer1.core.ets_fit import fit_auto_ets
 
 PERIOD, HORIZON = 12, 12
@@ -54,26 +51,14 @@ def statsforecast(series):
         from statsforecast.models import AutoETS
     except ImportError:
         return None
-    start = time.perf_counter()
-    models = [AutoETS(season_length=PERIOD).fit(y) for y in series]
-    seconds = time.perf_counter() - start
-    means = np.stack([m.predict(h=HORIZON)["mean"] for m in models])
-    names = [m.model_["method"] for m in models]
-    return seconds, means, names
+    return reference_fits(lambda: AutoETS(season_length=PERIOD), series, HORIZON, lambda m: m.model_["method"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=100)
-    parser.add_argument("--length", type=int, default=200)
-    args = parser.parse_args()
-    series = synthetic(args.count, args.length)
-    rows = [("timer1 ets (1 thread)", *ours(series)),
-            ("timer1 ets (2 processes of 1 thread)", *ours_in_processes(series, 2))]
-    ref = statsforecast(series)
-    reference = None if ref is None else ("statsforecast AutoETS", *ref)
-    print(f"{args.count} series x {args.length} values, m={PERIOD}")
-    print_fit_table(rows + ([reference] if reference else []), reference, "model")
+    run_benchmark(__doc__.splitlines()[0], synthetic,
+                  {"timer1 ets (1 thread)": ours, "timer1 ets (2 processes of 1 thread)": lambda s: ours_in_processes(s, 2)},
+                  ("statsforecast AutoETS", statsforecast), "model", f"m={PERIOD}")
+
 
 if __name__ == "__main__":
     main()

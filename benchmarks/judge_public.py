@@ -7,12 +7,14 @@ forecast.py picks (two cycles of the step). On the rest, every candidate is back
 (timer1.core.backtest) and combined by the rule, the equal means of the best two and three (the
 default before the learned softmax), the learned softmax of the errors (the product's default) and,
 with ``--judge``, the judge;
-each is scored against the held-out rows. ``--reference`` adds rows made elsewhere on the same
+each is scored against the held-out rows, and so is every candidate family alone (its forecast, its band
+from its own backtest residuals). ``--reference`` adds rows made elsewhere on the same
 held-out values (statsforecast's AutoETS and AutoARIMA with their 80% intervals, written by a scratch
 venv as JSON: {"DIR/name": {"autoets": {"mean": [...], "lo": [...], "hi": [...]}, ...}}). Printed: per
 method, the summary the issue's goals name (median MAE / seasonal naive's MAE, the share of series at
 or below the better of seasonal naive and last value, the 10-90% band's pooled coverage and its mean
-width over the MAE, from the combination's own backtest residuals), then one row per series. Series
+width over the MAE, from the combination's own backtest residuals), how often each family carries the
+learned softmax's largest weight, then one row per series. Series
 from dataset packages are for this check only, never for training.
 """
 
@@ -66,6 +68,8 @@ def main() -> None:
     data = [d for d, c in zip(every, built) if c is not None]
     cases = [c for c in built if c is not None]
     weights = {name: [weigh(c.evidence) for c in cases] for name, weigh in COMBINATIONS.items()}
+    for family in FAMILIES:  # each candidate alone, where the case has it
+        weights[f"{family} alone"] = [alone(c.evidence.names, family) for c in cases]
     if args.judge:
         from timer1.forecast.combination import judge_series
         from timer1.forecast.resolve import open_policy, resolve_judge
@@ -82,6 +86,8 @@ def main() -> None:
         scored = {}
         for method, ws in weights.items():
             w = ws[cases.index(case)]
+            if w is None:
+                continue
             point = combine(case.forecasts, w)
             band = combined_band(w, case.residuals, point)
             scored[method] = (point, *((np.quantile(band, 0.1, axis=0), np.quantile(band, 0.9, axis=0))
@@ -102,10 +108,28 @@ def main() -> None:
         beats = sum(r["beats"] for r in scored)
         print(f"| {method} | {np.nanmedian([r['ratio'] for r in scored]):.3f} | {beats} of {len(scored)} "
               f"({beats / len(scored):.0%}) | {inside.mean():.1%} | {np.mean(widths):.2f}, {np.median(widths):.2f} |")
+    leading = [family_of(c.evidence.names[int(np.argmax(w))]) for c, w in zip(cases, weights["softmax"])]
+    print("\nthe softmax's largest weight: " + ", ".join(f"{f} {leading.count(f)}" for f in FAMILIES if leading.count(f)))
     print("\n| series | " + " | ".join(rows) + " |\n|---|" + "---:|" * len(rows))
     for name in files:
         print(f"| {name.stem} | " + " | ".join(f"{rows[m][name]['ratio']:.3f}" if name in rows[m] else "-"
                                              for m in rows) + " |")
+
+
+FAMILIES = ("seasonal naive", "last value", "drift", "theta", "linear", "ets", "arima", "stl + ar")
+
+
+def family_of(name: str) -> str:
+    """"seasonal naive (period 12)" -> "seasonal naive"; the other names are their family."""
+    return name.split(" (")[0]
+
+
+def alone(names: list[str], family: str) -> np.ndarray | None:
+    """One-hot weights on the family's first candidate (None when the case has none)."""
+    for k, name in enumerate(names):
+        if family_of(name) == family:
+            return np.eye(len(names))[k]
+    return None
 
 
 def score(point, low, high, actual, naive: float, last: float) -> dict:

@@ -13,7 +13,6 @@ it runs in the fixture's scratch venv too:
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fit_table import print_fit_table, timed_fits
+from fit_table import run_benchmark, timed_fits
 from timer1.core.stl_ar import fit_stl_ar, stl_plan
 
 PERIOD, HORIZON = 12, 12
@@ -73,17 +72,10 @@ def statsmodels_path(series):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=100)
-    parser.add_argument("--length", type=int, default=200)
-    args = parser.parse_args()
-    series = synthetic(args.count, args.length)
-    rows = [("timer1 stl_ar, one call (1 thread)", *batched(series)),
-            ("timer1 stl_ar, a call a series", *one_by_one(series))]
-    ref = statsmodels_path(series)
-    reference = None if ref is None else ("statsmodels STL + yule_walker", *ref)
-    print(f"{args.count} series x {args.length} values, m={PERIOD}, h={HORIZON}")
-    print_fit_table(rows + ([reference] if reference else []), reference, "order")
+    run_benchmark(__doc__.splitlines()[0], synthetic,
+                  {"timer1 stl_ar, one call (1 thread)": batched, "timer1 stl_ar, a call a series": one_by_one},
+                  ("statsmodels STL + yule_walker", statsmodels_path), "order", f"m={PERIOD}, h={HORIZON}")
+
 
 if __name__ == "__main__":
     main()

@@ -107,5 +107,6 @@ def test_source_names_the_weights_largest_first():
 def test_summaries_count_a_combination_by_its_weighing_and_leading_candidate():
     assert tally_key("softmax: theta 0.52 + seasonal naive (period 12) 0.31 + ets 0.17") == "softmax, most on theta"
     assert tally_key("judge: seasonal naive (period 12) 0.75 + ets 0.25") == "judge, most on seasonal naive (period 12)"
+    assert tally_key("softmax: stl + ar 0.52 + theta 0.48") == "softmax, most on stl + ar"  # a name holding " + "
     assert tally_key("rule: drift 1.00") == "rule, most on drift"
     assert tally_key("model") == "model" and tally_key("drift") == "drift"   # not a combination: as it is

@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from timer1.core.backtest import ETS_HISTORY, FIT_HISTORY, Problem, backtest, errors_at, statistical_candidates
+from timer1.core.arima import forecasts_at
+from timer1.core.arima_fit import fit_auto_arima
+from timer1.core.backtest import FIT_HISTORY, LIKELIHOOD_HISTORY, Problem, backtest, errors_at, statistical_candidates
 from timer1.core.combine import SOFTMAX_COEF, Outcome, error_features, fit_softmax, softmax_weights, top_mean_weights
 from timer1.core.ets_fit import fit_auto_ets
 from timer1.core.evidence import Evidence, error_columns, level_shift, scale_of, strengths
@@ -126,18 +128,41 @@ def test_backtest_columns_match_their_slow_references():
         k = out.names.index(name)
         assert np.allclose(out.residuals[k], errors_at(forecaster, x, out.points, horizon))
         assert np.allclose(out.forecasts[k], forecaster.forecast(x, horizon))
-    # ETS: one fit before the earliest origin, refiltered from the start over each later history
+    # ETS: one fit before the earliest origin, refiltered from the start over each later history and the whole
     k, first = out.names.index("ets"), out.points[-1]
-    fit = fit_auto_ets([x[max(0, first - ETS_HISTORY):first]], 24)[0]
+    fit = fit_auto_ets([x[max(0, first - LIKELIHOOD_HISTORY):first]], 24)[0]
     for row, o in enumerate(out.points):
-        expected = x[o:o + horizon] - fit.refilter(x[max(0, first - ETS_HISTORY):o]).forecast(horizon)
+        expected = x[o:o + horizon] - fit.refilter(x[max(0, first - LIKELIHOOD_HISTORY):o]).forecast(horizon)
         assert np.allclose(out.residuals[k, row], expected, atol=1e-8)
-    assert np.allclose(out.forecasts[k], fit_auto_ets([x[-ETS_HISTORY:]], 24)[0].forecast(horizon))
+    assert np.allclose(out.forecasts[k], fit.refilter(x[max(0, first - LIKELIHOOD_HISTORY):]).forecast(horizon))  # run on
+    # ARIMA: one fit before the earliest origin, its recursion rerun on each later history alone and the whole
+    k = out.names.index("arima")
+    fit = fit_auto_arima([x[max(0, first - LIKELIHOOD_HISTORY):first]], 24)[0]
+    for row, o in enumerate(out.points):
+        past = x[max(0, first - LIKELIHOOD_HISTORY):o]
+        expected = x[o:o + horizon] - forecasts_at(fit.spec, fit.coef, past, [len(past)], horizon)[0]
+        assert np.allclose(out.residuals[k, row], expected, atol=1e-8)
+    past = x[max(0, first - LIKELIHOOD_HISTORY):]
+    assert np.allclose(out.forecasts[k], forecasts_at(fit.spec, fit.coef, past, [len(past)], horizon)[0])  # run on
     # STL + AR: refitted at every origin on the values before it
     k = out.names.index("stl + ar")
     for row, o in enumerate(out.points):
         expected = x[o:o + horizon] - fit_stl_ar([x[max(0, o - FIT_HISTORY):o]], 24)[0].forecast(horizon)
         assert np.allclose(out.residuals[k, row], expected)
+
+
+def test_a_short_history_forecasts_now_from_a_fit_on_all_of_it():
+    """Where the values before the earliest origin are fewer than LIKELIHOOD_HISTORY, a fit on the
+    latest values sees more of them: ETS and ARIMA forecast now from that second fit."""
+    x, horizon = series(200), 12
+    out, = backtest([Problem(x, horizon, 24)])
+    assert out.points[-1] < LIKELIHOOD_HISTORY <= len(x) + 40
+    assert np.allclose(out.forecasts[out.names.index("ets")], fit_auto_ets([x], 24)[0].forecast(horizon))
+    assert np.allclose(out.forecasts[out.names.index("arima")], fit_auto_arima([x], 24)[0].forecast(horizon))
+    past = fit_auto_arima([x[:out.points[-1]]], 24)[0]  # the backtest still scores the past fit
+    o = out.points[0]
+    np.testing.assert_allclose(out.residuals[out.names.index("arima"), 0],
+                               x[o:o + horizon] - forecasts_at(past.spec, past.coef, x[:o], [o], horizon)[0], atol=1e-8)
 
 
 def test_backtest_of_a_batch_equals_each_alone_and_short_histories_have_none():

@@ -134,6 +134,6 @@ def test_evaluate_plot_compares_methods_with_the_paper(tmp_path):
     assert texts(root, "title") == ["all 2 datasets: geometric-mean MASE", "nasdaq: MASE", "nasdaq: MSE",
                                      "ETTh1: MASE", "ETTh1: MSE"]
     bars = [p.get("data-series") for p in root.iter(f"{SVG}path") if p.get("class") == "bar"]
-    methods = ["last", "mean", "seasonal_naive", "drift", "linear", "ets", "stl_ar"]   # the default, in its order
+    methods = ["last", "mean", "seasonal_naive", "drift", "linear", "ets", "arima", "stl_ar"]   # the default, in its order
     assert bars == methods + (methods + methods + ["Time-R1 (paper)"]) * 2  # one bar per method, paper MSE beside
     assert texts(root, "x-label") == ["MASE (lower is better)"] * 2 + ["MSE (lower is better)", "MASE (lower is better)"] + ["MSE (lower is better)"]

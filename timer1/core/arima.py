@@ -184,11 +184,6 @@ class ArimaFit:
         """(H,) the point forecast after the fitted values."""
         return forecasts_at(self.spec, self.coef, self.y, [len(self.y)], horizon)[0]
 
-    def extend(self, y: np.ndarray) -> "ArimaFit":
-        """The same model and coefficients on a longer series (R's Arima(y, model = fit)): its
-        forecast runs the recursion over the new values first."""
-        return ArimaFit(self.spec, self.coef, self.sigma2, self.aicc, np.asarray(y, dtype=np.float64))
-
     def variance(self, horizon: int) -> np.ndarray:
         """(H,) sigma^2 (psi_0^2 + ... + psi_{h-1}^2)."""
         return self.sigma2 * np.cumsum(arima_psi(self.spec, self.coef, horizon) ** 2)

@@ -20,6 +20,8 @@ public series the results report.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +34,9 @@ from timer1.util.seeding import derive_seed
 JUDGE_MAX_TOKENS = 256    # a judgement's budget (the teacher's completions take about 170 tokens)
 JUDGE_SAMPLES = 8         # judgements averaged per series: on the judge's validation cases 8 averaged scored
                           # 2.815 geometric-mean MASE against one greedy answer's 2.944 (the rule: 3.072)
-COMBINATION_BAND = BandCalibration((0.5, 0.8, 0.9, 0.95), (1.072, 1.125, 1.165, 1.164))
+COMBINATION_BAND = BandCalibration((0.5, 0.8, 0.9, 0.95), (1.055, 1.091, 1.129, 1.13))
                           # per central coverage, the factor that makes the default's band cover that share
-                          # of the training outcomes (its split-conformal 10-90% band covered 77.4%)
+                          # of the training outcomes (its split-conformal 10-90% band covered 77.7%)
 
 
 @dataclass
@@ -104,7 +106,8 @@ def tally_key(source: str) -> str:
     """A ``source`` as summaries count it: a combination's weighing and its candidate of most weight
     ("softmax, most on theta": every combination's weights differ), any other source as it is."""
     by, weighed, parts = source.partition(": ")
-    return f"{by}, most on {parts.split(' + ')[0].rsplit(' ', 1)[0]}" if weighed else source
+    leading = re.match(r"(.+?) \d+\.\d+(?: \+ |$)", parts)  # a name may hold " + " itself: "stl + ar 0.52"
+    return f"{by}, most on {leading.group(1)}" if weighed and leading else source
 
 
 def is_combination(result) -> bool:
