@@ -22,8 +22,9 @@ Where this differs from the references: every model is fitted by CSS (R and stat
 exact likelihood, "CSS-ML", on series of at most 150 values with m <= 12, and refit the chosen model
 by it on longer ones); the forecasts run the conditional recursion, not the Kalman filter (the same
 once the filter has forgotten its start); seasonal models only for 1 < m <= 24 (as AutoETS here).
-When the no-constant random walk wins the first round, the constant stays off for the search (R's
-auto.arima; statsforecast keeps searching with it on). test_arima.py measures the agreement.
+When the no-constant (0,d,0)(0,D,0) wins the first round, the search goes on from it with the constant
+off; R's auto.arima and statsforecast keep the constant on for the moves that follow (their "constant"
+is not reset there), so on such a series the paths can part. test_arima.py measures the agreement.
 
 Batched: at each round, every series still searching fits all its untried neighbours, and all those
 (series, model) problems are one Levenberg-Marquardt run (timer1.core.least_squares) whose every
@@ -97,6 +98,11 @@ class Search:
     tried: dict = field(default_factory=dict)  # ArimaSpec -> AICc, R's ``results``
     fits: dict = field(default_factory=dict)  # ArimaSpec -> (coef, css sigma^2), every model fitted
     done: bool = False
+
+    @property
+    def n_star(self) -> int:
+        """The values left after differencing: n - d - Dm."""
+        return len(self.y) - self.d - self.period * self.D
 
     def spec(self, p, q, P, Q, constant) -> ArimaSpec:
         return ArimaSpec(p, self.d, q, P, self.D, Q, self.period, bool(constant))
@@ -225,9 +231,8 @@ def fit_round(searches: list[Search], wanted: list[list[ArimaSpec]]) -> None:
     for s, specs in zip(searches, wanted):
         for spec in specs:
             coef, sigma2 = s.fits[spec]
-            n_star = len(s.y) - spec.d - spec.period * spec.D
             ok = np.all(np.isfinite(coef)) and admissible(spec, coef)
-            s.tried.setdefault(spec, aicc(n_star, sigma2, spec.n_coef) if ok else math.inf)
+            s.tried.setdefault(spec, aicc(s.n_star, sigma2, spec.n_coef) if ok else math.inf)
 
 
 def fit_auto_arima(series_list, period) -> list[ArimaFit]:
@@ -257,15 +262,12 @@ def final_fit(s: Search) -> ArimaFit:
     """The chosen model with sigma^2 = SSE / (n* - k + 1), the variance statsforecast's intervals use;
     a series constant after differencing gets (0,d,0)(0,D,0) with its mean difference as constant, and
     one where no model has a finite AICc (too few values for any) the (0,d,0)(0,D,0) model fitted."""
-    n_star = len(s.y) - s.d - s.period * s.D
     if not s.fits:
         w = difference(s.y, s.d, s.D, s.period)
         constant = s.d + s.D <= 1
         spec = ArimaSpec(0, s.d, 0, 0, s.D, 0, s.period, constant)
         return ArimaFit(spec, np.array([w.mean()]) if constant else np.zeros(0), 0.0, -math.inf, s.y)
     spec = s.best if math.isfinite(s.tried[s.best]) else s.spec(0, 0, 0, 0, s.best.constant)
-    coef, _ = s.fits[spec]
-    w = difference(s.y, spec.d, spec.D, spec.period)
-    e = css_residuals(w[None, :], factors(spec, coef), spec.period, np.array([spec.ar_lags]))[0]
-    variance = float(e @ e) / max(n_star - spec.n_coef, 1)
-    return ArimaFit(spec, coef, variance, s.tried.get(spec, math.inf), s.y)
+    coef, css_sigma2 = s.fits[spec]
+    sse = css_sigma2 * (s.n_star - spec.ar_lags)  # fit_css divided it by the residuals counted
+    return ArimaFit(spec, coef, sse / max(s.n_star - spec.n_coef, 1), s.tried.get(spec, math.inf), s.y)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from timer1.core.baselines import Drift, LastValue, Linear, SeasonalNaive, Theta, _filled, estimate_period
 from timer1.core.arima import forecasts_at
 from timer1.core.arima_fit import fit_auto_arima
+from timer1.core.baselines import Drift, LastValue, Linear, SeasonalNaive, Theta, _filled, estimate_period
 from timer1.core.ets_fit import fit_auto_ets
 from timer1.core.stl_ar import fit_stl_ar
 
