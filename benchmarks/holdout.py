@@ -8,8 +8,9 @@ default horizon forecast.py would pick (two cycles of the step: 104 weekly, 24 m
 yearly); ``python forecast.py`` then runs on the rest with default settings (``--mode`` as listed) and
 its forecast is scored on the held-out rows. Printed as made: one row per series and mode, then the
 summary the issue's goals name: the median of MAE / seasonal naive's MAE, the share of series at or
-below the better baseline, the 10-90% band's pooled coverage and its mean width over the MAE, and the
-pooled coverage of the 50%, 90% and 95% bands (forecast.py --quantiles asks for every level).
+below the better baseline, the 10-90% band's pooled coverage and its width over the MAE (pooled: the
+mean width over the mean absolute error, both in units of each history's mean one-step change; and the
+mean and median of the series' own ratios), and the pooled coverage of the 50%, 90% and 95% bands (forecast.py --quantiles asks for every level).
 Series from dataset packages are for this check only, never for training.
 """
 
@@ -30,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from timer1.core.baselines import SeasonalNaive  # noqa: E402
 from timer1.core.baselines import period_for_step  # noqa: E402
+from timer1.core.evidence import scale_of  # noqa: E402
 from timer1.data.csv_io import read_csv  # noqa: E402
 from timer1.forecast.calibrate import COVERAGES, edges  # noqa: E402
 from timer1.forecast.resolve import default_horizon  # noqa: E402
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
     print("| series | H | period | mode | MAE | / seasonal naive | / last value | beats the better | "
           "coverage 10-90% | width / MAE | source | s |")
     print("|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---:|")
-    summary = {mode: {"ratio": [], "beats": [], "covered": [], "width": [], **{c: [] for c in COVERAGES}}
+    summary = {mode: {"ratio": [], "beats": [], "covered": [], "width": [], "scaled": [],
+                      **{c: [] for c in COVERAGES}}
                for mode in args.modes}
     with tempfile.TemporaryDirectory() as tmp:
         for path in files:
@@ -93,6 +96,8 @@ def main(argv=None) -> int:
                 s["beats"].append(mae <= min(naive, last))
                 s["covered"] += covered.tolist()
                 s["width"].append(width)
+                if has_band:  # width and error in the history's units, for the pooled ratio
+                    s["scaled"].append((float(np.mean(high - low)) / scale_of(history), mae / scale_of(history)))
                 for c in COVERAGES if has_band else ():
                     bottom, top = (quantiles[q] for q in edges(c))
                     s[c] += ((truth >= bottom) & (truth <= top)).tolist()
@@ -103,9 +108,16 @@ def main(argv=None) -> int:
     for mode, s in summary.items():
         print(f"\n{mode}: median MAE / seasonal naive {np.median(s['ratio']):.3f}; at or below the better baseline on "
               f"{sum(s['beats'])} of {len(s['beats'])}; 10-90% band covers {np.mean(s['covered']) if s['covered'] else float('nan'):.1%} "
-              f"of held-out values (pooled), mean width {np.nanmean(s['width']):.2f} x MAE; central bands cover "
+              f"of held-out values (pooled), width {pooled(s['scaled']):.2f} x MAE pooled (mean of series "
+              f"{np.nanmean(s['width']):.2f}, median {np.nanmedian(s['width']):.2f}); central bands cover "
               + ", ".join(f"{c:.0%}: {np.mean(s[c]) if s[c] else float('nan'):.1%}" for c in COVERAGES))
     return 0
+
+
+def pooled(scaled: list[tuple[float, float]]) -> float:
+    """The bands' mean width over the mean absolute error, both in units of each history's mean
+    one-step change (timer1.core.evidence.scale_of), pooled over the series."""
+    return sum(w for w, _ in scaled) / sum(e for _, e in scaled) if scaled else float("nan")
 
 
 if __name__ == "__main__":

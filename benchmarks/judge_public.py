@@ -12,10 +12,11 @@ from its own backtest residuals). ``--reference`` adds rows made elsewhere on th
 held-out values (statsforecast's AutoETS and AutoARIMA with their 80% intervals, written by a scratch
 venv as JSON: {"DIR/name": {"autoets": {"mean": [...], "lo": [...], "hi": [...]}, ...}}). Printed: per
 method, the summary the issue's goals name (median MAE / seasonal naive's MAE, the share of series at
-or below the better of seasonal naive and last value, the 10-90% band's pooled coverage and its mean
-width over the MAE, from the combination's own backtest residuals), how often each family carries the
-learned softmax's largest weight, then one row per series. Series
-from dataset packages are for this check only, never for training.
+or below the better of seasonal naive and last value, the 10-90% band's pooled coverage and its width
+over the MAE, from the combination's own backtest residuals: pooled (the mean width over the mean
+absolute error, both in units of each history's mean one-step change), and the mean and median of the
+series' own ratios), how often each family carries the learned softmax's largest weight, then one row
+per series. Series from dataset packages are for this check only, never for training.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from timer1.core.backtest import Problem  # noqa: E402
 from timer1.core.baselines import LastValue, SeasonalNaive, period_for_step  # noqa: E402
+from timer1.core.evidence import scale_of  # noqa: E402
 from timer1.core.judge import COMBINATIONS, build_cases, combine  # noqa: E402
 from timer1.core.window import interpolate_gaps  # noqa: E402
 from timer1.data.csv_io import read_csv  # noqa: E402
@@ -96,18 +98,21 @@ def main() -> None:
             if "mean" in made:
                 scored[method] = tuple(np.asarray(made[k], dtype=np.float64) for k in ("mean", "lo", "hi"))
         for method, (point, low, high) in scored.items():
-            rows.setdefault(method, {})[name] = score(point, low, high, actual, naive, last)
+            rows.setdefault(method, {})[name] = score(point, low, high, actual, (naive, last, scale_of(history)))
     print(f"\n{len(files)} series of {', '.join(map(str, args.folders))}\n")
     print("| method | median MAE / seasonal naive | at or below the better baseline | 10-90% coverage | "
-          "width / MAE (mean, median) |")
+          "width / MAE (pooled; mean, median of series) |")
     print("|---|---:|---:|---:|---:|")
     for method, by_series in rows.items():
         scored = list(by_series.values())
         inside = np.concatenate([r["inside"] for r in scored if r["inside"] is not None])
         widths = [r["width"] for r in scored if r["width"] is not None and np.isfinite(r["width"])]
+        banded = [r for r in scored if r["inside"] is not None]
+        pooled = sum(r["scaled_width"] for r in banded) / sum(r["scaled_error"] for r in banded)
         beats = sum(r["beats"] for r in scored)
         print(f"| {method} | {np.nanmedian([r['ratio'] for r in scored]):.3f} | {beats} of {len(scored)} "
-              f"({beats / len(scored):.0%}) | {inside.mean():.1%} | {np.mean(widths):.2f}, {np.median(widths):.2f} |")
+              f"({beats / len(scored):.0%}) | {inside.mean():.1%} | {pooled:.2f}; {np.mean(widths):.2f}, "
+              f"{np.median(widths):.2f} |")
     leading = [family_of(c.evidence.names[int(np.argmax(w))]) for c, w in zip(cases, weights["softmax"])]
     print("\nthe softmax's largest weight: " + ", ".join(f"{f} {leading.count(f)}" for f in FAMILIES if leading.count(f)))
     print("\n| series | " + " | ".join(rows) + " |\n|---|" + "---:|" * len(rows))
@@ -132,14 +137,18 @@ def alone(names: list[str], family: str) -> np.ndarray | None:
     return None
 
 
-def score(point, low, high, actual, naive: float, last: float) -> dict:
-    """One method on one series: MAE over seasonal naive's, whether it is at or below the better
-    baseline, which held-out values its 10-90% band holds, its mean width over the MAE."""
+def score(point, low, high, actual, yardsticks: tuple[float, float, float]) -> dict:
+    """One method on one series, yardsticks (seasonal naive's MAE, last value's MAE, the history's mean
+    one-step change): MAE over seasonal naive's, whether it is at or below the better baseline, which
+    held-out values its 10-90% band holds, its mean width over the MAE, and both in the history's units."""
+    naive, last, scale = yardsticks
     err = float(np.nanmean(np.abs(point - actual)))
     known = np.isfinite(actual)
+    width = None if low is None else float(np.mean(high - low))
     return {"ratio": err / naive if naive > 0 else np.nan, "beats": err <= min(naive, last),
             "inside": None if low is None else ((actual >= low) & (actual <= high))[known],
-            "width": None if low is None else float(np.mean(high - low)) / err if err > 0 else np.nan}
+            "width": None if low is None else width / err if err > 0 else np.nan,
+            "scaled_width": None if low is None else width / scale, "scaled_error": err / scale}
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ Inference
     ets_fit.py      maximum likelihood and AICc selection for many series at once (AutoETS)
     stl_ar.py       STL decomposition and an AR on the adjusted series (R's stlm with ar, FFORMA's)
     arima.py        seasonal ARIMA: its polynomials, conditional residuals, forecasts and variances
+    arima_likelihood.py the exact likelihood of ARMA models by the Kalman filter, batched (R's ARIMA_Like)
     least_squares.py Levenberg-Marquardt for many small least-squares problems in lock-step
     arima_fit.py    unit-root tests and the stepwise order search for many series at once (AutoARIMA)
     metrics.py      MSE, MAE, MASE, CRPS, ...

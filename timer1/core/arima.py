@@ -34,6 +34,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from timer1.core.arima_likelihood import psi_weights
+
 
 @dataclass(frozen=True)
 class ArimaSpec:
@@ -90,20 +92,27 @@ def polynomials(spec: ArimaSpec, coef: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """coef (K, n_coef) -> (a (K, p + Pm), b (K, q + Qm), mu (K,)): the AR side 1 - sum a_i B^i =
     phi(B) Phi(B^m), the MA side 1 + sum b_j B^j = theta(B) Theta(B^m), and the constant."""
     f = factors(spec, coef)
-    rows, m = len(f.mu), spec.period
-    a = np.zeros((rows, spec.ar_lags))
-    a[:, :spec.p] = f.phi
-    for j in range(spec.P):  # (1 - phi)(1 - Phi) = 1 - phi - Phi + phi Phi
+    return (*multiply_out(f, spec.period), f.mu)
+
+
+def multiply_out(f: Factors, period: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a (K, p + Pm), b (K, q + Qm)) of a batch of factors (orders from their widths: zero-padded
+    factors give zero-padded sides)."""
+    rows, m = len(f.mu), period
+    p, q, big_p, big_q = f.phi.shape[1], f.theta.shape[1], f.sphi.shape[1], f.stheta.shape[1]
+    a = np.zeros((rows, p + m * big_p))
+    a[:, :p] = f.phi
+    for j in range(big_p):  # (1 - phi)(1 - Phi) = 1 - phi - Phi + phi Phi
         lag = (j + 1) * m
         a[:, lag - 1] += f.sphi[:, j]
-        a[:, lag:lag + spec.p] -= f.sphi[:, j:j + 1] * f.phi
-    b = np.zeros((rows, spec.ma_lags))
-    b[:, :spec.q] = f.theta
-    for j in range(spec.Q):  # (1 + theta)(1 + Theta) = 1 + theta + Theta + theta Theta
+        a[:, lag:lag + p] -= f.sphi[:, j:j + 1] * f.phi
+    b = np.zeros((rows, q + m * big_q))
+    b[:, :q] = f.theta
+    for j in range(big_q):  # (1 + theta)(1 + Theta) = 1 + theta + Theta + theta Theta
         lag = (j + 1) * m
         b[:, lag - 1] += f.stheta[:, j]
-        b[:, lag:lag + spec.q] += f.stheta[:, j:j + 1] * f.theta
-    return a, b, f.mu
+        b[:, lag:lag + q] += f.stheta[:, j:j + 1] * f.theta
+    return a, b
 
 
 def difference_polynomial(spec: ArimaSpec) -> np.ndarray:
@@ -202,12 +211,7 @@ def arima_psi(spec: ArimaSpec, coef: np.ndarray, count: int) -> np.ndarray:
     times the differencing (R's ARIMAtoMA on the integrated model)."""
     a, b, _ = polynomials(spec, coef)
     c = -np.convolve(np.concatenate([[1.0], -a[0]]), difference_polynomial(spec))[1:]  # (p + Pm + d + Dm,)
-    psi = np.zeros(count)
-    psi[0] = 1.0
-    for j in range(1, count):
-        lags = min(j, len(c))
-        psi[j] = (b[0, j - 1] if j <= b.shape[1] else 0.0) + np.dot(c[:lags], psi[j - 1::-1][:lags])
-    return psi
+    return psi_weights(c[None, :], b, count)[0]
 
 
 def forecasts_at(spec: ArimaSpec, coef: np.ndarray, y: np.ndarray, origins: list[int], horizon: int) -> np.ndarray:

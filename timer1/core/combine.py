@@ -25,8 +25,8 @@ from timer1.core.evidence import COLUMNS
 
 RANKS = 4             # rank indicators: best, second, third, any lower (by the error over all origins)
 FAR = 10.0            # a log error ratio past this (an unusable candidate) counts as this
-SOFTMAX_COEF = (-0.3343, 0.056, -2.0489, 0.402, -0.2461, -0.3324, -1.0286, -0.0174, 0.0897, 0.1333, -0.1293,
-                -0.0934)
+SOFTMAX_COEF = (-0.3682, 0.0166, -2.0694, 0.368, -0.2644, -0.3035, -1.0205, -0.0229, 0.1504, 0.0318, -0.1571,
+                -0.0253)
 # fit_softmax on the default's training cases (python benchmarks/default_combination.py prints them): per
 # error column (all, latest, early, late) the log ratio to the best, then its square (capped at 3), then
 # the rank indicators (best, 2nd, 3rd, lower)

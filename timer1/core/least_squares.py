@@ -11,9 +11,10 @@ made by forward differences, step 1e-6 max(1, |x_j|). A problem stops when an ac
 S by less than ``tol`` of S, when lambda grows past 1e10 (no step lowers S any more), or after
 ``max_iter`` iterations.
 
-Used for ARIMA's conditional sum of squares (timer1.core.arima_fit), where R's arima runs BFGS on
-the same objective: for a sum of squares the Gauss-Newton step converges in a few iterations, and
-every residual call evaluates all problems (and each problem's D perturbed points) in one pass.
+Used for ARIMA's conditional sum of squares and its exact likelihood, written as a sum of squares of
+scaled Kalman innovations (timer1.core.arima_fit), where R's arima runs BFGS on the same objectives:
+for a sum of squares the Gauss-Newton step converges in a few iterations, and every residual call
+evaluates all problems (and each problem's D perturbed points) in one pass.
 
 All problems share one width D; problem p uses its first ``dims[p]`` coordinates (the rest stay
 where they start and do not enter its step).

@@ -33,7 +33,7 @@ from timer1.util.seeding import derive_seed
 JUDGE_MAX_TOKENS = 256    # a judgement's budget (the teacher's completions take about 170 tokens)
 JUDGE_SAMPLES = 8         # judgements averaged per series: on the judge's validation cases 8 averaged scored
                           # 2.815 geometric-mean MASE against one greedy answer's 2.944 (the rule: 3.072)
-COMBINATION_BAND = BandCalibration((0.5, 0.8, 0.9, 0.95), (1.055, 1.091, 1.129, 1.13))
+COMBINATION_BAND = BandCalibration((0.5, 0.8, 0.9, 0.95), (1.055, 1.092, 1.128, 1.131))
                           # per central coverage, the factor that makes the default's band cover that share
                           # of the training outcomes (its split-conformal 10-90% band covered 77.7%)
 
