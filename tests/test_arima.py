@@ -380,3 +380,11 @@ def test_the_same_final_model_as_autoarima_on_most_series(reference_fits):
 def _reference_name(record) -> str:
     p, d, q, P, D, Q = record["order"]
     return str(ArimaSpec(p, d, q, P, D, Q, record["period"] if P + D + Q else 1, record["constant"]))
+
+
+def test_a_singular_autocovariance_system_fails_its_row_only():
+    from timer1.core.arima_likelihood import _solve_rows
+
+    out = _solve_rows(np.stack([2 * np.eye(2), np.zeros((2, 2))]), np.ones((2, 2)))
+    np.testing.assert_allclose(out[0], [0.5, 0.5])
+    assert np.isnan(out[1]).all()

@@ -62,7 +62,8 @@ def psi_weights(a: np.ndarray, b: np.ndarray, count: int) -> np.ndarray:
     psi[:, 0] = 1.0
     for j in range(1, count):
         lags = min(j, a.shape[1])
-        psi[:, j] = (b[:, j - 1] if j <= b.shape[1] else 0.0) + np.einsum("ki,ki->k", a[:, :lags], psi[:, j - 1::-1][:, :lags])
+        moving = b[:, j - 1] if j <= b.shape[1] else 0.0
+        psi[:, j] = moving + np.einsum("ki,ki->k", a[:, :lags], psi[:, j - 1::-1][:, :lags])
     return psi
 
 
@@ -82,10 +83,25 @@ def autocovariances(a: np.ndarray, b: np.ndarray, count: int) -> np.ndarray:
     eq, lag = np.meshgrid(np.arange(p + 1), np.arange(1, p + 1), indexing="ij")
     np.add.at(system, (eq.ravel(), np.abs(eq - lag).ravel()), -a.T[(lag - 1).ravel()])
     gamma = np.zeros((rows, rhs.shape[1]))
-    gamma[:, :p + 1] = np.linalg.solve(system.transpose(2, 0, 1), rhs[:, :p + 1, None])[:, :, 0]
+    gamma[:, :p + 1] = _solve_rows(system.transpose(2, 0, 1), rhs[:, :p + 1])
     for k in range(p + 1, rhs.shape[1]):
         gamma[:, k] = np.einsum("ki,ki->k", a, gamma[:, k - 1::-1][:, :p]) + rhs[:, k]
     return gamma[:, :count]
+
+
+def _solve_rows(matrices: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """(K, n) the solution of each system; a row whose matrix is singular (an AR side on the edge of
+    stationarity, where rounding left the test passing) gets NaN rather than failing the batch."""
+    try:
+        return np.linalg.solve(matrices, rhs[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:
+        out = np.full(rhs.shape, np.nan)
+        for i, (matrix, vector) in enumerate(zip(matrices, rhs)):
+            try:
+                out[i] = np.linalg.solve(matrix, vector)
+            except np.linalg.LinAlgError:
+                pass
+        return out
 
 
 def stationary_column(phi: np.ndarray, loading: np.ndarray) -> np.ndarray:
