@@ -13,7 +13,7 @@ held-out values (statsforecast's AutoETS and AutoARIMA with their 80% intervals,
 venv as JSON: {"DIR/name": {"autoets": {"mean": [...], "lo": [...], "hi": [...]}, ...}}). Printed: per
 method, the summary the issue's goals name (median MAE / seasonal naive's MAE, the share of series at
 or below the better of seasonal naive and last value, the 10-90% band's pooled coverage and its width
-over the MAE, from the combination's own backtest residuals: pooled (the mean width over the mean
+over the MAE, from the candidates' backtest residuals, each with its weight: pooled (the mean width over the mean
 absolute error, both in units of each history's mean one-step change), and the mean and median of the
 series' own ratios), how often each family carries the learned softmax's largest weight, then one row
 per series. Series from dataset packages are for this check only, never for training.
