@@ -116,3 +116,17 @@ def test_weighted_band_by_hand():
     top = dict(zip(np.round(BAND_LEVELS, 3), samples[:, 20]))
     assert (top[0.85], top[0.9], top[0.99]) == (1.0, 3.0, 3.0)
     assert (top[0.15], top[0.1]) == (-1.0, -3.0)                            # symmetric
+
+
+def test_source_names_the_weights_largest_first():
+    j = Judgement(["theta", "ets", "drift"], np.array([0.25, 0.75, 0.0]), 3, np.zeros(2), None, "", "judge")
+    assert j.source == "judge: ets 0.75 + theta 0.25"
+    assert Judgement(["theta"], np.array([1.0]), 0, np.zeros(2), None, "", "rule").source == "rule: theta 1.00"
+
+
+def test_summaries_count_a_combination_by_its_weighing_and_leading_candidate():
+    assert tally_key("softmax: theta 0.52 + seasonal naive (period 12) 0.31 + ets 0.17") == "softmax, most on theta"
+    assert tally_key("judge: seasonal naive (period 12) 0.75 + ets 0.25") == "judge, most on seasonal naive (period 12)"
+    assert tally_key("softmax: stl + ar 0.52 + theta 0.48") == "softmax, most on stl + ar"  # a name holding " + "
+    assert tally_key("rule: drift 1.00") == "rule, most on drift"
+    assert tally_key("model") == "model" and tally_key("drift") == "drift"   # not a combination: as it is
