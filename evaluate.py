@@ -219,8 +219,9 @@ def fitted_forecasts(name: str, windows, period: int | None, horizon: int) -> li
     """A fitted statistical method on each window's look-back, every window of the dataset fitted in one
     batch: ``ets`` AutoETS (timer1.core.ets_fit: the ETS model of least AICc, Hyndman et al. 2008),
     ``arima`` AutoARIMA (timer1.core.arima_fit: Hyndman & Khandakar's stepwise search), ``stl_ar`` an
-    AR on the STL-adjusted series (timer1.core.stl_ar, R's stlm with ar, as FFORMA fields it). The season is the step's daily cycle, else each look-back's own (baselines.estimate_period), as
-    seasonal naive's."""
+    AR on the STL-adjusted series (timer1.core.stl_ar, R's stlm with ar, as FFORMA fields it). The
+    season is the step's daily cycle, else each look-back's own (baselines.estimate_period), as seasonal
+    naive's."""
     from timer1.core.arima_fit import fit_auto_arima
     from timer1.core.baselines import estimate_period
     from timer1.core.ets_fit import fit_auto_ets

@@ -10,7 +10,8 @@ its forecast is scored on the held-out rows. Printed as made: one row per series
 summary the issue's goals name: the median of MAE / seasonal naive's MAE, the share of series at or
 below the better baseline, the 10-90% band's pooled coverage and its width over the MAE (pooled: the
 mean width over the mean absolute error, both in units of each history's mean one-step change; and the
-mean and median of the series' own ratios), and the pooled coverage of the 50%, 90% and 95% bands (forecast.py --quantiles asks for every level).
+mean and median of the series' own ratios), and the pooled coverage of the 50%, 90% and 95% bands
+(forecast.py --quantiles asks for every level).
 Series from dataset packages are for this check only, never for training.
 """
 
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
                 s["covered"] += covered.tolist()
                 s["width"].append(width)
                 if has_band:  # width and error in the history's units, for the pooled ratio
-                    s["scaled"].append((float(np.mean(high - low)) / scale_of(history), mae / scale_of(history)))
+                    unit = scale_of(history)
+                    s["scaled"].append((float(np.mean(high - low)) / unit, mae / unit))
                 for c in COVERAGES if has_band else ():
                     bottom, top = (quantiles[q] for q in edges(c))
                     s[c] += ((truth >= bottom) & (truth <= top)).tolist()

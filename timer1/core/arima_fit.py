@@ -56,7 +56,7 @@ from timer1.core.arima import (
     multiply_out,
     polynomials,
 )
-from timer1.core.arima_likelihood import standardized
+from timer1.core.arima_likelihood import standardized, stationary
 from timer1.core.baselines import _filled, periods_for
 from timer1.core.ets import MAX_SEASON
 from timer1.core.least_squares import levenberg_marquardt
@@ -316,9 +316,10 @@ def fit_ml(problems: list[tuple[np.ndarray, ArimaSpec]]) -> list[Fitted]:
 
 
 def _stationary_ar(spec: ArimaSpec, coef: np.ndarray) -> bool:
-    """R's arCheck on the CSS estimates: every root of phi(B) and of Phi(B) outside the unit circle."""
+    """R's arCheck on the CSS estimates: every root of phi(B) and of Phi(B) outside the unit circle (the
+    likelihood's own Schur-Cohn test)."""
     f = factors(spec, coef)
-    return _roots_beyond(np.concatenate([[1.0], -f.phi[0]]), 1.0) and _roots_beyond(np.concatenate([[1.0], -f.sphi[0]]), 1.0)
+    return bool(stationary(f.phi)[0] and stationary(f.sphi)[0])
 
 
 def _fit_ml_one_period(problems: list[tuple[np.ndarray, ArimaSpec, np.ndarray]], period: int) -> list[Fitted]:

@@ -67,14 +67,13 @@ def psi_weights(a: np.ndarray, b: np.ndarray, count: int) -> np.ndarray:
     return psi
 
 
-def autocovariances(a: np.ndarray, b: np.ndarray, count: int) -> np.ndarray:
+def arma_autocovariances(a: np.ndarray, b: np.ndarray, psi: np.ndarray, count: int) -> np.ndarray:
     """(K, count) gamma_0.. of each stationary row (unit noise variance), Brockwell & Davis (2002), 3.2:
     gamma(k) - sum_i a_i gamma(|k - i|) = sum_{j >= k} theta_j psi_{j-k} (theta_0 = 1) solved for
-    k = 0..p, then the same recursion forward."""
+    k = 0..p, then the same recursion forward; psi: at least the first q + 1 psi weights."""
     rows, p = a.shape
     theta = np.concatenate([np.ones((rows, 1)), b], axis=1)  # (K, q + 1)
     q = theta.shape[1] - 1
-    psi = psi_weights(a, b, q + 1)
     rhs = np.zeros((rows, max(count, p + 1)))
     for k in range(min(q, rhs.shape[1] - 1) + 1):
         rhs[:, k] = np.einsum("kj,kj->k", theta[:, k:], psi[:, :q + 1 - k])
@@ -111,8 +110,8 @@ def stationary_column(phi: np.ndarray, loading: np.ndarray) -> np.ndarray:
     rows, r = phi.shape
     ok = stationary(phi)
     phi_ok = np.where(ok[:, None], phi, 0.0)
-    gamma = autocovariances(phi_ok, loading[:, 1:], r + 1)  # (K, r + 1)
-    psi = psi_weights(phi_ok, loading[:, 1:], r)  # (K, r)
+    psi = psi_weights(phi_ok, loading[:, 1:], r)  # (K, r): r = q + 1, as many as the autocovariances need
+    gamma = arma_autocovariances(phi_ok, loading[:, 1:], psi, r + 1)  # (K, r + 1)
     i, k = np.meshgrid(np.arange(r), np.arange(r), indexing="ij")
     later = k >= i
     column = (np.einsum("kij,kj->ki", np.where(later, gamma[:, np.clip(k - i + 1, 0, r)], 0.0), phi_ok)
